@@ -1,0 +1,5 @@
+"""``python -m gapseal``."""
+
+from gapseal.cli import run
+
+run()

@@ -1,0 +1,92 @@
+"""The error hierarchy: one base, one base per domain, each able to explain itself.
+
+Every error carries what went wrong, where (a file, a digest, a host) and what to do next, so the CLI can print a
+diagnosis a skeptical operator can act on. Libraries raise these; only ``gapseal.cli`` catches them.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_FINDINGS = 3
+
+
+class GapsealError(Exception):
+    """Base of every error gapseal reports to a user."""
+
+    exit_code: int = EXIT_ERROR
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.where = where
+        self.hint = hint
+
+    def diagnostics(self) -> str:
+        """Return the cause, the place and the next step, one per line."""
+        lines = [self.message]
+        if self.where:
+            lines.append(f"  where: {self.where}")
+        if self.hint:
+            lines.append(f"  next:  {self.hint}")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, str]:
+        """Return the diagnosis for ``--json`` output."""
+        out = {"error": type(self).__name__, "message": self.message}
+        if self.where:
+            out["where"] = self.where
+        if self.hint:
+            out["hint"] = self.hint
+        return out
+
+
+class UsageError(GapsealError):
+    """Arguments that do not fit together, or an output that would be overwritten."""
+
+    exit_code = EXIT_USAGE
+
+
+class SigningError(GapsealError):
+    """Keys, signatures and signed statements."""
+
+
+class KeyLoadError(SigningError):
+    """A key file that cannot be read, decrypted or is of the wrong kind."""
+
+
+class SignatureError(SigningError):
+    """A signature that does not verify against any trusted key, or a malformed signed document."""
+
+
+class BundleError(GapsealError):
+    """The bundle artifact: spec, layout, pack and unpack."""
+
+
+class SpecError(BundleError):
+    """A bundle spec that is invalid: unknown field, missing path, path outside the spec's directory."""
+
+
+class InputError(BundleError):
+    """An input file or directory that cannot be bundled (a symlink, a device, an unreadable file)."""
+
+
+class ArchiveError(BundleError):
+    """A tar or split set that is unsafe or damaged (absolute path, ``..``, link, device, truncation)."""
+
+
+class VerificationError(BundleError):
+    """A bundle that does not verify: digest, size, file set, signature, expiry or rollback."""
+
+
+class InstallError(GapsealError):
+    """The installer: inventory, hardware, variant selection, Ansible runs."""
+
+
+class AuditError(GapsealError):
+    """The auditor: collectors, policy engines, evidence."""
+
+
+class EvidenceError(AuditError):
+    """Evidence that does not verify: a signature, a digest, a missing or extra file."""
