@@ -59,9 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=list(argv) if argv is not None else None, prog_name="gapseal", standalone_mode=False)
-    except click_exceptions.Exit as e:
-        return e.exit_code
-    except click_exceptions.Abort:
+    except typer.Exit as e:
+        return int(e.exit_code)
+    except typer.Abort:
         _output.stderr.print("aborted")
         return EXIT_ERROR
     except click_exceptions.ClickException as e:
