@@ -1,0 +1,732 @@
+"""The facts schema: what the auditor knows about one host, and how it came to know it.
+
+One ``HostFacts`` document per host, version ``FACTS_SCHEMA_VERSION``. Policies (Rego, ``input`` = this document as
+JSON) read it; the evidence directory stores it with the raw outputs it was derived from.
+
+Conventions every policy may rely on:
+
+- Each domain (``routes``, ``firewall``, ``dns``, ...) carries ``status`` (``ok`` | ``unknown``) and ``reason``.
+  A domain that could not be collected is ``unknown`` with the reason, never an empty "all clear": policies must treat
+  ``status == "unknown"`` as failing.
+- Each domain lists its ``sources``: the command argv or file path it read, the exit code, and the sha256 of the raw
+  bytes. When ``stored`` is true the raw bytes are in ``HostFacts.raw_outputs`` under ``"sha256:<hex>"``.
+  Sources that may hold secrets (process environments, environment files) are hashed but not stored.
+- IP addresses come with an ``address_class`` (``loopback`` | ``unspecified`` | ``link_local`` | ``private`` |
+  ``documentation`` | ``multicast`` | ``global``) and networks with ``first``/``last`` as fixed-width lower-case hex
+  strings (8 digits for IPv4, 32 for IPv6), so containment in an allowlist is a string comparison and needs no
+  ``net.cidr_*`` builtin (regopy lacks them).
+- Values that may carry credentials (proxy URLs) have their userinfo replaced by ``***``.
+
+Changes to this schema are additive within a version; a removal or a change of meaning bumps the version.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gapseal.errors import AuditError
+
+FACTS_KIND: Final = "gapseal.audit.facts"
+FACTS_SCHEMA_VERSION: Final = 1
+
+Status = Literal["ok", "unknown"]
+"""``ok``: the collector ran and the fact is what it says. ``unknown``: it could not run; see ``reason``."""
+
+AddressClass = Literal["loopback", "unspecified", "link_local", "private", "documentation", "multicast", "global"]
+Family = Literal["inet", "inet6"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+# --------------------------------------------------------------------------------------------------- provenance
+
+
+class Source(_Model):
+    """How a fact was obtained: one command run or one file read."""
+
+    kind: Literal["command", "file", "directory", "procfs", "socket"]
+    """``command``: ``argv`` was run; ``file``/``procfs``: ``path`` was read; ``directory``: ``path`` was listed;
+    ``socket``: a probe made a socket call (no bytes read)."""
+    argv: list[str] | None = None
+    """The command line, for ``command`` sources (run without a shell)."""
+    path: str | None = None
+    """The path read, as seen by the collector (the ``root`` prefix included)."""
+    exit_code: int | None = None
+    """The command's exit status, for ``command`` sources that ran."""
+    sha256: str | None = None
+    """Lower-case hex sha256 of the raw bytes read (stdout for commands); null when nothing was read."""
+    size: int | None = None
+    """Length of the raw bytes in bytes."""
+    stored: bool = False
+    """True when the raw bytes are in ``HostFacts.raw_outputs["sha256:<hex>"]``."""
+    error: str | None = None
+    """Why the command or read failed (missing file, exit status and stderr, permission), when it did."""
+
+
+class RawOutput(_Model):
+    """The raw bytes behind one or more sources, kept so the evidence directory can store and re-hash them."""
+
+    encoding: Literal["utf-8", "base64"]
+    """How ``content`` encodes the bytes: ``utf-8`` text when the bytes decode as UTF-8, else base64."""
+    content: str
+    """The raw bytes in ``encoding``."""
+    size: int
+    """Length of the raw bytes."""
+
+
+class _Domain(_Model):
+    status: Status = "ok"
+    """``ok`` or ``unknown``; policies treat ``unknown`` as failing."""
+    reason: str | None = None
+    """Why the domain is ``unknown`` (or a note on a partial collection)."""
+    sources: list[Source] = Field(default_factory=list)
+    """Every command run and file read for this domain."""
+
+
+class Network(_Model):
+    """An IP network (or a single address as /32, /128), with its bounds in comparable form."""
+
+    cidr: str
+    """Normalised ``address/prefixlen`` (``0.0.0.0/0`` and ``::/0`` for defaults)."""
+    family: Family
+    prefixlen: int
+    first: str
+    """First address as fixed-width lower-case hex (8 digits IPv4, 32 IPv6): compare as strings."""
+    last: str
+    """Last address, same form as ``first``."""
+    address_class: AddressClass
+    """Class of the network's first address (a default route's ``0.0.0.0/0`` is ``unspecified``)."""
+
+
+# --------------------------------------------------------------------------------------------------- host
+
+
+class HostInfo(_Model):
+    """Which host (and which network namespace) these facts describe."""
+
+    hostname: str
+    """The kernel hostname (``uname -n``) of the collecting process's UTS namespace."""
+    root: str
+    """The file-system prefix collectors read configuration under (``/`` on a real host)."""
+    netns: str | None
+    """The collector's network namespace, as ``readlink /proc/self/ns/net`` (``net:[4026531840]``)."""
+    kernel: str
+    """``uname -r``."""
+    machine_id: str | None = None
+    """``{root}/etc/machine-id`` when present."""
+
+
+class CollectorInfo(_Model):
+    """The tool that collected the facts."""
+
+    tool: Literal["gapseal"] = "gapseal"
+    version: str
+    """gapseal's version."""
+
+
+# --------------------------------------------------------------------------------------------------- routes
+
+
+class Route(_Model):
+    """One route from ``ip -j route show table all`` (IPv4) or ``ip -6 -j route show table all``."""
+
+    family: Family
+    table: str
+    """Routing table name or number (``main``, ``local``, ``254``...)."""
+    type: str
+    """Route type: ``unicast``, ``local``, ``broadcast``, ``multicast``, ``unreachable``, ``blackhole``..."""
+    dst: Network
+    """Destination network (``default`` is ``0.0.0.0/0`` or ``::/0``)."""
+    is_default: bool
+    """True for a default route (prefix length 0)."""
+    gateway: str | None = None
+    """Next-hop address, when the route has one."""
+    dev: str | None = None
+    """Output interface."""
+    protocol: str | None = None
+    scope: str | None = None
+    prefsrc: str | None = None
+    metric: int | None = None
+    forwards: bool
+    """True when the route sends packets out of the host: a ``unicast`` route via an interface other than ``lo``."""
+
+
+class RoutingRule(_Model):
+    """One policy-routing rule from ``ip -j rule`` / ``ip -6 -j rule``."""
+
+    family: Family
+    priority: int
+    table: str | None = None
+    action: str
+    """``lookup`` (to ``table``), ``unreachable``, ``blackhole``, ``prohibit``, ``goto``, ``nop``."""
+    selector: dict[str, str] = Field(default_factory=dict)
+    """Match fields as ``ip -j rule`` prints them (``src``, ``dst``, ``iif``, ``oif``, ``fwmark``...)."""
+
+
+class RoutesFacts(_Domain):
+    """Routing tables and rules, IPv4 and IPv6."""
+
+    routes: list[Route] = Field(default_factory=list)
+    rules: list[RoutingRule] = Field(default_factory=list)
+    default_routes: list[Route] = Field(default_factory=list)
+    """The routes with ``is_default`` and ``forwards`` (in any table): a way off the host towards anywhere."""
+    forwarding_routes: list[Route] = Field(default_factory=list)
+    """Every route with ``forwards`` true, default routes included."""
+
+
+# --------------------------------------------------------------------------------------------------- firewall
+
+
+class NftChain(_Model):
+    """One nftables chain."""
+
+    family: str
+    """``ip``, ``ip6``, ``inet``, ``arp``, ``bridge``, ``netdev``."""
+    table: str
+    name: str
+    type: str | None = None
+    """Base chain type (``filter``, ``nat``, ``route``); null for regular chains."""
+    hook: str | None = None
+    """Base chain hook (``input``, ``output``, ``forward``...); null for regular chains."""
+    priority: int | None = None
+    policy: str | None = None
+    """Base chain policy (``accept`` | ``drop``); null for regular chains."""
+    rule_count: int
+    """Number of rules in the chain."""
+
+
+class NftRule(_Model):
+    """One nftables rule, with the matches policies care about extracted from its expression list."""
+
+    family: str
+    table: str
+    chain: str
+    handle: int | None = None
+    verdict: str | None = None
+    """Final verdict: ``accept``, ``drop``, ``reject``, ``jump``, ``goto``, ``return``, ``continue``; null if none."""
+    target: str | None = None
+    """Chain named by a ``jump``/``goto`` verdict."""
+    daddr: list[Network] = Field(default_factory=list)
+    """Destination networks matched with ``==`` (``ip daddr``, ``ip6 daddr``, literal sets and prefixes)."""
+    saddr: list[Network] = Field(default_factory=list)
+    """Source networks matched with ``==``."""
+    dports: list[int] = Field(default_factory=list)
+    """Destination ports matched (single ports and ranges expanded up to 64 entries)."""
+    oifname: list[str] = Field(default_factory=list)
+    """Output interface names matched."""
+    iifname: list[str] = Field(default_factory=list)
+    """Input interface names matched."""
+    ct_state: list[str] = Field(default_factory=list)
+    """Conntrack states matched (``established``, ``related``...)."""
+    negated: bool = False
+    """True when any match uses ``!=``: the extracted lists then over-approximate and policies should be wary."""
+    unparsed: bool = False
+    """True when the rule holds matches the extractor does not understand (sets by name, maps, meta...)."""
+    comment: str | None = None
+
+
+class NftablesFacts(_Model):
+    """The nftables ruleset from ``nft -j list ruleset``."""
+
+    status: Status
+    reason: str | None = None
+    present: bool
+    """True when the ``nft`` tool exists on the host."""
+    chains: list[NftChain] = Field(default_factory=list)
+    rules: list[NftRule] = Field(default_factory=list)
+    output_policy: dict[str, str] = Field(default_factory=dict)
+    """For each family (``ip``, ``ip6``, ``inet``): the strictest policy among its ``filter`` chains on hook
+    ``output`` (``drop`` if any is ``drop``); a family without such a chain is absent."""
+    ruleset: list[dict[str, Any]] = Field(default_factory=list)
+    """The ``nftables`` array exactly as ``nft -j`` printed it, for policies that need more."""
+
+
+class IptablesChain(_Model):
+    """One chain of an ``iptables-save`` / ``ip6tables-save`` table."""
+
+    family: Family
+    table: str
+    name: str
+    policy: str | None = None
+    """Built-in chain policy (``ACCEPT`` | ``DROP``); null (``-``) for user chains."""
+    rules: list[str] = Field(default_factory=list)
+    """The chain's ``-A`` lines, verbatim, in order."""
+
+
+class IptablesFacts(_Model):
+    """Legacy/compat iptables state from ``iptables-save`` and ``ip6tables-save``, where present."""
+
+    status: Status
+    reason: str | None = None
+    present: bool
+    """True when ``iptables-save`` exists on the host."""
+    chains: list[IptablesChain] = Field(default_factory=list)
+
+
+class FirewallFacts(_Domain):
+    """Packet filtering: nftables, and iptables where present."""
+
+    nftables: NftablesFacts
+    iptables: IptablesFacts
+
+
+# --------------------------------------------------------------------------------------------------- DNS
+
+
+class Nameserver(_Model):
+    """A DNS server the host's resolver is configured to use."""
+
+    address: str
+    address_class: AddressClass
+    origin: str
+    """Where it is configured: ``resolv.conf``, ``resolved.conf:DNS``, ``resolved.conf:FallbackDNS``."""
+
+
+class ResolvedFacts(_Model):
+    """systemd-resolved configuration (``/etc/systemd/resolved.conf`` and its drop-ins)."""
+
+    present: bool
+    """True when any resolved.conf file exists."""
+    settings: dict[str, str] = Field(default_factory=dict)
+    """Effective ``[Resolve]`` settings (later drop-ins win), e.g. ``DNS``, ``FallbackDNS``, ``DNSOverTLS``, ``LLMNR``,
+    ``MulticastDNS``."""
+
+
+class DnsFacts(_Domain):
+    """Name resolution: resolv.conf, nsswitch, systemd-resolved."""
+
+    resolv_conf_present: bool = False
+    resolv_conf_target: str | None = None
+    """The symlink target of ``/etc/resolv.conf`` when it is a link (e.g. systemd-resolved's stub)."""
+    nameservers: list[Nameserver] = Field(default_factory=list)
+    """Every nameserver from ``resolv.conf`` and ``resolved.conf`` (``DNS=``, ``FallbackDNS=``)."""
+    search: list[str] = Field(default_factory=list)
+    options: list[str] = Field(default_factory=list)
+    nsswitch_hosts: list[str] = Field(default_factory=list)
+    """The ``hosts:`` line of ``/etc/nsswitch.conf``, split (``files``, ``dns``, ``mdns4_minimal``...)."""
+    resolved: ResolvedFacts
+
+
+# --------------------------------------------------------------------------------------------------- processes
+
+
+class ProcessRef(_Model):
+    """A process, identified enough for a report."""
+
+    pid: int
+    comm: str
+    """``/proc/<pid>/comm``."""
+    exe: str | None = None
+    """``readlink /proc/<pid>/exe`` when readable."""
+
+
+class ProcessInfo(_Model):
+    """A process running in the collector's network namespace that matters to the audit."""
+
+    pid: int
+    comm: str
+    exe: str | None = None
+    cmdline: list[str] = Field(default_factory=list)
+    services: list[str] = Field(default_factory=list)
+    """Inference services recognised from the command line (``vllm``, ``tgi``, ``ollama``, ``llama.cpp``,
+    ``open-webui``, ``gradio``, ``huggingface``)."""
+    environment: dict[str, str] = Field(default_factory=dict)
+    """Only the proxy and telemetry variables from ``/proc/<pid>/environ`` (never the whole environment)."""
+    environ_readable: bool
+    """False when ``/proc/<pid>/environ`` could not be read (then ``environment`` is unknown, not empty)."""
+
+
+class ProcessesFacts(_Domain):
+    """Processes in this host's network namespace (``/proc/<pid>/ns/net`` equal to the collector's own)."""
+
+    netns: str | None = None
+    """The namespace processes were matched against."""
+    scanned: int = 0
+    """Processes in this namespace."""
+    inference: list[ProcessInfo] = Field(default_factory=list)
+    """Processes recognised as inference services, with their relevant environment."""
+
+
+# --------------------------------------------------------------------------------------------------- proxies
+
+
+class ProxySetting(_Model):
+    """One proxy variable set somewhere on the host."""
+
+    variable: str
+    """The variable as written (``http_proxy``, ``HTTPS_PROXY``, ``no_proxy``...)."""
+    name: str
+    """Lower-cased variable name (``http_proxy``, ``https_proxy``, ``ftp_proxy``, ``all_proxy``, ``no_proxy``)."""
+    value: str
+    """The value with any URL userinfo replaced by ``***``."""
+    is_exclusion: bool
+    """True for ``no_proxy`` (a list of exclusions, not a proxy)."""
+    origin: Literal["etc_environment", "profile_d", "systemd_unit", "systemd_system_conf", "process"]
+    location: str
+    """File path (with ``:line``) or ``pid:<n>`` the setting was found in."""
+
+
+class ProxyFacts(_Domain):
+    """Proxy variables from the system environment, login profiles, systemd units and running inference processes."""
+
+    settings: list[ProxySetting] = Field(default_factory=list)
+    proxies: list[ProxySetting] = Field(default_factory=list)
+    """The settings that route traffic through a proxy: non-empty and not ``no_proxy``."""
+
+
+# --------------------------------------------------------------------------------------------------- sockets
+
+
+class ListeningSocket(_Model):
+    """A socket waiting for traffic: TCP in LISTEN, UDP unconnected and bound."""
+
+    protocol: Literal["tcp", "udp"]
+    family: Family
+    address: str
+    port: int
+    bind_scope: Literal["all", "loopback", "specific"]
+    """``all``: bound to ``0.0.0.0``/``::`` (every interface); ``loopback``: 127.0.0.0/8 or ``::1``; ``specific``: one
+    non-loopback address."""
+    address_class: AddressClass
+    inode: int
+    processes: list[ProcessRef] = Field(default_factory=list)
+    """Processes holding the socket (empty when none is visible, e.g. kernel sockets)."""
+
+
+class SocketsFacts(_Domain):
+    """Listening sockets of this network namespace, from ``/proc/net/{tcp,tcp6,udp,udp6}`` and ``/proc/*/fd``."""
+
+    listening: list[ListeningSocket] = Field(default_factory=list)
+    exposed: list[ListeningSocket] = Field(default_factory=list)
+    """Listening sockets not bound to loopback (``bind_scope`` ``all`` or ``specific``)."""
+
+
+# --------------------------------------------------------------------------------------------------- probes
+
+
+class ProbeResult(_Model):
+    """One egress probe."""
+
+    kind: Literal["route", "udp_connect", "tcp_connect", "dns"]
+    """``route``: ``ip route get`` (no packet); ``udp_connect``: ``connect()`` on a UDP socket (no packet);
+    ``tcp_connect``: a real TCP handshake (only to targets the user named); ``dns``: one A query to a named server."""
+    target: str
+    """Address (and ``:port``) probed."""
+    family: Family
+    active: bool
+    """True when the probe sent packets (``tcp_connect``, ``dns``)."""
+    outcome: Literal["no_route", "routed", "connected", "refused", "timeout", "answered", "error"]
+    """``no_route``: the kernel has no route (ENETUNREACH/EHOSTUNREACH, or ``unreachable``/``prohibit``/``blackhole``
+    route); ``routed``: a route exists / UDP connect succeeded; ``connected``: TCP handshake completed; ``refused``: RST
+    came back (the network path exists); ``timeout``: nothing came back in time; ``answered``: a DNS reply arrived."""
+    egress_possible: bool
+    """True when the outcome shows a path off the host exists (``routed``, ``connected``, ``refused``, ``answered``)."""
+    detail: str | None = None
+    """The error text or the route line (``dev``, ``via``, ``src``)."""
+    errno: str | None = None
+    """Symbolic errno (``ENETUNREACH``...) when a socket call failed."""
+
+
+class ProbesFacts(_Domain):
+    """Egress probes. By default only route lookups and UDP connect(), which send no packet."""
+
+    probes: list[ProbeResult] = Field(default_factory=list)
+    egress_possible: bool = False
+    """True when any probe has ``egress_possible``."""
+    active_targets: list[str] = Field(default_factory=list)
+    """Targets the user named for active probes (``--probe HOST:PORT``)."""
+
+
+# --------------------------------------------------------------------------------------------------- telemetry
+
+
+class TelemetrySwitch(_Model):
+    """One documented telemetry/offline switch and its value where a service runs."""
+
+    variable: str
+    """Environment variable (exact name from the project's documentation)."""
+    expected: str
+    """What disables telemetry / enables offline mode (e.g. ``1``, ``False``, ``off``)."""
+    value: str | None = None
+    """The value found, null when unset."""
+    satisfied: bool
+    """True when ``value`` matches ``expected`` (case-insensitive, ``1``/``true``/``yes``/``on`` alike for booleans)."""
+
+
+class TelemetryRequirement(_Model):
+    """A group of switches of which one must be satisfied (e.g. ``VLLM_NO_USAGE_STATS`` or ``DO_NOT_TRACK``)."""
+
+    service: str
+    purpose: str
+    """What the group controls (``usage statistics``, ``hub offline``...)."""
+    any_of: list[TelemetrySwitch]
+    satisfied: bool
+
+
+class InferenceService(_Model):
+    """An inference service found running or configured, with its telemetry switches."""
+
+    service: str
+    """``vllm``, ``tgi``, ``ollama``, ``llama.cpp``, ``open-webui``, ``gradio``, ``huggingface``."""
+    origin: Literal["process", "systemd_unit"]
+    location: str
+    """``pid:<n>`` or the unit file path."""
+    environment_known: bool
+    """False when the environment could not be read: then every requirement is unsatisfied."""
+    requirements: list[TelemetryRequirement] = Field(default_factory=list)
+    telemetry_disabled: bool
+    """True when every requirement is satisfied."""
+
+
+class TelemetryFacts(_Domain):
+    """Telemetry switches of inference services (process environments and systemd unit files)."""
+
+    services: list[InferenceService] = Field(default_factory=list)
+    violations: list[str] = Field(default_factory=list)
+    """``<service>@<location>: <purpose>`` for every unsatisfied requirement."""
+
+
+# --------------------------------------------------------------------------------------------------- storage
+
+
+StorageKind = Literal["local_block", "network", "fuse", "overlay", "virtual", "unknown"]
+
+
+class Mount(_Model):
+    """One line of ``/proc/self/mountinfo``."""
+
+    mount_id: int
+    parent_id: int
+    major_minor: str
+    """``major:minor`` of the device behind the mount (``0:xx`` for non-block file systems)."""
+    root: str
+    """Root of the mount within its file system (bind mounts show a sub-path)."""
+    mount_point: str
+    options: list[str] = Field(default_factory=list)
+    fstype: str
+    """File-system type, with subtype (``fuse.sshfs``, ``nfs4``, ``cifs``, ``ext4``...)."""
+    source: str
+    """Mount source (``/dev/mapper/...``, ``server:/export``, ``//server/share``)."""
+    super_options: list[str] = Field(default_factory=list)
+    kind: StorageKind
+    """``local_block``: a local block device; ``network``: NFS, CIFS/SMB, Ceph, GlusterFS, 9p, iSCSI-free remote fs;
+    ``fuse``: any FUSE fs (sshfs, s3fs, rclone... treated as possibly remote); ``overlay``; ``virtual``: proc, sysfs,
+    tmpfs..."""
+    remote: bool
+    """True for ``network`` and for FUSE file systems (data may leave the host)."""
+
+
+class BlockDevice(_Model):
+    """One node of the ``lsblk -J`` tree, flattened, with its chain of underlying devices."""
+
+    name: str
+    kname: str | None = None
+    major_minor: str | None = None
+    type: str
+    """``disk``, ``part``, ``crypt``, ``lvm``, ``raid1``, ``loop``, ``rom``..."""
+    fstype: str | None = None
+    """``ext4``, ``crypto_LUKS``, ``LVM2_member``..."""
+    mountpoints: list[str] = Field(default_factory=list)
+    chain: list[str] = Field(default_factory=list)
+    """Names from this device down to the physical disk (``root`` → ``luks-…`` → ``nvme0n1p3`` → ``nvme0n1``)."""
+    encrypted: bool
+    """True when this device or one under it is ``crypt`` or ``crypto_LUKS``."""
+
+
+Encryption = Literal["encrypted", "not_encrypted", "unknown", "not_applicable"]
+
+
+class PathStorage(_Model):
+    """The storage behind one model, data or install path."""
+
+    path: str
+    role: Literal["model", "data", "install"]
+    exists: bool
+    mount_point: str | None = None
+    fstype: str | None = None
+    source: str | None = None
+    kind: StorageKind = "unknown"
+    remote: bool | None = None
+    """True for network or FUSE storage; null when the mount could not be determined."""
+    encryption: Encryption = "unknown"
+    """``encrypted``: a dm-crypt/LUKS layer is in the device chain; ``not_encrypted``: the chain is known and has none;
+    ``not_applicable``: virtual file systems (tmpfs, proc); ``unknown``: network/FUSE or no block device info."""
+    device_chain: list[str] = Field(default_factory=list)
+    """Block device names from the mounted device down to the disk."""
+    reason: str | None = None
+    """Why ``kind`` or ``encryption`` is ``unknown``."""
+
+
+class StorageFacts(_Domain):
+    """Mounts behind model/data/install paths, and disk encryption of those volumes."""
+
+    mounts: list[Mount] = Field(default_factory=list)
+    block_devices: list[BlockDevice] = Field(default_factory=list)
+    block_devices_status: Status = "ok"
+    """``unknown`` when ``lsblk`` could not run (then every ``encryption`` is ``unknown``)."""
+    paths: list[PathStorage] = Field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------------- integrity
+
+
+class FileIntegrity(_Model):
+    """One installed file checked against the install record."""
+
+    path: str
+    """Path as recorded in ``installed.json``."""
+    expected_sha256: str
+    expected_size: int
+    actual_sha256: str | None = None
+    actual_size: int | None = None
+    state: Literal["ok", "modified", "missing", "not_regular", "unreadable"]
+    """``modified``: size or digest differ; ``not_regular``: a symlink, directory or device where a file was
+    installed."""
+
+
+class IntegrityFacts(_Domain):
+    """Installed files against ``{root}/var/lib/gapseal/installed.json``."""
+
+    record_path: str
+    record_present: bool = False
+    record_sha256: str | None = None
+    bundle_name: str | None = None
+    bundle_version: str | None = None
+    manifest_digest: str | None = None
+    """The signed bundle manifest digest the install came from (``sha256:<hex>``)."""
+    variants: list[str] = Field(default_factory=list)
+    files: list[FileIntegrity] = Field(default_factory=list)
+    checked: int = 0
+    ok: int = 0
+    failures: list[str] = Field(default_factory=list)
+    """``<state>: <path>`` for every file whose state is not ``ok``."""
+
+
+# --------------------------------------------------------------------------------------------------- ssh
+
+
+class SshFacts(_Domain):
+    """sshd authentication settings: ``sshd -T`` when it runs, else ``sshd_config`` (and its Includes) parsed."""
+
+    present: bool = False
+    """True when sshd or its configuration exists on the host."""
+    method: Literal["sshd -T", "sshd_config", "none"] = "none"
+    settings: dict[str, str] = Field(default_factory=dict)
+    """Every effective setting, lower-case keyword → value (first occurrence wins, as sshd does; Match blocks not
+    applied)."""
+    password_authentication: str | None = None
+    """``yes`` | ``no`` (sshd's default ``yes`` applied when unset in a parsed config)."""
+    permit_root_login: str | None = None
+    """``yes`` | ``no`` | ``prohibit-password`` | ``without-password`` | ``forced-commands-only``."""
+    pubkey_authentication: str | None = None
+    kbd_interactive_authentication: str | None = None
+    permit_empty_passwords: str | None = None
+    listen_addresses: list[str] = Field(default_factory=list)
+    ports: list[int] = Field(default_factory=list)
+    match_blocks: int = 0
+    """Number of ``Match`` blocks (their settings are not reflected above)."""
+
+
+# --------------------------------------------------------------------------------------------------- logging
+
+
+class JournaldFacts(_Model):
+    """systemd-journald configuration (``journald.conf`` and drop-ins)."""
+
+    present: bool
+    """True when any journald.conf file exists."""
+    settings: dict[str, str] = Field(default_factory=dict)
+    """Effective ``[Journal]`` settings (later drop-ins win)."""
+    storage: str
+    """``Storage=`` (default ``auto``: persistent only if ``/var/log/journal`` exists)."""
+    persistent: bool
+    """True when journals survive a reboot: ``persistent``, or ``auto`` with ``{root}/var/log/journal`` present."""
+    max_retention_sec: int | None = None
+    """``MaxRetentionSec=`` in seconds; null when unset (no time-based deletion) or 0."""
+    forward_to_syslog: str | None = None
+
+
+class AuditdFacts(_Model):
+    """Linux audit daemon configuration (``/etc/audit/auditd.conf``)."""
+
+    present: bool
+    settings: dict[str, str] = Field(default_factory=dict)
+    """All key = value settings, keys lower-case."""
+    rules_files: list[str] = Field(default_factory=list)
+    """``/etc/audit/rules.d/*.rules`` present."""
+
+
+class LoggingFacts(_Domain):
+    """Log retention: journald and auditd."""
+
+    journald: JournaldFacts
+    auditd: AuditdFacts
+
+
+# --------------------------------------------------------------------------------------------------- the document
+
+
+class HostFacts(_Model):
+    """Everything the auditor collected on one host."""
+
+    kind: Literal["gapseal.audit.facts"] = FACTS_KIND
+    schema_version: Literal[1] = FACTS_SCHEMA_VERSION
+    collected_at: datetime
+    """UTC time of collection (the only field that differs between two collections of an unchanged host)."""
+    collector: CollectorInfo
+    host: HostInfo
+    routes: RoutesFacts
+    firewall: FirewallFacts
+    dns: DnsFacts
+    processes: ProcessesFacts
+    proxy: ProxyFacts
+    sockets: SocketsFacts
+    probes: ProbesFacts
+    telemetry: TelemetryFacts
+    storage: StorageFacts
+    integrity: IntegrityFacts
+    ssh: SshFacts
+    logging: LoggingFacts
+    raw_outputs: dict[str, RawOutput] = Field(default_factory=dict)
+    """Raw bytes of every stored source, keyed ``sha256:<hex>`` of those bytes."""
+
+    def unknown_domains(self) -> list[str]:
+        """Names of the domains whose status is ``unknown``."""
+        names = ["routes", "firewall", "dns", "processes", "proxy", "sockets", "probes", "telemetry", "storage"]
+        names += ["integrity", "ssh", "logging"]
+        return [n for n in names if getattr(self, n).status == "unknown"]
+
+    def to_json(self) -> str:
+        """Serialise as sorted, indented JSON (the form stored in evidence and fed to policies)."""
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def load_facts(data: bytes | str, *, where: str | None = None) -> HostFacts:
+    """Parse a facts document, checking its kind and schema version first; raises ``AuditError``."""
+    try:
+        doc = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AuditError(f"facts are not valid JSON: {e}", where=where) from e
+    if not isinstance(doc, dict):
+        raise AuditError("facts must be a JSON object", where=where)
+    if doc.get("kind") != FACTS_KIND:
+        raise AuditError(
+            f"not a gapseal facts document: kind is {doc.get('kind')!r}, expected {FACTS_KIND!r}", where=where
+        )
+    if doc.get("schema_version") != FACTS_SCHEMA_VERSION:
+        raise AuditError(
+            f"unsupported facts schema_version {doc.get('schema_version')!r} (this gapseal reads "
+            f"{FACTS_SCHEMA_VERSION})",
+            where=where,
+            hint="collect the facts again with this version of gapseal",
+        )
+    try:
+        return HostFacts.model_validate(doc)
+    except ValidationError as e:
+        raise AuditError(f"facts do not match schema v{FACTS_SCHEMA_VERSION}: {e}", where=where) from e
