@@ -1,0 +1,252 @@
+"""Turn a loaded spec into the exact list of files each component bundles, refusing anything that is not plain data.
+
+A component path may be:
+
+- a directory: walked recursively, entries sorted; every regular file is included, whatever its name. Nothing is
+  skipped silently: a ``.git`` directory, editor backups or ``__pycache__`` inside a model directory ARE bundled. The
+  spec author chooses the path, so point it at a clean directory.
+- a single regular file: one entry named by its basename.
+- a Hugging Face cache snapshot (``.../models--org--name/snapshots/<rev>/``), whose entries are symlinks into
+  ``../../blobs/``: those symlinks are read through, but only when they resolve to a regular file inside that repo's
+  ``blobs/`` directory.
+
+Every other symlink, and every device, fifo or socket, is an ``InputError`` naming the path. With
+``follow_symlinks=True`` symlinks are read through instead: their targets must be regular files or directories inside
+the spec's directory; loops and escapes are still errors.
+
+``InputFile.source`` is the file to read (the blob behind a Hugging Face symlink); ``size`` is its size when it was
+listed. Whoever reads it must check the size again and open it without following a symlink swapped in since.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from gapseal.bundler.spec import ComponentRef, LoadedSpec
+from gapseal.errors import InputError
+
+ComponentKind = Literal["model", "files", "build"]
+
+_HF_REPO_PREFIXES = ("models--", "datasets--", "spaces--")
+
+
+@dataclass(frozen=True, slots=True)
+class InputFile:
+    """One regular file of a component."""
+
+    rel_path: str
+    """POSIX path relative to the component root (the basename for a single-file component)."""
+    source: Path
+    """The real regular file to read (for a Hugging Face snapshot: the blob its symlink points to)."""
+    size: int
+    """Size in bytes when listed."""
+
+
+@dataclass(frozen=True)
+class ComponentInputs:
+    """The files of one component (a model, a file set, or one variant of a build)."""
+
+    kind: ComponentKind
+    name: str
+    """The component's name from the spec."""
+    variant: int | None
+    """Index of the variant within its build; ``None`` for models and file sets."""
+    root: Path
+    """The component path, absolute (``..`` collapsed, symlinks not resolved)."""
+    files: tuple[InputFile, ...]
+    """Every file, sorted by ``rel_path``."""
+    single_file: bool = False
+    """True when the component path is one file rather than a directory."""
+
+    @property
+    def total_size(self) -> int:
+        """Sum of the file sizes."""
+        return sum(f.size for f in self.files)
+
+
+def _kind_of(mode: int) -> str:
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISFIFO(mode):
+        return "a fifo"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    return "a special file"
+
+
+def hf_blobs_dir(path: Path) -> Path | None:
+    """Return the ``blobs/`` directory of the Hugging Face cache repo whose snapshot holds ``path``, if any.
+
+    ``path`` lies in a snapshot when one of its ancestors (or itself) is ``<repo>/snapshots/<rev>`` with a repo
+    directory named ``models--…``, ``datasets--…`` or ``spaces--…``.
+    """
+    candidates = [path, *path.parents]
+    for snap in candidates:
+        parent = snap.parent
+        if parent.name == "snapshots" and parent.parent.name.startswith(_HF_REPO_PREFIXES) and snap.name:
+            return parent.parent / "blobs"
+    return None
+
+
+def _check_name(name: str, where: Path) -> None:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{where}: file name is not valid UTF-8", where=str(where), hint="rename the file") from None
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name) or "\\" in name:
+        raise InputError(
+            f"{where}: file name holds a control character or a backslash", where=str(where), hint="rename the file"
+        )
+
+
+class _Walker:
+    def __init__(self, spec_dir: Path, root: Path, *, follow_symlinks: bool) -> None:
+        self.spec_dir = spec_dir
+        self.root = root
+        self.follow = follow_symlinks
+        self.hf_blobs = hf_blobs_dir(root)
+        self.hf_blobs_real = self.hf_blobs.resolve() if self.hf_blobs is not None and self.hf_blobs.is_dir() else None
+        self.files: list[InputFile] = []
+
+    def _inside(self, real: Path, base: Path) -> bool:
+        return real == base or base in real.parents
+
+    def _through_symlink(self, link: Path) -> tuple[Path, os.stat_result]:
+        """Resolve ``link`` when a rule allows it; return the real path and its stat, or raise ``InputError``."""
+        try:
+            real = link.resolve(strict=True)
+        except (OSError, RuntimeError) as e:
+            raise InputError(f"{link}: symlink cannot be resolved (dangling or a loop): {e}", where=str(link)) from e
+        st = real.stat()
+        if self.hf_blobs_real is not None and self.hf_blobs is not None and hf_blobs_dir(link) == self.hf_blobs:
+            if not self._inside(real, self.hf_blobs_real) or real == self.hf_blobs_real:
+                raise InputError(
+                    f"{link}: Hugging Face snapshot symlink resolves to {real}, outside the repo's blobs/ directory "
+                    f"{self.hf_blobs_real}",
+                    where=str(link),
+                    hint="a snapshot's symlinks may only point into ../../blobs/",
+                )
+            if not stat.S_ISREG(st.st_mode):
+                raise InputError(
+                    f"{link}: Hugging Face snapshot symlink points to {_kind_of(st.st_mode)}, not a blob file",
+                    where=str(link),
+                )
+            return real, st
+        if not self.follow:
+            raise InputError(
+                f"{link}: is a symlink (to {os.readlink(link)}); inputs must be regular files and directories",
+                where=str(link),
+                hint="replace the link with the file, or pass --follow-symlinks to read through links",
+            )
+        if not self._inside(real, self.spec_dir):
+            raise InputError(
+                f"{link}: symlink resolves to {real}, outside the spec's directory {self.spec_dir}",
+                where=str(link),
+                hint="links may only point inside the spec's directory, even with --follow-symlinks",
+            )
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            raise InputError(f"{link}: symlink points to {_kind_of(st.st_mode)}", where=str(link))
+        return real, st
+
+    def walk_dir(self, directory: Path, rel: str, active: frozenset[tuple[int, int]]) -> None:
+        """Add every file under ``directory`` (read as ``rel``); ``active`` holds the directories being walked."""
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            raise InputError(f"{directory}: cannot list: {e.strerror or e}", where=str(directory)) from e
+        for entry in entries:
+            path = Path(entry.path)
+            _check_name(entry.name, path)
+            child_rel = f"{rel}/{entry.name}" if rel else entry.name
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError as e:
+                raise InputError(f"{path}: cannot stat: {e.strerror or e}", where=str(path)) from e
+            self.add(path, st, child_rel, active)
+
+    def add(self, path: Path, st: os.stat_result, rel: str, active: frozenset[tuple[int, int]]) -> None:
+        """Add ``path`` (lstat ``st``) as ``rel``: a file, a directory's content, or what an allowed link points to."""
+        source = path
+        if stat.S_ISLNK(st.st_mode):
+            source, st = self._through_symlink(path)
+        if stat.S_ISREG(st.st_mode):
+            self.files.append(InputFile(rel_path=rel, source=source, size=st.st_size))
+        elif stat.S_ISDIR(st.st_mode):
+            key = (st.st_dev, st.st_ino)
+            if key in active:
+                raise InputError(f"{path}: symlink loop (a directory that contains itself)", where=str(path))
+            self.walk_dir(source, rel, active | {key})
+        else:
+            raise InputError(
+                f"{path}: is {_kind_of(st.st_mode)}; inputs must be regular files and directories",
+                where=str(path),
+                hint="remove it from the input directory",
+            )
+
+
+def _check_parents(spec_dir: Path, root: Path, *, follow_symlinks: bool) -> None:
+    """Refuse a component path that reaches its target through a symlinked directory below the spec's directory."""
+    if follow_symlinks:
+        return
+    try:
+        rel = root.relative_to(spec_dir)
+    except ValueError:
+        return  # the spec directory itself sits behind a symlink; load_spec already checked the resolved path
+    current = spec_dir
+    for part in rel.parts[:-1]:
+        current = current / part
+        if current.is_symlink():
+            raise InputError(
+                f"{current}: is a symlink on the way to {root}; inputs must be reached through real directories",
+                where=str(current),
+                hint="point the spec at the real path, or pass --follow-symlinks",
+            )
+
+
+def collect_component(spec: LoadedSpec, ref: ComponentRef, *, follow_symlinks: bool = False) -> ComponentInputs:
+    """List the files of one component of ``spec``."""
+    root = spec.component_path(ref)
+    _check_parents(spec.directory, root, follow_symlinks=follow_symlinks)
+    walker = _Walker(spec.directory, root, follow_symlinks=follow_symlinks)
+    try:
+        st = root.lstat()
+    except OSError as e:
+        raise InputError(f"{root}: cannot stat: {e.strerror or e}", where=str(root)) from e
+    lexical_name = root.name
+    single = False
+    if stat.S_ISLNK(st.st_mode):
+        _, real_st = walker._through_symlink(root)
+        single = stat.S_ISREG(real_st.st_mode)
+    else:
+        single = stat.S_ISREG(st.st_mode)
+    if single:
+        walker.add(root, st, lexical_name, frozenset())
+    else:
+        walker.add(root, st, "", frozenset())
+    files = sorted(walker.files, key=lambda f: f.rel_path)
+    if not files:
+        raise InputError(f"{root}: holds no files; nothing to bundle for {ref.kind} {ref.name!r}", where=str(root))
+    for a, b in zip(files, files[1:], strict=False):
+        if a.rel_path == b.rel_path:  # only possible through case-folding file systems or odd links
+            raise InputError(f"{root}: {a.rel_path!r} appears twice", where=str(root))
+    return ComponentInputs(
+        kind=ref.kind, name=ref.name, variant=ref.variant, root=root, files=tuple(files), single_file=single
+    )
+
+
+def collect_inputs(spec: LoadedSpec, *, follow_symlinks: bool = False) -> list[ComponentInputs]:
+    """List the files of every component of ``spec``, in spec order (models, files, builds by variant).
+
+    Raises ``InputError`` naming the path for a symlink (outside the Hugging Face snapshot rule, unless
+    ``follow_symlinks``), a device, fifo or socket, an unreadable directory or an empty component.
+    """
+    return [collect_component(spec, ref, follow_symlinks=follow_symlinks) for ref in spec.spec.components()]
