@@ -181,10 +181,8 @@ def _write_new_file(path: Path, data: bytes, mode: int, *, overwrite: bool) -> N
         os.close(dir_fd)
 
 
-def write_key_pair(
-    key: SigningKey, stem: Path, passphrase: bytes | None, *, overwrite: bool = False
-) -> tuple[Path, Path]:
-    """Write ``key`` as STEM.key (0600, PKCS#8) and STEM.pub (SPKI); see :func:`generate_key_pair`."""
+def check_key_pair_writable(stem: Path, *, overwrite: bool) -> tuple[Path, Path]:
+    """Return (STEM.key, STEM.pub) after checking they may be written; ``UsageError`` if not."""
     private_path, public_path = key_paths(stem)
     if not overwrite:
         for p in (private_path, public_path):
@@ -192,6 +190,14 @@ def write_key_pair(
                 raise UsageError(f"refusing to overwrite {p}", where=str(p), hint="pass --overwrite to replace it")
     if not stem.parent.is_dir():
         raise UsageError(f"directory {stem.parent} does not exist", where=str(stem.parent))
+    return private_path, public_path
+
+
+def write_key_pair(
+    key: SigningKey, stem: Path, passphrase: bytes | None, *, overwrite: bool = False
+) -> tuple[Path, Path]:
+    """Write ``key`` as STEM.key (0600, PKCS#8) and STEM.pub (SPKI); see :func:`generate_key_pair`."""
+    private_path, public_path = check_key_pair_writable(stem, overwrite=overwrite)
     _write_new_file(private_path, key.private_pem(passphrase), 0o600, overwrite=overwrite)
     _write_new_file(public_path, key.public.pem(), 0o644, overwrite=overwrite)
     return private_path, public_path
