@@ -118,7 +118,7 @@ def sign_statement(
 
     The statement payload is canonical JSON, so the same input always gives the same payload; the bundle bytes
     differ between calls only by the (randomised) ECDSA signature. The bundle carries the key id as an unauthenticated
-    hint and no transparency-log entry.
+    hint (``verificationMaterial.publicKey.hint``), no DSSE ``keyid`` and no transparency-log entry.
     """
     payload = _statement_payload(subjects, predicate_type, predicate)
     signature = key.sign(pae(PAYLOAD_TYPE, payload))
@@ -126,7 +126,9 @@ def sign_statement(
     envelope = Envelope(
         payload=base64.b64encode(payload),
         payload_type=PAYLOAD_TYPE,
-        signatures=[EnvelopeSignature(sig=base64.b64encode(signature), keyid=key.key_id)],
+        # No ``keyid``: go-securesystemslib (inside cosign) skips a verifier whose own key id, an SSH fingerprint,
+        # differs from a non-empty ``keyid``, so any value but "" would make cosign reject the signature.
+        signatures=[EnvelopeSignature(sig=base64.b64encode(signature))],
     )
     bundle = Bundle(
         media_type=BUNDLE_MEDIA_TYPE,
@@ -263,6 +265,12 @@ def verify_statement(
     )
 
 
+def _copy_signature(signature: EnvelopeSignature) -> EnvelopeSignature:
+    if signature.keyid is None:
+        return EnvelopeSignature(sig=base64.b64encode(signature.sig))
+    return EnvelopeSignature(sig=base64.b64encode(signature.sig), keyid=signature.keyid)
+
+
 def add_signature(bundle_bytes: bytes, key: SigningKey) -> bytes:
     """Return the bundle with a second DSSE signature by ``key`` over the same payload.
 
@@ -281,13 +289,8 @@ def add_signature(bundle_bytes: bytes, key: SigningKey) -> bytes:
         payload=base64.b64encode(envelope.payload),
         payload_type=envelope.payload_type,
         signatures=[
-            *(
-                EnvelopeSignature(sig=base64.b64encode(s.sig), keyid=s.keyid)
-                if s.keyid is not None
-                else EnvelopeSignature(sig=base64.b64encode(s.sig))
-                for s in envelope.signatures
-            ),
-            EnvelopeSignature(sig=base64.b64encode(key.sign(message)), keyid=key.key_id),
+            *(_copy_signature(s) for s in envelope.signatures),
+            EnvelopeSignature(sig=base64.b64encode(key.sign(message))),
         ],
     )
     cosigned = Bundle(
