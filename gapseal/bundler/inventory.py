@@ -1,0 +1,537 @@
+"""Read a bundle layout in any of its forms (directory, tar, split set) into one inventory of files and digests.
+
+This is the transport layer under ``verify``: it proves the container of the layout is sound (no links or special
+files in a directory; a strict gapseal tar; a complete split set in the right order, every part and member as its
+parts list says) and hashes every file once, streaming. Whether the files are the right ones is ``verify``'s question:
+it compares the inventory against the signed manifests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from pydantic import ValidationError
+
+from gapseal.bundler import tarformat
+from gapseal.bundler.archive import (
+    PARTS_LIST_NAME,
+    PartMember,
+    PartRecord,
+    PartsList,
+    canonical_json,
+    existing_parts,
+    parse_range_name,
+    part_number,
+    part_path,
+    range_name,
+)
+from gapseal.errors import ArchiveError, VerificationError
+from gapseal.hashing import CHUNK, parallel_map
+from gapseal.progress import NO_PROGRESS, Progress
+
+KEEP_BLOB_CONTENT = 1024 * 1024
+"""Blobs up to this size (manifests, configs, signatures) are kept in memory; larger ones only hashed."""
+MAX_METADATA_FILE = 64 * 1024 * 1024
+"""A file outside ``blobs/`` larger than this is refused rather than read into memory (index.json is kilobytes)."""
+
+
+@dataclass(frozen=True)
+class LayoutEntry:
+    """One regular file of a layout."""
+
+    path: str
+    """Relative POSIX path: ``oci-layout``, ``index.json``, ``blobs/sha256/<hex>``."""
+    size: int
+    sha256: str
+    """Lower-case hex of the content's SHA-256."""
+    content: bytes | None = field(default=None, repr=False)
+    """The bytes, for every file outside ``blobs/`` and blobs up to 1 MiB; None for larger blobs."""
+
+
+@dataclass(frozen=True)
+class ArchivePart:
+    """One part file of a split set, as read."""
+
+    number: int
+    path: Path
+    size: int
+    sha256: str | None
+    """The part's digest from the parts list (None for part 1, which cannot list its own digest)."""
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LayoutInventory:
+    """Every file of a layout, hashed, and where it was read from."""
+
+    entries: dict[str, LayoutEntry]
+    source: str
+    """The directory, tar or first part, as given."""
+    parts: tuple[ArchivePart, ...] | None = None
+    """The parts of a split set, in order; None for a directory or a single tar."""
+    directories: frozenset[str] = frozenset()
+    """Every directory of the layout (relative, no trailing ``/``), for an exact file-set check."""
+    mtime: int | None = None
+    """The archive's member mtime (None for a directory)."""
+
+
+def _keep(path: str, size: int) -> bool:
+    return not path.startswith("blobs/") or size <= KEEP_BLOB_CONTENT
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Directory
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def read_layout_dir(path: Path, *, progress: Progress = NO_PROGRESS) -> LayoutInventory:
+    """Hash every file of the layout directory ``path``; links and special files raise ``VerificationError``.
+
+    The walk never follows a link; files are opened with ``O_NOFOLLOW`` and re-checked after opening. Hard links are
+    fine (``create`` makes them). Files are hashed on several threads, largest first.
+    """
+    root = Path(path)
+    files: list[tuple[str, Path, int]] = []
+    directories: set[str] = set()
+
+    def walk(directory: Path, rel: str) -> None:
+        with os.scandir(directory) as it:
+            items = sorted(it, key=lambda e: e.name)
+        for item in items:
+            name = f"{rel}{item.name}"
+            st = item.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                directories.add(name)
+                walk(Path(item.path), name + "/")
+            elif stat.S_ISREG(st.st_mode):
+                files.append((name, Path(item.path), st.st_size))
+            else:
+                raise VerificationError(
+                    f"layout holds {_kind(st.st_mode)}: {name}",
+                    where=str(Path(item.path)),
+                    hint="a bundle holds only regular files and directories; obtain a fresh copy",
+                )
+
+    try:
+        walk(root, "")
+    except OSError as e:
+        raise VerificationError(f"cannot read the layout directory: {e.strerror}", where=e.filename) from e
+
+    total = sum(size for _, _, size in files)
+    task = progress.begin(f"hashing {root.name}", total)
+
+    def hash_one(item: tuple[str, Path, int]) -> LayoutEntry:
+        name, file_path, size = item
+        return _hash_file(name, file_path, size, lambda n: progress.advance(task, n))
+
+    try:
+        ordered = sorted(files, key=lambda f: -f[2])
+        entries = parallel_map(hash_one, ordered)
+    finally:
+        progress.end(task)
+    return LayoutInventory(
+        entries={e.path: e for e in sorted(entries, key=lambda e: e.path)},
+        source=str(path),
+        directories=frozenset(directories),
+    )
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
+
+
+def _hash_file(name: str, file_path: Path, size: int, on_bytes: Callable[[int], None]) -> LayoutEntry:
+    try:
+        fd = os.open(file_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise VerificationError(f"cannot open layout file {name}: {e.strerror}", where=str(file_path)) from e
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise VerificationError(f"layout file changed into {_kind(st.st_mode)}: {name}", where=str(file_path))
+        keep = _keep(name, st.st_size)
+        if keep and st.st_size > MAX_METADATA_FILE:
+            raise VerificationError(f"layout file outside blobs/ is too large ({st.st_size} bytes): {name}")
+        h = hashlib.sha256()
+        kept: list[bytes] = []
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        total = 0
+        while True:
+            n = f.readinto(view)
+            if not n:
+                break
+            h.update(view[:n])
+            if keep:
+                kept.append(bytes(view[:n]))
+            total += n
+            on_bytes(n)
+        if total != st.st_size:
+            raise VerificationError(f"layout file changed while it was read: {name}", where=str(file_path))
+    return LayoutEntry(name, total, h.hexdigest(), b"".join(kept) if keep else None)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tar and split set
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class LayoutSink:
+    """Receives the layout files of an archive as they stream (``unpack`` writes them; the inventory ignores them)."""
+
+    def directory(self, path: str) -> None:
+        """Receive a directory of the layout."""
+
+    def begin(self, path: str) -> None:
+        """Start a layout file; its data follows in ``write`` calls (across parts, for a blob cut into ranges)."""
+
+    def write(self, chunk: memoryview) -> None:
+        """Receive the next bytes of the current file."""
+
+    def end(self, entry: LayoutEntry) -> None:
+        """Finish the current file, now complete and hashed."""
+
+
+@dataclass
+class _OpenFile:
+    path: str
+    keep: bool
+    hasher: hashlib._Hash
+    size: int = 0
+    kept: list[bytes] = field(default_factory=list)
+    next_range: int = 0
+    """For a blob being reassembled from ranges: the index of the range expected next (0: not a ranged blob)."""
+    blob_size: int = 0
+
+
+class _ArchiveWalk:
+    """One forward pass over a tar or split set, feeding a ``LayoutSink`` and building the inventory."""
+
+    def __init__(self, archive: Path, sink: LayoutSink, progress: Progress) -> None:
+        self.archive = archive
+        self.sink = sink
+        self.progress = progress
+        self.entries: dict[str, LayoutEntry] = {}
+        self.directories: set[str] = set()
+        self.mtime: int | None = None
+        self.task = 0
+        self.current: _OpenFile | None = None
+
+    # -- errors -------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def fail(part: Path, message: str, member: str | None = None, hint: str | None = None) -> ArchiveError:
+        where = f"{part}, member {member!r}" if member else str(part)
+        return ArchiveError(
+            message, where=where, hint=hint or "this part is damaged or out of place; copy it again from the source"
+        )
+
+    # -- shared -------------------------------------------------------------------------------------------------
+
+    def _open_tar(self, path: Path) -> BinaryIO:
+        try:
+            return path.open("rb", buffering=0)
+        except FileNotFoundError as e:
+            raise self.fail(path, f"missing part: {path.name}", hint="bring every part of the set") from e
+        except OSError as e:
+            raise self.fail(path, f"cannot read {path.name}: {e.strerror}") from e
+
+    def _check_mtime(self, part: Path, mtime: int | None) -> None:
+        if mtime is None:
+            return
+        if self.mtime is None:
+            self.mtime = mtime
+        elif mtime != self.mtime:
+            raise self.fail(part, f"{part.name} was packed at another time than part 1 (from a different pack?)")
+
+    def _begin_file(self, path: str, size_hint: int) -> _OpenFile:
+        if path in self.entries:
+            raise ArchiveError(f"layout file {path!r} appears twice in the set", where=str(self.archive))
+        keep = _keep(path, size_hint)
+        if keep and size_hint > MAX_METADATA_FILE:
+            raise ArchiveError(f"layout file outside blobs/ is too large ({size_hint} bytes): {path}")
+        self.sink.begin(path)
+        return _OpenFile(path=path, keep=keep, hasher=hashlib.sha256())
+
+    def _end_file(self, f: _OpenFile) -> None:
+        entry = LayoutEntry(f.path, f.size, f.hasher.hexdigest(), b"".join(f.kept) if f.keep else None)
+        self.entries[f.path] = entry
+        self.sink.end(entry)
+
+    def _add_dirs(self, path: str) -> None:
+        if path not in self.directories:
+            self.directories.add(path)
+            self.sink.directory(path)
+
+    def _stream(
+        self, reader: tarformat.TarReader, member: tarformat.TarMember, f: _OpenFile, member_hash: hashlib._Hash | None
+    ) -> None:
+        def chunk(view: memoryview) -> None:
+            f.hasher.update(view)
+            if member_hash is not None:
+                member_hash.update(view)
+            if f.keep:
+                f.kept.append(bytes(view))
+            self.sink.write(view)
+
+        reader.read_data(member, chunk, lambda n: self.progress.advance(self.task, n))
+        f.size += member.size
+
+    # -- single tar ---------------------------------------------------------------------------------------------
+
+    def single(self) -> LayoutInventory:
+        size = self.archive.stat().st_size
+        self.task = self.progress.begin(f"reading {self.archive.name}", size)
+        try:
+            with self._open_tar(self.archive) as stream:
+                reader = tarformat.TarReader(stream, str(self.archive))
+                for member in reader.members():
+                    if member.is_dir:
+                        self._add_dirs(member.path)
+                        continue
+                    if member.path == PARTS_LIST_NAME:
+                        raise reader.error(
+                            "a parts list in a tar that is not the first part of a split set",
+                            member.path,
+                            hint=f"give the first part, named like {self.archive.stem}.part0001.tar",
+                        )
+                    if parse_range_name(member.path) is not None:
+                        raise reader.error("a blob range in a tar that is not part of a split set", member.path)
+                    f = self._begin_file(member.path, member.size)
+                    self._stream(reader, member, f, None)
+                    self._end_file(f)
+                self._check_mtime(self.archive, reader.mtime)
+        finally:
+            self.progress.end(self.task)
+        return LayoutInventory(
+            entries=self.entries,
+            source=str(self.archive),
+            directories=frozenset(self.directories),
+            mtime=self.mtime,
+        )
+
+    # -- split set ----------------------------------------------------------------------------------------------
+
+    def split(self) -> LayoutInventory:
+        first = self.archive
+        with self._open_tar(first) as stream:
+            reader = tarformat.TarReader(stream, str(first))
+            members = reader.members()
+            head = next(members, None)
+            if head is None or head.is_dir or head.path != PARTS_LIST_NAME:
+                raise self.fail(
+                    first,
+                    f"{first.name} does not start with {PARTS_LIST_NAME}: it is not the first part of a split set",
+                    hint="parts may have been renamed or swapped; give the part that holds the parts list",
+                )
+            if head.size > MAX_METADATA_FILE:
+                raise self.fail(first, "the parts list is implausibly large", PARTS_LIST_NAME)
+            raw = bytearray()
+            reader.read_data(head, raw.extend)
+            plist = self._parse_parts_list(first, bytes(raw))
+            paths = self._check_part_files(first, plist)
+            total = sum(paths[n][1] for n in paths)
+            self.task = self.progress.begin(f"reading {len(plist.parts)} parts of {first.name}", total)
+            try:
+                self._read_part(reader, members, first, plist.parts[0])
+                self._check_mtime(first, reader.mtime)
+                for record in plist.parts[1:]:
+                    part = paths[record.number][0]
+                    with self._open_tar(part) as part_stream:
+                        part_reader = tarformat.TarReader(part_stream, str(part))
+                        self._read_part(part_reader, part_reader.members(), part, record)
+                        self._check_mtime(part, part_reader.mtime)
+            finally:
+                self.progress.end(self.task)
+        if self.current is not None:  # pragma: no cover - the parts list check makes ranges complete
+            raise self.fail(first, f"blob {self.current.path} is incomplete at the end of the set")
+        parts = tuple(
+            ArchivePart(
+                number=r.number,
+                path=paths[r.number][0],
+                size=paths[r.number][1],
+                sha256=r.sha256,
+                members=tuple(m.path for m in r.members),
+            )
+            for r in plist.parts
+        )
+        return LayoutInventory(
+            entries=self.entries,
+            source=str(first),
+            parts=parts,
+            directories=frozenset(self.directories),
+            mtime=self.mtime,
+        )
+
+    def _parse_parts_list(self, first: Path, raw: bytes) -> PartsList:
+        try:
+            plist = PartsList.model_validate_json(raw)
+        except ValidationError as e:
+            raise self.fail(first, f"the parts list is not valid: {e.errors()[0]['msg']}", PARTS_LIST_NAME) from e
+        if canonical_json(plist) != raw:
+            raise self.fail(first, "the parts list is not in canonical form", PARTS_LIST_NAME)
+        problem = _parts_list_problem(plist)
+        if problem:
+            raise self.fail(first, f"the parts list is inconsistent: {problem}", PARTS_LIST_NAME)
+        return plist
+
+    def _check_part_files(self, first: Path, plist: PartsList) -> dict[int, tuple[Path, int]]:
+        """Every part is present with its listed size, before any data is read; no extra part lies beside them."""
+        paths: dict[int, tuple[Path, int]] = {1: (first, first.stat().st_size)}
+        for record in plist.parts[1:]:
+            part = part_path(first, record.number)
+            try:
+                size = part.stat().st_size
+            except FileNotFoundError:
+                raise self.fail(
+                    part, f"missing part {record.number} of {len(plist.parts)}: {part.name}", hint="bring every part"
+                ) from None
+            if size != record.size:
+                raise self.fail(
+                    part,
+                    f"{part.name} has {size} bytes, the parts list says {record.size} "
+                    "(truncated, swapped with another part, or from a different pack)",
+                )
+            paths[record.number] = (part, size)
+        extra = [p for p in existing_parts(first) if (part_number(p) or 0) > len(plist.parts)]
+        if extra:
+            raise self.fail(
+                extra[0],
+                f"{extra[0].name} lies beside a set of {len(plist.parts)} parts (left from another pack?)",
+                hint="remove parts that do not belong to this set",
+            )
+        return paths
+
+    def _read_part(
+        self,
+        reader: tarformat.TarReader,
+        members: Iterator[tarformat.TarMember],
+        part: Path,
+        record: PartRecord,
+    ) -> None:
+        expected = list(record.members)
+        index = 0
+        for member in members:
+            if member.is_dir:
+                self._add_dirs(member.path)
+                continue
+            if index >= len(expected):
+                raise self.fail(part, f"{part.name} holds more members than the parts list says", member.path)
+            want = expected[index]
+            index += 1
+            if member.path != want.path or member.size != want.size:
+                raise self.fail(
+                    part,
+                    f"{part.name} holds {member.path!r} ({member.size} bytes) where the parts list expects "
+                    f"{want.path!r} ({want.size} bytes): parts swapped, renamed or from a different pack",
+                    member.path,
+                )
+            member_hash = hashlib.sha256()
+            if want.blob is None:
+                f = self._begin_file(member.path, member.size)
+            else:
+                if want.offset == 0:
+                    self.current = self._begin_file(want.blob, want.blob_size or 0)
+                    self.current.blob_size = want.blob_size or 0
+                ranged = self.current
+                if ranged is None or ranged.path != want.blob or ranged.size != want.offset:  # pragma: no cover
+                    raise self.fail(part, f"range {member.path!r} does not continue its blob", member.path)
+                f = ranged
+            self._stream(reader, member, f, member_hash)
+            if member_hash.hexdigest() != want.sha256:
+                raise self.fail(
+                    part,
+                    f"{part.name} is damaged: member {member.path!r} does not match its digest in the parts list",
+                    member.path,
+                )
+            if want.blob is None:
+                self._end_file(f)
+            elif f.size == f.blob_size:
+                self._end_file(f)
+                self.current = None
+        if index != len(expected):
+            raise self.fail(part, f"{part.name} lacks {expected[index].path!r}, which the parts list puts in it", None)
+
+
+def _parts_list_problem(plist: PartsList) -> str | None:
+    """Return why the list cannot describe a set gapseal wrote, or None."""
+    seen: set[str] = set()
+    ranged = {m.blob for r in plist.parts for m in r.members if m.blob is not None}
+    open_blob: PartMember | None = None
+    expected_offset = 0
+    next_index = 1
+    for n, record in enumerate(plist.parts, start=1):
+        if record.number != n:
+            return f"part {record.number} listed in position {n}"
+        if n > 1 and (record.size is None or record.sha256 is None):
+            return f"part {n} has no size or digest"
+        for m in record.members:
+            if tarformat.check_path(m.path) is not None or m.path == PARTS_LIST_NAME:
+                return f"member name {m.path!r} is not allowed"
+            if m.path in seen:
+                return f"member {m.path!r} listed twice"
+            seen.add(m.path)
+            if m.blob is None:
+                if m.offset is not None or m.blob_size is not None or parse_range_name(m.path) is not None:
+                    return f"member {m.path!r} is half a range"
+                if open_blob is not None:
+                    return f"blob {open_blob.blob} is cut short before {m.path!r}"
+                if m.path in ranged:
+                    return f"{m.path!r} appears both whole and in ranges"
+                continue
+            if m.offset is None or m.blob_size is None:
+                return f"range {m.path!r} has no offset or blob size"
+            if open_blob is None:
+                if m.offset != 0:
+                    return f"range {m.path!r} does not start its blob"
+                open_blob, expected_offset, next_index = m, 0, 1
+            elif m.blob != open_blob.blob or m.blob_size != open_blob.blob_size:
+                return f"blob {open_blob.blob} is cut short before {m.path!r}"
+            if m.path != range_name(m.blob, next_index) or m.offset != expected_offset:
+                return f"range {m.path!r} is out of sequence"
+            if m.offset + m.size > m.blob_size or m.size == 0:
+                return f"range {m.path!r} overruns its blob"
+            expected_offset += m.size
+            next_index += 1
+            if expected_offset == m.blob_size:
+                open_blob = None
+    if open_blob is not None:
+        return f"blob {open_blob.blob} is incomplete"
+    return None
+
+
+def read_layout_archive(path: Path, *, progress: Progress = NO_PROGRESS) -> LayoutInventory:
+    """Read the tar ``X.tar`` or the split set whose first part is ``X.part0001.tar``, in one pass, hashing.
+
+    Raises ``ArchiveError`` naming the archive or part file (and member) for anything unsafe or damaged.
+    """
+    return walk_archive(Path(path), LayoutSink(), progress=progress)
+
+
+def walk_archive(path: Path, sink: LayoutSink, *, progress: Progress = NO_PROGRESS) -> LayoutInventory:
+    """Stream the layout files of a tar or split set into ``sink`` and return their inventory."""
+    number = part_number(path)
+    if number is not None and number != 1:
+        raise ArchiveError(
+            f"{path.name} is part {number} of a split set; give the first part",
+            where=str(path),
+            hint=f"name {part_path(path, 1).name}",
+        )
+    walk = _ArchiveWalk(path, sink, progress)
+    if not path.exists():
+        raise ArchiveError(f"no archive at {path}", where=str(path))
+    return walk.split() if number == 1 else walk.single()

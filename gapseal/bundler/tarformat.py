@@ -1,0 +1,512 @@
+"""A strict, deterministic ustar format: the writer gapseal packs with and the only reader it trusts.
+
+Python's ``tarfile`` is forgiving by design (GNU and pax extensions, lenient number parsing, tolerated garbage after
+the end marker), and every tolerance is room for an attacker or for a flipped bit to pass unnoticed. This module
+accepts exactly the bytes its own writer produces and nothing else:
+
+- every header is POSIX ustar (magic ``ustar`` and a NUL, version ``00``), type ``0`` (regular file) or ``5``
+  (directory);
+- file mode 0644, directory mode 0755, uid/gid 0, empty uname/gname, empty linkname, devmajor/devminor zero, one
+  mtime shared by every member;
+- names are relative POSIX paths over the portable filename character set (``A-Za-z0-9._-``), no empty, ``.`` or
+  ``..`` component; directories end with ``/``; every member's parent directory comes before it; entries are in
+  strictly increasing byte order, so no name appears twice; a directory with no member under it is refused;
+- numbers are zero-padded octal with a NUL terminator; a size of 8 GiB or more uses the GNU base-256 form that GNU tar,
+  bsdtar and ``tarfile`` all read (the one place ustar has no room), and only then;
+- data is padded with zero bytes to a 512-byte block; the archive ends with two zero blocks, then zero bytes up to a
+  10240-byte record (as GNU tar and ``tarfile`` write), then end of file.
+
+The reader re-encodes every header it parses and compares the bytes, so no header field is left unchecked: together
+with the header checksum, the zero padding and the exact trailer, a single changed byte anywhere outside member data
+is always rejected. Member data is covered by the content digests the callers check.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from gapseal.errors import ArchiveError
+
+BLOCK = 512
+RECORD = 20 * BLOCK
+"""Archives are padded to a whole record of 10240 bytes, the blocking factor GNU tar and ``tarfile`` use."""
+
+COPY_CHUNK = 4 * 1024 * 1024
+"""Bytes per read when streaming member data."""
+
+FILE_MODE = 0o644
+DIR_MODE = 0o755
+MAX_OCTAL_SIZE = 8**11 - 1
+"""The largest size the 11-digit octal field holds (8 GiB - 1); larger sizes use base-256."""
+MAX_MTIME = 8**11 - 1
+
+_TYPE_FILE = b"0"
+_TYPE_DIR = b"5"
+_MAGIC = b"ustar\x00"
+_VERSION = b"00"
+_COMPONENT = re.compile(r"[A-Za-z0-9._-]+")
+
+_TYPE_NAMES = {
+    b"\x00": "an old-style regular file (type NUL)",
+    b"1": "a hard link",
+    b"2": "a symbolic link",
+    b"3": "a character device",
+    b"4": "a block device",
+    b"6": "a FIFO",
+    b"7": "a contiguous file",
+    b"x": "a pax extended header",
+    b"g": "a pax global header",
+    b"L": "a GNU long name header",
+    b"K": "a GNU long link header",
+    b"S": "a GNU sparse file",
+    b"D": "a GNU directory dump",
+    b"M": "a GNU multi-volume continuation",
+    b"V": "a GNU volume header",
+}
+
+# (name, offset, length) of every ustar header field, in order.
+_FIELDS: tuple[tuple[str, int, int], ...] = (
+    ("name", 0, 100),
+    ("mode", 100, 8),
+    ("uid", 108, 8),
+    ("gid", 116, 8),
+    ("size", 124, 12),
+    ("mtime", 136, 12),
+    ("chksum", 148, 8),
+    ("typeflag", 156, 1),
+    ("linkname", 157, 100),
+    ("magic", 257, 6),
+    ("version", 263, 2),
+    ("uname", 265, 32),
+    ("gname", 297, 32),
+    ("devmajor", 329, 8),
+    ("devminor", 337, 8),
+    ("prefix", 345, 155),
+    ("pad", 500, 12),
+)
+_ZERO_BLOCK = bytes(BLOCK)
+
+
+def padding(size: int) -> int:
+    """Zero bytes that follow ``size`` bytes of member data to reach a block boundary."""
+    return -size % BLOCK
+
+
+def member_span(size: int) -> int:
+    """Archive bytes one member takes: its header, its data and the data's padding."""
+    return BLOCK + size + padding(size)
+
+
+def archive_size(spans: int) -> int:
+    """Total archive size for members taking ``spans`` bytes: plus the end marker, rounded up to a record."""
+    end = spans + 2 * BLOCK
+    return end + (-end % RECORD)
+
+
+def check_path(path: str) -> str | None:
+    """Return why ``path`` (no trailing ``/``) is not a safe member name, or None if it is."""
+    if not path:
+        return "an empty name"
+    if path.startswith("/"):
+        return "an absolute path"
+    for part in path.split("/"):
+        if part == "..":
+            return "a '..' component"
+        if part == ".":
+            return "a '.' component"
+        if part == "":
+            return "an empty path component"
+        if not _COMPONENT.fullmatch(part):
+            return "characters outside A-Z a-z 0-9 . _ -"
+    return None
+
+
+def _octal(value: int, width: int) -> bytes:
+    return b"%0*o\x00" % (width - 1, value)
+
+
+def _split_name(name: str) -> tuple[bytes, bytes]:
+    raw = name.encode("ascii")
+    if len(raw) <= 100:
+        return raw, b""
+    # The longest prefix that fits, cut at a '/', leaving a name part that fits: one canonical choice.
+    for cut in range(min(len(raw) - 1, 155), 0, -1):
+        if raw[cut : cut + 1] == b"/" and len(raw) - cut - 1 <= 100:
+            return raw[cut + 1 :], raw[:cut]
+    raise ValueError(f"name too long for a ustar header: {name!r}")
+
+
+def encode_header(path: str, *, is_dir: bool, size: int, mtime: int) -> bytes:
+    """Return the 512-byte header gapseal writes for a member; ``path`` has no trailing ``/``.
+
+    Raises ``ValueError`` for a name, size or mtime the format cannot hold.
+    """
+    reason = check_path(path)
+    if reason is not None:
+        raise ValueError(f"unsafe member name {path!r}: {reason}")
+    if is_dir and size != 0:
+        raise ValueError("a directory has no data")
+    if not 0 <= mtime <= MAX_MTIME:
+        raise ValueError(f"mtime {mtime} does not fit a ustar header")
+    if size < 0 or size >= 256**11:
+        raise ValueError(f"size {size} does not fit a tar header")
+    name, prefix = _split_name(path + "/" if is_dir else path)
+    size_field = _octal(size, 12) if size <= MAX_OCTAL_SIZE else b"\x80" + size.to_bytes(11, "big")
+    header = bytearray(BLOCK)
+    header[0 : len(name)] = name
+    header[100:108] = _octal(DIR_MODE if is_dir else FILE_MODE, 8)
+    header[108:116] = _octal(0, 8)
+    header[116:124] = _octal(0, 8)
+    header[124:136] = size_field
+    header[136:148] = _octal(mtime, 12)
+    header[148:156] = b" " * 8
+    header[156:157] = _TYPE_DIR if is_dir else _TYPE_FILE
+    header[257:263] = _MAGIC
+    header[263:265] = _VERSION
+    header[329:337] = _octal(0, 8)
+    header[337:345] = _octal(0, 8)
+    header[345 : 345 + len(prefix)] = prefix
+    header[148:156] = b"%06o\x00 " % sum(header)
+    return bytes(header)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Writer
+# ---------------------------------------------------------------------------------------------------------------
+
+ChunkSink = Callable[[memoryview], None]
+"""Receives each chunk of member data as it streams (for hashing); the view is only valid during the call."""
+
+
+class TarWriter:
+    """Write a deterministic gapseal tar to an open file descriptor.
+
+    The caller adds members in strictly increasing name order (directories as ``"blobs"``, written ``blobs/``), and
+    must add every parent directory before its members; ``close`` writes the end marker and record padding.
+    The writer does not fsync or close the descriptor.
+    """
+
+    def __init__(self, fd: int, *, mtime: int, sink: ChunkSink | None = None) -> None:
+        self._fd = fd
+        self._mtime = mtime
+        self._sink = sink
+        self._last: bytes | None = None
+        self._dirs: set[str] = set()
+        self.position = 0
+        """Bytes written so far."""
+
+    def _write(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        if self._sink is not None:
+            self._sink(memoryview(data))
+        self.position += len(data)
+
+    def _header(self, path: str, *, is_dir: bool, size: int) -> None:
+        key = (path + "/" if is_dir else path).encode("ascii")
+        if self._last is not None and key <= self._last:
+            raise ValueError(f"members out of order: {path!r} after {self._last.decode()!r}")
+        parent = path.rpartition("/")[0]
+        if parent and parent not in self._dirs:
+            raise ValueError(f"parent directory of {path!r} not added first")
+        self._write(encode_header(path, is_dir=is_dir, size=size, mtime=self._mtime))
+        self._last = key
+        if is_dir:
+            self._dirs.add(path)
+
+    def add_dir(self, path: str) -> None:
+        """Add a directory member."""
+        self._header(path, is_dir=True, size=0)
+
+    def add_bytes(self, path: str, data: bytes) -> None:
+        """Add a regular file whose content is ``data``."""
+        self._header(path, is_dir=False, size=len(data))
+        self._write(data)
+        self._write(bytes(padding(len(data))))
+
+    def add_file(
+        self,
+        path: str,
+        src_fd: int,
+        *,
+        offset: int,
+        length: int,
+        data_sink: ChunkSink | None = None,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> None:
+        """Add a regular file of ``length`` bytes read from ``src_fd`` starting at ``offset``.
+
+        Without a sink (neither the writer's nor ``data_sink``) the data moves in the kernel with
+        ``copy_file_range``; otherwise it is read in chunks, passed to the sinks and written.
+        A source shorter than ``length`` raises ``EOFError``.
+        """
+        self._header(path, is_dir=False, size=length)
+        if self._sink is None and data_sink is None:
+            self._copy_in_kernel(src_fd, offset, length, on_bytes)
+        else:
+            self._copy_through(src_fd, offset, length, data_sink, on_bytes)
+        self._write(bytes(padding(length)))
+
+    def _copy_in_kernel(self, src_fd: int, offset: int, length: int, on_bytes: Callable[[int], None] | None) -> None:
+        done = 0
+        while done < length:
+            want = min(1 << 30, length - done)
+            try:
+                n = os.copy_file_range(src_fd, self._fd, want, offset + done)
+            except OSError:
+                n = os.sendfile(self._fd, src_fd, offset + done, want)
+            if n == 0:
+                raise EOFError(f"source ended after {done} of {length} bytes")
+            done += n
+            self.position += n
+            if on_bytes is not None:
+                on_bytes(n)
+
+    def _copy_through(
+        self,
+        src_fd: int,
+        offset: int,
+        length: int,
+        data_sink: ChunkSink | None,
+        on_bytes: Callable[[int], None] | None,
+    ) -> None:
+        buf = bytearray(COPY_CHUNK)
+        view = memoryview(buf)
+        done = 0
+        while done < length:
+            want = min(COPY_CHUNK, length - done)
+            n = os.preadv(src_fd, [view[:want]], offset + done)
+            if n == 0:
+                raise EOFError(f"source ended after {done} of {length} bytes")
+            chunk = view[:n]
+            if data_sink is not None:
+                data_sink(chunk)
+            self._write(chunk)
+            done += n
+            if on_bytes is not None:
+                on_bytes(n)
+
+    def close(self) -> None:
+        """Write the two zero blocks that end the archive and pad it to a whole record."""
+        end = self.position + 2 * BLOCK
+        self._write(bytes(2 * BLOCK + (-end % RECORD)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reader
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TarMember:
+    """One member of a verified header: a regular file or a directory."""
+
+    path: str
+    """Relative POSIX path without a trailing ``/``."""
+    is_dir: bool
+    size: int
+    mtime: int
+    offset: int
+    """Offset of the member's header in the archive."""
+
+
+class TarReader:
+    """Read a gapseal tar strictly, in one forward pass over ``stream``.
+
+    Iterate ``members()``; for a file member, call ``read_data`` before advancing to stream its content (otherwise it
+    is read and discarded, its padding still checked). Every violation raises ``ArchiveError`` naming ``name`` (the
+    archive file) and the member.
+    """
+
+    def __init__(self, stream: BinaryIO, name: str) -> None:
+        self._f = stream
+        self.name = name
+        self.position = 0
+        self.mtime: int | None = None
+        """The mtime every member shares (None before the first member)."""
+        self._pending: TarMember | None = None
+        self._last: bytes | None = None
+        self._dirs: set[str] = set()
+        self._used_dirs: set[str] = set()
+
+    # -- low level ----------------------------------------------------------------------------------------------
+
+    def error(self, message: str, member: str | None = None, hint: str | None = None) -> ArchiveError:
+        """Build the ``ArchiveError`` for a problem at ``member`` (or the current offset) of this archive."""
+        where = f"{self.name}, member {member!r}" if member is not None else f"{self.name}, offset {self.position}"
+        return ArchiveError(
+            message,
+            where=where,
+            hint=hint or "the archive is damaged or was not written by gapseal; copy it again from the source",
+        )
+
+    def _read_exact(self, n: int, what: str, member: str | None = None) -> bytes:
+        data = self._f.read(n)
+        if data is None:  # pragma: no cover - non-blocking streams are not supported
+            raise self.error("archive stream would block")
+        while len(data) < n:
+            more = self._f.read(n - len(data))
+            if not more:
+                raise self.error(f"archive is truncated: it ends inside {what}", member)
+            data += more
+        self.position += n
+        return data
+
+    # -- headers ------------------------------------------------------------------------------------------------
+
+    def _parse_header(self, block: bytes) -> TarMember:
+        offset = self.position - BLOCK
+        raw_name = _field(block, "name").split(b"\x00", 1)[0]
+        raw_prefix = _field(block, "prefix").split(b"\x00", 1)[0]
+        shown = (raw_prefix + b"/" + raw_name if raw_prefix else raw_name).decode("ascii", "backslashreplace")
+
+        stored = _field(block, "chksum")
+        computed = sum(block[:148]) + 8 * 0x20 + sum(block[156:])
+        if not (re.fullmatch(rb"[0-7]{6}\x00 ", stored) and int(stored[:6], 8) == computed):
+            raise self.error(f"bad header checksum at offset {offset}", shown)
+        if _field(block, "magic") != _MAGIC or _field(block, "version") != _VERSION:
+            raise self.error("header is not POSIX ustar (GNU or old tar headers are not accepted)", shown)
+
+        typeflag = _field(block, "typeflag")
+        if typeflag not in (_TYPE_FILE, _TYPE_DIR):
+            kind = _TYPE_NAMES.get(typeflag, f"an unknown type {typeflag!r}")
+            raise self.error(f"member is {kind}; only regular files and directories are allowed", shown)
+        is_dir = typeflag == _TYPE_DIR
+
+        text = shown  # non-ASCII bytes show as backslash escapes, which check_path refuses
+        if is_dir:
+            if not text.endswith("/"):
+                raise self.error("directory name does not end with '/'", shown)
+            path = text[:-1]
+        else:
+            if text.endswith("/"):
+                raise self.error("file name ends with '/'", shown)
+            path = text
+        reason = check_path(path)
+        if reason is not None:
+            raise self.error(f"unsafe member name: {reason}", shown)
+
+        size = self._parse_size(_field(block, "size"), shown)
+        if is_dir and size != 0:
+            raise self.error("directory member has a non-zero size", shown)
+        mtime_field = _field(block, "mtime")
+        if not re.fullmatch(rb"[0-7]{11}\x00", mtime_field):
+            raise self.error("mtime field is not 11 octal digits and a NUL", shown)
+        mtime = int(mtime_field[:11], 8)
+
+        try:
+            expected = encode_header(path, is_dir=is_dir, size=size, mtime=mtime)
+        except ValueError as e:
+            raise self.error(f"member cannot be represented: {e}", shown) from None
+        if expected != block:
+            for field, start, length in _FIELDS:
+                if expected[start : start + length] != block[start : start + length]:
+                    raise self.error(f"header field {field!r} is not what gapseal writes", shown)
+        return TarMember(path=path, is_dir=is_dir, size=size, mtime=mtime, offset=offset)
+
+    def _parse_size(self, field: bytes, shown: str) -> int:
+        if field[0] == 0x80:
+            value = int.from_bytes(field[1:], "big")
+            if value <= MAX_OCTAL_SIZE:
+                raise self.error("size field uses base-256 for a size that fits in octal", shown)
+            return value
+        if not re.fullmatch(rb"[0-7]{11}\x00", field):
+            raise self.error("size field is not 11 octal digits and a NUL", shown)
+        return int(field[:11], 8)
+
+    def _check_order(self, member: TarMember) -> None:
+        key = (member.path + "/" if member.is_dir else member.path).encode("ascii")
+        if self._last is not None:
+            if key == self._last or member.path in self._dirs:
+                raise self.error("duplicate member name", member.path)
+            if key < self._last:
+                raise self.error(f"member is out of order (after {self._last.decode()!r})", member.path)
+        parent = member.path.rpartition("/")[0]
+        if parent:
+            if parent not in self._dirs:
+                raise self.error("member's parent directory is not an earlier directory member", member.path)
+            self._used_dirs.add(parent)
+        self._last = key
+        if member.is_dir:
+            self._dirs.add(member.path)
+        if self.mtime is None:
+            self.mtime = member.mtime
+        elif member.mtime != self.mtime:
+            raise self.error(f"mtime {member.mtime} differs from the archive's {self.mtime}", member.path)
+
+    # -- iteration ----------------------------------------------------------------------------------------------
+
+    def members(self) -> Iterator[TarMember]:
+        """Yield each member after checking its header; check the end marker and trailer after the last."""
+        while True:
+            self._finish_pending()
+            block = self._read_exact(BLOCK, "a header")
+            if block == _ZERO_BLOCK:
+                self._check_end()
+                return
+            member = self._parse_header(block)
+            self._check_order(member)
+            if not member.is_dir:
+                self._pending = member
+            yield member
+
+    def read_data(
+        self, member: TarMember, sink: ChunkSink | None = None, on_bytes: Callable[[int], None] | None = None
+    ) -> None:
+        """Stream ``member``'s data to ``sink`` in chunks, then check its zero padding."""
+        if self._pending is None or self._pending != member:
+            raise RuntimeError(f"read_data({member.path!r}) out of sequence")
+        self._pending = None
+        remaining = member.size
+        buf = bytearray(min(COPY_CHUNK, max(member.size, 1)))
+        view = memoryview(buf)
+        while remaining:
+            want = min(len(buf), remaining)
+            n = self._f.readinto(view[:want])  # type: ignore[attr-defined]
+            if not n:
+                self.position += member.size - remaining
+                raise self.error(
+                    f"archive is truncated: member data ends after {member.size - remaining} of {member.size} bytes",
+                    member.path,
+                )
+            remaining -= n
+            if sink is not None:
+                sink(view[:n])
+            if on_bytes is not None:
+                on_bytes(n)
+        self.position += member.size
+        pad = self._read_exact(padding(member.size), "member padding", member.path)
+        if pad.count(0) != len(pad):
+            raise self.error("non-zero bytes in the padding after member data", member.path)
+
+    def _finish_pending(self) -> None:
+        if self._pending is not None:
+            self.read_data(self._pending)
+
+    def _check_end(self) -> None:
+        second = self._read_exact(BLOCK, "the end-of-archive marker")
+        if second != _ZERO_BLOCK:
+            raise self.error("end-of-archive marker is not two zero blocks")
+        rest = -self.position % RECORD
+        tail = self._read_exact(rest, "the record padding after the end-of-archive marker")
+        if tail.count(0) != len(tail):
+            raise self.error("non-zero bytes after the end-of-archive marker")
+        if self._f.read(1):
+            raise self.error("data after the end of the archive")
+        unused = self._dirs - self._used_dirs
+        if unused:
+            raise self.error("directory member with nothing under it", sorted(unused)[0])
+
+
+_FIELD_SPANS = {field: (start, start + length) for field, start, length in _FIELDS}
+
+
+def _field(block: bytes, name: str) -> bytes:
+    start, end = _FIELD_SPANS[name]
+    return block[start:end]
