@@ -1,0 +1,91 @@
+"""The evidence attestation: an in-toto Statement v1 over every evidence file, signed with the auditor's key.
+
+Subjects are the evidence directory's files by relative POSIX path (``facts/h1.json``, ``report.html``, ...) with
+their SHA-256; the attestation file itself is the only file not among them. The predicate says what the evidence
+concludes and what it was measured against:
+
+``summary``
+    the results' counts and verdict (``compliant``), per host;
+``bundle``
+    the signed bundle manifest digest(s) the hosts were installed from (from each host's ``installed.json``);
+``policies``
+    the policy set digest and the engine that evaluated it;
+``tool``
+    gapseal's name and version;
+``time``
+    when the results were produced (UTC, RFC 3339);
+``layout``
+    the evidence directory layout version.
+
+The statement goes into a DSSE envelope inside a Sigstore bundle v0.3 (``gapseal.signing.attestation``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from gapseal import __version__
+from gapseal.signing.attestation import Subject, sign_statement
+
+if TYPE_CHECKING:
+    from gapseal.audit.evidence import EvidenceFile
+    from gapseal.audit.results import Results
+    from gapseal.signing.keys import SigningKey
+
+EVIDENCE_PREDICATE_TYPE = "https://gapseal.dev/attestation/audit-evidence/v1"
+"""The predicate type of an evidence attestation; ``evidence verify`` accepts no other."""
+
+EVIDENCE_LAYOUT = "gapseal-evidence/v1"
+"""The evidence directory layout this gapseal writes and verifies."""
+
+
+def _utc(value: dt.datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def build_predicate(results: Results, *, bundle_manifest_digests: Mapping[str, str | None]) -> dict[str, Any]:
+    """Return the attestation predicate for ``results``.
+
+    ``bundle_manifest_digests`` maps each host to the bundle manifest digest its install record names (None when
+    the host has no install record).
+    """
+    s = results.summary
+    digests = sorted({d for d in bundle_manifest_digests.values() if d})
+    return {
+        "layout": EVIDENCE_LAYOUT,
+        "summary": {
+            "compliant": s.compliant,
+            "hosts": s.hosts,
+            "rules": s.rules,
+            "passed": s.passed,
+            "failed": s.failed,
+            "waived": s.waived,
+            "unknown": s.unknown,
+            "per_host": [
+                {
+                    "host": h.host,
+                    "status": h.status,
+                    "compliant": h.compliant,
+                    "failed_rules": sorted(r.rule for r in h.rules if r.status in ("fail", "unknown")),
+                }
+                for h in results.hosts
+            ],
+        },
+        "bundle": {
+            "manifest_digests": digests,
+            "per_host": {host: bundle_manifest_digests.get(host) for host in sorted(bundle_manifest_digests)},
+        },
+        "policies": {"digest": results.policy_digest, "engine": results.engine, "waivers": results.waivers_digest},
+        "tool": {"name": "gapseal", "version": __version__},
+        "time": _utc(results.generated),
+    }
+
+
+def sign_evidence(files: Sequence[EvidenceFile], predicate: Mapping[str, Any], key: SigningKey) -> bytes:
+    """Sign a statement whose subjects are ``files`` and return the Sigstore bundle JSON bytes."""
+    subjects = [Subject(name=f.path, sha256=f.sha256) for f in sorted(files, key=lambda f: f.path)]
+    return sign_statement(subjects, EVIDENCE_PREDICATE_TYPE, predicate, key)

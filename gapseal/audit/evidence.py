@@ -1,0 +1,287 @@
+"""The evidence directory: everything an outsider needs to check an audit, signed as one.
+
+Layout (``gapseal-evidence/v1``)::
+
+    facts/<host>.json            the facts document of each host, byte for byte as the policies evaluated it
+    raw/<host>/sha256-<hex>      every raw output stored in those facts (command output, file content), decoded
+    results.json                 per host, per rule: status, findings, controls (gapseal.audit.results)
+    assessment-results.json      the same in OSCAL 1.1 Assessment Results form, linking to the files above by hash
+    report.html                  one self-contained page: verdict, per framework and control, per host, hashes
+    attestation.sigstore.json    in-toto Statement v1 over every file above, DSSE, Sigstore bundle v0.3
+
+The directory is written under a temporary name in the same parent, every file fsynced, signed, and then renamed
+into place, so a reader never sees a half-written evidence directory. An existing directory is replaced only with
+``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gapseal.audit import attest, oscal, report
+from gapseal.audit.facts import HostFacts
+from gapseal.audit.results import Results
+from gapseal.errors import AuditError, UsageError
+from gapseal.progress import NO_PROGRESS, Progress
+from gapseal.signing.keys import SigningKey
+
+FACTS_DIR = "facts"
+RAW_DIR = "raw"
+RESULTS_FILE = "results.json"
+OSCAL_FILE = "assessment-results.json"
+REPORT_FILE = "report.html"
+ATTESTATION_FILE = "attestation.sigstore.json"
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+_RAW_KEY = re.compile(r"^sha256:([0-9a-f]{64})$")
+
+
+@dataclass(frozen=True)
+class ControlInfo:
+    """One control of the catalog, as the report and OSCAL name it."""
+
+    id: str
+    """Catalog id, e.g. ``hipaa-164.312(e)(1)`` or ``eu-ai-act-art-15``."""
+    framework: str
+    """The framework's display name, e.g. ``EU AI Act`` or ``HIPAA``."""
+    title: str
+    """The control's exact name, e.g. ``45 CFR 164.312(e)(1) Transmission security``."""
+
+
+@dataclass(frozen=True)
+class EvidenceFile:
+    """One file of the evidence directory and its digest."""
+
+    path: str
+    """Relative POSIX path inside the evidence directory."""
+    sha256: str
+    """Lower-case hex SHA-256 of the file's bytes."""
+    size: int
+    """Length in bytes."""
+    media_type: str
+    """IANA media type of the content."""
+    description: str
+    """What the file is, for the report and the OSCAL back-matter."""
+    host: str | None = None
+    """The host the file belongs to, if any."""
+
+
+@dataclass(frozen=True)
+class HostEvidence:
+    """The inputs the evidence keeps for one host: its facts document as evaluated."""
+
+    host: str
+    """Host name, as in the results."""
+    facts_bytes: bytes
+    """The facts document's exact bytes (their sha256 must equal the results' ``facts_digest``)."""
+    facts: HostFacts
+    """The parsed facts (raw outputs and the install record's bundle digest are read from it)."""
+
+
+@dataclass(frozen=True)
+class WrittenEvidence:
+    """What ``write_evidence`` produced."""
+
+    path: Path
+    files: tuple[EvidenceFile, ...]
+    compliant: bool
+    attestation_sha256: str
+    predicate: dict[str, object] = field(repr=False)
+
+
+def check_host_name(host: str) -> str:
+    """Return ``host`` if it is usable as a file name in the evidence directory; raise ``AuditError`` otherwise."""
+    if not _SAFE_NAME.match(host) or host in (".", ".."):
+        raise AuditError(
+            f"host name {host!r} cannot name an evidence file",
+            hint="use inventory host names of letters, digits, '.', '_' and '-'",
+        )
+    return host
+
+
+def check_output_dir(out_dir: Path, *, overwrite: bool) -> None:
+    """Fail early (before collecting anything) if ``out_dir`` exists without ``overwrite`` or cannot be written."""
+    if out_dir.is_symlink():
+        raise UsageError(f"evidence directory is a symbolic link: {out_dir}", where=str(out_dir))
+    if out_dir.exists() and not overwrite:
+        raise UsageError(
+            "evidence directory already exists", where=str(out_dir), hint="choose a new --out or pass --overwrite"
+        )
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError("evidence path exists and is not a directory", where=str(out_dir))
+    parent = out_dir.absolute().parent
+    if not parent.is_dir():
+        raise UsageError("parent directory of the evidence directory does not exist", where=str(parent))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError("cannot write in the evidence directory's parent", where=str(parent))
+
+
+def _write_file(root: Path, rel: str, data: bytes, media_type: str, description: str, host: str | None) -> EvidenceFile:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "xb") as f:  # noqa: PTH123 - "x": a fresh directory, never clobber
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return EvidenceFile(rel, hashlib.sha256(data).hexdigest(), len(data), media_type, description, host)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _raw_files(root: Path, he: HostEvidence) -> list[EvidenceFile]:
+    out: list[EvidenceFile] = []
+    for key in sorted(he.facts.raw_outputs):
+        m = _RAW_KEY.match(key)
+        if m is None:
+            raise AuditError(f"raw output key {key!r} is not 'sha256:<hex>'", where=f"{FACTS_DIR}/{he.host}.json")
+        raw = he.facts.raw_outputs[key]
+        data = raw.content.encode("utf-8") if raw.encoding == "utf-8" else base64.b64decode(raw.content, validate=True)
+        if hashlib.sha256(data).hexdigest() != m.group(1) or len(data) != raw.size:
+            raise AuditError(
+                f"raw output {key} does not match its own digest or size", where=f"{FACTS_DIR}/{he.host}.json"
+            )
+        rel = f"{RAW_DIR}/{he.host}/sha256-{m.group(1)}"
+        out.append(
+            _write_file(
+                root,
+                rel,
+                data,
+                "text/plain; charset=utf-8" if raw.encoding == "utf-8" else "application/octet-stream",
+                f"Raw output stored in the facts of {he.host} (sources with sha256 {m.group(1)[:16]}…)",
+                he.host,
+            )
+        )
+    return out
+
+
+def bundle_digests(hosts: Sequence[HostEvidence]) -> dict[str, str | None]:
+    """Return, per host, the bundle manifest digest its install record names (None when there is none)."""
+    return {he.host: he.facts.integrity.manifest_digest for he in hosts}
+
+
+def write_evidence(
+    out_dir: Path,
+    *,
+    hosts: Sequence[HostEvidence],
+    results: Results,
+    controls: Mapping[str, ControlInfo],
+    key: SigningKey,
+    overwrite: bool = False,
+    verify_key_hint: str = "AUDITOR.pub",
+    progress: Progress = NO_PROGRESS,
+) -> WrittenEvidence:
+    """Write the evidence directory ``out_dir`` for ``results`` and sign it with ``key``; atomic.
+
+    Raises ``UsageError`` if ``out_dir`` exists and ``overwrite`` is false, ``AuditError`` if the inputs disagree
+    (a facts document whose digest is not the one the results were computed from, a host without facts).
+    """
+    check_output_dir(out_dir, overwrite=overwrite)
+    by_host = {he.host: he for he in hosts}
+    if len(by_host) != len(hosts):
+        raise AuditError("the same host is given twice")
+    for h in results.hosts:
+        check_host_name(h.host)
+        he = by_host.get(h.host)
+        if he is None:
+            raise AuditError(f"no facts given for host {h.host} of the results", where=h.host)
+        digest = "sha256:" + hashlib.sha256(he.facts_bytes).hexdigest()
+        if digest != h.facts_digest:
+            raise AuditError(
+                f"the facts of {h.host} are not the ones the results were evaluated on ({digest} != {h.facts_digest})",
+                where=h.host,
+            )
+    extra = set(by_host) - {h.host for h in results.hosts}
+    if extra:
+        raise AuditError(f"facts given for hosts without results: {', '.join(sorted(extra))}")
+
+    parent = out_dir.absolute().parent
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
+    task = progress.begin("writing evidence", None)
+    try:
+        files: list[EvidenceFile] = []
+        for h in results.hosts:
+            he = by_host[h.host]
+            files.append(
+                _write_file(
+                    tmp, f"{FACTS_DIR}/{h.host}.json", he.facts_bytes, "application/json",
+                    f"Facts collected on {h.host} (gapseal facts schema v{he.facts.schema_version})", h.host,
+                )
+            )  # fmt: skip
+            files.extend(_raw_files(tmp, he))
+        results_bytes = results.to_json().encode("utf-8")
+        files.append(
+            _write_file(
+                tmp, RESULTS_FILE, results_bytes, "application/json", "Per host, per rule results (gapseal/v1)", None
+            )
+        )
+        document = oscal.build_assessment_results(results, controls=controls, evidence_files=files)
+        oscal_bytes = (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+        files.append(
+            _write_file(tmp, OSCAL_FILE, oscal_bytes, "application/oscal.ar+json", "OSCAL 1.1 Assessment Results", None)
+        )
+        html = report.render_report(
+            results,
+            controls=controls,
+            evidence_files=files,
+            bundle_manifest_digests=bundle_digests(hosts),
+            verify_command=f"gapseal evidence verify {out_dir.name} --key {verify_key_hint}",
+        )
+        files.append(
+            _write_file(
+                tmp, REPORT_FILE, html.encode("utf-8"), "text/html; charset=utf-8", "Human-readable report", None
+            )
+        )
+        predicate = attest.build_predicate(results, bundle_manifest_digests=bundle_digests(hosts))
+        bundle = attest.sign_evidence(files, predicate, key)
+        with open(tmp / ATTESTATION_FILE, "xb") as f:  # noqa: PTH123
+            f.write(bundle)
+            f.flush()
+            os.fsync(f.fileno())
+        for d in sorted({p.parent for p in tmp.rglob("*")} | {tmp}, key=lambda p: len(p.parts), reverse=True):
+            _fsync_dir(d)
+        os.chmod(tmp, 0o755)  # noqa: S103 - evidence is meant to be read by others
+        _replace_dir(tmp, out_dir, overwrite=overwrite)
+        _fsync_dir(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        progress.end(task)
+    return WrittenEvidence(
+        path=out_dir,
+        files=tuple(files),
+        compliant=results.compliant,
+        attestation_sha256=hashlib.sha256(bundle).hexdigest(),
+        predicate=predicate,
+    )
+
+
+def _replace_dir(tmp: Path, out_dir: Path, *, overwrite: bool) -> None:
+    """Move ``tmp`` to ``out_dir``; an existing ``out_dir`` (only with ``overwrite``) is moved aside, then removed."""
+    if not out_dir.exists():
+        try:
+            os.rename(tmp, out_dir)
+        except OSError as e:
+            raise AuditError(f"cannot move the evidence into place: {e.strerror}", where=str(out_dir)) from e
+        return
+    if not overwrite:
+        raise UsageError("evidence directory already exists", where=str(out_dir), hint="pass --overwrite")
+    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.absolute().parent))
+    os.rename(out_dir, old / "evidence")
+    os.rename(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)

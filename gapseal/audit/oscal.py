@@ -1,0 +1,356 @@
+"""OSCAL 1.1 Assessment Results from an audit's results: the machine-readable form an assessor's tools import.
+
+The document follows NIST OSCAL 1.1.3 (``assessment-results``):
+
+- ``metadata``: gapseal as the tool party, the audit time as ``last-modified``;
+- ``import-ap``: points at a back-matter resource describing the assessment plan, i.e. the policy set by digest
+  (gapseal has no separate assessment-plan document; the policies are the plan);
+- ``results[0]``: one result for the run, with the hosts as inventory items, gapseal as the tool component,
+  ``reviewed-controls`` listing every control the policies support, one observation per host and rule (subject: the
+  host; relevant evidence: the host's facts file and the results file, each a back-matter resource with its SHA-256),
+  one finding per control (target status satisfied / not-satisfied), and one risk per waiver (status
+  ``deviation-approved`` with the waiver's expiry as deadline; an expired waiver's risk is ``open``) and per failing
+  or unknown rule (status ``open``);
+- ``back-matter``: one resource per evidence file, with its relative path and SHA-256.
+
+Every UUID is a UUIDv5 derived from the document's seed and the object's identity, so the same results produce the
+same document byte for byte.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from gapseal import __version__
+from gapseal.bundler.canonical import canonical_json
+
+if TYPE_CHECKING:
+    from gapseal.audit.evidence import ControlInfo, EvidenceFile
+    from gapseal.audit.results import Results, RuleResult
+
+OSCAL_VERSION = "1.1.3"
+"""The OSCAL release whose Assessment Results model this module writes."""
+
+GAPSEAL_NS = "https://gapseal.invalid/ns/oscal"
+"""Namespace of gapseal's own OSCAL properties (``ns`` on every non-core prop)."""
+
+_UUID_ROOT = uuid.uuid5(uuid.NAMESPACE_URL, GAPSEAL_NS)
+_TOKEN_BAD = re.compile(r"[^A-Za-z0-9_.\-]")
+
+
+def control_token(control_id: str) -> str:
+    """Map a catalog control id to an OSCAL token (``164.312(a)(1)`` becomes ``164.312-a-1``).
+
+    OSCAL control ids are tokens (no spaces, no parentheses); the original id is kept in the finding's title.
+    """
+    token = _TOKEN_BAD.sub("-", control_id).strip("-")
+    token = re.sub(r"-{2,}", "-", token)
+    if not token or not (token[0].isalpha() or token[0] == "_"):
+        token = f"c-{token}"
+    return token
+
+
+def _timestamp(value: dt.datetime) -> str:
+    """RFC 3339 with an explicit offset, as OSCAL's date-time-with-timezone requires."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _deadline(day: dt.date) -> str:
+    """End of the waiver's last valid day, UTC."""
+    return _timestamp(dt.datetime.combine(day, dt.time(23, 59, 59), tzinfo=dt.UTC))
+
+
+def _prop(name: str, value: str) -> dict[str, str]:
+    # OSCAL string values may not start or end with whitespace, nor span lines.
+    return {"name": name, "ns": GAPSEAL_NS, "value": " ".join(value.split()) or "-"}
+
+
+class _Ids:
+    """Deterministic UUIDv5 per object, all under the document's seed."""
+
+    def __init__(self, seed: str) -> None:
+        self._root = uuid.uuid5(_UUID_ROOT, seed)
+
+    def __call__(self, *parts: str) -> str:
+        return str(uuid.uuid5(self._root, "\x1f".join(parts)))
+
+
+def document_seed(results: Results) -> str:
+    """Return the seed of the document's UUIDs: the digest of the results' canonical JSON."""
+    return hashlib.sha256(canonical_json(results.model_dump(mode="json"))).hexdigest()
+
+
+def build_assessment_results(
+    results: Results,
+    *,
+    controls: Mapping[str, ControlInfo],
+    evidence_files: Sequence[EvidenceFile],
+    started: dt.datetime | None = None,
+    title: str = "gapseal audit: air-gap, telemetry, residency and integrity controls",
+) -> dict[str, Any]:
+    """Return the OSCAL 1.1 ``assessment-results`` document (a JSON-compatible dict) for ``results``.
+
+    ``controls`` maps every control id a rule names to its catalog entry; ``evidence_files`` are the files the
+    observations link to (facts, raw outputs, results), each with its SHA-256.
+    """
+    ids = _Ids(document_seed(results))
+    finished = results.generated
+    begun = started or finished
+    tool_uuid = ids("component", "gapseal")
+    party_uuid = ids("party", "gapseal")
+    plan_uuid = ids("resource", "assessment-plan")
+
+    resources: list[dict[str, Any]] = [
+        {
+            "uuid": plan_uuid,
+            "title": "gapseal policy set (assessment plan)",
+            "description": (
+                "The Rego policies, data files and controls catalog gapseal evaluated; "
+                f"policy set digest {results.policy_digest}; engine {results.engine}."
+            ),
+            "props": [_prop("policy-digest", results.policy_digest), _prop("engine", results.engine)],
+        }
+    ]
+    resource_by_path: dict[str, str] = {}
+    for ef in sorted(evidence_files, key=lambda f: f.path):
+        rid = ids("evidence", ef.path)
+        resource_by_path[ef.path] = rid
+        resources.append(
+            {
+                "uuid": rid,
+                "title": ef.path,
+                "description": ef.description,
+                "props": [_prop("evidence-size", str(ef.size))],
+                "rlinks": [
+                    {
+                        "href": ef.path,
+                        "media-type": ef.media_type,
+                        "hashes": [{"algorithm": "SHA-256", "value": ef.sha256}],
+                    }
+                ],
+            }
+        )
+
+    host_uuid = {h.host: ids("host", h.host) for h in results.hosts}
+    inventory = [
+        {
+            "uuid": host_uuid[h.host],
+            "description": f"Audited host {h.host}",
+            "props": [_prop("host-name", h.host), _prop("facts-digest", h.facts_digest)],
+        }
+        for h in results.hosts
+    ]
+
+    observations: list[dict[str, Any]] = []
+    risks: list[dict[str, Any]] = []
+    obs_by_control: dict[str, list[str]] = {}
+    risks_by_control: dict[str, list[str]] = {}
+    status_by_control: dict[str, list[str]] = {}
+    results_rid = resource_by_path.get("results.json")
+    for h in results.hosts:
+        facts_rid = resource_by_path.get(h.facts)
+        for r in h.rules:
+            oid = ids("observation", h.host, r.rule)
+            observations.append(
+                _observation(oid, h.host, host_uuid[h.host], r, facts_rid, results_rid, tool_uuid, finished, h.facts)
+            )
+            risk = _risk(ids, h.host, r, oid, tool_uuid)
+            for c in r.controls:
+                obs_by_control.setdefault(c, []).append(oid)
+                status_by_control.setdefault(c, []).append(r.status)
+                if risk is not None:
+                    risks_by_control.setdefault(c, []).append(risk["uuid"])
+            if risk is not None:
+                risks.append(risk)
+
+    control_ids = sorted(set(status_by_control) | set(controls))
+    findings = [
+        _finding(
+            ids("finding", cid),
+            cid,
+            controls.get(cid),
+            status_by_control.get(cid, []),
+            obs_by_control.get(cid, []),
+            risks_by_control.get(cid, []),
+            tool_uuid,
+        )
+        for cid in control_ids
+    ]
+
+    result: dict[str, Any] = {
+        "uuid": ids("result", "run"),
+        "title": "gapseal audit run",
+        "description": (
+            f"{results.summary.hosts} host(s), {results.summary.rules} rule(s): {results.summary.passed} passed, "
+            f"{results.summary.failed} failed, {results.summary.waived} waived, {results.summary.unknown} unknown. "
+            + ("Compliant." if results.compliant else "Not compliant.")
+        ),
+        "start": _timestamp(begun),
+        "end": _timestamp(finished),
+        "props": [_prop("compliant", "true" if results.compliant else "false")],
+        "local-definitions": {
+            "components": [
+                {
+                    "uuid": tool_uuid,
+                    "type": "software",
+                    "title": "gapseal",
+                    "description": f"gapseal {__version__}: fact collectors and Rego policy evaluation.",
+                    "props": [_prop("version", __version__)],
+                    "status": {"state": "operational"},
+                }
+            ],
+            **({"inventory-items": inventory} if inventory else {}),
+        },
+        "reviewed-controls": {
+            "control-selections": [
+                {
+                    "description": "Every control the gapseal policies support.",
+                    **(
+                        {"include-controls": [{"control-id": control_token(c)} for c in control_ids]}
+                        if control_ids
+                        else {"include-all": {}}
+                    ),
+                }
+            ]
+        },
+    }
+    if observations:
+        result["observations"] = observations
+    if risks:
+        result["risks"] = risks
+    if findings:
+        result["findings"] = findings
+
+    return {
+        "assessment-results": {
+            "uuid": ids("assessment-results"),
+            "metadata": {
+                "title": title,
+                "last-modified": _timestamp(finished),
+                "version": __version__,
+                "oscal-version": OSCAL_VERSION,
+                "roles": [{"id": "assessor", "title": "Assessor"}],
+                "parties": [{"uuid": party_uuid, "type": "organization", "name": "gapseal"}],
+                "responsible-parties": [{"role-id": "assessor", "party-uuids": [party_uuid]}],
+            },
+            "import-ap": {"href": f"#{plan_uuid}", "remarks": "The assessment plan is the signed gapseal policy set."},
+            "results": [result],
+            "back-matter": {"resources": resources},
+        }
+    }
+
+
+def _observation(
+    oid: str,
+    host: str,
+    host_uuid: str,
+    r: RuleResult,
+    facts_rid: str | None,
+    results_rid: str | None,
+    tool_uuid: str,
+    collected: dt.datetime,
+    facts_path: str,
+) -> dict[str, Any]:
+    evidence: list[dict[str, Any]] = []
+    if facts_rid is not None:
+        pointers = ", ".join(r.evidence) if r.evidence else "the whole document"
+        evidence.append({"href": f"#{facts_rid}", "description": f"Facts of {host} ({facts_path}): {pointers}."})
+    if results_rid is not None:
+        evidence.append({"href": f"#{results_rid}", "description": f"Result of rule {r.rule} on {host}."})
+    obs: dict[str, Any] = {
+        "uuid": oid,
+        "title": f"{r.rule} on {host}: {r.status}",
+        "description": f"{r.title}. {r.message}",
+        "props": [
+            _prop("rule-id", r.rule),
+            _prop("rule-status", r.status),
+            _prop("severity", r.severity),
+            _prop("policy-package", r.package),
+        ],
+        "methods": ["TEST"],
+        "types": ["finding"] if r.status in ("fail", "unknown") else ["control-objective"],
+        "origins": [{"actors": [{"type": "tool", "actor-uuid": tool_uuid}]}],
+        "subjects": [{"subject-uuid": host_uuid, "type": "inventory-item", "title": host}],
+        "collected": _timestamp(collected),
+    }
+    if evidence:
+        obs["relevant-evidence"] = evidence
+    return obs
+
+
+def _risk(ids: _Ids, host: str, r: RuleResult, oid: str, tool_uuid: str) -> dict[str, Any] | None:
+    if r.status == "pass":
+        return None
+    risk: dict[str, Any] = {
+        "uuid": ids("risk", host, r.rule),
+        "title": f"{r.rule} on {host}: {r.title}",
+        "description": r.description or r.title,
+        "statement": r.message,
+        "props": [_prop("rule-id", r.rule), _prop("severity", r.severity)],
+        "origins": [{"actors": [{"type": "tool", "actor-uuid": tool_uuid}]}],
+        "related-observations": [{"observation-uuid": oid}],
+    }
+    w = r.waiver
+    if w is not None:
+        risk["props"] += [_prop("waiver-approver", w.approver), _prop("waiver-expires", w.expires.isoformat())]
+        risk["deadline"] = _deadline(w.expires)
+    if r.status == "waived" and w is not None:
+        risk["status"] = "deviation-approved"
+        risk["description"] = f"Waived until {w.expires.isoformat()} by {w.approver}: {w.justification}"
+    elif w is not None:
+        risk["status"] = "open"
+        risk["description"] = f"Waiver by {w.approver} expired on {w.expires.isoformat()}: {w.justification}"
+    else:
+        risk["status"] = "open"
+        risk["description"] = f"{r.description or r.title} Remediation: {r.remediation}"
+    return risk
+
+
+def _finding(
+    fid: str,
+    control_id: str,
+    info: ControlInfo | None,
+    statuses: Iterable[str],
+    observation_uuids: list[str],
+    risk_uuids: list[str],
+    tool_uuid: str,
+) -> dict[str, Any]:
+    statuses = list(statuses)
+    satisfied = bool(statuses) and all(s in ("pass", "waived") for s in statuses)
+    if not statuses:
+        reason_text = "No rule evaluated this control."
+    elif satisfied:
+        reason_text = "Every rule supporting this control passed (or is waived) on every host."
+    else:
+        failed = sum(1 for s in statuses if s == "fail")
+        unknown = sum(1 for s in statuses if s == "unknown")
+        reason_text = f"{failed} failing and {unknown} unknown rule result(s) support this control."
+    title = f"{info.framework} {info.title}" if info is not None else control_id
+    finding: dict[str, Any] = {
+        "uuid": fid,
+        "title": title,
+        "description": f"{control_id}: {reason_text}",
+        "props": [_prop("control-id", control_id)] + ([_prop("framework", info.framework)] if info is not None else []),
+        "origins": [{"actors": [{"type": "tool", "actor-uuid": tool_uuid}]}],
+        "target": {
+            "type": "objective-id",
+            "target-id": control_token(control_id),
+            "title": title,
+            "status": {
+                "state": "satisfied" if satisfied else "not-satisfied",
+                "reason": "pass" if satisfied else ("fail" if statuses else "other"),
+            },
+        },
+    }
+    if observation_uuids:
+        finding["related-observations"] = [{"observation-uuid": o} for o in observation_uuids]
+    if risk_uuids:
+        finding["related-risks"] = [{"risk-uuid": u} for u in risk_uuids]
+    return finding
