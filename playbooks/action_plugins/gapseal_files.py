@@ -1,0 +1,67 @@
+"""Action plugin for gapseal_files: plan on the host, push only the missing blobs, commit on the host.
+
+The controller never trusts what it sends: every blob is hashed again on the host by the module's commit phase
+before it is renamed into place. Blobs travel over the play's own connection (``put_file``: sftp/scp over the
+ssh ControlMaster, or a local copy for ``ansible_connection=local``), straight into the staging directory beside
+the destination, so nothing lands in the user's home and the final rename is atomic.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = True
+    _VALID_ARGS = frozenset(("dest", "staging", "files", "executable", "prune"))
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        args = dict(self._task.args)
+        files = args.get("files")
+        if not isinstance(files, list):
+            raise AnsibleActionFail("files must be a list of {path, digest, size, src}")
+        sources = {}
+        module_files = []
+        for f in files:
+            if not isinstance(f, dict):
+                raise AnsibleActionFail("every entry of files must be a mapping, got %r" % (f,))
+            digest = f.get("digest", "")
+            if not isinstance(digest, str) or not DIGEST.match(digest):
+                raise AnsibleActionFail("file %r: digest %r is not sha256:<64 hex>" % (f.get("path"), digest))
+            src = f.get("src")
+            if not isinstance(src, str) or not os.path.isfile(src):
+                raise AnsibleActionFail("file %r: source blob %r not found on the controller" % (f.get("path"), src))
+            sources[digest] = src
+            module_files.append({"path": f.get("path"), "digest": digest, "size": f.get("size")})
+        module_args = {k: v for k, v in args.items() if k != "files"}
+        module_args["files"] = module_files
+
+        plan = self._execute_module(
+            module_name="gapseal_files", module_args={**module_args, "phase": "plan"}, task_vars=task_vars
+        )
+        if plan.get("failed") or self._task.check_mode or not plan.get("changed"):
+            result.update(plan)
+            return result
+
+        staging = args["staging"]
+        sent = 0
+        for digest in plan.get("missing", []):
+            remote = "%s/%s.partial" % (staging.rstrip("/"), DIGEST.match(digest).group(1))
+            self._transfer_file(sources[digest], remote)
+            sent += os.path.getsize(sources[digest])
+
+        commit = self._execute_module(
+            module_name="gapseal_files", module_args={**module_args, "phase": "commit"}, task_vars=task_vars
+        )
+        result.update(commit)
+        result["bytes_sent"] = sent
+        result["extra"] = plan.get("extra", [])
+        return result

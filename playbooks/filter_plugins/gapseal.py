@@ -1,0 +1,159 @@
+"""Jinja filters for gapseal's roles: paths under gapseal_root, the chosen variant of each build, space needed."""
+
+from __future__ import annotations
+
+import ipaddress
+import posixpath
+import shlex
+
+from ansible.errors import AnsibleFilterError
+
+
+def gapseal_path(root, *parts):
+    """Join ``parts`` under ``root`` (``/`` or a prefix) into one normalized absolute path."""
+    root = root or "/"
+    if not posixpath.isabs(root):
+        raise AnsibleFilterError("gapseal_root %r must be an absolute path" % (root,))
+    return posixpath.normpath(posixpath.join(root, *(str(p).lstrip("/") for p in parts)))
+
+
+def _choice(variants_fact, build_name):
+    """Return (backend, arch) chosen for ``build_name`` from the gapseal_variants fact, or None."""
+    entry = (variants_fact or {}).get(build_name)
+    if not entry:
+        return None
+    chosen = entry.get("chosen", entry) if isinstance(entry, dict) else None
+    if not isinstance(chosen, dict) or not chosen.get("backend"):
+        return None
+    return chosen["backend"], chosen.get("arch")
+
+
+def gapseal_selected_variants(builds, variants_fact, builds_dir):
+    """Return ``[{name, backend, arch, dir, files}]``: per build, the variant the hardware facts chose.
+
+    A build without a choice raises: the hardware role fails such a host first, with every variant's reasons.
+    """
+    selected = []
+    for build in builds or []:
+        choice = _choice(variants_fact, build["name"])
+        if choice is None:
+            raise AnsibleFilterError("no variant chosen for build %r on this host" % build["name"])
+        backend, arch = choice
+        match = [v for v in build["variants"] if v["backend"] == backend and (arch is None or v["arch"] == arch)]
+        if not match:
+            raise AnsibleFilterError("build %r has no %s/%s variant" % (build["name"], backend, arch))
+        variant = match[0]
+        selected.append(
+            {
+                "name": build["name"],
+                "backend": variant["backend"],
+                "arch": variant["arch"],
+                "dir": gapseal_path(builds_dir, build["name"], variant["backend"]),
+                "files": variant["files"],
+            }
+        )
+    return selected
+
+
+def gapseal_model_dirs(models, models_dir):
+    """Return ``[{name, dir, files}]``: each model with the directory it is installed into."""
+    return [{"name": m["name"], "dir": gapseal_path(models_dir, m["name"]), "files": m["files"]} for m in models or []]
+
+
+def gapseal_preflight_files(models, builds, root):
+    """Files to write as ``[{path (relative to root), size}]``: every model file, and each build's largest variant.
+
+    The variant is chosen after preflight, so the largest one is counted: the estimate errs on the safe side.
+    """
+    out = []
+    for m in models or []:
+        base = gapseal_path(root, "var/lib/gapseal/models", m["name"])
+        out += [{"path": posixpath.relpath(posixpath.join(base, f["path"]), root), "size": f["size"]} for f in m["files"]]
+    for b in builds or []:
+        if not b.get("variants"):
+            continue
+        largest = max(b["variants"], key=lambda v: sum(f["size"] for f in v["files"]))
+        base = gapseal_path(root, "opt/gapseal/builds", b["name"], largest["backend"])
+        out += [
+            {"path": posixpath.relpath(posixpath.join(base, f["path"]), root), "size": f["size"]} for f in largest["files"]
+        ]
+    return out
+
+
+def gapseal_arches(builds):
+    """Architectures the bundle's builds cover (empty when it has no builds)."""
+    return sorted({v["arch"] for b in builds or [] for v in b.get("variants", [])})
+
+
+def gapseal_cidrs(cidrs, family):
+    """Return the CIDRs of IP ``family`` (4 or 6) from ``cidrs``, normalized; a malformed entry raises."""
+    if isinstance(cidrs, str) or not isinstance(cidrs, (list, tuple)):
+        raise AnsibleFilterError("egress_allow must be a list of CIDRs, got %r" % (cidrs,))
+    out = []
+    for c in cidrs:
+        try:
+            net = ipaddress.ip_network(str(c), strict=False)
+        except ValueError as e:
+            raise AnsibleFilterError("egress_allow: %r is not an IP network (%s)" % (c, e)) from e
+        if net.version == int(family):
+            out.append(str(net))
+    return sorted(set(out))
+
+
+def gapseal_service_units(services, selected, models_dir, offline_env, unit_dir):
+    """Resolve each service against the host's chosen variants: build dir, model dir, ExecStart, environment.
+
+    ``args`` may use ``{model_dir}``, ``{build_dir}``, ``{bind}`` and ``{port}``; the offline environment always wins
+    over the service's own ``env`` (a service cannot turn telemetry back on).
+    """
+    by_build = {s["name"]: s for s in selected or []}
+    units = []
+    for svc in services or []:
+        name = svc["name"]
+        build = by_build.get(svc.get("build"))
+        if build is None:
+            raise AnsibleFilterError("service %r names build %r, which is not in the bundle" % (name, svc.get("build")))
+        model_dir = gapseal_path(models_dir, svc["model"]) if svc.get("model") else ""
+        bind = str(svc.get("bind", "127.0.0.1"))
+        port = str(svc.get("port", ""))
+        values = {"model_dir": model_dir, "build_dir": build["dir"], "bind": bind, "port": port}
+        try:
+            args = [str(a).format(**values) for a in svc.get("args", [])]
+        except (KeyError, IndexError, ValueError) as e:
+            raise AnsibleFilterError("service %r: bad placeholder in args: %s" % (name, e)) from e
+        exe = gapseal_path(build["dir"], svc.get("exec", "bin/serve"))
+        env = {**{str(k): str(v) for k, v in (svc.get("env") or {}).items()}, **dict(offline_env)}
+        env.update({"GAPSEAL_MODEL_DIR": model_dir, "GAPSEAL_BIND": bind, "GAPSEAL_PORT": port})
+        units.append(
+            {
+                "name": name,
+                "build": build["name"],
+                "backend": build["backend"],
+                "build_dir": build["dir"],
+                "model": svc.get("model", ""),
+                "unit": gapseal_path(unit_dir, "gapseal-%s.service" % name),
+                "exec_start": " ".join(shlex.quote(p) for p in [exe, *args]),
+                "environment": env,
+            }
+        )
+    return units
+
+
+def gapseal_service_states(units, started, reason):
+    """Return ``[{name, unit, state}]`` for the record and the report."""
+    state = "started" if started else "not started: %s" % reason
+    return [{"name": u["name"], "unit": u["unit"], "state": state} for u in units or []]
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "gapseal_path": gapseal_path,
+            "gapseal_selected_variants": gapseal_selected_variants,
+            "gapseal_preflight_files": gapseal_preflight_files,
+            "gapseal_arches": gapseal_arches,
+            "gapseal_model_dirs": gapseal_model_dirs,
+            "gapseal_cidrs": gapseal_cidrs,
+            "gapseal_service_units": gapseal_service_units,
+            "gapseal_service_states": gapseal_service_states,
+        }
