@@ -581,7 +581,12 @@ def _pack_split(
             sizes[1] = writer.position
         full = _parts_list(plans, base, part_size, digests)
         full = full.model_copy(
-            update={"parts": tuple(r.model_copy(update={"size": sizes[r.number]}) for r in full.parts)}
+            update={
+                "parts": tuple(
+                    r.model_copy(update={"size": sizes[r.number], "sha256": digests[(r.number, "")]})
+                    for r in full.parts
+                )
+            }
         )
         _write_small(temps, sidecars[0], canonical_json(full) + b"\n")
         sums = "".join(f"{r.sha256}  {r.name}\n" for r in full.parts)
