@@ -29,7 +29,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -51,6 +51,7 @@ _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _COMPONENT_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 _GFX = re.compile(r"gfx[0-9a-f]{3,5}")
 _CPU_FLAG = re.compile(r"[a-z0-9_.]{1,64}")
+_EMBEDDED_FIELD = re.compile(r"([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*): ")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -112,6 +113,10 @@ def _check_timestamp(value: Any) -> Any:
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", value):
             raise ValueError(f"{value!r} is not an RFC 3339 date-time with a time zone (e.g. 2026-01-31T12:00:00Z)")
         return value
+    if isinstance(value, date):
+        raise ValueError(
+            f"{value} is a date; an RFC 3339 date-time with a time zone is needed (e.g. {value}T00:00:00Z)"
+        )
     raise ValueError(f"must be an RFC 3339 date-time with a time zone (e.g. 2026-01-31T12:00:00Z), got {value!r}")
 
 
@@ -402,19 +407,21 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
 def _line_of(root: yaml.Node, loc: tuple[int | str, ...]) -> int | None:
     """Return the 1-based line of the node at ``loc`` (or of its deepest existing parent)."""
     node = root
+    line = int(root.start_mark.line)
     for part in loc:
         child: yaml.Node | None = None
         if isinstance(node, yaml.MappingNode) and isinstance(part, str):
             for k, v in node.value:
                 if isinstance(k, yaml.ScalarNode) and k.value == part:
-                    child = v
+                    child, line = v, int(k.start_mark.line)  # the key's line: where a reader looks for the field
                     break
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
             child = node.value[part]
+            line = int(child.start_mark.line)
         if child is None:
             break
         node = child
-    return int(node.start_mark.line) + 1
+    return line + 1
 
 
 def _describe(err: Any) -> str:
@@ -438,8 +445,13 @@ def _validation_error(path: Path, root: yaml.Node, exc: ValidationError) -> Spec
         loc = tuple(err["loc"])
         # An error of a union member names the member type in its loc (e.g. 'list[str]'); it is noise to a user.
         loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
-        field = _format_loc(loc)
         message = _describe(err)
+        # Validators that check several fields name the offending one first ("variants[1]: ..."): extend the loc.
+        m = _EMBEDDED_FIELD.match(message)
+        if m:
+            loc = loc + tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", m.group(1)) if p)
+            message = message[m.end() :]
+        field = _format_loc(loc)
         line = _line_of(root, loc)
         prefix = f"{path}:{line}" if line is not None else f"{path}"
         lines.append(f"{prefix}: {field}: {message}" if field else f"{prefix}: {message}")
