@@ -1,0 +1,140 @@
+"""report.html in a real browser: Debian's headless Chromium renders it, takes a screenshot, and makes no request.
+
+Chromium runs inside a fresh network namespace (``unshare --net``: only a loopback interface, down), so nothing it
+tries can leave this machine; the browser's own background fetches (component updater) are then visible in its
+net log as failing requests initiated by the browser itself ("not an origin"). The test requires that no request was
+initiated by the page, and a control case proves the net log does catch a page's request.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gapseal.audit.evidence import REPORT_FILE, write_evidence
+from gapseal.signing.keys import SigningKey
+from tests.unit.audit.evidence_fixtures import CONTROLS, compliant_rules, leaky_rules, make_facts, make_results
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = shutil.which("chromium")
+UNSHARE = shutil.which("unshare")
+WIDTH, HEIGHT = 1200, 1600
+
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--disable-default-apps",
+    "--disable-domain-reliability",
+    "--disable-breakpad",
+    "--no-pings",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+]
+
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None or UNSHARE is None,
+    reason="Debian chromium and util-linux unshare are needed (scripts/system-deps.sh)",
+)
+
+
+def _chromium(tmp: Path, url: str, *extra: str) -> tuple[str, list[dict[str, Any]]]:
+    """Run headless Chromium on ``url`` in an empty network namespace; return stdout and the URL requests it logged."""
+    profile = tmp / f"profile-{len(list(tmp.iterdir()))}"
+    netlog = profile.with_suffix(".netlog.json")
+    assert UNSHARE is not None
+    assert CHROMIUM is not None
+    argv = [
+        UNSHARE,
+        "--net",
+        CHROMIUM,
+        *FLAGS,
+        f"--user-data-dir={profile}",
+        f"--log-net-log={netlog}",
+        "--net-log-capture-mode=Everything",
+        f"--window-size={WIDTH},{HEIGHT}",
+        *extra,
+        url,
+    ]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    log = json.loads(netlog.read_text())
+    names = {v: k for k, v in log["constants"]["logEventTypes"].items()}
+    requests = [
+        e["params"]
+        for e in log["events"]
+        if names.get(e["type"]) == "URL_REQUEST_START_JOB" and "url" in e.get("params", {})
+    ]
+    return proc.stdout, requests
+
+
+def _page_requests(requests: list[dict[str, Any]]) -> list[str]:
+    """Requests a document initiated (the browser's own background fetches have no origin)."""
+    return [r["url"] for r in requests if r.get("initiator") != "not an origin"]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "ev"
+    h1 = make_facts("h1", manifest_digest="sha256:" + "cd" * 32)
+    h2 = make_facts("h2")
+    results = make_results([(h1, leaky_rules()), (h2, compliant_rules())])
+    write_evidence(out, hosts=[h1, h2], results=results, controls=CONTROLS, key=SigningKey.generate())
+    return out / REPORT_FILE
+
+
+@needs_chromium
+def test_report_renders_with_summary_and_makes_no_request(report: Path, tmp_path: Path) -> None:
+    dom, requests = _chromium(tmp_path, report.as_uri(), "--dump-dom")
+    assert "NOT COMPLIANT: 1 failed and 1 unknown rule result(s) on 2 host(s)." in dom
+    assert "gapseal evidence verify ev --key AUDITOR.pub" in dom
+    # the hostile fact string is text in the DOM, not an element
+    assert "&lt;script&gt;alert" in dom
+    assert "<script>" not in dom
+    assert _page_requests(requests) == []
+
+
+@needs_chromium
+def test_report_screenshot(report: Path, tmp_path: Path) -> None:
+    shot = tmp_path / "report.png"
+    _, requests = _chromium(tmp_path, report.as_uri(), f"--screenshot={shot}")
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    assert (width, height) == (WIDTH, HEIGHT)
+    assert len(data) > 50_000  # a rendered page of tables, not a blank canvas
+    assert _page_requests(requests) == []
+    keep = Path(__file__).parent.parent.parent / ".pytest_cache" / "report-screenshot.png"
+    keep.parent.mkdir(exist_ok=True)
+    shutil.copyfile(shot, keep)
+
+
+@needs_chromium
+def test_control_a_page_request_is_caught(tmp_path: Path) -> None:
+    """Proves the detector works: a page without CSP that loads an image is seen requesting it (loopback only)."""
+    page = tmp_path / "leaky.html"
+    page.write_text('<!DOCTYPE html><html><body><img src="http://127.0.0.1:9/pixel.png"></body></html>')
+    _, requests = _chromium(tmp_path, page.as_uri(), "--dump-dom")
+    assert _page_requests(requests) == ["http://127.0.0.1:9/pixel.png"]
+
+
+@needs_chromium
+def test_csp_blocks_an_injected_request(tmp_path: Path, report: Path) -> None:
+    """Defence in depth: even markup that slipped past escaping could not load anything under the page's CSP."""
+    html = report.read_text().replace("</body>", '<img src="http://127.0.0.1:9/pixel.png"></body>')
+    page = tmp_path / "injected.html"
+    page.write_text(html)
+    _, requests = _chromium(tmp_path, page.as_uri(), "--dump-dom")
+    assert _page_requests(requests) == []
