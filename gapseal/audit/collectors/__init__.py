@@ -1,0 +1,1 @@
+"""One collector module per facts domain; ``gapseal.audit.collect`` runs them all."""

@@ -1,0 +1,109 @@
+"""Name resolution: ``/etc/resolv.conf``, ``/etc/nsswitch.conf`` and systemd-resolved's configuration."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+from gapseal.audit.collectors._common import RawStore, Trace, address_class, parse_ini_sections, strip_comment
+from gapseal.audit.facts import DnsFacts, Nameserver, ResolvedFacts
+
+
+def _nameserver(text: str, origin: str) -> Nameserver | None:
+    addr = text.strip()
+    if addr.startswith("["):  # resolved.conf allows [addr]:port and addr#name
+        addr = addr[1:].split("]", 1)[0]
+    addr = addr.split("#", 1)[0].split("%", 1)[0]
+    if addr.count(":") == 1:  # IPv4 with a :port suffix
+        addr = addr.split(":", 1)[0]
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return None
+    return Nameserver(address=str(ip), address_class=address_class(ip), origin=origin)
+
+
+def parse_resolv_conf(text: str) -> tuple[list[Nameserver], list[str], list[str]]:
+    """Return nameservers, search domains and options of a resolv.conf (last ``search`` wins, as in glibc)."""
+    servers: list[Nameserver] = []
+    search: list[str] = []
+    options: list[str] = []
+    for raw in text.splitlines():
+        line = raw.split(";", 1)[0]
+        line = strip_comment(line)
+        parts = line.split()
+        if not parts:
+            continue
+        if parts[0] == "nameserver" and len(parts) > 1:
+            ns = _nameserver(parts[1], "resolv.conf")
+            if ns is not None:
+                servers.append(ns)
+        elif parts[0] in {"search", "domain"}:
+            search = parts[1:]
+        elif parts[0] == "options":
+            options += parts[1:]
+    return servers, search, options
+
+
+def parse_nsswitch_hosts(text: str) -> list[str]:
+    """Return the sources of the ``hosts:`` database (``files``, ``dns``, ``[NOTFOUND=return]``...)."""
+    for raw in text.splitlines():
+        line = strip_comment(raw)
+        if line.startswith("hosts:"):
+            return line.split(":", 1)[1].split()
+    return []
+
+
+def collect_dns(store: RawStore, root: Path) -> DnsFacts:
+    """Collect the resolver configuration under ``root``."""
+    trace = Trace(store)
+    etc = root / "etc"
+    resolv = etc / "resolv.conf"
+    target = None
+    if resolv.is_symlink():
+        target = os.readlink(resolv)
+    text = trace.read_text(resolv)
+    servers: list[Nameserver] = []
+    search: list[str] = []
+    options: list[str] = []
+    if text is not None:
+        servers, search, options = parse_resolv_conf(text)
+    nss = trace.read_text(etc / "nsswitch.conf")
+    hosts = parse_nsswitch_hosts(nss) if nss is not None else []
+    settings: dict[str, str] = {}
+    files = [etc / "systemd" / "resolved.conf"]
+    for d in (
+        root / "usr/lib/systemd/resolved.conf.d",
+        etc / "systemd/resolved.conf.d",
+        root / "run/systemd/resolved.conf.d",
+    ):
+        files += trace.listdir(d, "*.conf")
+    present = False
+    for f in files:
+        content = trace.read_text(f, record_missing=f == files[0])
+        if content is None:
+            continue
+        present = True
+        settings.update(parse_ini_sections(content).get("Resolve", {}))
+    for key, origin in (("DNS", "resolved.conf:DNS"), ("FallbackDNS", "resolved.conf:FallbackDNS")):
+        for item in settings.get(key, "").split():
+            ns = _nameserver(item, origin)
+            if ns is not None:
+                servers.append(ns)
+    status = "ok"
+    reason = None
+    if text is None and not present:
+        reason = f"{resolv} not found: the resolver falls back to a nameserver on localhost"
+    return DnsFacts(
+        status=status,
+        reason=reason,
+        sources=trace.sources,
+        resolv_conf_present=text is not None,
+        resolv_conf_target=target,
+        nameservers=servers,
+        search=search,
+        options=options,
+        nsswitch_hosts=hosts,
+        resolved=ResolvedFacts(present=present, settings=dict(sorted(settings.items()))),
+    )

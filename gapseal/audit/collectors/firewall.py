@@ -1,0 +1,273 @@
+"""Packet filtering: the nftables ruleset (``nft -j list ruleset``) and iptables (``iptables-save``) where present."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from typing import Any
+
+from gapseal.audit.collectors._common import RawStore, Trace, try_network
+from gapseal.audit.facts import (
+    Family,
+    FirewallFacts,
+    IptablesChain,
+    IptablesFacts,
+    Network,
+    NftablesFacts,
+    NftChain,
+    NftRule,
+)
+
+_VERDICTS = ("accept", "drop", "reject", "jump", "goto", "return", "continue", "queue")
+_MAX_PORTS = 64
+
+
+def _values(right: Any, sets: dict[str, list[Any]]) -> tuple[list[Any], bool]:
+    """Flatten the right-hand side of a match to plain values; the flag is False when something was not understood."""
+    if isinstance(right, str) and right.startswith("@"):
+        if right[1:] in sets:
+            return _values({"set": sets[right[1:]]}, sets)
+        return [], False
+    if isinstance(right, (str, int)):
+        return [right], True
+    if isinstance(right, dict):
+        if "set" in right:
+            out: list[Any] = []
+            ok = True
+            for item in right["set"]:
+                vals, good = _values(item, sets)
+                out += vals
+                ok = ok and good
+            return out, ok
+        if "prefix" in right:
+            p = right["prefix"]
+            return [f"{p.get('addr')}/{p.get('len')}"], True
+        if "range" in right and isinstance(right["range"], list) and len(right["range"]) == 2:
+            lo, hi = right["range"]
+            if isinstance(lo, int) and isinstance(hi, int):
+                return [range(lo, hi + 1)], True
+            return [f"{lo}-{hi}"], True
+        if "elem" in right:
+            return _values(right["elem"].get("val"), sets)
+    if isinstance(right, list):
+        return _values({"set": right}, sets)
+    return [], False
+
+
+def _networks(values: list[Any], family: Family | None) -> tuple[list[Network], bool]:
+    nets: list[Network] = []
+    ok = True
+    for v in values:
+        if isinstance(v, str) and "-" in v and "/" not in v:
+            ok = False  # an address range: not reduced to networks here
+            continue
+        net = try_network(str(v), family=family)
+        if net is None:
+            ok = False
+        else:
+            nets.append(net)
+    return nets, ok
+
+
+def parse_rule(rule: dict[str, Any], sets: dict[str, list[Any]]) -> NftRule:
+    """Extract verdict, addresses, ports and interfaces from one ``{"rule": ...}`` object of ``nft -j``."""
+    verdict: str | None = None
+    target: str | None = None
+    daddr: list[Network] = []
+    saddr: list[Network] = []
+    dports: list[int] = []
+    oif: list[str] = []
+    iif: list[str] = []
+    ct: list[str] = []
+    negated = False
+    unparsed = False
+    for expr in rule.get("expr", []):
+        if not isinstance(expr, dict):
+            unparsed = True
+            continue
+        for v in _VERDICTS:
+            if v in expr:
+                verdict = v
+                if v in {"jump", "goto"} and isinstance(expr[v], dict):
+                    target = expr[v].get("target")
+        if "match" not in expr:
+            if not any(v in expr for v in _VERDICTS) and not any(k in expr for k in ("counter", "log", "limit")):
+                unparsed = True
+            continue
+        m = expr["match"]
+        op = m.get("op", "==")
+        left = m.get("left", {})
+        if op == "!=":
+            negated = True
+        elif op not in {"==", "in"}:
+            unparsed = True
+        values, ok = _values(m.get("right"), sets)
+        unparsed = unparsed or not ok
+        if isinstance(left, dict) and "payload" in left:
+            proto = left["payload"].get("protocol")
+            fld = left["payload"].get("field")
+            fam: Family | None = "inet" if proto == "ip" else "inet6" if proto == "ip6" else None
+            if fld in {"daddr", "saddr"} and fam is not None:
+                nets, ok = _networks(values, fam)
+                unparsed = unparsed or not ok
+                if op != "!=":
+                    (daddr if fld == "daddr" else saddr).extend(nets)
+            elif fld == "dport":
+                for v in values:
+                    if isinstance(v, range):
+                        if len(v) > _MAX_PORTS:
+                            unparsed = True
+                        dports.extend(list(v)[:_MAX_PORTS])
+                    elif isinstance(v, int):
+                        dports.append(v)
+                    else:
+                        unparsed = True
+            elif fld not in {"sport"}:
+                unparsed = True
+        elif isinstance(left, dict) and "meta" in left:
+            key = left["meta"].get("key")
+            if key in {"oifname", "oif"}:
+                oif.extend(str(v) for v in values)
+            elif key in {"iifname", "iif"}:
+                iif.extend(str(v) for v in values)
+            elif key not in {"l4proto", "nfproto", "protocol"}:
+                unparsed = True
+        elif isinstance(left, dict) and "ct" in left and left["ct"].get("key") == "state":
+            ct.extend(str(v) for v in values)
+        else:
+            unparsed = True
+    handle = rule.get("handle")
+    return NftRule(
+        family=str(rule.get("family", "")),
+        table=str(rule.get("table", "")),
+        chain=str(rule.get("chain", "")),
+        handle=handle if isinstance(handle, int) else None,
+        verdict=verdict,
+        target=target,
+        daddr=daddr,
+        saddr=saddr,
+        dports=sorted(set(dports)),
+        oifname=oif,
+        iifname=iif,
+        ct_state=ct,
+        negated=negated,
+        unparsed=unparsed,
+        comment=rule.get("comment"),
+    )
+
+
+def parse_nft_ruleset(document: Any) -> tuple[list[NftChain], list[NftRule], dict[str, str], list[dict[str, Any]]]:
+    """Parse ``nft -j list ruleset`` output into chains, rules, the per-family output policy and the raw array."""
+    if not isinstance(document, dict) or not isinstance(document.get("nftables"), list):
+        raise ValueError('nft -j output has no "nftables" array')
+    items: list[dict[str, Any]] = [i for i in document["nftables"] if isinstance(i, dict)]
+    sets: dict[tuple[str, str], dict[str, list[Any]]] = {}
+    for i in items:
+        if "set" in i:
+            s = i["set"]
+            elem = s.get("elem", [])
+            sets.setdefault((s.get("family", ""), s.get("table", "")), {})[s.get("name", "")] = (
+                elem if isinstance(elem, list) else [elem]
+            )
+    counts: dict[tuple[str, str, str], int] = {}
+    rules: list[NftRule] = []
+    for i in items:
+        if "rule" in i:
+            r = i["rule"]
+            key = (r.get("family", ""), r.get("table", ""), r.get("chain", ""))
+            counts[key] = counts.get(key, 0) + 1
+            rules.append(parse_rule(r, sets.get((key[0], key[1]), {})))
+    chains: list[NftChain] = []
+    output_policy: dict[str, str] = {}
+    for i in items:
+        if "chain" in i:
+            c = i["chain"]
+            key = (c.get("family", ""), c.get("table", ""), c.get("name", ""))
+            prio = c.get("prio")
+            chain = NftChain(
+                family=key[0],
+                table=key[1],
+                name=key[2],
+                type=c.get("type"),
+                hook=c.get("hook"),
+                priority=prio if isinstance(prio, int) else None,
+                policy=c.get("policy"),
+                rule_count=counts.get(key, 0),
+            )
+            chains.append(chain)
+            if chain.hook == "output" and chain.type == "filter" and chain.policy:
+                prev = output_policy.get(chain.family)
+                output_policy[chain.family] = "drop" if "drop" in (prev, chain.policy) else chain.policy
+    return chains, rules, output_policy, items
+
+
+def parse_iptables_save(text: str, family: Family) -> list[IptablesChain]:
+    """Parse ``iptables-save`` / ``ip6tables-save`` output into chains with their policies and rules."""
+    chains: dict[tuple[str, str], IptablesChain] = {}
+    order: list[tuple[str, str]] = []
+    rules: dict[tuple[str, str], list[str]] = {}
+    table = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("*"):
+            table = line[1:]
+        elif line.startswith(":"):
+            parts = line[1:].split()
+            name = parts[0]
+            policy = parts[1] if len(parts) > 1 and parts[1] != "-" else None
+            key = (table, name)
+            chains[key] = IptablesChain(family=family, table=table, name=name, policy=policy)
+            order.append(key)
+            rules[key] = []
+        elif line.startswith("-A "):
+            name = line.split()[1]
+            key = (table, name)
+            if key not in chains:
+                chains[key] = IptablesChain(family=family, table=table, name=name)
+                order.append(key)
+                rules[key] = []
+            rules[key].append(line)
+    return [chains[k].model_copy(update={"rules": rules[k]}) for k in order]
+
+
+def collect_firewall(store: RawStore) -> FirewallFacts:
+    """Collect nftables and iptables state of the collector's network namespace."""
+    trace = Trace(store)
+    if shutil.which("nft") is None:
+        trace.run(["nft", "-j", "list", "ruleset"])  # records "command not found" as the source's error
+        nft = NftablesFacts(status="unknown", reason="nft not installed", present=False)
+    else:
+        out = trace.run(["nft", "-j", "list", "ruleset"])
+        if not out.ok:
+            nft = NftablesFacts(status="unknown", reason=f"nft: {out.error}", present=True)
+        else:
+            try:
+                chains, rules, policy, items = parse_nft_ruleset(json.loads(out.stdout))
+                nft = NftablesFacts(
+                    status="ok", present=True, chains=chains, rules=rules, output_policy=policy, ruleset=items
+                )
+            except ValueError as e:
+                nft = NftablesFacts(status="unknown", reason=f"nft: unparseable output: {e}", present=True)
+    ipt: IptablesFacts
+    if shutil.which("iptables-save") is None:
+        ipt = IptablesFacts(status="ok", present=False, reason="iptables-save not installed")
+    else:
+        chains_ipt: list[IptablesChain] = []
+        problems: list[str] = []
+        fam: Family
+        for fam, tool in (("inet", "iptables-save"), ("inet6", "ip6tables-save")):
+            if shutil.which(tool) is None:
+                continue
+            out = trace.run([tool])
+            if out.ok:
+                chains_ipt += parse_iptables_save(out.text, fam)
+            else:
+                problems.append(f"{tool}: {out.error}")
+        ipt = IptablesFacts(
+            status="unknown" if problems else "ok", reason="; ".join(problems) or None, present=True, chains=chains_ipt
+        )
+    status = "unknown" if nft.status == "unknown" and (ipt.status == "unknown" or not ipt.present) else "ok"
+    reason = None
+    if status == "unknown":
+        reason = "no firewall state could be read: " + "; ".join(x for x in (nft.reason, ipt.reason) if x)
+    return FirewallFacts(status=status, reason=reason, sources=trace.sources, nftables=nft, iptables=ipt)

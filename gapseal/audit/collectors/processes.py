@@ -1,0 +1,120 @@
+"""Processes of this host: those whose ``/proc/<pid>/ns/net`` is the collector's own network namespace.
+
+Namespace test hosts share one kernel (and one ``/proc``); the network namespace tells them apart. Only processes
+recognised as inference services are reported, each with just the proxy and telemetry variables of its environment
+(``/proc/<pid>/environ`` is hashed, never stored: it may hold secrets).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from gapseal.audit.collectors._common import RawStore, Trace
+from gapseal.audit.collectors.proxy import is_proxy_variable
+from gapseal.audit.collectors.telemetry import TELEMETRY_VARIABLES, recognise
+from gapseal.audit.facts import ProcessesFacts, ProcessInfo
+
+
+@dataclass
+class ProcEntry:
+    """A process seen in ``/proc``."""
+
+    pid: int
+    comm: str
+    exe: str | None
+    cmdline: list[str]
+
+
+def own_netns(proc: Path) -> str | None:
+    """Return the collector's network namespace id (``net:[…]``), or None when ``/proc`` does not show it."""
+    try:
+        return os.readlink(proc / "self" / "ns" / "net")
+    except OSError:
+        return None
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def list_processes(proc: Path, netns: str | None) -> list[ProcEntry]:
+    """Every process in ``netns`` (all processes when ``netns`` is None), sorted by pid; the collector excluded."""
+    me = os.getpid()
+    out = []
+    for d in proc.iterdir():
+        if not d.name.isdigit():
+            continue
+        pid = int(d.name)
+        if pid == me:
+            continue
+        if netns is not None:
+            try:
+                if os.readlink(d / "ns" / "net") != netns:
+                    continue
+            except OSError:
+                continue  # gone, or a kernel thread we may not inspect
+        cmd = _read(d / "cmdline")
+        if cmd is None:
+            continue
+        comm = (_read(d / "comm") or b"").decode("utf-8", errors="replace").strip()
+        try:
+            exe: str | None = os.readlink(d / "exe")
+        except OSError:
+            exe = None
+        argv = [a.decode("utf-8", errors="replace") for a in cmd.split(b"\0") if a]
+        out.append(ProcEntry(pid=pid, comm=comm, exe=exe, cmdline=argv))
+    return sorted(out, key=lambda p: p.pid)
+
+
+def parse_environ(data: bytes) -> dict[str, str]:
+    """Split ``/proc/<pid>/environ`` into a dict."""
+    env = {}
+    for item in data.split(b"\0"):
+        if b"=" in item:
+            k, _, v = item.partition(b"=")
+            env[k.decode("utf-8", errors="replace")] = v.decode("utf-8", errors="replace")
+    return env
+
+
+def relevant(env: dict[str, str]) -> dict[str, str]:
+    """Only the proxy and telemetry variables of an environment."""
+    return {k: v for k, v in sorted(env.items()) if k in TELEMETRY_VARIABLES or is_proxy_variable(k)}
+
+
+def collect_processes(store: RawStore, proc: Path = Path("/proc"), netns: str | None = None) -> ProcessesFacts:
+    """Find inference processes in the collector's namespace (or ``netns``) and their relevant environment."""
+    trace = Trace(store)
+    ns = netns or own_netns(proc)
+    if not proc.is_dir() or not any(p.name.isdigit() for p in proc.iterdir()):
+        return ProcessesFacts(status="unknown", reason=f"{proc} lists no processes (procfs not mounted?)")
+    if ns is None:
+        return ProcessesFacts(
+            status="unknown", reason=f"cannot read {proc}/self/ns/net: this host's processes cannot be told apart"
+        )
+    entries = list_processes(proc, ns)
+    inference = []
+    for e in entries:
+        data = _read(proc / str(e.pid) / "environ")
+        env = parse_environ(data) if data is not None else {}
+        services = recognise(e.cmdline, env)
+        if not services:
+            continue
+        trace.read(proc / str(e.pid) / "cmdline", kind="procfs")
+        raw = trace.read(proc / str(e.pid) / "environ", kind="procfs", store=False)
+        inference.append(
+            ProcessInfo(
+                pid=e.pid,
+                comm=e.comm,
+                exe=e.exe,
+                cmdline=e.cmdline,
+                services=services,
+                environment=relevant(parse_environ(raw)) if raw is not None else {},
+                environ_readable=raw is not None,
+            )
+        )
+    return ProcessesFacts(status="ok", sources=trace.sources, netns=ns, scanned=len(entries), inference=inference)
