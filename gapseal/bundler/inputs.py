@@ -79,6 +79,8 @@ def _kind_of(mode: int) -> str:
         return "a socket"
     if stat.S_ISLNK(mode):
         return "a symlink"
+    if stat.S_ISDIR(mode):
+        return "a directory"
     return "a special file"
 
 
