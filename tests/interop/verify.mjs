@@ -55,5 +55,5 @@ try {
     statement: JSON.parse(Buffer.from(envelope.payload).toString('utf8')),
   });
 } catch (e) {
-  report(false, { error: e.name, code: e.code, message: e.message });
+  report(false, { error: e.name, code: e.code, message: e.message, fields: e.fields });
 }
