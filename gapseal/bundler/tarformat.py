@@ -405,7 +405,8 @@ class TarReader:
         except ValueError as e:
             raise self.error(f"member cannot be represented: {e}", shown) from None
         if expected != block:
-            for field, start, length in _FIELDS:
+            # The checksum differs whenever another field does: name that field, not the checksum.
+            for field, start, length in sorted(_FIELDS, key=lambda f: f[0] == "chksum"):
                 if expected[start : start + length] != block[start : start + length]:
                     raise self.error(f"header field {field!r} is not what gapseal writes", shown)
         return TarMember(path=path, is_dir=is_dir, size=size, mtime=mtime, offset=offset)
