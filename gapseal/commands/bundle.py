@@ -1,7 +1,279 @@
-"""``gapseal bundle``: create, pack, unpack, verify and inspect signed offline bundles."""
+"""``gapseal bundle``: create, pack, unpack, verify, inspect and extract signed offline bundles."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import typer
 
+from gapseal.bundler.archive import pack_layout, parse_size
+from gapseal.bundler.create import create_bundle
+from gapseal.bundler.extract import component_files, extract_component
+from gapseal.bundler.inspect import BundleInfo, inspect_bundle
+from gapseal.bundler.rollback import RollbackState, default_state_file
+from gapseal.bundler.unpack import unpack_archive
+from gapseal.bundler.verify import verify_bundle
+from gapseal.commands import _output, _secrets
+from gapseal.errors import UsageError
+from gapseal.signing.trust import trusted_keys
+
 app = typer.Typer(help="Build and check signed offline bundles.", no_args_is_help=True)
+
+_JSON = typer.Option(False, "--json", help="Print the result as one JSON document on stdout (implies --quiet).")
+_QUIET = typer.Option(False, "--quiet", "-q", help="No progress display.")
+_KEYS = typer.Option([], "--key", help="A trusted public key (NAME.pub); repeatable.")
+_TRUST = typer.Option(None, "--trust", help="A trust.yaml listing trusted public keys.")
+
+
+def _source_date_epoch() -> int | None:
+    raw = os.environ.get("SOURCE_DATE_EPOCH")
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise UsageError(f"SOURCE_DATE_EPOCH must be whole seconds since 1970, got {raw!r}")
+    return int(raw)
+
+
+@app.command("create")
+def create(
+    spec: Path = typer.Argument(..., help="The bundle spec (YAML, apiVersion gapseal/v1, kind Bundle)."),
+    key: Path = typer.Option(..., "--key", help="The signing key (NAME.key); passphrase from GAPSEAL_KEY_PASSPHRASE."),
+    out: Path = typer.Option(..., "--out", help="The bundle directory to create (an OCI image layout)."),
+    follow_symlinks: bool = typer.Option(
+        False, "--follow-symlinks", help="Read through symlinks in inputs instead of refusing them."
+    ),
+    no_link: bool = typer.Option(
+        False, "--no-link", help="Always copy inputs; by default they are hard-linked when on the same filesystem."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
+    json_output: bool = _JSON,
+    quiet: bool = _QUIET,
+) -> int:
+    """Build a signed bundle from SPEC.
+
+    Same spec and inputs give the same manifest digest when the spec sets metadata.created or SOURCE_DATE_EPOCH is set.
+    """
+    _output.configure(json_output=json_output, quiet=quiet)
+    signing_key = _secrets.private_key_from(key)
+    with _output.progress() as progress:
+        result = create_bundle(
+            spec,
+            signing_key,
+            out,
+            follow_symlinks=follow_symlinks,
+            link=not no_link,
+            overwrite=overwrite,
+            source_date_epoch=_source_date_epoch(),
+            progress=progress,
+        )
+    doc = {
+        "ok": True,
+        "bundle": str(result.path),
+        "name": result.descriptor.name,
+        "version": result.descriptor.version,
+        "manifest_digest": result.manifest_digest,
+        "signer_key_id": signing_key.key_id,
+        "blobs": result.blob_count,
+        "bytes": result.total_bytes,
+        "linked_files": result.linked_files,
+        "copied_files": result.copied_files,
+    }
+    if json_output:
+        _output.emit_json(doc)
+    else:
+        _output.stdout.print(f"created {result.path}: {result.descriptor.name} {result.descriptor.version}")
+        _output.stdout.print(f"  manifest {result.manifest_digest}")
+        _output.stdout.print(
+            f"  {result.blob_count} blobs, {result.total_bytes} bytes "
+            f"({result.linked_files} files linked, {result.copied_files} copied); signed by {signing_key.key_id[:16]}"
+        )
+    return 0
+
+
+@app.command("pack")
+def pack(
+    bundle: Path = typer.Argument(..., help="A bundle directory."),
+    out: Path = typer.Option(..., "--out", help="The tar to write, e.g. NAME-VERSION.gapseal.tar."),
+    part_size: str | None = typer.Option(
+        None, "--part-size", help="Split into parts of at most this size (e.g. 4GiB), named OUT.partNNNN.tar."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+    json_output: bool = _JSON,
+    quiet: bool = _QUIET,
+) -> int:
+    """Pack a bundle directory into one deterministic tar, or parts cut on blob boundaries."""
+    _output.configure(json_output=json_output, quiet=quiet)
+    size = parse_size(part_size) if part_size is not None else None
+    epoch = _source_date_epoch()
+    mtime = epoch if epoch is not None else _created_epoch(bundle)
+    with _output.progress() as progress:
+        result = pack_layout(bundle, out, mtime=mtime, part_size=size, overwrite=overwrite, progress=progress)
+    if json_output:
+        _output.emit_json({"ok": True, **result.as_dict()})
+    else:
+        _output.stdout.print(f"packed {bundle} into {result.out} ({result.total_bytes} bytes)")
+        for part in result.parts if len(result.parts) > 1 else ():
+            _output.stdout.print(f"  {part.path.name}  {part.size} bytes  sha256:{part.sha256}")
+        for sidecar in result.sidecars:
+            _output.stdout.print(f"  {sidecar.name}")
+    return 0
+
+
+def _created_epoch(bundle: Path) -> int:
+    """The bundle's created time as tar mtime, so packing is deterministic without SOURCE_DATE_EPOCH."""
+    from datetime import datetime
+
+    info = inspect_bundle(bundle)
+    return int(datetime.fromisoformat(info.descriptor.created.replace("Z", "+00:00")).timestamp())
+
+
+@app.command("unpack")
+def unpack(
+    archive: Path = typer.Argument(..., help="A bundle tar, or the first part of a split set."),
+    out: Path = typer.Option(..., "--out", help="The bundle directory to create."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
+    json_output: bool = _JSON,
+    quiet: bool = _QUIET,
+) -> int:
+    """Extract a bundle tar safely: no absolute paths, no '..', no links, no devices, no duplicates."""
+    _output.configure(json_output=json_output, quiet=quiet)
+    with _output.progress() as progress:
+        path = unpack_archive(archive, out, overwrite=overwrite, progress=progress)
+    if json_output:
+        _output.emit_json({"ok": True, "bundle": str(path)})
+    else:
+        _output.stdout.print(f"unpacked {archive} into {path}; run 'gapseal bundle verify {path} --key …' next")
+    return 0
+
+
+@app.command("verify")
+def verify(
+    bundle: Path = typer.Argument(..., help="A bundle directory, a bundle tar, or the first part of a split set."),
+    key: list[Path] = _KEYS,
+    trust: Path | None = _TRUST,
+    allow_downgrade: bool = typer.Option(
+        False, "--allow-downgrade", help="Accept a version older than one this host already accepted."
+    ),
+    state_file: Path | None = typer.Option(
+        None, "--state-file", help="Rollback state file (default: $GAPSEAL_STATE_DIR or ~/.local/state/gapseal)."
+    ),
+    json_output: bool = _JSON,
+    quiet: bool = _QUIET,
+) -> int:
+    """Verify a bundle offline: signature by a trusted key, every digest and size, the exact file set, expiry, rollback.
+
+    Exit 0 when every check passes, 1 with every problem named otherwise.
+    """
+    _output.configure(json_output=json_output, quiet=quiet)
+    keys = trusted_keys(key, trust)
+    state = RollbackState(state_file or default_state_file())
+    with _output.progress() as progress:
+        result = verify_bundle(bundle, keys, rollback=state, allow_downgrade=allow_downgrade, progress=progress)
+    d = result.descriptor
+    doc = {
+        "ok": True,
+        "bundle": str(bundle),
+        "name": d.name,
+        "version": d.version,
+        "created": d.created,
+        "expires": d.expires,
+        "manifest_digest": result.manifest_digest,
+        "signer_key_id": result.signer_key_id,
+        "files": len(d.layers()),
+        "bytes": d.total_size(),
+        "downgrade_allowed": bool(result.rollback and result.rollback.downgrade),
+    }
+    if json_output:
+        _output.emit_json(doc)
+    else:
+        _output.stdout.print(f"[green]verified[/] {bundle}: {d.name} {d.version}", highlight=False)
+        _output.stdout.print(f"  manifest {result.manifest_digest}")
+        _output.stdout.print(f"  signed by {result.signer_key_id} (trusted)")
+        _output.stdout.print(f"  {len(d.layers())} files, {d.total_size()} bytes, every digest checked")
+        if result.rollback and result.rollback.downgrade:
+            _output.stdout.print(f"  [yellow]downgrade from {result.rollback.highest_seen} allowed by the operator[/]")
+    return 0
+
+
+def _format_facts(fmt: str, details: dict[str, object]) -> str:
+    """One line of what a model's headers say: tensors, parameters, dtypes or quantization."""
+    st = details.get("safetensors")
+    if fmt == "safetensors" and isinstance(st, dict):
+        dtypes = "/".join(sorted(st.get("dtypes", {})))
+        return f"{st.get('tensor_count')} tensors, {st.get('parameter_count'):,} parameters, {dtypes}"
+    gg = details.get("gguf")
+    if fmt == "gguf" and isinstance(gg, list) and gg:
+        first = gg[0]
+        return f"{first.get('architecture')}, {first.get('quantization')}, {first.get('parameter_count'):,} parameters"
+    return "no header facts"
+
+
+def _print_info(info: BundleInfo) -> None:
+    d = info.as_dict()
+    out = _output.stdout
+    out.print(f"[bold]{d['name']}[/] {d['version']}", highlight=False)
+    out.print(f"  created   {d['created']}" + (f"   expires {d['expires']}" if d["expires"] else ""))
+    out.print(f"  manifest  {d['manifest_digest']}")
+    verified = "verified" if info.signature_verified else "unverified key hint; pass --key to verify"
+    out.print(f"  signer    {d['signer_key_id']} ({verified})")
+    out.print(f"  stored    {d['blobs']} blobs, {d['stored_bytes']} bytes")
+    for m in d["models"]:  # type: ignore[attr-defined]
+        facts = _format_facts(m["format"], m["format_details"])
+        out.print(f"  model     {m['name']}: {m['format']}, {m['files']} files, {m['bytes']} bytes ({facts})")
+    for c in d["files"]:  # type: ignore[attr-defined]
+        out.print(f"  files     {c['name']}: {c['files']} files, {c['bytes']} bytes")
+    for b in d["builds"]:  # type: ignore[attr-defined]
+        for v in b["variants"]:
+            req = ", ".join(f"{k} {v2}" for k, v2 in v["requires"].items()) or "nothing"
+            out.print(f"  build     {b['name']} {v['backend']}/{v['arch']}: {v['files']} files; requires {req}")
+
+
+@app.command("inspect")
+def inspect(
+    bundle: Path = typer.Argument(..., help="A bundle directory, tar, or first part of a split set."),
+    key: list[Path] = _KEYS,
+    trust: Path | None = _TRUST,
+    json_output: bool = _JSON,
+    quiet: bool = _QUIET,
+) -> int:
+    """Show a bundle's name, version, signer, components with sizes and formats, and build variants."""
+    _output.configure(json_output=json_output, quiet=quiet)
+    keys = trusted_keys(key, trust) if key or trust else []
+    with _output.progress() as progress:
+        info = inspect_bundle(bundle, keys, progress=progress)
+    if json_output:
+        _output.emit_json(info.as_dict())
+    else:
+        _print_info(info)
+    return 0
+
+
+@app.command("extract")
+def extract(
+    bundle: Path = typer.Argument(..., help="A bundle directory."),
+    out: Path = typer.Option(..., "--out", help="The directory to create."),
+    model: str | None = typer.Option(None, "--model", help="Extract this model (with its model.sig)."),
+    files: str | None = typer.Option(None, "--files", help="Extract this files component."),
+    key: list[Path] = _KEYS,
+    trust: Path | None = _TRUST,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
+    json_output: bool = _JSON,
+    quiet: bool = _QUIET,
+) -> int:
+    """Verify a bundle, then write one model or files component out as a plain directory."""
+    _output.configure(json_output=json_output, quiet=quiet)
+    if (model is None) == (files is None):
+        raise UsageError("name exactly one of --model or --files")
+    keys = trusted_keys(key, trust)
+    with _output.progress() as progress:
+        verified = verify_bundle(bundle, keys, progress=progress)
+        kind, name = ("model", model) if model is not None else ("files", files)
+        assert name is not None  # noqa: S101 - checked above
+        entries = component_files(verified, kind, name)
+        extract_component(verified, entries, out, overwrite=overwrite, progress=progress)
+    if json_output:
+        _output.emit_json({"ok": True, "out": str(out), "files": len(entries)})
+    else:
+        _output.stdout.print(f"extracted {kind} {name} ({len(entries)} files) into {out}")
+    return 0

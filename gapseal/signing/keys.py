@@ -124,7 +124,13 @@ class SigningKey:
 
     def sign(self, data: bytes) -> bytes:
         """Return a DER-encoded ECDSA-SHA256 signature over ``data``."""
-        return self._key.sign(data, ec.ECDSA(hashes.SHA256()))
+        # RFC 6979 deterministic nonces: the same statement signed twice gives the same bytes, so whole bundles
+        # are reproducible, and no weak random source can ever leak the key through a biased nonce.
+        return self._key.sign(data, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
+
+    def cryptography_key(self) -> ec.EllipticCurvePrivateKey:
+        """Return the underlying ``cryptography`` key, for libraries that sign with it themselves (model-signing)."""
+        return self._key
 
     def private_pem(self, passphrase: bytes | None) -> bytes:
         """Return the PKCS#8 PEM, encrypted with ``passphrase`` unless it is None."""
@@ -214,28 +220,41 @@ def generate_key_pair(stem: Path, passphrase: bytes | None, *, overwrite: bool =
     return write_key_pair(SigningKey.generate(), stem, passphrase, overwrite=overwrite)
 
 
-def _read_key_file(path: Path) -> bytes:
+@dataclass(frozen=True)
+class _KeyFile:
+    data: bytes
+    mode: int
+
+
+def _read_key_file(path: Path) -> _KeyFile:
+    """Read a key file through one descriptor, so the mode checked is the mode of the bytes read."""
+    where = str(path)
     try:
-        st = path.stat()
+        # O_NONBLOCK: a FIFO planted where a key is expected must not hang the command.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise KeyLoadError("key file not found", where=str(path), hint="check the path") from None
+        raise KeyLoadError("key file not found", where=where, hint="check the path") from None
     except OSError as e:
-        raise KeyLoadError(f"cannot read key file: {e.strerror}", where=str(path)) from e
-    if not stat.S_ISREG(st.st_mode):
-        raise KeyLoadError("key file is not a regular file", where=str(path))
-    if st.st_size > _MAX_KEY_FILE:
-        raise KeyLoadError(f"key file is too large ({st.st_size} bytes) to be a PEM key", where=str(path))
+        raise KeyLoadError(f"cannot read key file: {e.strerror}", where=where) from e
     try:
-        data = path.read_bytes()
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise KeyLoadError("key file is not a regular file", where=where)
+        if st.st_size > _MAX_KEY_FILE:
+            raise KeyLoadError(f"key file is too large ({st.st_size} bytes) to be a PEM key", where=where)
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(_MAX_KEY_FILE + 1)
     except OSError as e:
-        raise KeyLoadError(f"cannot read key file: {e.strerror}", where=str(path)) from e
+        raise KeyLoadError(f"cannot read key file: {e.strerror}", where=where) from e
+    finally:
+        os.close(fd)
     if _PEM_BEGIN not in data:
         raise KeyLoadError(
             "not a PEM key file (no '-----BEGIN' line)",
-            where=str(path),
+            where=where,
             hint="give a key written by `gapseal keys generate`",
         )
-    return data
+    return _KeyFile(data=data, mode=stat.S_IMODE(st.st_mode))
 
 
 def _pem_kind(data: bytes) -> Literal["private", "public", "other"]:
@@ -248,7 +267,7 @@ def _pem_kind(data: bytes) -> Literal["private", "public", "other"]:
 
 def inspect_key_file(path: Path) -> KeyFileInfo:
     """Tell whether ``path`` holds a private or a public key and whether it is encrypted, without decrypting it."""
-    data = _read_key_file(path)
+    data = _read_key_file(path).data
     kind = _pem_kind(data)
     if kind == "other":
         raise KeyLoadError("PEM file holds neither a private nor a public key", where=str(path))
@@ -263,7 +282,8 @@ def load_private_key(path: Path, passphrase: bytes | None) -> SigningKey:
     without a passphrase and a wrong passphrase, each with a ``KeyLoadError`` that says what to do.
     """
     where = str(path)
-    data = _read_key_file(path)
+    key_file = _read_key_file(path)
+    data, mode = key_file.data, key_file.mode
     kind = _pem_kind(data)
     if kind == "public":
         raise KeyLoadError(
@@ -271,7 +291,6 @@ def load_private_key(path: Path, passphrase: bytes | None) -> SigningKey:
         )
     if kind != "private":
         raise KeyLoadError("PEM file holds no private key", where=where)
-    mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise KeyLoadError(
             f"private key file is accessible by group or others (mode {mode:04o})",
@@ -328,4 +347,4 @@ def load_public_key_pem(data: bytes, *, where: str | None = None) -> VerifyingKe
 
 def load_public_key(path: Path) -> VerifyingKey:
     """Load an ECDSA P-256 public key from a SubjectPublicKeyInfo PEM file."""
-    return load_public_key_pem(_read_key_file(path), where=str(path))
+    return load_public_key_pem(_read_key_file(path).data, where=str(path))

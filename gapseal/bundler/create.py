@@ -1,0 +1,362 @@
+"""``create_bundle``: a spec and its inputs become one signed OCI image layout.
+
+Every input file is read exactly once: hard-linked into the layout and hashed, or (across filesystems) copied
+and hashed in the same pass, two files at a time on two cores. All work happens in a temporary directory beside
+the output, renamed into place only when the bundle is complete and signed, so an interrupted create leaves
+nothing at the output path that could verify.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gapseal.bundler import layout as oci
+from gapseal.bundler.descriptor import (
+    DESCRIPTOR_API_VERSION,
+    DESCRIPTOR_KIND,
+    Build,
+    BuildVariant,
+    BundleDescriptor,
+    FileEntry,
+    FilesComponent,
+    ModelComponent,
+)
+from gapseal.bundler.inputs import ComponentInputs, InputFile, collect_inputs
+from gapseal.bundler.model_formats import detect_model_format
+from gapseal.bundler.model_signature import MODEL_SIGNATURE_NAME, sign_model
+from gapseal.bundler.spec import LoadedSpec, load_spec
+from gapseal.errors import InputError, UsageError
+from gapseal.hashing import FileDigest, copy_and_hash, hash_file, parallel_map
+from gapseal.progress import NO_PROGRESS, Progress
+from gapseal.signing.attestation import Subject, sign_statement
+from gapseal.signing.keys import SigningKey
+
+
+@dataclass(frozen=True)
+class CreatedBundle:
+    """The result of ``create_bundle``."""
+
+    path: Path
+    manifest_digest: str
+    descriptor: BundleDescriptor
+    blob_count: int
+    total_bytes: int
+    linked_files: int
+    copied_files: int
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 UTC with second precision: the one time format in bundles."""
+    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def creation_time(spec: LoadedSpec, source_date_epoch: int | None) -> str:
+    """The bundle's created time: the spec's, else ``SOURCE_DATE_EPOCH``, else now (not reproducible)."""
+    if spec.spec.metadata.created is not None:
+        return format_time(spec.spec.metadata.created)
+    if source_date_epoch is not None:
+        return format_time(datetime.fromtimestamp(source_date_epoch, UTC))
+    return format_time(datetime.now(UTC))
+
+
+def prepare_output(out: Path, *, overwrite: bool) -> None:
+    """Refuse to clobber ``out`` unless asked, and check its parent is writable before any long work."""
+    if (out.exists() or out.is_symlink()) and not overwrite:
+        raise UsageError(f"output {out} already exists", hint="choose another --out or pass --overwrite")
+    parent = out.parent if out.parent != Path("") else Path()
+    if not parent.is_dir():
+        raise UsageError(f"output directory {parent} does not exist", where=str(out))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"output directory {parent} is not writable", where=str(out))
+
+
+class _BlobStore:
+    """Blobs being written into a layout under construction; each file hashed once while linked or copied."""
+
+    def __init__(self, root: Path, *, link: bool, progress: Progress) -> None:
+        self.root = root
+        self.blobs = root / "blobs" / "sha256"
+        self.incoming = root / ".incoming"
+        self.blobs.mkdir(parents=True)
+        self.incoming.mkdir()
+        self.link = link
+        self.progress = progress
+        self.linked = 0
+        self.copied = 0
+
+    def add_file(self, item: tuple[str, InputFile]) -> FileDigest:
+        """Store one input file; return its digest. Hard link when possible, else copy, hashing in the same pass."""
+        label, source = item
+        tmp = self.incoming / uuid.uuid4().hex
+        digest: FileDigest | None = None
+        if self.link:
+            try:
+                os.link(source.source, tmp)
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
+                    raise InputError(f"cannot link {source.source}: {e.strerror}", where=label) from e
+            else:
+                digest = hash_file(tmp, progress=self.progress, label=f"hashing {label}")
+                self.linked += 1
+        if digest is None:
+            try:
+                digest = copy_and_hash(source.source, tmp, progress=self.progress, label=f"copying {label}")
+            except OSError as e:
+                raise InputError(f"cannot read {source.source}: {e.strerror}", where=label) from e
+            self.copied += 1
+        if digest.size != source.size:
+            raise InputError(
+                f"{source.source} changed while it was being bundled ({source.size} bytes, then {digest.size})",
+                where=label,
+                hint="stop whatever writes to the input and run create again",
+            )
+        os.replace(tmp, self.blobs / digest.sha256)
+        return digest
+
+    def add_bytes(self, data: bytes) -> str:
+        """Store an in-memory document (manifest, config, signature); return its digest."""
+        digest = oci.sha256_digest(data)
+        target = self.root / oci.blob_path(digest)
+        if not target.exists():
+            tmp = self.incoming / uuid.uuid4().hex
+            _write_synced(tmp, data)
+            os.replace(tmp, target)
+        return digest
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "xb") as f:  # noqa: PTH123 - "x": never clobber
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _title(spec: LoadedSpec, component: ComponentInputs, rel_path: str) -> str:
+    """The layer title of a file; the same scheme as ``BundleDescriptor.layers``."""
+    if component.kind == "model":
+        return f"models/{component.name}/{rel_path}"
+    if component.kind == "files":
+        return f"files/{component.name}/{rel_path}"
+    build = next(b for b in spec.spec.builds if b.name == component.name)
+    assert component.variant is not None  # noqa: S101 - collect_inputs sets it for builds
+    variant = build.variants[component.variant]
+    return f"builds/{component.name}/{variant.backend}-{variant.arch}/{rel_path}"
+
+
+def create_bundle(
+    spec_path: Path,
+    key: SigningKey,
+    out: Path,
+    *,
+    follow_symlinks: bool = False,
+    link: bool = True,
+    overwrite: bool = False,
+    source_date_epoch: int | None = None,
+    progress: Progress = NO_PROGRESS,
+) -> CreatedBundle:
+    """Build the signed bundle described by ``spec_path`` at ``out`` (see the module docstring)."""
+    spec = load_spec(spec_path)
+    prepare_output(out, overwrite=overwrite)
+    components = collect_inputs(spec, follow_symlinks=follow_symlinks)
+    created = creation_time(spec, source_date_epoch)
+    meta = spec.spec.metadata
+    expires = format_time(meta.expires) if meta.expires is not None else None
+
+    work = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    work.mkdir(mode=0o755)
+    try:
+        store = _BlobStore(work, link=link, progress=progress)
+        items = [(comp, f) for comp in components for f in comp.files]
+        for comp, f in items:
+            if comp.kind == "model" and f.rel_path == MODEL_SIGNATURE_NAME:
+                raise InputError(
+                    f"model {comp.name!r} already holds a file named {MODEL_SIGNATURE_NAME}",
+                    where=str(f.source),
+                    hint="gapseal writes the model's OpenSSF signature under that name; remove or rename the file",
+                )
+        # Largest first, so the two hashing threads finish together.
+        order = sorted(range(len(items)), key=lambda i: -items[i][1].size)
+        progress.note(f"hashing {len(items)} files ({sum(f.size for _, f in items)} bytes)")
+        digests_in_order = parallel_map(
+            store.add_file, [(_title(spec, items[i][0], items[i][1].rel_path), items[i][1]) for i in order]
+        )
+        digests: dict[int, FileDigest] = dict(zip(order, digests_in_order, strict=True))
+
+        entries: dict[int, list[FileEntry]] = {}
+        for idx, (comp, f) in enumerate(items):
+            d = digests[idx]
+            media = (
+                oci.model_media_type(f.rel_path)
+                if comp.kind == "model"
+                else (oci.MEDIA_FILE if comp.kind == "files" else oci.MEDIA_BUILD)
+            )
+            entries.setdefault(id(comp), []).append(
+                FileEntry(path=f.rel_path, digest=d.digest, size=d.size, media_type=media)
+            )
+
+        descriptor = _describe(spec, components, entries, store, key, created=created, expires=expires)
+        config_bytes = descriptor.to_bytes()
+        config = oci.Descriptor(
+            media_type=oci.MEDIA_BUNDLE_CONFIG, digest=store.add_bytes(config_bytes), size=len(config_bytes)
+        )
+        layers = [
+            oci.Descriptor(
+                media_type=entry.media_type,
+                digest=entry.digest,
+                size=entry.size,
+                annotations={oci.ANNOTATION_TITLE: title},
+            )
+            for title, entry in descriptor.layers()
+        ]
+        manifest = oci.Manifest(
+            schema_version=2,
+            media_type=oci.MEDIA_MANIFEST,
+            artifact_type=oci.ARTIFACT_BUNDLE,
+            config=config,
+            layers=layers,
+            annotations={
+                oci.ANNOTATION_CREATED: created,
+                oci.ANNOTATION_TITLE: meta.name,
+                oci.ANNOTATION_VERSION: meta.version,
+            },
+        )
+        manifest_bytes = manifest.to_bytes()
+        manifest_desc = oci.Descriptor(
+            media_type=oci.MEDIA_MANIFEST, digest=store.add_bytes(manifest_bytes), size=len(manifest_bytes)
+        )
+
+        statement = sign_statement(
+            statement_subjects(manifest_desc.digest, config.digest, descriptor),
+            oci.BUNDLE_PREDICATE_TYPE,
+            bundle_predicate(descriptor, manifest_desc.digest),
+            key,
+        )
+        store.add_bytes(oci.EMPTY_BLOB)
+        sig_manifest_bytes = oci.signature_manifest(manifest_desc, statement, created=created).to_bytes()
+        store.add_bytes(statement)
+        sig_desc = oci.Descriptor(
+            media_type=oci.MEDIA_MANIFEST, digest=store.add_bytes(sig_manifest_bytes), size=len(sig_manifest_bytes)
+        )
+        _write_synced(work / "index.json", oci.build_index(manifest_desc, [sig_desc]).to_bytes())
+        _write_synced(work / "oci-layout", oci.OCI_LAYOUT_BYTES)
+        store.incoming.rmdir()
+        _fsync_dir(store.blobs)
+        _fsync_dir(work)
+
+        if out.exists() and overwrite:
+            shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
+        os.rename(work, out)
+        _fsync_dir(out.parent)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+    return CreatedBundle(
+        path=out,
+        manifest_digest=manifest_desc.digest,
+        descriptor=descriptor,
+        blob_count=len(list((out / "blobs" / "sha256").iterdir())),
+        total_bytes=descriptor.total_size(),
+        linked_files=store.linked,
+        copied_files=store.copied,
+    )
+
+
+def statement_subjects(manifest_digest: str, config_digest: str, descriptor: BundleDescriptor) -> list[Subject]:
+    """The signed statement's subjects: the bundle manifest, its config, and every file by its layer title."""
+    subjects = [
+        Subject(name=oci.MANIFEST_SUBJECT_NAME, sha256=manifest_digest.removeprefix("sha256:")),
+        Subject(name="gapseal-bundle-descriptor", sha256=config_digest.removeprefix("sha256:")),
+    ]
+    subjects += [Subject(name=title, sha256=e.digest.removeprefix("sha256:")) for title, e in descriptor.layers()]
+    return subjects
+
+
+def bundle_predicate(descriptor: BundleDescriptor, manifest_digest: str) -> dict[str, object]:
+    """The signed predicate: what the bundle is, when it was made, until when it may be used."""
+    predicate: dict[str, object] = {
+        "name": descriptor.name,
+        "version": descriptor.version,
+        "created": descriptor.created,
+        "manifestDigest": manifest_digest,
+    }
+    if descriptor.expires is not None:
+        predicate["expires"] = descriptor.expires
+    return predicate
+
+
+def _describe(
+    spec: LoadedSpec,
+    components: list[ComponentInputs],
+    entries: dict[int, list[FileEntry]],
+    store: _BlobStore,
+    key: SigningKey,
+    *,
+    created: str,
+    expires: str | None,
+) -> BundleDescriptor:
+    s = spec.spec
+    models: list[ModelComponent] = []
+    files: list[FilesComponent] = []
+    builds: dict[str, list[BuildVariant]] = {}
+    specs_by_name = {m.name: m for m in s.models}
+    variant_specs = {(b.name, i): v for b in s.builds for i, v in enumerate(b.variants)}
+    for comp in components:
+        comp_entries = sorted(entries.get(id(comp), []), key=lambda e: e.path)
+        if comp.kind == "model":
+            mspec = specs_by_name[comp.name]
+            info = detect_model_format(comp.files, mspec.format, model=comp.name)
+            sig_bytes = sign_model(
+                [(e.path, e.digest.removeprefix("sha256:"), e.size) for e in comp_entries], key, model_name=comp.name
+            )
+            signature = FileEntry(
+                path=MODEL_SIGNATURE_NAME,
+                digest=store.add_bytes(sig_bytes),
+                size=len(sig_bytes),
+                media_type=oci.MEDIA_MODEL_SIGNATURE,
+            )
+            models.append(
+                ModelComponent(
+                    name=comp.name,
+                    format=info.format,
+                    format_details=info.model_dump(mode="json", exclude={"format"}, exclude_none=True),
+                    license=mspec.license,
+                    source=mspec.source,
+                    files=comp_entries,
+                    signature=signature,
+                )
+            )
+        elif comp.kind == "files":
+            files.append(FilesComponent(name=comp.name, files=comp_entries))
+        else:
+            assert comp.variant is not None  # noqa: S101 - collect_inputs sets it for builds
+            vspec = variant_specs[(comp.name, comp.variant)]
+            builds.setdefault(comp.name, []).append(
+                BuildVariant(backend=vspec.backend, arch=vspec.arch, requires=vspec.requires, files=comp_entries)
+            )
+    return BundleDescriptor(
+        api_version=DESCRIPTOR_API_VERSION,
+        kind=DESCRIPTOR_KIND,
+        name=s.metadata.name,
+        version=s.metadata.version,
+        created=created,
+        expires=expires,
+        description=s.metadata.description or None,
+        models=models,
+        files=files,
+        builds=[Build(name=b.name, variants=builds.get(b.name, [])) for b in s.builds],
+    )

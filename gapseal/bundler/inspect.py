@@ -1,0 +1,112 @@
+"""``inspect_bundle``: what a bundle holds, read without trust (or verified, when keys are given).
+
+Inspection without keys is for looking, not for deciding: the signer shown is the Sigstore bundle's unverified key
+hint, and the output says so. With keys, inspection runs the full ``verify_inventory``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gapseal.bundler import layout as oci
+from gapseal.bundler.descriptor import BundleDescriptor
+from gapseal.bundler.inventory import LayoutInventory
+from gapseal.bundler.verify import read_inventory, verify_inventory
+from gapseal.errors import VerificationError
+from gapseal.progress import NO_PROGRESS, Progress
+from gapseal.signing.keys import VerifyingKey
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    """What ``bundle inspect`` shows."""
+
+    source: Path
+    manifest_digest: str
+    descriptor: BundleDescriptor
+    signer_key_id: str | None
+    signature_verified: bool
+    blob_count: int
+    stored_bytes: int
+
+    def as_dict(self) -> dict[str, object]:
+        """The ``--json`` document."""
+        d = self.descriptor
+        return {
+            "name": d.name,
+            "version": d.version,
+            "created": d.created,
+            "expires": d.expires,
+            "manifest_digest": self.manifest_digest,
+            "signer_key_id": self.signer_key_id,
+            "signature_verified": self.signature_verified,
+            "blobs": self.blob_count,
+            "stored_bytes": self.stored_bytes,
+            "models": [
+                {
+                    "name": m.name,
+                    "format": m.format,
+                    "format_details": m.format_details,
+                    "license": m.license,
+                    "files": len(m.files),
+                    "bytes": sum(f.size for f in m.files),
+                }
+                for m in d.models
+            ],
+            "files": [{"name": c.name, "files": len(c.files), "bytes": sum(f.size for f in c.files)} for c in d.files],
+            "builds": [
+                {
+                    "name": b.name,
+                    "variants": [
+                        {
+                            "backend": v.backend,
+                            "arch": v.arch,
+                            "requires": v.requires.model_dump(mode="json", exclude_none=True),
+                            "files": len(v.files),
+                            "bytes": sum(f.size for f in v.files),
+                        }
+                        for v in b.variants
+                    ],
+                }
+                for b in d.builds
+            ],
+        }
+
+
+def _content(inv: LayoutInventory, digest: str) -> bytes:
+    entry = inv.entries.get(oci.blob_path(digest))
+    if entry is None or entry.content is None or f"sha256:{entry.sha256}" != digest:
+        raise VerificationError(f"blob {digest} is missing or corrupt", where=inv.source)
+    return entry.content
+
+
+def inspect_bundle(
+    path: Path, trusted_keys: Sequence[VerifyingKey] = (), *, progress: Progress = NO_PROGRESS
+) -> BundleInfo:
+    """Describe the bundle at ``path``; verify it fully when ``trusted_keys`` are given."""
+    inv = read_inventory(path, progress=progress)
+    stored = sum(e.size for p, e in inv.entries.items() if p.startswith("blobs/"))
+    blobs = sum(1 for p in inv.entries if p.startswith("blobs/"))
+    if trusted_keys:
+        v = verify_inventory(inv, trusted_keys)
+        return BundleInfo(path, v.manifest_digest, v.descriptor, v.statement.signer_key_id, True, blobs, stored)
+    index_entry = inv.entries.get("index.json")
+    if index_entry is None or index_entry.content is None:
+        raise VerificationError("index.json is missing", where=inv.source)
+    index = oci.Index.model_validate_json(index_entry.content)
+    named = [m for m in index.manifests if (m.annotations or {}).get(oci.ANNOTATION_REF_NAME) == oci.BUNDLE_REF_NAME]
+    if len(named) != 1:
+        raise VerificationError("not a gapseal bundle: no single 'gapseal-bundle' manifest", where=inv.source)
+    manifest = oci.Manifest.model_validate_json(_content(inv, named[0].digest))
+    descriptor = BundleDescriptor.load(_content(inv, manifest.config.digest))
+    hint = None
+    for sig in index.manifests:
+        if sig.artifact_type == oci.ARTIFACT_SIGSTORE:
+            sig_manifest = oci.Manifest.model_validate_json(_content(inv, sig.digest))
+            sigstore = json.loads(_content(inv, sig_manifest.layers[0].digest))
+            hint = sigstore.get("verificationMaterial", {}).get("publicKey", {}).get("hint")
+            break
+    return BundleInfo(path, named[0].digest, descriptor, hint, False, blobs, stored)

@@ -1,0 +1,112 @@
+"""Rollback protection: the highest version of each bundle name this host has accepted.
+
+A signed but older bundle is a classic attack on update systems (TUF calls it a rollback attack): the signature
+is genuine, the content is stale and may carry a fixed vulnerability. ``verify`` refuses a version lower than the
+recorded high-water mark unless the operator says ``--allow-downgrade``. The state file is local and written
+atomically under an exclusive lock, so two verifications at once cannot lose an update.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
+
+from gapseal.bundler.canonical import canonical_json
+from gapseal.errors import VerificationError
+
+STATE_ENV = "GAPSEAL_STATE_DIR"
+
+
+def default_state_file() -> Path:
+    """``$GAPSEAL_STATE_DIR/rollback.json``, else ``$XDG_STATE_HOME/gapseal/…``, else ``~/.local/state/gapseal/…``."""
+    if os.environ.get(STATE_ENV):
+        return Path(os.environ[STATE_ENV]) / "rollback.json"
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "gapseal" / "rollback.json"
+
+
+@dataclass(frozen=True)
+class RollbackDecision:
+    """What the state file said about a bundle version."""
+
+    name: str
+    version: str
+    highest_seen: str | None
+    downgrade: bool
+
+
+def _parse(version: str, where: str) -> Version:
+    try:
+        return Version(version)
+    except InvalidVersion as e:
+        raise VerificationError(f"version {version!r} cannot be compared for rollback", where=where) from e
+
+
+class RollbackState:
+    """The high-water marks in one state file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextmanager
+    def _locked(self) -> Iterator[dict[str, dict[str, str]]]:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        with open(lock_path, "a") as lock:  # noqa: PTH123
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield self._read()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _read(self) -> dict[str, dict[str, str]]:
+        if not self.path.exists():
+            return {}
+        try:
+            data = json.loads(self.path.read_bytes())
+        except (OSError, ValueError) as e:
+            # Fail closed: a damaged high-water mark must not silently reset to "nothing seen".
+            raise VerificationError(
+                f"rollback state file is unreadable: {e}",
+                where=str(self.path),
+                hint="restore it from backup; deleting it disables rollback protection until bundles are seen again",
+            ) from e
+        if not isinstance(data, dict):
+            raise VerificationError("rollback state file is not a JSON object", where=str(self.path))
+        return data
+
+    def check(self, name: str, version: str, *, allow_downgrade: bool) -> RollbackDecision:
+        """Refuse ``version`` if a higher one of ``name`` was accepted before (unless ``allow_downgrade``)."""
+        with self._locked() as state:
+            seen = state.get(name, {}).get("version")
+        if seen is None:
+            return RollbackDecision(name, version, None, downgrade=False)
+        downgrade = _parse(version, name) < _parse(seen, str(self.path))
+        if downgrade and not allow_downgrade:
+            raise VerificationError(
+                f"rollback refused: {name} {version} is older than {seen}, which this host has already accepted",
+                where=str(self.path),
+                hint="use the newer bundle; pass --allow-downgrade only if going back is intended",
+            )
+        return RollbackDecision(name, version, seen, downgrade=downgrade)
+
+    def record(self, name: str, version: str, manifest_digest: str) -> None:
+        """Raise the high-water mark of ``name`` to ``version`` if it is higher than what is recorded."""
+        with self._locked() as state:
+            seen = state.get(name, {}).get("version")
+            if seen is not None and _parse(version, name) <= _parse(seen, str(self.path)):
+                return
+            state[name] = {"version": version, "manifest_digest": manifest_digest}
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:  # noqa: PTH123
+                f.write(canonical_json(state))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
