@@ -65,6 +65,24 @@ def canonical_json(document: Any) -> bytes:
     )
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise ValueError(f"duplicate key {key!r}")
+        document[key] = value
+    return document
+
+
+def _strict_json(data: bytes) -> Any:
+    """Parse JSON, refusing duplicate keys (parsers disagree on which one wins) and NaN/Infinity."""
+
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    return json.loads(data, object_pairs_hook=_no_duplicate_keys, parse_constant=no_constants)
+
+
 def pae(payload_type: str, payload: bytes) -> bytes:
     """Return the DSSE v1 pre-authentication encoding of ``payload``.
 
@@ -150,8 +168,8 @@ def _strict_b64(value: object, what: str) -> bytes:
 def _parse_bundle(bundle_bytes: bytes) -> tuple[Bundle, Envelope]:
     """Parse and structurally check a Sigstore bundle holding a DSSE envelope; no signature is checked here."""
     try:
-        raw = json.loads(bundle_bytes)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raw = _strict_json(bundle_bytes)
+    except (UnicodeDecodeError, ValueError) as e:
         raise SignatureError(f"malformed Sigstore bundle: not JSON ({e})") from e
     if not isinstance(raw, dict):
         raise SignatureError("malformed Sigstore bundle: the document is not a JSON object")
@@ -189,8 +207,8 @@ def _parse_statement(
     payload: bytes, allowed_predicate_types: Collection[str]
 ) -> tuple[tuple[Subject, ...], str, dict[str, Any]]:
     try:
-        doc = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        doc = _strict_json(payload)
+    except (UnicodeDecodeError, ValueError) as e:
         raise SignatureError(f"statement malformed: the signed payload is not JSON ({e})") from e
     if not isinstance(doc, dict):
         raise SignatureError("statement malformed: the signed payload is not a JSON object")

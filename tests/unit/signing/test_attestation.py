@@ -423,3 +423,34 @@ def test_sign_rejects_a_predicate_that_is_not_json(key_a: SigningKey, predicate:
 def test_sign_rejects_an_empty_predicate_type(key_a: SigningKey) -> None:
     with pytest.raises(SigningError, match="predicate type"):
         sign_statement(SUBJECTS, "", {}, key_a)
+
+
+# --- JSON that parsers read differently -----------------------------------------------------------------------------
+
+
+def test_duplicate_key_in_the_bundle(key_a: SigningKey) -> None:
+    text = _sign(key_a).decode()
+    dup = text.replace('"mediaType":', '"mediaType":"application/json","mediaType":', 1)
+    _reject(dup.encode(), [key_a], "not JSON \\(duplicate key 'mediaType'\\)")
+
+
+def test_duplicate_key_in_the_signed_statement(key_a: SigningKey) -> None:
+    payload = (
+        b'{"_type":"https://in-toto.io/Statement/v1","predicate":{},"predicateType":"https://gapseal.dev/test/v1",'
+        b'"predicateType":"https://other/v1","subject":[{"digest":{"sha256":"' + DIGEST.encode() + b'"},"name":"a"}]}'
+    )
+    _reject(dump(raw_bundle(payload, [key_a])), [key_a], "statement malformed.*duplicate key 'predicateType'")
+
+
+def test_duplicate_subject_digest_key_in_the_signed_statement(key_a: SigningKey) -> None:
+    payload = (
+        b'{"_type":"https://in-toto.io/Statement/v1","predicate":{},"predicateType":"https://gapseal.dev/test/v1",'
+        b'"subject":[{"digest":{"sha256":"' + DIGEST.encode() + b'","sha256":"' + b"cd" * 32 + b'"},"name":"a"}]}'
+    )
+    _reject(dump(raw_bundle(payload, [key_a])), [key_a], "duplicate key 'sha256'")
+
+
+def test_nan_in_the_signed_statement(key_a: SigningKey) -> None:
+    payload = json.dumps(statement(predicate={"x": float("nan")})).encode()
+    assert b"NaN" in payload
+    _reject(dump(raw_bundle(payload, [key_a])), [key_a], "non-standard JSON constant NaN")

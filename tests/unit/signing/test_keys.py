@@ -314,3 +314,23 @@ def test_inspect_key_file(tmp_path: Path) -> None:
     assert (inspect_key_file(enc).kind, inspect_key_file(enc).encrypted) == ("private", True)
     assert (inspect_key_file(plain).kind, inspect_key_file(plain).encrypted) == ("private", False)
     assert (inspect_key_file(pub).kind, inspect_key_file(pub).encrypted) == ("public", False)
+
+
+def test_fifo_instead_of_key_does_not_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "k.key"
+    os.mkfifo(fifo)
+    with pytest.raises(KeyLoadError, match="not a regular file"):
+        load_private_key(fifo, None)
+
+
+def test_oversized_key_file(tmp_path: Path) -> None:
+    big = tmp_path / "k.pub"
+    big.write_bytes(b"-----BEGIN PUBLIC KEY-----\n" + b"A" * 70_000)
+    with pytest.raises(KeyLoadError, match="too large"):
+        load_public_key(big)
+
+
+def test_cryptography_key_is_the_same_key(key_a: SigningKey) -> None:
+    raw = key_a.cryptography_key()
+    assert isinstance(raw, ec.EllipticCurvePrivateKey)
+    assert SigningKey(raw).key_id == key_a.key_id
