@@ -199,7 +199,8 @@ def read_safetensors_header(path: Path, *, name: str | None = None) -> tuple[dic
         bits = math.prod(shape) * SAFETENSORS_DTYPE_BITS[dtype]
         if bits % 8 or bits // 8 != offsets[1] - offsets[0]:
             raise bad(
-                f"tensor {tname!r}: {dtype} {shape} needs {bits / 8:g} bytes but data_offsets span "
+                f"tensor {tname!r}: {dtype} {shape} needs {bits // 8 if bits % 8 == 0 else bits / 8} bytes but "
+                f"data_offsets span "
                 f"{offsets[1] - offsets[0]}"
             )
         spans.append((offsets[0], offsets[1], tname))
@@ -311,6 +312,12 @@ def _read_gguf(f: InputFile) -> tuple[dict[str, Any], Counter[str], int, int]:
                 meta[key] = field.contents()
         version_field = reader.get_field("GGUF.version")
         meta["GGUF.version"] = version_field.contents() if version_field is not None else None
+        for t in reader.tensors:
+            if int(t.data_offset) + int(t.n_bytes) > f.size:
+                raise ValueError(
+                    f"tensor {t.name!r} ends at byte {int(t.data_offset) + int(t.n_bytes)}, past the end of the "
+                    f"{f.size}-byte file (truncated)"
+                )
         types: Counter[str] = Counter(t.tensor_type.name for t in reader.tensors)
         params = sum(int(t.n_elements) for t in reader.tensors)
         count = len(reader.tensors)
