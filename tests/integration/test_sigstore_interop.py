@@ -366,3 +366,52 @@ def test_ssh_fingerprint_keyid_would_be_accepted_not_cosign_itself(signed: Path,
     fp = _ssh_sha256_fingerprint(pub)
     edited = _edit(signed, lambda d: d["dsseEnvelope"]["signatures"][0].update(keyid=fp))
     cosign_verify_blob_attestation_structure(edited.read_bytes(), keys["a_pub"].read_bytes(), BLOB_SHA256)
+
+
+# --- the signature of a real gapseal bundle (built by the bundler, read back as plain OCI layout JSON) ---------------
+
+SIGSTORE_ARTIFACT = "application/vnd.dev.sigstore.bundle.v0.3+json"
+
+
+@pytest.fixture(scope="module")
+def real_bundle(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from tests.bundles import make_bundle, make_keys
+
+    tmp = tmp_path_factory.mktemp("real-bundle")
+    pair = make_keys(tmp / "keys")
+    created = make_bundle(tmp, pair)
+    layout = created.path
+
+    def blob(digest: str) -> Path:
+        return layout / "blobs" / "sha256" / digest.removeprefix("sha256:")
+
+    index = json.loads((layout / "index.json").read_bytes())
+    sig_desc = [m for m in index["manifests"] if m.get("artifactType") == SIGSTORE_ARTIFACT]
+    assert len(sig_desc) == 1, index
+    sig_manifest = json.loads(blob(sig_desc[0]["digest"]).read_bytes())
+    bundle_manifest_digest = sig_manifest["subject"]["digest"]
+    sigstore_json = tmp / "bundle.sigstore.json"
+    sigstore_json.write_bytes(blob(sig_manifest["layers"][0]["digest"]).read_bytes())
+    bundle_manifest = json.loads(blob(bundle_manifest_digest).read_bytes())
+    return {
+        "sigstore_json": sigstore_json,
+        "public": pair.public_path,
+        "manifest_blob": blob(bundle_manifest_digest),
+        "layer_blob": blob(bundle_manifest["layers"][0]["digest"]),
+    }
+
+
+def test_sigstore_js_verifies_a_real_bundle_signature(node: str, real_bundle: dict[str, Any]) -> None:
+    r = _sigstore_js(node, real_bundle["sigstore_json"], real_bundle["public"])
+    assert r["ok"] is True, r
+    digests = {s["digest"]["sha256"] for s in r["statement"]["subject"]}
+    assert hashlib.sha256(real_bundle["manifest_blob"].read_bytes()).hexdigest() in digests
+
+
+def test_cosign_structure_check_accepts_a_real_bundle_signature_not_cosign_itself(real_bundle: dict[str, Any]) -> None:
+    """As `cosign verify-blob-attestation --key K.pub --bundle S --new-bundle-format --insecure-ignore-tlog BLOB`
+    with BLOB the bundle manifest, or any layer blob of the layout."""
+    bundle = real_bundle["sigstore_json"].read_bytes()
+    pub = real_bundle["public"].read_bytes()
+    for blob in (real_bundle["manifest_blob"], real_bundle["layer_blob"]):
+        cosign_verify_blob_attestation_structure(bundle, pub, hashlib.sha256(blob.read_bytes()).hexdigest())
