@@ -180,7 +180,11 @@ def device_for(mount: Mount, devices: list[BlockDevice]) -> BlockDevice | None:
     if mount.source.startswith("/dev/"):
         real = os.path.basename(mount.source)
         for d in devices:
-            if real in {d.name, d.kname, os.path.basename(d.name)}:
+            if mount.source == d.name or real in {d.name, d.kname, os.path.basename(d.name)}:
+                return d
+    if mount.root == "/":  # btrfs subvolumes and other anonymous devices: lsblk knows where it mounted them
+        for d in devices:
+            if mount.mount_point in d.mountpoints:
                 return d
     return None
 
