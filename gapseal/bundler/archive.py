@@ -113,6 +113,19 @@ class PartsList(_Frozen):
     version: Literal[1] = Field(description="Format version of this list.")
     part_size: int = Field(ge=MIN_PART_SIZE, description="The --part-size the set was cut with.")
     parts: tuple[PartRecord, ...] = Field(min_length=1, description="Every part, part 1 first.")
+    sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of this list's canonical JSON without this field: a damaged list is noticed as such.",
+    )
+
+    def sealed(self) -> PartsList:
+        """Return this list with ``sha256`` set over the rest of it."""
+        return self.model_copy(update={"sha256": self.expected_seal()})
+
+    def expected_seal(self) -> str:
+        """Return the ``sha256`` this list should carry."""
+        return hashlib.sha256(canonical_json(self.model_copy(update={"sha256": None}))).hexdigest()
 
 
 def canonical_json(model: BaseModel) -> bytes:
@@ -325,7 +338,7 @@ def _parts_list(plans: list[_PartPlan], base: str, part_size: int, digests: dict
                 members=members,
             )
         )
-    return PartsList(kind=PARTS_KIND, version=PARTS_VERSION, part_size=part_size, parts=tuple(records))
+    return PartsList(kind=PARTS_KIND, version=PARTS_VERSION, part_size=part_size, parts=tuple(records)).sealed()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -588,7 +601,7 @@ def _pack_split(
                 )
             }
         )
-        _write_small(temps, sidecars[0], canonical_json(full) + b"\n")
+        _write_small(temps, sidecars[0], canonical_json(full.sealed()) + b"\n")
         sums = "".join(f"{r.sha256}  {r.name}\n" for r in full.parts)
         _write_small(temps, sidecars[1], sums.encode())
         stale = [p for p in existing_parts(out) if (part_number(p) or 0) > len(plans)]

@@ -384,6 +384,10 @@ class _ArchiveWalk:
             raise self.fail(first, f"the parts list is not valid: {e.errors()[0]['msg']}", PARTS_LIST_NAME) from e
         if canonical_json(plist) != raw:
             raise self.fail(first, "the parts list is not in canonical form", PARTS_LIST_NAME)
+        if plist.sha256 != plist.expected_seal():
+            raise self.fail(
+                first, f"{first.name} is damaged: its parts list does not match its own digest", PARTS_LIST_NAME
+            )
         problem = _parts_list_problem(plist)
         if problem:
             raise self.fail(first, f"the parts list is inconsistent: {problem}", PARTS_LIST_NAME)
