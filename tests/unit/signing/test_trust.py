@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -161,3 +162,13 @@ def test_trusted_keys_refuses_a_private_key_as_key(tmp_path: Path) -> None:
     private, _ = generate_key_pair(tmp_path / "p", None)
     with pytest.raises(KeyLoadError, match="this is a private key"):
         trusted_keys([private], None)
+
+
+def test_published_schema_matches_the_model() -> None:
+    """Regenerate with `python -m gapseal.signing` after changing the model."""
+    from gapseal.signing.trust import TRUST_SCHEMA_PATH, render_trust_schema
+
+    assert TRUST_SCHEMA_PATH.read_text(encoding="utf-8") == render_trust_schema()
+    schema = json.loads(render_trust_schema())
+    assert schema["required"] == ["apiVersion", "kind", "keys"]
+    assert all("description" in p for p in schema["$defs"]["TrustedKeyEntry"]["properties"].values())
