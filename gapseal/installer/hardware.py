@@ -432,6 +432,12 @@ _TOP_FIELD = re.compile(r"^ {2}(\S[^:]*?):\s*(.*?)\s*$")
 _ISA_NAME = re.compile(r"^\s+Name:\s*(amdgcn-\S+)")
 
 
+def _rocm_uuid(text: str | None) -> str | None:
+    """Return the agent's Uuid, or None for rocminfo's placeholder ('GPU-XX', printed when there is no unique id)."""
+    value = _value(text)
+    return None if value is None or value.upper().endswith("-XX") else value
+
+
 def parse_rocminfo(text: str, *, where: str = "rocminfo") -> RocmInfo:
     """Parse ``rocminfo`` output into its GPU agents (colour codes stripped, CPU agents counted).
 
@@ -484,7 +490,7 @@ def parse_rocminfo(text: str, *, where: str = "rocminfo") -> RocmInfo:
                 agent=int(agent["#"]),
                 name=name,
                 marketing_name=_value(agent.get("Marketing Name")),
-                uuid=_value(agent.get("Uuid")),
+                uuid=_rocm_uuid(agent.get("Uuid")),
                 isa=agent.get("isa"),
                 compute_units=_int_prefix(agent.get("Compute Unit")),
                 apu="APU" in agent.get("Memory Properties", "").upper(),
