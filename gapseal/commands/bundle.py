@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from gapseal.bundler.archive import pack_layout, parse_size
-from gapseal.bundler.create import create_bundle
-from gapseal.bundler.extract import component_files, extract_component
-from gapseal.bundler.inspect import BundleInfo, inspect_bundle
-from gapseal.bundler.rollback import RollbackState, default_state_file
-from gapseal.bundler.unpack import unpack_archive
-from gapseal.bundler.verify import verify_bundle
 from gapseal.commands import _output, _secrets
 from gapseal.errors import UsageError
-from gapseal.signing.trust import trusted_keys
+
+if TYPE_CHECKING:
+    from gapseal.bundler.inspect import BundleInfo
+
+# The library is imported inside each command: the CLI starts in a fraction of the time when ``gapseal --help``
+# or another command group does not pay for sigstore, pydantic models and model-signing.
 
 app = typer.Typer(help="Build and check signed offline bundles.", no_args_is_help=True)
 
@@ -54,6 +53,8 @@ def create(
 
     Same spec and inputs give the same manifest digest when the spec sets metadata.created or SOURCE_DATE_EPOCH is set.
     """
+    from gapseal.bundler.create import create_bundle
+
     _output.configure(json_output=json_output, quiet=quiet)
     signing_key = _secrets.private_key_from(key)
     with _output.progress() as progress:
@@ -103,6 +104,8 @@ def pack(
     quiet: bool = _QUIET,
 ) -> int:
     """Pack a bundle directory into one deterministic tar, or parts cut on blob boundaries."""
+    from gapseal.bundler.archive import pack_layout, parse_size
+
     _output.configure(json_output=json_output, quiet=quiet)
     size = parse_size(part_size) if part_size is not None else None
     epoch = _source_date_epoch()
@@ -124,6 +127,8 @@ def _created_epoch(bundle: Path) -> int:
     """The bundle's created time as tar mtime, so packing is deterministic without SOURCE_DATE_EPOCH."""
     from datetime import datetime
 
+    from gapseal.bundler.inspect import inspect_bundle
+
     info = inspect_bundle(bundle)
     return int(datetime.fromisoformat(info.descriptor.created.replace("Z", "+00:00")).timestamp())
 
@@ -137,6 +142,8 @@ def unpack(
     quiet: bool = _QUIET,
 ) -> int:
     """Extract a bundle tar safely: no absolute paths, no '..', no links, no devices, no duplicates."""
+    from gapseal.bundler.unpack import unpack_archive
+
     _output.configure(json_output=json_output, quiet=quiet)
     with _output.progress() as progress:
         path = unpack_archive(archive, out, overwrite=overwrite, progress=progress)
@@ -165,6 +172,10 @@ def verify(
 
     Exit 0 when every check passes, 1 with every problem named otherwise.
     """
+    from gapseal.bundler.rollback import RollbackState, default_state_file
+    from gapseal.bundler.verify import verify_bundle
+    from gapseal.signing.trust import trusted_keys
+
     _output.configure(json_output=json_output, quiet=quiet)
     keys = trusted_keys(key, trust)
     state = RollbackState(state_file or default_state_file())
@@ -238,6 +249,9 @@ def inspect(
     quiet: bool = _QUIET,
 ) -> int:
     """Show a bundle's name, version, signer, components with sizes and formats, and build variants."""
+    from gapseal.bundler.inspect import inspect_bundle
+    from gapseal.signing.trust import trusted_keys
+
     _output.configure(json_output=json_output, quiet=quiet)
     keys = trusted_keys(key, trust) if key or trust else []
     with _output.progress() as progress:
@@ -262,6 +276,10 @@ def extract(
     quiet: bool = _QUIET,
 ) -> int:
     """Verify a bundle, then write one model or files component out as a plain directory."""
+    from gapseal.bundler.extract import component_files, extract_component
+    from gapseal.bundler.verify import verify_bundle
+    from gapseal.signing.trust import trusted_keys
+
     _output.configure(json_output=json_output, quiet=quiet)
     if (model is None) == (files is None):
         raise UsageError("name exactly one of --model or --files")

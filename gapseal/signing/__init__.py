@@ -1,43 +1,38 @@
 """Signing: ECDSA P-256 keys, signed in-toto statements in Sigstore bundles, and trust configuration.
 
-The root of trust for bundles and for audit evidence. The public surface is re-exported here.
+The root of trust for bundles and for audit evidence. The public surface is re-exported here, loaded on first use
+(PEP 562): importing ``gapseal.signing.keys`` must not pay for sigstore's models, which only statements need.
 """
 
-from gapseal.signing.attestation import (
-    BUNDLE_MEDIA_TYPE,
-    PAYLOAD_TYPE,
-    STATEMENT_TYPE,
-    Subject,
-    VerifiedStatement,
-    add_signature,
-    sign_statement,
-    verify_statement,
-)
-from gapseal.signing.keys import (
-    SigningKey,
-    VerifyingKey,
-    generate_key_pair,
-    load_private_key,
-    load_public_key,
-    load_public_key_pem,
-)
-from gapseal.signing.trust import load_trust, trusted_keys
+from __future__ import annotations
 
-__all__ = [
-    "BUNDLE_MEDIA_TYPE",
-    "PAYLOAD_TYPE",
-    "STATEMENT_TYPE",
-    "SigningKey",
-    "Subject",
-    "VerifiedStatement",
-    "VerifyingKey",
-    "add_signature",
-    "generate_key_pair",
-    "load_private_key",
-    "load_public_key",
-    "load_public_key_pem",
-    "load_trust",
-    "sign_statement",
-    "trusted_keys",
-    "verify_statement",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BUNDLE_MEDIA_TYPE": "attestation",
+    "PAYLOAD_TYPE": "attestation",
+    "STATEMENT_TYPE": "attestation",
+    "Subject": "attestation",
+    "VerifiedStatement": "attestation",
+    "add_signature": "attestation",
+    "sign_statement": "attestation",
+    "verify_statement": "attestation",
+    "SigningKey": "keys",
+    "VerifyingKey": "keys",
+    "generate_key_pair": "keys",
+    "load_private_key": "keys",
+    "load_public_key": "keys",
+    "load_public_key_pem": "keys",
+    "load_trust": "trust",
+    "trusted_keys": "trust",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gapseal.signing' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"gapseal.signing.{module}"), name)
