@@ -134,8 +134,8 @@ def sign_statement(
 ) -> bytes:
     """Sign an in-toto Statement v1 over ``subjects`` and return it as Sigstore bundle v0.3 JSON bytes.
 
-    The statement payload is canonical JSON, so the same input always gives the same payload; the bundle bytes
-    differ between calls only by the (randomised) ECDSA signature. The bundle carries the key id as an unauthenticated
+    The statement payload is canonical JSON and the signature uses RFC 6979 nonces, so the same input and key always
+    give the same bundle bytes. The bundle carries the key id as an unauthenticated
     hint (``verificationMaterial.publicKey.hint``), no DSSE ``keyid`` and no transparency-log entry.
     """
     payload = _statement_payload(subjects, predicate_type, predicate)

@@ -454,3 +454,10 @@ def test_nan_in_the_signed_statement(key_a: SigningKey) -> None:
     payload = json.dumps(statement(predicate={"x": float("nan")})).encode()
     assert b"NaN" in payload
     _reject(dump(raw_bundle(payload, [key_a])), [key_a], "non-standard JSON constant NaN")
+
+
+def test_same_input_and_key_give_the_same_bundle_bytes(key_a: SigningKey, key_b: SigningKey) -> None:
+    """RFC 6979 signatures: bundles reproduce byte for byte; another key still gives another signature."""
+    assert _sign(key_a) == _sign(key_a)
+    assert _sign(key_a) != _sign(key_b)
+    assert _sign(key_a, {"z": 2}) != _sign(key_a)

@@ -334,3 +334,8 @@ def test_cryptography_key_is_the_same_key(key_a: SigningKey) -> None:
     raw = key_a.cryptography_key()
     assert isinstance(raw, ec.EllipticCurvePrivateKey)
     assert SigningKey(raw).key_id == key_a.key_id
+
+
+def test_signatures_are_deterministic_rfc6979(key_a: SigningKey) -> None:
+    assert key_a.sign(b"m") == key_a.sign(b"m")
+    assert key_a.sign(b"m") != key_a.sign(b"n")
