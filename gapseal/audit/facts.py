@@ -95,7 +95,9 @@ class Network(_Model):
     cidr: str
     """Normalised ``address/prefixlen`` (``0.0.0.0/0`` and ``::/0`` for defaults)."""
     family: Family
+    """``inet`` or ``inet6``."""
     prefixlen: int
+    """Prefix length (0 for a default route)."""
     first: str
     """First address as fixed-width lower-case hex (8 digits IPv4, 32 IPv6): compare as strings."""
     last: str
@@ -126,6 +128,7 @@ class CollectorInfo(_Model):
     """The tool that collected the facts."""
 
     tool: Literal["gapseal"] = "gapseal"
+    """Always ``gapseal``."""
     version: str
     """gapseal's version."""
 
@@ -137,6 +140,7 @@ class Route(_Model):
     """One route from ``ip -j route show table all`` (IPv4) or ``ip -6 -j route show table all``."""
 
     family: Family
+    """``inet`` or ``inet6``."""
     table: str
     """Routing table name or number (``main``, ``local``, ``254``...)."""
     type: str
@@ -150,9 +154,13 @@ class Route(_Model):
     dev: str | None = None
     """Output interface."""
     protocol: str | None = None
+    """Routing protocol that installed the route (``kernel``, ``static``, ``dhcp``...)."""
     scope: str | None = None
+    """Route scope (``link``, ``host``, ``global``)."""
     prefsrc: str | None = None
+    """Preferred source address."""
     metric: int | None = None
+    """Route metric."""
     forwards: bool
     """True when the route sends packets out of the host: a ``unicast`` route via an interface other than ``lo``."""
 
@@ -161,8 +169,11 @@ class RoutingRule(_Model):
     """One policy-routing rule from ``ip -j rule`` / ``ip -6 -j rule``."""
 
     family: Family
+    """``inet`` or ``inet6``."""
     priority: int
+    """Rule priority (lower first)."""
     table: str | None = None
+    """Table looked up (for ``lookup`` rules)."""
     action: str
     """``lookup`` (to ``table``), ``unreachable``, ``blackhole``, ``prohibit``, ``goto``, ``nop``."""
     selector: dict[str, str] = Field(default_factory=dict)
@@ -173,7 +184,9 @@ class RoutesFacts(_Domain):
     """Routing tables and rules, IPv4 and IPv6."""
 
     routes: list[Route] = Field(default_factory=list)
+    """Every route of every table, both families."""
     rules: list[RoutingRule] = Field(default_factory=list)
+    """Every policy-routing rule, both families."""
     default_routes: list[Route] = Field(default_factory=list)
     """The routes with ``is_default`` and ``forwards`` (in any table): a way off the host towards anywhere."""
     forwarding_routes: list[Route] = Field(default_factory=list)
@@ -189,12 +202,15 @@ class NftChain(_Model):
     family: str
     """``ip``, ``ip6``, ``inet``, ``arp``, ``bridge``, ``netdev``."""
     table: str
+    """Table name."""
     name: str
+    """Chain name."""
     type: str | None = None
     """Base chain type (``filter``, ``nat``, ``route``); null for regular chains."""
     hook: str | None = None
     """Base chain hook (``input``, ``output``, ``forward``...); null for regular chains."""
     priority: int | None = None
+    """Base chain priority."""
     policy: str | None = None
     """Base chain policy (``accept`` | ``drop``); null for regular chains."""
     rule_count: int
@@ -205,9 +221,13 @@ class NftRule(_Model):
     """One nftables rule, with the matches policies care about extracted from its expression list."""
 
     family: str
+    """Table family."""
     table: str
+    """Table name."""
     chain: str
+    """Chain name."""
     handle: int | None = None
+    """Rule handle."""
     verdict: str | None = None
     """Final verdict: ``accept``, ``drop``, ``reject``, ``jump``, ``goto``, ``return``, ``continue``; null if none."""
     target: str | None = None
@@ -229,17 +249,22 @@ class NftRule(_Model):
     unparsed: bool = False
     """True when the rule holds matches the extractor does not understand (sets by name, maps, meta...)."""
     comment: str | None = None
+    """The rule's comment."""
 
 
 class NftablesFacts(_Model):
     """The nftables ruleset from ``nft -j list ruleset``."""
 
     status: Status
+    """``unknown`` when nft is missing or failed."""
     reason: str | None = None
+    """Why the status is ``unknown``."""
     present: bool
     """True when the ``nft`` tool exists on the host."""
     chains: list[NftChain] = Field(default_factory=list)
+    """Every chain of every table."""
     rules: list[NftRule] = Field(default_factory=list)
+    """Every rule, in ruleset order."""
     output_policy: dict[str, str] = Field(default_factory=dict)
     """For each family (``ip``, ``ip6``, ``inet``): the strictest policy among its ``filter`` chains on hook
     ``output`` (``drop`` if any is ``drop``); a family without such a chain is absent."""
@@ -251,8 +276,11 @@ class IptablesChain(_Model):
     """One chain of an ``iptables-save`` / ``ip6tables-save`` table."""
 
     family: Family
+    """``inet`` (iptables-save) or ``inet6`` (ip6tables-save)."""
     table: str
+    """``filter``, ``nat``, ``mangle``, ``raw``, ``security``."""
     name: str
+    """Chain name (``OUTPUT``, ``INPUT``, user chains)."""
     policy: str | None = None
     """Built-in chain policy (``ACCEPT`` | ``DROP``); null (``-``) for user chains."""
     rules: list[str] = Field(default_factory=list)
@@ -263,17 +291,22 @@ class IptablesFacts(_Model):
     """Legacy/compat iptables state from ``iptables-save`` and ``ip6tables-save``, where present."""
 
     status: Status
+    """``unknown`` when a present tool failed."""
     reason: str | None = None
+    """Why the status is ``unknown``, or why iptables is absent."""
     present: bool
     """True when ``iptables-save`` exists on the host."""
     chains: list[IptablesChain] = Field(default_factory=list)
+    """Every chain of every table."""
 
 
 class FirewallFacts(_Domain):
     """Packet filtering: nftables, and iptables where present."""
 
     nftables: NftablesFacts
+    """The nftables ruleset."""
     iptables: IptablesFacts
+    """iptables/ip6tables rules, where the tools exist."""
 
 
 # --------------------------------------------------------------------------------------------------- DNS
@@ -283,7 +316,9 @@ class Nameserver(_Model):
     """A DNS server the host's resolver is configured to use."""
 
     address: str
+    """The server's IP address."""
     address_class: AddressClass
+    """Class of the address (a ``global`` resolver is outside any enclave)."""
     origin: str
     """Where it is configured: ``resolv.conf``, ``resolved.conf:DNS``, ``resolved.conf:FallbackDNS``."""
 
@@ -302,15 +337,19 @@ class DnsFacts(_Domain):
     """Name resolution: resolv.conf, nsswitch, systemd-resolved."""
 
     resolv_conf_present: bool = False
+    """True when ``{root}/etc/resolv.conf`` could be read."""
     resolv_conf_target: str | None = None
     """The symlink target of ``/etc/resolv.conf`` when it is a link (e.g. systemd-resolved's stub)."""
     nameservers: list[Nameserver] = Field(default_factory=list)
     """Every nameserver from ``resolv.conf`` and ``resolved.conf`` (``DNS=``, ``FallbackDNS=``)."""
     search: list[str] = Field(default_factory=list)
+    """Search domains of resolv.conf (the last ``search``/``domain`` line)."""
     options: list[str] = Field(default_factory=list)
+    """``options`` of resolv.conf."""
     nsswitch_hosts: list[str] = Field(default_factory=list)
     """The ``hosts:`` line of ``/etc/nsswitch.conf``, split (``files``, ``dns``, ``mdns4_minimal``...)."""
     resolved: ResolvedFacts
+    """systemd-resolved configuration."""
 
 
 # --------------------------------------------------------------------------------------------------- processes
@@ -320,6 +359,7 @@ class ProcessRef(_Model):
     """A process, identified enough for a report."""
 
     pid: int
+    """Process id."""
     comm: str
     """``/proc/<pid>/comm``."""
     exe: str | None = None
@@ -330,9 +370,13 @@ class ProcessInfo(_Model):
     """A process running in the collector's network namespace that matters to the audit."""
 
     pid: int
+    """Process id."""
     comm: str
+    """``/proc/<pid>/comm``."""
     exe: str | None = None
+    """``readlink /proc/<pid>/exe`` when readable."""
     cmdline: list[str] = Field(default_factory=list)
+    """``/proc/<pid>/cmdline`` split into arguments."""
     services: list[str] = Field(default_factory=list)
     """Inference services recognised from the command line (``vllm``, ``tgi``, ``ollama``, ``llama.cpp``,
     ``open-webui``, ``gradio``, ``huggingface``)."""
@@ -368,6 +412,7 @@ class ProxySetting(_Model):
     is_exclusion: bool
     """True for ``no_proxy`` (a list of exclusions, not a proxy)."""
     origin: Literal["etc_environment", "profile_d", "systemd_unit", "systemd_system_conf", "process"]
+    """Kind of place the variable was set in."""
     location: str
     """File path (with ``:line``) or ``pid:<n>`` the setting was found in."""
 
@@ -376,6 +421,7 @@ class ProxyFacts(_Domain):
     """Proxy variables from the system environment, login profiles, systemd units and running inference processes."""
 
     settings: list[ProxySetting] = Field(default_factory=list)
+    """Every proxy variable found, exclusions (``no_proxy``) included."""
     proxies: list[ProxySetting] = Field(default_factory=list)
     """The settings that route traffic through a proxy: non-empty and not ``no_proxy``."""
 
@@ -387,14 +433,20 @@ class ListeningSocket(_Model):
     """A socket waiting for traffic: TCP in LISTEN, UDP unconnected and bound."""
 
     protocol: Literal["tcp", "udp"]
+    """``tcp`` or ``udp``."""
     family: Family
+    """``inet`` or ``inet6``."""
     address: str
+    """Bound address (``0.0.0.0``, ``::``, ``127.0.0.1``...)."""
     port: int
+    """Bound port."""
     bind_scope: Literal["all", "loopback", "specific"]
     """``all``: bound to ``0.0.0.0``/``::`` (every interface); ``loopback``: 127.0.0.0/8 or ``::1``; ``specific``: one
     non-loopback address."""
     address_class: AddressClass
+    """Class of the bound address."""
     inode: int
+    """Socket inode (links the socket to ``/proc/<pid>/fd``)."""
     processes: list[ProcessRef] = Field(default_factory=list)
     """Processes holding the socket (empty when none is visible, e.g. kernel sockets)."""
 
@@ -403,6 +455,7 @@ class SocketsFacts(_Domain):
     """Listening sockets of this network namespace, from ``/proc/net/{tcp,tcp6,udp,udp6}`` and ``/proc/*/fd``."""
 
     listening: list[ListeningSocket] = Field(default_factory=list)
+    """Every listening socket of this network namespace."""
     exposed: list[ListeningSocket] = Field(default_factory=list)
     """Listening sockets not bound to loopback (``bind_scope`` ``all`` or ``specific``)."""
 
@@ -419,6 +472,7 @@ class ProbeResult(_Model):
     target: str
     """Address (and ``:port``) probed."""
     family: Family
+    """``inet`` or ``inet6``."""
     active: bool
     """True when the probe sent packets (``tcp_connect``, ``dns``)."""
     outcome: Literal["no_route", "routed", "connected", "refused", "timeout", "answered", "error"]
@@ -437,6 +491,7 @@ class ProbesFacts(_Domain):
     """Egress probes. By default only route lookups and UDP connect(), which send no packet."""
 
     probes: list[ProbeResult] = Field(default_factory=list)
+    """Every probe run, passive first."""
     egress_possible: bool = False
     """True when any probe has ``egress_possible``."""
     active_targets: list[str] = Field(default_factory=list)
@@ -463,10 +518,13 @@ class TelemetryRequirement(_Model):
     """A group of switches of which one must be satisfied (e.g. ``VLLM_NO_USAGE_STATS`` or ``DO_NOT_TRACK``)."""
 
     service: str
+    """The service the requirement belongs to."""
     purpose: str
     """What the group controls (``usage statistics``, ``hub offline``...)."""
     any_of: list[TelemetrySwitch]
+    """The switches, any one of which satisfies the requirement."""
     satisfied: bool
+    """True when at least one switch is satisfied."""
 
 
 class InferenceService(_Model):
@@ -475,11 +533,13 @@ class InferenceService(_Model):
     service: str
     """``vllm``, ``tgi``, ``ollama``, ``llama.cpp``, ``open-webui``, ``gradio``, ``huggingface``."""
     origin: Literal["process", "systemd_unit"]
+    """``process``: a running process; ``systemd_unit``: a unit file (what would run at boot)."""
     location: str
     """``pid:<n>`` or the unit file path."""
     environment_known: bool
     """False when the environment could not be read: then every requirement is unsatisfied."""
     requirements: list[TelemetryRequirement] = Field(default_factory=list)
+    """Every telemetry/offline requirement of the service, checked."""
     telemetry_disabled: bool
     """True when every requirement is satisfied."""
 
@@ -488,6 +548,7 @@ class TelemetryFacts(_Domain):
     """Telemetry switches of inference services (process environments and systemd unit files)."""
 
     services: list[InferenceService] = Field(default_factory=list)
+    """Every inference service found, with its switches."""
     violations: list[str] = Field(default_factory=list)
     """``<service>@<location>: <purpose>`` for every unsatisfied requirement."""
 
@@ -502,18 +563,23 @@ class Mount(_Model):
     """One line of ``/proc/self/mountinfo``."""
 
     mount_id: int
+    """Unique mount id."""
     parent_id: int
+    """Id of the parent mount."""
     major_minor: str
     """``major:minor`` of the device behind the mount (``0:xx`` for non-block file systems)."""
     root: str
     """Root of the mount within its file system (bind mounts show a sub-path)."""
     mount_point: str
+    """Mount point (octal escapes decoded)."""
     options: list[str] = Field(default_factory=list)
+    """Per-mount options (``rw``, ``nosuid``...)."""
     fstype: str
     """File-system type, with subtype (``fuse.sshfs``, ``nfs4``, ``cifs``, ``ext4``...)."""
     source: str
     """Mount source (``/dev/mapper/...``, ``server:/export``, ``//server/share``)."""
     super_options: list[str] = Field(default_factory=list)
+    """Per-superblock options (``addr=``, ``vers=`` for NFS...)."""
     kind: StorageKind
     """``local_block``: a local block device; ``network``: NFS, CIFS/SMB, Ceph, GlusterFS, 9p, iSCSI-free remote fs;
     ``fuse``: any FUSE fs (sshfs, s3fs, rclone... treated as possibly remote); ``overlay``; ``virtual``: proc, sysfs,
@@ -526,13 +592,17 @@ class BlockDevice(_Model):
     """One node of the ``lsblk -J`` tree, flattened, with its chain of underlying devices."""
 
     name: str
+    """Device name as lsblk prints it (a full path with ``lsblk -p``)."""
     kname: str | None = None
+    """Internal kernel device name (``dm-0``, ``nvme0n1p3``)."""
     major_minor: str | None = None
+    """``major:minor`` device number (matches ``Mount.major_minor``)."""
     type: str
     """``disk``, ``part``, ``crypt``, ``lvm``, ``raid1``, ``loop``, ``rom``..."""
     fstype: str | None = None
     """``ext4``, ``crypto_LUKS``, ``LVM2_member``..."""
     mountpoints: list[str] = Field(default_factory=list)
+    """Where the device is mounted (empty when unmounted)."""
     chain: list[str] = Field(default_factory=list)
     """Names from this device down to the physical disk (``root`` → ``luks-…`` → ``nvme0n1p3`` → ``nvme0n1``)."""
     encrypted: bool
@@ -546,12 +616,19 @@ class PathStorage(_Model):
     """The storage behind one model, data or install path."""
 
     path: str
+    """The path as given (model/install directory from the record, or ``--data-path``)."""
     role: Literal["model", "data", "install"]
+    """``model``: model weights; ``install``: an installed build; ``data``: a data directory."""
     exists: bool
+    """True when the path exists now."""
     mount_point: str | None = None
+    """Mount point of the mount holding the path."""
     fstype: str | None = None
+    """File-system type of that mount."""
     source: str | None = None
+    """Source of that mount."""
     kind: StorageKind = "unknown"
+    """Classification of that mount (see ``Mount.kind``)."""
     remote: bool | None = None
     """True for network or FUSE storage; null when the mount could not be determined."""
     encryption: Encryption = "unknown"
@@ -567,10 +644,13 @@ class StorageFacts(_Domain):
     """Mounts behind model/data/install paths, and disk encryption of those volumes."""
 
     mounts: list[Mount] = Field(default_factory=list)
+    """Every mount of the collector's mount namespace."""
     block_devices: list[BlockDevice] = Field(default_factory=list)
+    """Every block device lsblk reports."""
     block_devices_status: Status = "ok"
     """``unknown`` when ``lsblk`` could not run (then every ``encryption`` is ``unknown``)."""
     paths: list[PathStorage] = Field(default_factory=list)
+    """Storage behind each model, install and data path."""
 
 
 # --------------------------------------------------------------------------------------------------- integrity
@@ -582,9 +662,13 @@ class FileIntegrity(_Model):
     path: str
     """Path as recorded in ``installed.json``."""
     expected_sha256: str
+    """Digest recorded at install time (hex, no prefix)."""
     expected_size: int
+    """Size recorded at install time."""
     actual_sha256: str | None = None
+    """Digest of the file now; null when it could not be hashed."""
     actual_size: int | None = None
+    """Size of the file now; null when it could not be read."""
     state: Literal["ok", "modified", "missing", "not_regular", "unreadable"]
     """``modified``: size or digest differ; ``not_regular``: a symlink, directory or device where a file was
     installed."""
@@ -594,16 +678,25 @@ class IntegrityFacts(_Domain):
     """Installed files against ``{root}/var/lib/gapseal/installed.json``."""
 
     record_path: str
+    """Where the install record was looked for."""
     record_present: bool = False
+    """True when the record could be read."""
     record_sha256: str | None = None
+    """sha256 (hex) of the record's bytes."""
     bundle_name: str | None = None
+    """Name of the installed bundle (from the record)."""
     bundle_version: str | None = None
+    """Version of the installed bundle."""
     manifest_digest: str | None = None
     """The signed bundle manifest digest the install came from (``sha256:<hex>``)."""
     variants: list[str] = Field(default_factory=list)
+    """Installed build variants, ``<build>:<backend>/<arch>``."""
     files: list[FileIntegrity] = Field(default_factory=list)
+    """Every recorded file, checked."""
     checked: int = 0
+    """Number of files checked."""
     ok: int = 0
+    """Number of files whose state is ``ok``."""
     failures: list[str] = Field(default_factory=list)
     """``<state>: <path>`` for every file whose state is not ``ok``."""
 
@@ -617,6 +710,7 @@ class SshFacts(_Domain):
     present: bool = False
     """True when sshd or its configuration exists on the host."""
     method: Literal["sshd -T", "sshd_config", "none"] = "none"
+    """How the settings were obtained."""
     settings: dict[str, str] = Field(default_factory=dict)
     """Every effective setting, lower-case keyword → value (first occurrence wins, as sshd does; Match blocks not
     applied)."""
@@ -625,10 +719,15 @@ class SshFacts(_Domain):
     permit_root_login: str | None = None
     """``yes`` | ``no`` | ``prohibit-password`` | ``without-password`` | ``forced-commands-only``."""
     pubkey_authentication: str | None = None
+    """``yes`` | ``no``."""
     kbd_interactive_authentication: str | None = None
+    """``yes`` | ``no`` (ChallengeResponseAuthentication is its older name)."""
     permit_empty_passwords: str | None = None
+    """``yes`` | ``no``."""
     listen_addresses: list[str] = Field(default_factory=list)
+    """``ListenAddress`` values (empty: all addresses)."""
     ports: list[int] = Field(default_factory=list)
+    """``Port`` values."""
     match_blocks: int = 0
     """Number of ``Match`` blocks (their settings are not reflected above)."""
 
@@ -650,12 +749,14 @@ class JournaldFacts(_Model):
     max_retention_sec: int | None = None
     """``MaxRetentionSec=`` in seconds; null when unset (no time-based deletion) or 0."""
     forward_to_syslog: str | None = None
+    """``ForwardToSyslog=`` when set."""
 
 
 class AuditdFacts(_Model):
     """Linux audit daemon configuration (``/etc/audit/auditd.conf``)."""
 
     present: bool
+    """True when ``{root}/etc/audit/auditd.conf`` exists."""
     settings: dict[str, str] = Field(default_factory=dict)
     """All key = value settings, keys lower-case."""
     rules_files: list[str] = Field(default_factory=list)
@@ -666,7 +767,9 @@ class LoggingFacts(_Domain):
     """Log retention: journald and auditd."""
 
     journald: JournaldFacts
+    """systemd-journald settings."""
     auditd: AuditdFacts
+    """auditd settings."""
 
 
 # --------------------------------------------------------------------------------------------------- the document
@@ -676,23 +779,39 @@ class HostFacts(_Model):
     """Everything the auditor collected on one host."""
 
     kind: Literal["gapseal.audit.facts"] = FACTS_KIND
+    """Always ``gapseal.audit.facts``."""
     schema_version: Literal[1] = FACTS_SCHEMA_VERSION
+    """Version of this schema; readers refuse other versions."""
     collected_at: datetime
     """UTC time of collection (the only field that differs between two collections of an unchanged host)."""
     collector: CollectorInfo
+    """The collecting tool and its version."""
     host: HostInfo
+    """Which host the facts describe."""
     routes: RoutesFacts
+    """Routing tables and rules."""
     firewall: FirewallFacts
+    """Packet filtering."""
     dns: DnsFacts
+    """Name resolution."""
     processes: ProcessesFacts
+    """Inference processes of this host."""
     proxy: ProxyFacts
+    """Proxy variables."""
     sockets: SocketsFacts
+    """Listening sockets."""
     probes: ProbesFacts
+    """Egress probes."""
     telemetry: TelemetryFacts
+    """Telemetry switches of inference services."""
     storage: StorageFacts
+    """Mounts and encryption behind model/data paths."""
     integrity: IntegrityFacts
+    """Installed files against the install record."""
     ssh: SshFacts
+    """sshd authentication settings."""
     logging: LoggingFacts
+    """Log retention."""
     raw_outputs: dict[str, RawOutput] = Field(default_factory=dict)
     """Raw bytes of every stored source, keyed ``sha256:<hex>`` of those bytes."""
 

@@ -1,0 +1,147 @@
+"""The facts schema: round trip, load-time checks (kind, version, unknown fields), the published JSON Schema."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jsonschema  # type: ignore[import-untyped]  # via ansible-lint (test extra)
+import pytest
+
+from gapseal.audit.collect import collect_facts
+from gapseal.audit.facts import FACTS_KIND, FACTS_SCHEMA_VERSION, HostFacts, load_facts
+from gapseal.audit.schemas import FACTS_SCHEMA_PATH, facts_schema, render_facts_schema
+from gapseal.errors import AuditError
+
+NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def facts(tmp_path_factory: pytest.TempPathFactory) -> HostFacts:
+    """Facts of this machine over an empty root (no install record: integrity unknown)."""
+    root = tmp_path_factory.mktemp("root")
+    return collect_facts(root=root, now=NOW)
+
+
+def _doc(facts: HostFacts) -> dict[str, Any]:
+    return json.loads(facts.to_json())  # type: ignore[no-any-return]
+
+
+def test_round_trip_is_identical(facts: HostFacts) -> None:
+    text = facts.to_json()
+    again = load_facts(text)
+    assert again == facts
+    assert again.to_json() == text
+
+
+def test_document_carries_kind_and_version(facts: HostFacts) -> None:
+    doc = _doc(facts)
+    assert doc["kind"] == FACTS_KIND == "gapseal.audit.facts"
+    assert doc["schema_version"] == FACTS_SCHEMA_VERSION == 1
+    assert doc["collected_at"] == "2026-11-23T12:00:00Z"
+
+
+def test_every_domain_has_status_reason_and_sources(facts: HostFacts) -> None:
+    doc = _doc(facts)
+    for name in ("routes", "firewall", "dns", "processes", "proxy", "sockets", "probes", "telemetry", "storage"):
+        assert doc[name]["status"] in {"ok", "unknown"}, name
+        assert "reason" in doc[name], name
+        assert "sources" in doc[name], name
+    for name in ("integrity", "ssh", "logging"):
+        assert doc[name]["status"] in {"ok", "unknown"}, name
+
+
+def test_every_stored_source_has_its_raw_output(facts: HostFacts) -> None:
+    doc = _doc(facts)
+    stored = [
+        s for name in HostFacts.model_fields if isinstance(doc.get(name), dict) for s in doc[name].get("sources", [])
+    ]
+    assert stored, "no sources recorded"
+    for s in stored:
+        if s["stored"]:
+            assert f"sha256:{s['sha256']}" in doc["raw_outputs"], s
+        if s["kind"] == "command":
+            assert s["argv"], s
+        else:
+            assert s["path"], s
+
+
+def test_missing_install_record_is_unknown_not_ok(facts: HostFacts) -> None:
+    assert facts.integrity.status == "unknown"
+    assert facts.integrity.reason is not None
+    assert "no readable install record" in facts.integrity.reason
+    assert "integrity" in facts.unknown_domains()
+
+
+def test_collected_document_validates_against_published_schema(facts: HostFacts) -> None:
+    schema = json.loads(FACTS_SCHEMA_PATH.read_text())
+    jsonschema.Draft202012Validator(schema).validate(_doc(facts))
+
+
+def test_published_schema_is_up_to_date() -> None:
+    """Regenerate with ``python -m gapseal.audit.schemas`` after a schema change."""
+    assert FACTS_SCHEMA_PATH.read_text() == render_facts_schema(), (
+        "gapseal/audit/schemas/facts.v1.schema.json is stale: run `python -m gapseal.audit.schemas`"
+    )
+
+
+def test_schema_describes_every_field() -> None:
+    """Every property of every model in the published schema carries a description (a docstring per field)."""
+    schema = facts_schema()
+    missing = [
+        f"{name}.{prop}"
+        for name, definition in [*schema["$defs"].items(), ("HostFacts", schema)]
+        for prop, spec in definition.get("properties", {}).items()
+        if "description" not in spec
+    ]
+    assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (
+            lambda d: d.update(kind="gapseal.audit.results"),
+            "not a gapseal facts document: kind is 'gapseal.audit.results'",
+        ),
+        (lambda d: d.update(schema_version=2), "unsupported facts schema_version 2"),
+        (lambda d: d.pop("schema_version"), "unsupported facts schema_version None"),
+        (lambda d: d["routes"].update(extra_field=1), "routes.extra_field"),
+        (lambda d: d["routes"].update(status="passing"), "routes.status"),
+        (lambda d: d.pop("firewall"), "firewall"),
+        (lambda d: d["sockets"].update(listening=[{"protocol": "sctp"}]), "sockets.listening.0"),
+    ],
+    ids=["wrong-kind", "future-version", "no-version", "unknown-field", "bad-status", "missing-domain", "bad-socket"],
+)
+def test_load_rejects_tampered_documents(facts: HostFacts, mutate: Any, message: str) -> None:
+    doc = _doc(facts)
+    mutate(doc)
+    with pytest.raises(AuditError) as e:
+        load_facts(json.dumps(doc), where="facts.json")
+    assert message in e.value.message
+    assert e.value.where == "facts.json"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [(b"{not json", "facts are not valid JSON"), (b"[1, 2]", "facts must be a JSON object"), (b"\xff\xfe", "JSON")],
+    ids=["truncated", "array", "binary"],
+)
+def test_load_rejects_non_documents(data: bytes, message: str) -> None:
+    with pytest.raises(AuditError) as e:
+        load_facts(data)
+    assert message in e.value.message
+
+
+def test_models_are_frozen(facts: HostFacts) -> None:
+    with pytest.raises(Exception, match="frozen"):
+        facts.routes.status = "ok"  # type: ignore[misc]
+
+
+def test_schema_file_is_shipped_inside_the_package() -> None:
+    import gapseal
+
+    assert FACTS_SCHEMA_PATH.is_relative_to(Path(gapseal.__file__).parent)
+    assert FACTS_SCHEMA_PATH.name == "facts.v1.schema.json"
