@@ -108,6 +108,11 @@ def check_host_name(host: str) -> str:
     return host
 
 
+def facts_path(host: str) -> str:
+    """Return where the evidence stores the facts of ``host`` (relative POSIX path)."""
+    return f"{FACTS_DIR}/{check_host_name(host)}.json"
+
+
 def check_output_dir(out_dir: Path, *, overwrite: bool) -> None:
     """Fail early (before collecting anything) if ``out_dir`` exists without ``overwrite`` or cannot be written."""
     if out_dir.is_symlink():
@@ -196,6 +201,13 @@ def write_evidence(
         raise AuditError("the same host is given twice")
     for h in results.hosts:
         check_host_name(h.host)
+        if h.facts != facts_path(h.host):
+            raise AuditError(
+                f"the results of {h.host} name their facts {h.facts!r}; the evidence stores them as "
+                f"{facts_path(h.host)!r}",
+                where=h.host,
+                hint="evaluate with facts paths from gapseal.audit.evidence.facts_path",
+            )
         he = by_host.get(h.host)
         if he is None:
             raise AuditError(f"no facts given for host {h.host} of the results", where=h.host)
@@ -218,7 +230,7 @@ def write_evidence(
             he = by_host[h.host]
             files.append(
                 _write_file(
-                    tmp, f"{FACTS_DIR}/{h.host}.json", he.facts_bytes, "application/json",
+                    tmp, facts_path(h.host), he.facts_bytes, "application/json",
                     f"Facts collected on {h.host} (gapseal facts schema v{he.facts.schema_version})", h.host,
                 )
             )  # fmt: skip

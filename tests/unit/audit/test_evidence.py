@@ -12,9 +12,11 @@ import pytest
 from gapseal.audit.evidence import (
     ATTESTATION_FILE,
     HostEvidence,
+    WrittenEvidence,
     check_host_name,
     write_evidence,
 )
+from gapseal.audit.results import Results
 from gapseal.audit.verify_evidence import verify_evidence
 from gapseal.errors import AuditError, UsageError
 from gapseal.signing.keys import SigningKey
@@ -30,15 +32,15 @@ def key() -> SigningKey:
     return SigningKey.generate()
 
 
-def _inputs() -> tuple[list[HostEvidence], object]:
+def _inputs() -> tuple[list[HostEvidence], Results]:
     h1 = make_facts("h1", raw=[RAW_TEXT, RAW_BIN], manifest_digest="sha256:" + "cd" * 32)
     h2 = make_facts("h2")
     return [h1, h2], make_results([(h1, leaky_rules()), (h2, compliant_rules())])
 
 
-def _write(out: Path, key: SigningKey, **kw: object) -> object:
+def _write(out: Path, key: SigningKey, *, overwrite: bool = False) -> WrittenEvidence:
     hosts, results = _inputs()
-    return write_evidence(out, hosts=hosts, results=results, controls=CONTROLS, key=key, **kw)  # type: ignore[arg-type]
+    return write_evidence(out, hosts=hosts, results=results, controls=CONTROLS, key=key, overwrite=overwrite)
 
 
 def test_layout_and_roundtrip(tmp_path: Path, key: SigningKey) -> None:
@@ -61,7 +63,7 @@ def test_layout_and_roundtrip(tmp_path: Path, key: SigningKey) -> None:
     )
     assert (out / raw1).read_bytes() == RAW_TEXT
     assert (out / raw2).read_bytes() == RAW_BIN
-    assert written.compliant is False  # type: ignore[attr-defined]
+    assert written.compliant is False
     v = verify_evidence(out, [key.public])
     assert v.compliant is False
     assert len(v.files) == 7
@@ -92,7 +94,7 @@ def test_facts_not_the_ones_evaluated_are_refused(tmp_path: Path, key: SigningKe
     hosts, results = _inputs()
     changed = HostEvidence("h1", hosts[0].facts_bytes + b" ", hosts[0].facts)
     with pytest.raises(AuditError, match="the facts of h1 are not the ones the results were evaluated on"):
-        write_evidence(tmp_path / "ev", hosts=[changed, hosts[1]], results=results, controls=CONTROLS, key=key)  # type: ignore[arg-type]
+        write_evidence(tmp_path / "ev", hosts=[changed, hosts[1]], results=results, controls=CONTROLS, key=key)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -118,3 +120,12 @@ def test_evidence_is_readable_by_others(tmp_path: Path, key: SigningKey) -> None
     out = tmp_path / "ev"
     _write(out, key)
     assert os.stat(out).st_mode & 0o755 == 0o755
+
+
+def test_results_naming_another_facts_path_are_refused(tmp_path: Path, key: SigningKey) -> None:
+    hosts, results = _inputs()
+    moved = results.model_copy(
+        update={"hosts": (results.hosts[0].model_copy(update={"facts": "/tmp/h1.json"}), results.hosts[1])}
+    )
+    with pytest.raises(AuditError, match="the results of h1 name their facts '/tmp/h1.json'"):
+        write_evidence(tmp_path / "ev", hosts=hosts, results=moved, controls=CONTROLS, key=key)
