@@ -32,6 +32,8 @@ from gapseal.errors import InputError
 ComponentKind = Literal["model", "files", "build"]
 
 _HF_REPO_PREFIXES = ("models--", "datasets--", "spaces--")
+MAX_FILES = 1_000_000
+"""Most files one component may hold: a guard against link fan-out under ``follow_symlinks``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,76 +123,100 @@ class _Walker:
     def _inside(self, real: Path, base: Path) -> bool:
         return real == base or base in real.parents
 
-    def _through_symlink(self, link: Path) -> tuple[Path, os.stat_result]:
-        """Resolve ``link`` when a rule allows it; return the real path and its stat, or raise ``InputError``."""
+    def _through_symlink(self, link: Path, shown: Path | None = None) -> tuple[Path, os.stat_result]:
+        """Resolve ``link`` when a rule allows it; return the real path and its stat, or raise ``InputError``.
+
+        ``shown`` is the path to name in messages (the lexical one when ``link`` lies under a followed link).
+        """
+        shown = shown or link
         try:
             real = link.resolve(strict=True)
         except (OSError, RuntimeError) as e:
-            raise InputError(f"{link}: symlink cannot be resolved (dangling or a loop): {e}", where=str(link)) from e
+            raise InputError(f"{shown}: symlink cannot be resolved (dangling or a loop): {e}", where=str(shown)) from e
         st = real.stat()
         if self.hf_blobs_real is not None and self.hf_blobs is not None and hf_blobs_dir(link) == self.hf_blobs:
             if not self._inside(real, self.hf_blobs_real) or real == self.hf_blobs_real:
                 raise InputError(
-                    f"{link}: Hugging Face snapshot symlink resolves to {real}, outside the repo's blobs/ directory "
+                    f"{shown}: Hugging Face snapshot symlink resolves to {real}, outside the repo's blobs/ directory "
                     f"{self.hf_blobs_real}",
-                    where=str(link),
+                    where=str(shown),
                     hint="a snapshot's symlinks may only point into ../../blobs/",
                 )
             if not stat.S_ISREG(st.st_mode):
                 raise InputError(
-                    f"{link}: Hugging Face snapshot symlink points to {_kind_of(st.st_mode)}, not a blob file",
-                    where=str(link),
+                    f"{shown}: Hugging Face snapshot symlink points to {_kind_of(st.st_mode)}, not a blob file",
+                    where=str(shown),
                 )
             return real, st
         if not self.follow:
             raise InputError(
-                f"{link}: is a symlink (to {os.readlink(link)}); inputs must be regular files and directories",
-                where=str(link),
+                f"{shown}: is a symlink (to {os.readlink(link)}); inputs must be regular files and directories",
+                where=str(shown),
                 hint="replace the link with the file, or pass --follow-symlinks to read through links",
             )
         if not self._inside(real, self.spec_dir):
             raise InputError(
-                f"{link}: symlink resolves to {real}, outside the spec's directory {self.spec_dir}",
-                where=str(link),
+                f"{shown}: symlink resolves to {real}, outside the spec's directory {self.spec_dir}",
+                where=str(shown),
                 hint="links may only point inside the spec's directory, even with --follow-symlinks",
             )
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
-            raise InputError(f"{link}: symlink points to {_kind_of(st.st_mode)}", where=str(link))
+            raise InputError(f"{shown}: symlink points to {_kind_of(st.st_mode)}", where=str(shown))
         return real, st
 
-    def walk_dir(self, directory: Path, rel: str, active: frozenset[tuple[int, int]]) -> None:
-        """Add every file under ``directory`` (read as ``rel``); ``active`` holds the directories being walked."""
-        try:
-            with os.scandir(directory) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as e:
-            raise InputError(f"{directory}: cannot list: {e.strerror or e}", where=str(directory)) from e
-        for entry in entries:
-            path = Path(entry.path)
-            _check_name(entry.name, path)
-            child_rel = f"{rel}/{entry.name}" if rel else entry.name
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError as e:
-                raise InputError(f"{path}: cannot stat: {e.strerror or e}", where=str(path)) from e
-            self.add(path, st, child_rel, active)
+    def walk(self, path: Path, st: os.stat_result, rel: str) -> None:
+        """Add ``path`` (its lstat ``st``) as ``rel`` and, for a directory, everything below it.
 
-    def add(self, path: Path, st: os.stat_result, rel: str, active: frozenset[tuple[int, int]]) -> None:
-        """Add ``path`` (lstat ``st``) as ``rel``: a file, a directory's content, or what an allowed link points to."""
+        Iterative, so nesting depth is bounded by the file system, not Python's recursion limit. Each pending
+        directory carries the (device, inode) pairs of the directories above it, to tell a loop from a mere
+        second link to the same directory.
+        """
+        pending: list[tuple[Path, Path, str, frozenset[tuple[int, int]]]] = []
+        self._add(path, st, rel, frozenset(), pending)
+        while pending:
+            read_dir, shown_dir, dir_rel, active = pending.pop()
+            try:
+                with os.scandir(read_dir) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError as e:
+                raise InputError(f"{shown_dir}: cannot list: {e.strerror or e}", where=str(shown_dir)) from e
+            for entry in entries:
+                shown = shown_dir / entry.name
+                _check_name(entry.name, shown)
+                try:
+                    entry_st = entry.stat(follow_symlinks=False)
+                except OSError as e:
+                    raise InputError(f"{shown}: cannot stat: {e.strerror or e}", where=str(shown)) from e
+                child_rel = f"{dir_rel}/{entry.name}" if dir_rel else entry.name
+                self._add(Path(entry.path), entry_st, child_rel, active, pending, shown=shown)
+
+    def _add(
+        self,
+        path: Path,
+        st: os.stat_result,
+        rel: str,
+        active: frozenset[tuple[int, int]],
+        pending: list[tuple[Path, Path, str, frozenset[tuple[int, int]]]],
+        *,
+        shown: Path | None = None,
+    ) -> None:
+        shown = shown or path
         source = path
         if stat.S_ISLNK(st.st_mode):
-            source, st = self._through_symlink(path)
+            source, st = self._through_symlink(path, shown)
         if stat.S_ISREG(st.st_mode):
+            if len(self.files) >= MAX_FILES:
+                raise InputError(f"{self.root}: more than {MAX_FILES} files in one component", where=str(self.root))
             self.files.append(InputFile(rel_path=rel, source=source, size=st.st_size))
         elif stat.S_ISDIR(st.st_mode):
             key = (st.st_dev, st.st_ino)
             if key in active:
-                raise InputError(f"{path}: symlink loop (a directory that contains itself)", where=str(path))
-            self.walk_dir(source, rel, active | {key})
+                raise InputError(f"{shown}: symlink loop (a directory that contains itself)", where=str(shown))
+            pending.append((source, shown, rel, active | {key}))
         else:
             raise InputError(
-                f"{path}: is {_kind_of(st.st_mode)}; inputs must be regular files and directories",
-                where=str(path),
+                f"{shown}: is {_kind_of(st.st_mode)}; inputs must be regular files and directories",
+                where=str(shown),
                 hint="remove it from the input directory",
             )
 
@@ -226,14 +252,11 @@ def collect_component(spec: LoadedSpec, ref: ComponentRef, *, follow_symlinks: b
     lexical_name = root.name
     single = False
     if stat.S_ISLNK(st.st_mode):
-        _, real_st = walker._through_symlink(root)
+        _, real_st = walker._through_symlink(root)  # refuses the link unless a rule allows it
         single = stat.S_ISREG(real_st.st_mode)
     else:
         single = stat.S_ISREG(st.st_mode)
-    if single:
-        walker.add(root, st, lexical_name, frozenset())
-    else:
-        walker.add(root, st, "", frozenset())
+    walker.walk(root, st, lexical_name if single else "")
     files = sorted(walker.files, key=lambda f: f.rel_path)
     if not files:
         raise InputError(f"{root}: holds no files; nothing to bundle for {ref.kind} {ref.name!r}", where=str(root))

@@ -137,7 +137,15 @@ VersionString = Annotated[str, BeforeValidator(_require_string), AfterValidator(
 VersionConstraint = Annotated[str, BeforeValidator(_require_string), AfterValidator(_check_constraint)]
 """A ``packaging`` specifier set as a string, e.g. ``">=535"``; ``constraint()`` turns it into a ``SpecifierSet``."""
 Timestamp = Annotated[datetime, BeforeValidator(_check_timestamp)]
-SpecPath = Annotated[str, Field(min_length=1)]
+
+
+def _check_path_text(value: str) -> str:
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError(f"{value!r} holds a control character")
+    return value
+
+
+SpecPath = Annotated[str, Field(min_length=1), AfterValidator(_check_path_text)]
 
 
 def _check_gfx(value: list[str]) -> list[str]:

@@ -317,3 +317,33 @@ def test_relative_spec_path_gives_absolute_roots(cwd: Path) -> None:
     (c,) = collect_inputs(load_spec(Path("spec.yaml")))
     assert c.root.is_absolute()
     assert c.files[0].source.is_absolute()
+
+
+def test_deep_nesting_is_walked_without_recursion_limits(tmp_path: Path) -> None:
+    deep = tmp_path / "m"
+    deep.mkdir()
+    for _ in range(1100):  # deeper than Python's recursion limit; made one level at a time (makedirs recurses)
+        deep = deep / "d"
+        deep.mkdir()
+    (deep / "leaf.bin").write_bytes(b"x")
+    (c,) = [_one(tmp_path, "m")]
+    assert len(c.files) == 1
+    assert c.files[0].rel_path.count("/") == 1100
+
+
+def test_messages_name_the_path_as_seen_through_a_followed_link(tmp_path: Path) -> None:
+    _write(tmp_path, "m/w.bin")
+    (tmp_path / "shared").mkdir()
+    os.mkfifo(tmp_path / "shared/pipe")
+    (tmp_path / "m/cfg").symlink_to("../shared")
+    with pytest.raises(InputError, match=r"/m/cfg/pipe: is a fifo"):
+        _one(tmp_path, "m", follow=True)
+
+
+def test_two_links_to_one_directory_are_not_a_loop(tmp_path: Path) -> None:
+    _write(tmp_path, "shared/a.json", "a")
+    _write(tmp_path, "m/w.bin")
+    (tmp_path / "m/one").symlink_to("../shared")
+    (tmp_path / "m/two").symlink_to("../shared")
+    c = _one(tmp_path, "m", follow=True)
+    assert [f.rel_path for f in c.files] == ["one/a.json", "two/a.json", "w.bin"]
