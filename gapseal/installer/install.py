@@ -1,0 +1,213 @@
+"""``install_bundle``: verify, stage, run ``site.yml`` through ansible-runner, report per host.
+
+Order matters and is the security argument:
+
+1. the inventory is parsed and checked (no host contacted);
+2. the bundle is verified in full (signature by a trusted key, every blob's digest, the exact file set, expiry,
+   rollback): a bundle that fails never reaches Ansible, so no host is touched;
+3. the playbook receives the verified descriptor's file lists with the path of each blob in the verified layout
+   (``src``); the ``gapseal_files`` action pushes only what a host lacks, and the host hashes every blob again
+   before renaming it into place, so a blob changed after verification is still refused, on the host.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gapseal.bundler.descriptor import BundleDescriptor, FileEntry
+from gapseal.bundler.rollback import RollbackState
+from gapseal.bundler.verify import VerifiedBundle, verify_bundle
+from gapseal.errors import InstallError
+from gapseal.installer.inventory import Inventory, load_inventory
+from gapseal.installer.report import (
+    HostReport,
+    InstallReport,
+    ReportBundle,
+    ReportFailure,
+    ReportService,
+)
+from gapseal.installer.runner import HostOutcome, PlaybookRun, run_playbook
+from gapseal.progress import NO_PROGRESS, Progress
+from gapseal.resources import playbooks_dir
+
+SITE_PLAYBOOK = "site.yml"
+
+
+@dataclass(frozen=True)
+class InstallOptions:
+    """How to run the install."""
+
+    check: bool = False
+    """Ansible check mode: report what would change, change nothing."""
+    limit: str | None = None
+    """Ansible ``--limit`` host pattern."""
+    tags: Sequence[str] = ()
+    """Run only roles with these tags (preflight and hardware always run)."""
+    skip_tags: Sequence[str] = ()
+    """Skip roles with these tags."""
+    forks: int | None = None
+    """Parallel hosts (default: ansible.cfg's 25)."""
+    services: Sequence[Mapping[str, Any]] = ()
+    """Services to define (``gapseal_services``), until bundles carry them."""
+    playbook: Path | None = None
+    """Another site playbook (default: the shipped ``site.yml``)."""
+    envvars: Mapping[str, str] | None = None
+    """Extra environment for ansible-playbook."""
+
+
+def _files(entries: Sequence[FileEntry], bundle: VerifiedBundle) -> list[dict[str, Any]]:
+    return [
+        {"path": f.path, "digest": f.digest, "size": f.size, "src": str(bundle.blob_path(f.digest))} for f in entries
+    ]
+
+
+def playbook_vars(bundle: VerifiedBundle, services: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """Return the extra variables ``site.yml`` reads, from a verified bundle (see the playbook header)."""
+    d: BundleDescriptor = bundle.descriptor
+    return {
+        "gapseal_bundle": {
+            "name": d.name,
+            "version": d.version,
+            "manifest_digest": bundle.manifest_digest,
+            "created": d.created,
+        },
+        "gapseal_models": [{"name": m.name, "files": _files(m.files, bundle)} for m in d.models],
+        "gapseal_builds": [
+            {
+                "name": b.name,
+                "variants": [
+                    {
+                        "backend": v.backend,
+                        "arch": v.arch,
+                        "requires": v.requires.model_dump(mode="json", exclude_none=True),
+                        "files": _files(v.files, bundle),
+                    }
+                    for v in b.variants
+                ],
+            }
+            for b in d.builds
+        ],
+        "gapseal_services": [dict(s) for s in services],
+    }
+
+
+def _variants(facts: Mapping[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for build, entry in (facts.get("gapseal_variants") or {}).items():
+        if isinstance(entry, Mapping):
+            chosen = entry.get("chosen", entry)
+            if isinstance(chosen, Mapping) and chosen.get("backend"):
+                out[str(build)] = str(chosen["backend"])
+    return out
+
+
+def _host_report(outcome: HostOutcome) -> HostReport:
+    status = "unreachable" if outcome.unreachable else ("ok" if outcome.succeeded else "failed")
+    services = [
+        ReportService(name=str(s["name"]), unit=str(s["unit"]), state=str(s["state"]))
+        for s in outcome.facts.get("gapseal_services") or []
+        if isinstance(s, Mapping)
+    ]
+    return HostReport(
+        name=outcome.name,
+        status=status,
+        ok=outcome.ok,
+        changed=outcome.changed,
+        failed=outcome.failed,
+        unreachable=outcome.unreachable,
+        skipped=outcome.skipped,
+        variants=_variants(outcome.facts),
+        services=services,
+        failures=[ReportFailure(task=f.task, message=f.message, unreachable=f.unreachable) for f in outcome.failures],
+        changed_tasks=outcome.changed_tasks,
+    )
+
+
+def build_report(
+    bundle: VerifiedBundle,
+    inventory: Inventory,
+    run: PlaybookRun,
+    *,
+    options: InstallOptions,
+    started: datetime,
+    duration: float,
+) -> InstallReport:
+    """Summarize ``run`` per host, in inventory order (hosts outside ``--limit`` are left out)."""
+    order = {name: i for i, name in enumerate(inventory.names())}
+    outcomes = sorted(run.hosts.values(), key=lambda h: (order.get(h.name, len(order)), h.name))
+    hosts = [_host_report(h) for h in outcomes]
+    return InstallReport(
+        ok=bool(hosts) and all(h.status == "ok" for h in hosts) and run.rc == 0,
+        check=options.check,
+        bundle=ReportBundle(
+            name=bundle.descriptor.name,
+            version=bundle.descriptor.version,
+            manifest_digest=bundle.manifest_digest,
+            signer_key_id=bundle.signer_key_id,
+            bytes=bundle.descriptor.total_size(),
+        ),
+        inventory=str(inventory.path),
+        limit=options.limit,
+        tags=list(options.tags),
+        started=started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        duration_seconds=round(duration, 3),
+        hosts=hosts,
+    )
+
+
+def install_bundle(
+    bundle_path: Path,
+    inventory_path: Path,
+    trusted_keys: Sequence[Any],
+    *,
+    options: InstallOptions = InstallOptions(),  # noqa: B008 - frozen dataclass, never mutated
+    rollback: RollbackState | None = None,
+    allow_downgrade: bool = False,
+    progress: Progress = NO_PROGRESS,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+) -> InstallReport:
+    """Verify ``bundle_path`` and install it onto every host of ``inventory_path``; return the report.
+
+    Raises ``VerificationError`` (before any host is contacted) for a bundle that does not verify,
+    ``InventoryError`` for a bad inventory, ``PlaybookError`` when Ansible cannot run at all. Host failures are
+    in the report (``report.ok`` is False), not raised.
+    """
+    inventory = load_inventory(inventory_path)
+    if not trusted_keys:
+        raise InstallError("no trusted key given", hint="pass --key PUB or --trust trust.yaml")
+    progress.note(f"verifying {bundle_path}")
+    bundle = verify_bundle(
+        bundle_path, trusted_keys, rollback=rollback, allow_downgrade=allow_downgrade, progress=progress
+    )
+    if bundle.layout_dir is None:
+        raise InstallError(
+            "install needs the bundle as a layout directory",
+            where=str(bundle_path),
+            hint="unpack it first: gapseal bundle unpack BUNDLE.tar --out DIR",
+        )
+    extravars = playbook_vars(bundle, options.services)
+    playbook = options.playbook or playbooks_dir() / SITE_PLAYBOOK
+    progress.note(
+        f"installing {bundle.descriptor.name} {bundle.descriptor.version} onto {len(inventory.hosts)} host(s)"
+    )
+    started = datetime.now(UTC)
+    t0 = time.monotonic()
+    run = run_playbook(
+        playbook,
+        inventory_path,
+        extravars,
+        check=options.check,
+        limit=options.limit,
+        tags=options.tags,
+        skip_tags=options.skip_tags,
+        forks=options.forks,
+        envvars=options.envvars,
+        progress=progress,
+        on_event=on_event,
+    )
+    return build_report(bundle, inventory, run, options=options, started=started, duration=time.monotonic() - t0)

@@ -1,0 +1,113 @@
+"""The install report: per host, what ran, what changed, which variant, what failed; JSON for machines.
+
+``gapseal install --json`` prints it and ``--report FILE`` writes it. Its JSON Schema is published as
+``gapseal/installer/schemas/install-report.v1.schema.json`` (``report_schema()``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+REPORT_KIND: Literal["gapseal.InstallReport"] = "gapseal.InstallReport"
+
+
+class _ReportModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+class ReportBundle(_ReportModel):
+    """The verified bundle that was installed."""
+
+    name: str
+    """Bundle name."""
+    version: str
+    """Bundle version."""
+    manifest_digest: str
+    """Digest of the signed bundle manifest."""
+    signer_key_id: str | None = None
+    """Key id of the trusted key whose signature verified."""
+    bytes: int = 0
+    """Bytes of every file in the bundle."""
+
+
+class ReportFailure(_ReportModel):
+    """A failed or unreachable task on a host."""
+
+    task: str
+    """Task name (role : task)."""
+    message: str
+    """Ansible's message: the reason."""
+    unreachable: bool = False
+    """The host could not be reached at all."""
+
+
+class ReportService(_ReportModel):
+    """A service unit on a host."""
+
+    name: str
+    """Service name."""
+    unit: str
+    """Unit file path."""
+    state: str
+    """``started`` or ``not started: <why>``."""
+
+
+class HostReport(_ReportModel):
+    """One host's outcome."""
+
+    name: str
+    """Inventory name."""
+    status: Literal["ok", "failed", "unreachable"]
+    """``ok`` only when no task failed and the host was reached."""
+    ok: int
+    """Tasks that ran fine (Ansible's ``ok`` count, changed ones included)."""
+    changed: int
+    """Tasks that changed something (0 on a second run of the same bundle)."""
+    failed: int
+    """Failed tasks."""
+    unreachable: int
+    """Unreachable events."""
+    skipped: int
+    """Skipped tasks."""
+    variants: dict[str, str] = Field(default_factory=dict)
+    """Per build, the backend chosen for this host."""
+    services: list[ReportService] = Field(default_factory=list)
+    """Service units and whether they were started."""
+    failures: list[ReportFailure] = Field(default_factory=list)
+    """Why the host failed, per task."""
+    changed_tasks: list[str] = Field(default_factory=list)
+    """Names of the tasks that changed something."""
+
+
+class InstallReport(_ReportModel):
+    """The outcome of ``gapseal install``."""
+
+    kind: Literal["gapseal.InstallReport"] = REPORT_KIND
+    """Document kind."""
+    version: Literal[1] = 1
+    """Report format version."""
+    ok: bool
+    """True only when every host succeeded."""
+    check: bool
+    """Ansible check mode: nothing was changed, ``changed`` says what would have."""
+    bundle: ReportBundle
+    """The verified bundle."""
+    inventory: str
+    """The inventory file."""
+    limit: str | None = None
+    """The ``--limit`` pattern, if any."""
+    tags: list[str] = Field(default_factory=list)
+    """The ``--tags``, if any."""
+    started: str
+    """Start time, RFC 3339 UTC."""
+    duration_seconds: float
+    """Wall time of the Ansible run."""
+    hosts: list[HostReport]
+    """Every host Ansible reported on, in inventory order."""
+
+
+def report_schema() -> dict[str, Any]:
+    """Return the JSON Schema of the install report."""
+    return InstallReport.model_json_schema()
