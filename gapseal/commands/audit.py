@@ -136,3 +136,262 @@ def audit_collect(
         + (f"; written to {out}" if out is not None else "")
     )
     return 0
+
+
+# ----------------------------------------------------------------------------------------- audit run
+
+
+@audit_app.command("run")
+def audit_run(
+    out: Annotated[Path, typer.Option("--out", "-o", help="The evidence directory to write (must not exist).")],
+    key: Annotated[
+        Path, typer.Option("--key", help="The auditor's signing key (.key); passphrase from GAPSEAL_KEY_PASSPHRASE.")
+    ],
+    inventory: Annotated[
+        Path | None, typer.Option("--inventory", "-i", help="Ansible inventory of the hosts (default: this host).")
+    ] = None,
+    opa_url: Annotated[
+        str | None, typer.Option("--opa-url", help="Evaluate on this OPA server instead of in-process regopy.")
+    ] = None,
+    waivers: Annotated[Path | None, typer.Option("--waivers", help="Waivers file (rule, hosts, expiry).")] = None,
+    probe: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--probe",
+            help="Active egress probe target HOST:PORT or dns://HOST[:PORT], IP addresses only; repeatable. "
+            "Without it no packet leaves any host.",
+        ),
+    ] = None,
+    root: Annotated[
+        Path, typer.Option("--root", help="Prefix of this host's files, for a local audit (a gapseal_root).")
+    ] = Path("/"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing evidence directory.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> int:
+    """Audit the hosts: collect facts, evaluate the policies, write and sign the evidence (exit 3 on findings)."""
+    from gapseal.audit.evidence import check_output_dir
+    from gapseal.audit.probes import MAX_ACTIVE_PROBES, parse_probe_target
+    from gapseal.audit.run import AuditRunRequest, run_audit
+    from gapseal.commands import _output
+    from gapseal.commands._secrets import private_key_from
+    from gapseal.errors import EXIT_FINDINGS, EXIT_OK, UsageError
+
+    _output.configure(json_output=json_output, quiet=quiet)
+    probes = list(probe or [])
+    for p in probes:
+        parse_probe_target(p)
+    if len(probes) > MAX_ACTIVE_PROBES:
+        raise UsageError(f"at most {MAX_ACTIVE_PROBES} --probe targets, got {len(probes)}")
+    if inventory is not None and not inventory.is_file():
+        raise UsageError(f"inventory {inventory} is not a file")
+    if waivers is not None and not waivers.is_file():
+        raise UsageError(f"waivers file {waivers} is not a file")
+    if inventory is None and not root.is_dir():
+        raise UsageError(f"--root {root} is not a directory")
+    check_output_dir(out, overwrite=overwrite)  # before the long work
+    signing_key = private_key_from(key)
+    _output.info(f"signing with auditor key {signing_key.key_id[:16]}… from {key}")
+    pub = key.with_suffix(".pub")
+    request = AuditRunRequest(
+        out_dir=out,
+        key=signing_key,
+        verify_key_hint=str(pub) if pub.is_file() else "AUDITOR.pub",
+        inventory=inventory,
+        opa_url=opa_url,
+        waivers=waivers,
+        probes=tuple(probes),
+        overwrite=overwrite,
+        root=root,
+    )
+    with _output.progress() as prog:
+        outcome = run_audit(request, prog)
+    s = outcome.results.summary
+    if json_output:
+        _output.emit_json(
+            {
+                "ok": True,
+                "compliant": s.compliant,
+                "evidence": str(out),
+                "report": str(out / "report.html"),
+                "summary": s.model_dump(mode="json"),
+                "findings": [
+                    {
+                        "host": h.host,
+                        "rule": r.rule,
+                        "status": r.status,
+                        "controls": list(r.controls),
+                        "message": r.message,
+                    }
+                    for h in outcome.results.hosts
+                    for r in h.rules
+                    if r.status in ("fail", "unknown")
+                ],
+                "timings": outcome.timings,
+            }
+        )
+    else:
+        for h in outcome.results.hosts:
+            for r in h.rules:
+                if r.status in ("fail", "unknown"):
+                    _output.stdout.print(
+                        f"{h.host}: {r.status.upper()} {r.rule} [{', '.join(r.controls)}] {r.message}", highlight=False
+                    )
+        verdict = "COMPLIANT" if s.compliant else f"NOT COMPLIANT ({s.failed} failed, {s.unknown} unknown)"
+        _output.stdout.print(
+            f"{verdict}: {s.hosts} host(s), {s.rules} rule(s); evidence signed in {out}; report {out / 'report.html'}",
+            highlight=False,
+        )
+    return EXIT_OK if s.compliant else EXIT_FINDINGS
+
+
+# ----------------------------------------------------------------------------------------- audit evaluate
+
+
+def _load_data_override(path: Path | None) -> dict[str, object] | None:
+    """Read a ``--data`` file (YAML or JSON mapping of data documents, deep-merged over policies/data)."""
+    if path is None:
+        return None
+    import yaml
+
+    from gapseal.errors import UsageError
+
+    try:
+        value = yaml.safe_load(path.read_bytes())
+    except OSError as e:
+        raise UsageError(f"cannot read --data file: {e.strerror}", where=str(path)) from e
+    except yaml.YAMLError as e:
+        raise UsageError(f"--data file is not valid YAML/JSON: {e}", where=str(path)) from e
+    if not isinstance(value, dict):
+        raise UsageError(
+            "--data file must hold a mapping, e.g. {allowlist: {enclave: [10.20.0.0/16]}}", where=str(path)
+        )
+    return value
+
+
+@audit_app.command("evaluate")
+def audit_evaluate(
+    facts: Annotated[list[Path], typer.Argument(help="Facts JSON file(s) written by `gapseal audit collect`.")],
+    opa_url: Annotated[
+        str | None, typer.Option("--opa-url", help="Evaluate on this OPA server instead of in-process regopy.")
+    ] = None,
+    waivers: Annotated[Path | None, typer.Option("--waivers", help="Waivers file (rule, hosts, expiry).")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data", help="Site data (YAML/JSON) deep-merged over policies/data, e.g. the enclave allowlist."
+        ),
+    ] = None,
+    policies: Annotated[
+        Path | None, typer.Option("--policies", help="Policies directory (default: the policies shipped with gapseal).")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the results document as JSON.")] = False,
+) -> int:
+    """Evaluate the policies on saved facts: exit 0 compliant, 3 findings, 1 error."""
+    from gapseal.audit.engines import load_policy_set, make_engine
+    from gapseal.audit.evaluate import evaluate_hosts, load_host_input
+    from gapseal.audit.waivers import NO_WAIVERS, load_waivers
+    from gapseal.commands import _output
+    from gapseal.errors import EXIT_FINDINGS, EXIT_OK, UsageError
+
+    _output.configure(json_output=json_output)
+    for path in facts:
+        if not path.is_file():
+            raise UsageError(f"facts file {path} does not exist")
+    if waivers is not None and not waivers.is_file():
+        raise UsageError(f"waivers file {waivers} does not exist")
+    if policies is not None and not policies.is_dir():
+        raise UsageError(f"--policies {policies} is not a directory")
+    override = _load_data_override(data)
+    waiver_set = load_waivers(waivers) if waivers is not None else NO_WAIVERS
+    policy_set = load_policy_set(policies, data_override=override)
+    hosts = [load_host_input(path) for path in facts]
+    with make_engine(opa_url) as engine:
+        engine.load(policy_set)
+        results = evaluate_hosts(hosts, engine, waivers=waiver_set)
+    if json_output:
+        _output.emit_json(results.model_dump(mode="json"))
+    else:
+        for h in results.hosts:
+            for r in h.rules:
+                if r.status == "pass":
+                    continue
+                _output.stdout.print(
+                    f"{h.host}: {r.status.upper()} {r.rule} ({r.severity}) {r.title} [{', '.join(r.controls)}]",
+                    highlight=False,
+                    markup=False,
+                )
+                for f in r.findings:
+                    _output.stdout.print(f"    - {f.message}", highlight=False, markup=False)
+                if r.status in ("fail", "unknown"):
+                    _output.stdout.print(f"    remediation: {r.remediation}", highlight=False, markup=False)
+        s = results.summary
+        verdict = "COMPLIANT" if s.compliant else "NOT COMPLIANT"
+        _output.stdout.print(
+            f"{verdict}: {s.hosts} host(s), {s.rules} rule(s): {s.passed} passed, {s.failed} failed, "
+            f"{s.unknown} unknown, {s.waived} waived ({results.engine})",
+            highlight=False,
+            markup=False,
+        )
+    return EXIT_OK if results.compliant else EXIT_FINDINGS
+
+
+# ----------------------------------------------------------------------------------------- policy test
+
+
+@policy_app.command("test")
+def policy_test(
+    opa_url: Annotated[
+        str | None, typer.Option("--opa-url", help="Run the tests on this OPA server instead of in-process regopy.")
+    ] = None,
+    policies: Annotated[
+        Path | None, typer.Option("--policies", help="Policies directory (default: the policies shipped with gapseal).")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print each test's outcome as JSON.")] = False,
+) -> int:
+    """Run every *_test.rego test with the chosen engine; exit 1 if any fails."""
+    from gapseal.audit.engines import load_policy_set, make_engine
+    from gapseal.commands import _output
+    from gapseal.errors import EXIT_ERROR, EXIT_OK, AuditError
+
+    _output.configure(json_output=json_output)
+    if policies is not None and not policies.is_dir():
+        from gapseal.errors import UsageError
+
+        raise UsageError(f"--policies {policies} is not a directory")
+    policy_set = load_policy_set(policies)
+    if not policy_set.tests:
+        raise AuditError("no Rego tests found (test_* rules in *_test.rego files)", where=str(policy_set.root))
+    with make_engine(opa_url) as engine:
+        engine.load(policy_set, include_tests=True)
+        outcomes = engine.run_tests()
+        description = engine.description
+    passed = sum(1 for o in outcomes if o.passed)
+    failed = len(outcomes) - passed
+    if json_output:
+        _output.emit_json(
+            {
+                "ok": failed == 0,
+                "engine": description,
+                "passed": passed,
+                "failed": failed,
+                "tests": [
+                    {
+                        "package": o.test.package,
+                        "name": o.test.name,
+                        "file": f"{o.test.file}:{o.test.line}",
+                        "passed": o.passed,
+                        "detail": o.detail,
+                    }
+                    for o in outcomes
+                ],
+            }
+        )
+    else:
+        for o in outcomes:
+            mark = "PASS" if o.passed else "FAIL"
+            line = f"{mark} data.{o.test.package}.{o.test.name} ({o.test.file}:{o.test.line})"
+            _output.stdout.print(line + ("" if o.passed else f": {o.detail}"), highlight=False, markup=False)
+        _output.stdout.print(f"{description}:", highlight=False, markup=False)
+        _output.stdout.print(f"{passed} passed, {failed} failed", highlight=False, markup=False)
+    return EXIT_OK if failed == 0 else EXIT_ERROR

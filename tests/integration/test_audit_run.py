@@ -1,0 +1,109 @@
+"""``gapseal audit run`` without an inventory: the auditor runs on the isolated host itself, then the evidence is
+checked with ``gapseal evidence verify`` as an outsider would (the console scripts, in subprocesses).
+
+Host 63 (10.231.63.0/30) is staged locked down (tests/integration/audit_staging.py); the CLI runs inside its network
+namespace with ``ip netns exec``, auditing the prefix it was staged under.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gapseal.signing.keys import SigningKey, write_key_pair
+from tests.hosts.netns import HostFleet
+from tests.integration.audit_staging import StagedHost, stage_install
+from tests.integration.test_audit_hosts import WAIVERS
+
+pytestmark = pytest.mark.integration
+
+BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
+GAPSEAL = str(BIN / "gapseal")
+
+
+@pytest.fixture(scope="module")
+def staged(host_fleet: HostFleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StagedHost]:
+    s = stage_install(host_fleet.add(63), tmp_path_factory.mktemp("roots") / "host63")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return write_key_pair(SigningKey.generate(), tmp_path_factory.mktemp("auditor") / "AUDITOR", None)
+
+
+def _run_in_host(staged: StagedHost, *argv: str) -> subprocess.CompletedProcess[str]:
+    return staged.host.exec([GAPSEAL, *argv], timeout=120)
+
+
+def test_local_audit_on_the_host_then_verify_offline(
+    staged: StagedHost, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    waivers = tmp_path / "waivers.yaml"
+    waivers.write_text(WAIVERS)
+    out = tmp_path / "evidence"
+    p = _run_in_host(
+        staged, "audit", "run", "--root", str(staged.root), "--out", str(out), "--key", str(keys[0]),
+        "--waivers", str(waivers), "--json",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stdout + p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["compliant"] is True
+    assert doc["timings"]["total"] < 30
+    html = (out / "report.html").read_text()
+    assert f"gapseal evidence verify evidence --key {keys[1]}" in html
+
+    # an outsider, on another machine: only the directory and the public key
+    v = subprocess.run([GAPSEAL, "evidence", "verify", str(out), "--key", str(keys[1])], capture_output=True, text=True)
+    assert v.returncode == 0, v.stderr
+    assert "audit verdict: compliant" in v.stdout
+
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    facts = next((copy / "facts").iterdir())
+    facts.write_text(facts.read_text().replace('"status": "ok"', '"status": "unknown"', 1))
+    v = subprocess.run(
+        [GAPSEAL, "evidence", "verify", str(copy), "--key", str(keys[1])], capture_output=True, text=True
+    )
+    assert v.returncode == 1
+    assert f"digest mismatch: facts/{facts.name}" in v.stderr
+
+    # the same directory again: refused without --overwrite (usage error), accepted with it
+    p = _run_in_host(staged, "audit", "run", "--root", str(staged.root), "--out", str(out), "--key", str(keys[0]))
+    assert p.returncode == 2
+    assert "evidence directory already exists" in p.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--probe", "example.org:443"], 2, "is not an IP address"),
+        (["--probe", "10.231.63.1"], 2, "a TCP probe needs a port"),
+        (["--waivers", "/nonexistent/waivers.yaml"], 2, "is not a file"),
+        (["--inventory", "/nonexistent/inventory.yml"], 2, "is not a file"),
+    ],
+)
+def test_usage_errors_before_any_collection(
+    keys: tuple[Path, Path], tmp_path: Path, args: list[str], code: int, message: str
+) -> None:
+    out = tmp_path / "ev"
+    p = subprocess.run(
+        [GAPSEAL, "audit", "run", "--out", str(out), "--key", str(keys[0]), *args], capture_output=True, text=True
+    )
+    assert p.returncode == code, p.stderr
+    assert message in p.stderr
+    assert not out.exists()
+
+
+def test_public_key_given_as_signing_key_is_an_error(keys: tuple[Path, Path], tmp_path: Path) -> None:
+    p = subprocess.run(
+        [GAPSEAL, "audit", "run", "--out", str(tmp_path / "ev"), "--key", str(keys[1])], capture_output=True, text=True
+    )
+    assert p.returncode == 1
+    assert "this is a public key" in p.stderr

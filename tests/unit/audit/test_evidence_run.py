@@ -1,0 +1,52 @@
+"""audit run's pieces that need no host: the catalog view, facts from a module result, early refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gapseal.audit.run import AuditRunRequest, _facts_from_result, controls_from_catalog, run_audit
+from gapseal.errors import AuditError, UsageError
+from gapseal.signing.keys import SigningKey
+
+from .evidence_fixtures import make_facts
+
+
+def test_controls_from_the_shipped_catalog() -> None:
+    controls = controls_from_catalog()
+    assert controls["hipaa:164.312(e)(1)"].framework == "HIPAA"
+    assert controls["eu-ai-act:art-15"].framework == "EU AI Act"
+    assert "Article 15" in controls["eu-ai-act:art-15"].title
+    assert "Accuracy, robustness and cybersecurity" in controls["eu-ai-act:art-15"].title
+
+
+def test_facts_from_module_result_dict_or_string() -> None:
+    he = make_facts("h1")
+    as_dict = _facts_from_result("h1", {"facts": he.facts.model_dump(mode="json")})
+    as_text = _facts_from_result("h1", {"ansible_facts": {"gapseal_audit_facts": he.facts.to_json()}})
+    assert as_dict == as_text == he.facts
+
+
+def test_module_result_without_facts_is_an_error_naming_the_host() -> None:
+    with pytest.raises(AuditError, match="returned no facts for h9") as info:
+        _facts_from_result("h9", {"changed": False})
+    assert info.value.where == "h9"
+
+
+def test_module_result_with_wrong_kind_is_refused() -> None:
+    with pytest.raises(AuditError, match="not a gapseal facts document"):
+        _facts_from_result("h1", {"facts": {"kind": "something-else"}})
+
+
+def test_existing_evidence_dir_refused_before_collecting(tmp_path: Path) -> None:
+    out = tmp_path / "ev"
+    out.mkdir()
+    with pytest.raises(UsageError, match="evidence directory already exists"):
+        run_audit(AuditRunRequest(out_dir=out, key=SigningKey.generate(), root=tmp_path / "nonexistent"))
+
+
+def test_bad_probe_refused_before_collecting(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="is not an IP address"):
+        run_audit(AuditRunRequest(out_dir=tmp_path / "ev", key=SigningKey.generate(), probes=("example.org:443",)))
+    assert not (tmp_path / "ev").exists()
