@@ -321,7 +321,8 @@ def _variant_fields(variant: VariantLike | Mapping[str, Any]) -> tuple[str, str,
         try:
             requires = Requirements.model_validate(variant.get("requires") or {})
         except ValidationError as e:
-            raise InstallError(f"variant requirements are invalid: {e}", where="variants") from e
+            problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+            raise InstallError(f"variant requirements are invalid: {problems}", where="variants") from e
         backend, arch, path = variant.get("backend"), variant.get("arch"), variant.get("path")
     else:
         requires = variant.requires
