@@ -495,7 +495,7 @@ def _pack_single(files: list[_Source], out: Path, mtime: int, progress: Progress
     try:
         fd, _tmp = temps.create(out)
         try:
-            writer = tarformat.TarWriter(fd, mtime=mtime)
+            writer = tarformat.TarWriter(fd, mtime=mtime, early_writeback=True)
             written_dirs: set[str] = set()
             with _open_sources() as source_fd:
                 for f in files:
@@ -562,7 +562,7 @@ def _pack_split(
                 fd, _tmp = temps.create(final)
                 try:
                     part_hash = hashlib.sha256()
-                    writer = tarformat.TarWriter(fd, mtime=mtime, sink=part_hash.update)
+                    writer = tarformat.TarWriter(fd, mtime=mtime, sink=part_hash.update, early_writeback=True)
                     _write_pieces(writer, plan, source_fd, digests, lambda n: progress.advance(task, n))
                     writer.close()
                     if writer.position != plan.size():  # pragma: no cover - a planning bug, never user input
@@ -583,7 +583,7 @@ def _pack_split(
             fd, _tmp = temps.create(part_path(out, 1))
             try:
                 part_hash = hashlib.sha256()
-                writer = tarformat.TarWriter(fd, mtime=mtime, sink=part_hash.update)
+                writer = tarformat.TarWriter(fd, mtime=mtime, sink=part_hash.update, early_writeback=True)
                 writer.add_bytes(PARTS_LIST_NAME, in_tar)
                 for piece in first.pieces:
                     writer.add_bytes(piece.path, os.pread(source_fd(piece.source), piece.length, 0))

@@ -12,6 +12,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -230,6 +231,7 @@ class _ArchiveWalk:
         self.mtime: int | None = None
         self.task = 0
         self.current: _OpenFile | None = None
+        self._executor: ThreadPoolExecutor | None = None
 
     # -- errors -------------------------------------------------------------------------------------------------
 
@@ -282,14 +284,38 @@ class _ArchiveWalk:
     ) -> None:
         def chunk(view: memoryview) -> None:
             f.hasher.update(view)
-            if member_hash is not None:
-                member_hash.update(view)
             if f.keep:
                 f.kept.append(bytes(view))
             self.sink.write(view)
 
-        reader.read_data(member, chunk, lambda n: self.progress.advance(self.task, n))
+        def on_bytes(n: int) -> None:
+            self.progress.advance(self.task, n)
+
+        if member_hash is None:
+            reader.read_data(member, chunk, on_bytes)
+        else:
+            range_hash = member_hash
+
+            def chunk_and_range(view: memoryview) -> None:
+                # A range is hashed twice (its own digest names the part; the blob's is what verify checks): the
+                # second hash runs on another thread over the same chunk, done before the reader reuses its buffer.
+                pending = self._pool().submit(range_hash.update, view)
+                chunk(view)
+                pending.result()
+
+            reader.read_data(member, chunk_and_range, on_bytes)
         f.size += member.size
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="gapseal-range-hash")
+        return self._executor
+
+    def close(self) -> None:
+        """Stop the helper thread, if one was started."""
+        if self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
 
     # -- single tar ---------------------------------------------------------------------------------------------
 
@@ -444,9 +470,9 @@ class _ArchiveWalk:
                     f"{want.path!r} ({want.size} bytes): parts swapped, renamed or from a different pack",
                     member.path,
                 )
-            member_hash = hashlib.sha256()
+            member_hash = None
             if want.blob is None:
-                f = self._begin_file(member.path, member.size)
+                f = self._begin_file(member.path, member.size)  # a whole file: its own hash is the member's
             else:
                 if want.offset == 0:
                     self.current = self._begin_file(want.blob, want.blob_size or 0)
@@ -455,8 +481,9 @@ class _ArchiveWalk:
                 if ranged is None or ranged.path != want.blob or ranged.size != want.offset:  # pragma: no cover
                     raise self.fail(part, f"range {member.path!r} does not continue its blob", member.path)
                 f = ranged
+                member_hash = hashlib.sha256()
             self._stream(reader, member, f, member_hash)
-            if member_hash.hexdigest() != want.sha256:
+            if (member_hash or f.hasher).hexdigest() != want.sha256:
                 raise self.fail(
                     part,
                     f"{part.name} is damaged: member {member.path!r} does not match its digest in the parts list",
@@ -535,7 +562,10 @@ def walk_archive(path: Path, sink: LayoutSink, *, progress: Progress = NO_PROGRE
             where=str(path),
             hint=f"name {part_path(path, 1).name}",
         )
-    walk = _ArchiveWalk(path, sink, progress)
     if not path.exists():
         raise ArchiveError(f"no archive at {path}", where=str(path))
-    return walk.split() if number == 1 else walk.single()
+    walk = _ArchiveWalk(path, sink, progress)
+    try:
+        return walk.split() if number == 1 else walk.single()
+    finally:
+        walk.close()

@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from gapseal.bundler.inventory import LayoutEntry, LayoutSink, walk_archive
+from gapseal.bundler.tarformat import WRITEBACK_STEP
 from gapseal.errors import ArchiveError, UsageError
 from gapseal.progress import NO_PROGRESS, Progress
 
@@ -36,6 +37,7 @@ class _DirectorySink(LayoutSink):
         self._where = where
         self._fd: int | None = None
         self._path = ""
+        self._written = self._flushed = 0
         self.dirs: list[str] = []
 
     def directory(self, path: str) -> None:
@@ -46,6 +48,7 @@ class _DirectorySink(LayoutSink):
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         self._fd = os.open(path, flags, 0o644, dir_fd=self._root)
         self._path = path
+        self._written = self._flushed = 0
 
     def write(self, chunk: memoryview) -> None:
         if self._fd is None:  # pragma: no cover - the walk always begins a file first
@@ -53,6 +56,11 @@ class _DirectorySink(LayoutSink):
         view = chunk
         while view:
             view = view[os.write(self._fd, view) :]
+        self._written += len(chunk)
+        if self._written - self._flushed >= WRITEBACK_STEP:
+            # Start disk writes now rather than all at the fsync (see tarformat.TarWriter._writeback).
+            os.posix_fadvise(self._fd, self._flushed, self._written - self._flushed, os.POSIX_FADV_DONTNEED)
+            self._flushed = self._written
 
     def end(self, entry: LayoutEntry) -> None:
         if self._fd is None:  # pragma: no cover
