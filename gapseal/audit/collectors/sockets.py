@@ -28,8 +28,8 @@ def decode_address(hex_addr: str) -> str:
         return str(ipaddress.IPv4Address(struct.pack("=I", struct.unpack(">I", raw)[0])))
     words = struct.unpack(">4I", raw)
     addr = ipaddress.IPv6Address(b"".join(struct.pack("=I", w) for w in words))
-    if addr.ipv4_mapped is not None:
-        return str(addr)
+    if addr.ipv4_mapped is not None:  # the form ss and newer Pythons print: ::ffff:127.0.0.1
+        return f"::ffff:{addr.ipv4_mapped}"
     return str(addr)
 
 
