@@ -258,19 +258,24 @@ def test_rocminfo_apu_and_npu_agent() -> None:
     assert gpu.uuid is None  # rocminfo prints the placeholder GPU-XX
 
 
-def test_rocminfo_two_gcd_agents() -> None:
-    """An MI250X lists two GCD agents per card. Built in memory from the recorded MI300X listing by appending its GPU
-    agent again as Agent 3 (no complete MI250X output could be recorded; see the fixtures README)."""
-    text = fixture("rocm/mi300x-vf-gfx942.txt")
-    start = text.index("*******                  \nAgent 2")
-    end = text.index("*** Done ***")
-    second = text[start:end].replace("Agent 2", "Agent 3").replace("GPU-43529fe3ce00c724", "GPU-43529fe3ce00c725")
-    info = parse_rocminfo(text[:end] + second + text[end:])
-    assert [(a.agent, a.name, a.uuid) for a in info.gpus] == [
-        (2, "gfx942", "GPU-43529fe3ce00c724"),
-        (3, "gfx942", "GPU-43529fe3ce00c725"),
+def test_rocminfo_mi250_two_gcds_per_card() -> None:
+    info = parse_rocminfo(fixture("rocm/mi250-x4-eight-gcds-gfx90a.txt"))
+    assert info.cpu_agents == 2
+    assert info.runtime_version == "1.14"
+    assert info.gfx_targets == ("gfx90a",)
+    assert [(a.agent, a.uuid) for a in info.gpus] == [
+        (3, "GPU-4007a1a5b32f6606"),
+        (4, "GPU-52502d2da1dea260"),
+        (5, "GPU-653e18d19b439d5a"),
+        (6, "GPU-9b11638d619cbb47"),
+        (7, "GPU-5a76590cbb8066eb"),
+        (8, "GPU-e8c729e8113c9eb7"),
+        (9, "GPU-1e9de07e91e5f097"),
+        (10, "GPU-51135bae6866f251"),
     ]
-    assert info.gfx_targets == ("gfx942",)
+    assert {(a.marketing_name, a.compute_units, a.isa) for a in info.gpus} == {
+        ("AMD Instinct MI250X/MI250", 104, "amdgcn-amd-amdhsa--gfx90a:sramecc+:xnack-")
+    }
 
 
 def test_rocminfo_colour_codes_are_stripped() -> None:

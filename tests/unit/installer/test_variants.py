@@ -58,6 +58,7 @@ def check(selection: VariantSelection, index: int, requirement: str) -> Requirem
         ("nvidia-r535-a100-mig", "cuda"),
         ("nvidia-r590-dual-a5000", "cuda"),
         ("amd-mi300x", "rocm"),
+        ("amd-mi250-x4", "rocm"),
         ("vulkan-renoir-1650ti", "vulkan"),
         ("none", "cpu"),
         ("llvmpipe-only", "cpu"),
