@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gapseal.audit.controls import ControlsCatalog
+from gapseal.audit.engines.policyset import PolicySet
 from gapseal.audit.evidence import (
     ControlInfo,
     HostEvidence,
@@ -28,6 +30,7 @@ from gapseal.audit.evidence import (
 )
 from gapseal.audit.facts import HostFacts, load_facts
 from gapseal.audit.results import Results
+from gapseal.audit.waivers import WaiverSet
 from gapseal.errors import AuditError, UsageError
 from gapseal.progress import NO_PROGRESS, Progress
 from gapseal.resources import playbooks_dir
@@ -67,11 +70,11 @@ class AuditRunOutcome:
     timings: dict[str, float]
 
 
-def controls_from_catalog() -> dict[str, ControlInfo]:
-    """Return every control of the shipped catalog as the report and OSCAL show it."""
+def controls_from_catalog(catalog: ControlsCatalog | None = None) -> dict[str, ControlInfo]:
+    """Return every control of ``catalog`` (default: the shipped one) as the report and OSCAL show it."""
     from gapseal.audit.controls import load_catalog
 
-    catalog = load_catalog()
+    catalog = catalog or load_catalog()
     out: dict[str, ControlInfo] = {}
     for fw in catalog.frameworks:
         name = FRAMEWORK_NAMES.get(fw.id, fw.title)
@@ -153,13 +156,13 @@ def collect_inventory(request: AuditRunRequest, progress: Progress = NO_PROGRESS
     return evidence
 
 
-def evaluate(hosts: Sequence[HostEvidence], request: AuditRunRequest) -> Results:
-    """Evaluate the policies on every host's stored facts bytes (regopy in-process, or the OPA server)."""
-    from gapseal.audit.engines import load_policy_set, make_engine
+def evaluate(
+    hosts: Sequence[HostEvidence], policy_set: PolicySet, *, waivers: WaiverSet, opa_url: str | None = None
+) -> Results:
+    """Evaluate ``policy_set`` on every host's stored facts (regopy in-process, or the OPA server at ``opa_url``)."""
+    from gapseal.audit.engines import make_engine
     from gapseal.audit.evaluate import HostInput, evaluate_hosts
-    from gapseal.audit.waivers import NO_WAIVERS, load_waivers
 
-    waivers = load_waivers(request.waivers) if request.waivers else NO_WAIVERS
     inputs = [
         HostInput(
             host=he.host,
@@ -169,35 +172,51 @@ def evaluate(hosts: Sequence[HostEvidence], request: AuditRunRequest) -> Results
         )
         for he in hosts
     ]
-    with make_engine(request.opa_url) as engine:
-        engine.load(load_policy_set())
+    with make_engine(opa_url) as engine:
+        engine.load(policy_set)
         return evaluate_hosts(inputs, engine, waivers=waivers)
 
 
 def run_audit(request: AuditRunRequest, progress: Progress = NO_PROGRESS) -> AuditRunOutcome:
-    """Collect, evaluate, write and sign; return the written evidence and the phase timings."""
-    check_output_dir(request.out_dir, overwrite=request.overwrite)
-    if request.probes:
-        from gapseal.audit.probes import parse_probe_target
+    """Collect, evaluate, write and sign; return the written evidence and the phase timings.
 
-        for p in request.probes:
-            parse_probe_target(p)  # a bad --probe is a usage error before any collection
-    timings: dict[str, float] = {}
+    Everything that can be refused is refused before the first host is touched: the output directory, the probe
+    targets, the policy set and the waivers file.
+    """
+    from gapseal.audit.engines import load_policy_set
+    from gapseal.audit.probes import parse_probe_target
+    from gapseal.audit.waivers import NO_WAIVERS, load_waivers
+
+    start = time.perf_counter()
+    check_output_dir(request.out_dir, overwrite=request.overwrite)
+    for p in request.probes:
+        parse_probe_target(p)
+    # One load: the catalog the report names is the one hashed into the results' policy digest.
+    policy_set = load_policy_set()
+    waivers = load_waivers(request.waivers) if request.waivers else NO_WAIVERS
+    waivers.check_rules(r.id for r in policy_set.rules)
+
     t0 = time.perf_counter()
     hosts = collect_inventory(request, progress) if request.inventory else collect_local(request, progress)
     t1 = time.perf_counter()
-    results = evaluate(hosts, request)
+    results = evaluate(hosts, policy_set, waivers=waivers, opa_url=request.opa_url)
     t2 = time.perf_counter()
     written = write_evidence(
         request.out_dir,
         hosts=hosts,
         results=results,
-        controls=controls_from_catalog(),
+        controls=controls_from_catalog(policy_set.catalog),
         key=request.key,
         overwrite=request.overwrite,
         verify_key_hint=request.verify_key_hint,
         progress=progress,
     )
     t3 = time.perf_counter()
-    timings.update(collect=t1 - t0, evaluate=t2 - t1, write_and_sign=t3 - t2, total=t3 - t0)
+    timings = {
+        "load_policies": t0 - start,
+        "collect": t1 - t0,
+        "evaluate": t2 - t1,
+        "write_and_sign": t3 - t2,
+        "total": t3 - start,
+    }
     return AuditRunOutcome(evidence=written, results=results, timings=timings)
