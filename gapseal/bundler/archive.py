@@ -449,10 +449,12 @@ def _check_outputs(out: Path, targets: list[Path], overwrite: bool) -> None:
         raise UsageError(f"output directory does not exist: {directory}")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise UsageError(f"output directory is not writable: {directory}")
-    if not overwrite:
-        existing = [t for t in targets if t.exists() or t.is_symlink()]
-        if existing:
-            raise UsageError(f"output exists: {existing[0]}", hint="pass --overwrite to replace it")
+    existing = [t for t in targets if t.exists() or t.is_symlink()]
+    if existing and not overwrite:
+        raise UsageError(f"output exists: {existing[0]}", hint="pass --overwrite to replace it")
+    for t in existing:
+        if t.is_dir() or t.is_symlink():
+            raise UsageError(f"output exists and is not a regular file: {t}", hint="remove it or choose another --out")
 
 
 def pack_layout(
@@ -474,6 +476,21 @@ def pack_layout(
         raise UsageError(f"mtime {mtime} is out of range for a tar header")
     out = Path(out)
     layout_dir = Path(layout_dir)
+    if out.parent.resolve().is_relative_to(layout_dir.resolve()):
+        raise UsageError(
+            f"the output {out} would land inside the layout it packs", hint="write the tar outside the bundle directory"
+        )
+    try:
+        return _pack(layout_dir, out, mtime, part_size, overwrite, progress)
+    except OSError as e:
+        raise BundleError(
+            f"packing failed: {e.strerror or e}", where=e.filename or str(out), hint="check free space and permissions"
+        ) from e
+
+
+def _pack(
+    layout_dir: Path, out: Path, mtime: int, part_size: int | None, overwrite: bool, progress: Progress
+) -> PackResult:
     if part_size is None:
         _check_outputs(out, [out], overwrite)
         files = _collect(layout_dir)

@@ -382,12 +382,19 @@ class TarReader:
             hint=hint or "the archive is damaged or was not written by gapseal; copy it again from the source",
         )
 
-    def _read_exact(self, n: int, what: str, member: str | None = None) -> bytes:
-        data = self._f.read(n)
+    def _read(self, n: int) -> bytes:
+        try:
+            data = self._f.read(n)
+        except OSError as e:  # a bad disk: name the file it is in
+            raise self.error(f"cannot read the archive: {e.strerror or e}", hint="copy it again from the source") from e
         if data is None:  # pragma: no cover - non-blocking streams are not supported
             raise self.error("archive stream would block")
+        return data
+
+    def _read_exact(self, n: int, what: str, member: str | None = None) -> bytes:
+        data = self._read(n)
         while len(data) < n:
-            more = self._f.read(n - len(data))
+            more = self._read(n - len(data))
             if not more:
                 raise self.error(f"archive is truncated: it ends inside {what}", member)
             data += more
@@ -505,7 +512,12 @@ class TarReader:
         view = memoryview(buf)
         while remaining:
             want = min(len(buf), remaining)
-            n = self._f.readinto(view[:want])  # type: ignore[attr-defined]
+            try:
+                n = self._f.readinto(view[:want])  # type: ignore[attr-defined]
+            except OSError as e:
+                raise self.error(
+                    f"cannot read the archive: {e.strerror or e}", member.path, hint="copy it again from the source"
+                ) from e
             if not n:
                 self.position += member.size - remaining
                 raise self.error(
@@ -534,7 +546,7 @@ class TarReader:
         tail = self._read_exact(rest, "the record padding after the end-of-archive marker")
         if tail.count(0) != len(tail):
             raise self.error("non-zero bytes after the end-of-archive marker")
-        if self._f.read(1):
+        if self._read(1):
             raise self.error("data after the end of the archive")
         unused = self._dirs - self._used_dirs
         if unused:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from gapseal.bundler.inventory import LayoutEntry, LayoutSink, walk_archive
 from gapseal.bundler.tarformat import WRITEBACK_STEP
-from gapseal.errors import ArchiveError, UsageError
+from gapseal.errors import ArchiveError, BundleError, UsageError
 from gapseal.progress import NO_PROGRESS, Progress
 
 _SHA256_BLOB = re.compile(r"^blobs/sha256/([0-9a-f]{64})$")
@@ -111,6 +111,15 @@ def unpack_archive(archive: Path, out_dir: Path, *, overwrite: bool = False, pro
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"cannot write in {parent}")
 
+    try:
+        return _unpack(archive, out_dir, parent, progress)
+    except OSError as e:
+        raise BundleError(
+            f"unpacking failed: {e.strerror or e}", where=e.filename or str(out_dir), hint="check free space"
+        ) from e
+
+
+def _unpack(archive: Path, out_dir: Path, parent: Path, progress: Progress) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".unpacking", dir=parent))
     try:
         root_fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)

@@ -136,6 +136,18 @@ def test_pack_checks_the_output_before_reading_the_layout(tmp_path: Path, layout
         ro.chmod(0o700)
 
 
+def test_pack_refuses_an_output_inside_the_layout(layout: Path) -> None:
+    with pytest.raises(UsageError, match="inside the layout"):
+        pack_layout(layout, layout / "blobs" / "b.tar", mtime=MTIME)
+    assert not list(layout.rglob("*.tar"))
+
+
+def test_pack_refuses_to_replace_a_directory_even_with_overwrite(tmp_path: Path, layout: Path) -> None:
+    (tmp_path / "b.tar").mkdir()
+    with pytest.raises(UsageError, match="not a regular file"):
+        pack_layout(layout, tmp_path / "b.tar", mtime=MTIME, overwrite=True)
+
+
 def test_pack_refuses_a_symlink_in_the_layout(tmp_path: Path, layout: Path) -> None:
     (layout / "blobs" / "sha256" / "link").symlink_to("/etc/passwd")
     with pytest.raises(InputError, match="symbolic link") as exc:
