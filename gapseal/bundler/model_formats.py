@@ -5,8 +5,11 @@
   checked the way the format requires: known dtypes, non-negative shapes, offsets that tile the data section exactly
   and match ``dtype size x elements``. Several files (or a ``*.safetensors.index.json``) are aggregated, and an index
   must agree with the shards' headers.
-- **GGUF**: read with the PyPI ``gguf`` package (``GGUFReader``, memory-mapped): architecture, quantization
-  (``general.file_type``), tensor and parameter counts, context length. Split files (``split.count``) are merged.
+- **GGUF**: the header is streamed (``_GgufStream``) with the PyPI ``gguf`` package's format constants (value types,
+  quantization block sizes, file-type names): architecture, quantization (``general.file_type``), tensor and
+  parameter counts, context length; tensor infos are checked (known types, whole blocks, aligned, inside the file,
+  no overlap). Split files (``split.count``) are merged. ``gguf.GGUFReader`` itself is the tests' oracle only: it
+  materializes every vocabulary entry (Gemma 3 270M: 68 s and +700 MB RSS, against 0.7 s and +18 MB here).
 - **pytorch** (``.bin``/``.pt``/``.pth``/``.ckpt`` holding a zip or pickle) and **onnx** (``.onnx``) are recognized
   by name and magic only.
 
@@ -22,7 +25,7 @@ import struct
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -285,45 +288,199 @@ def _quantization_name(value: Any) -> str | None:
     return {"ALL_F32": "F32", "GUESSED": "GUESSED"}.get(name, name.removeprefix("MOSTLY_"))
 
 
+class _GgufStream:
+    """A streaming reader of a GGUF header: metadata scalars and tensor infos, never the tensor data.
+
+    ``gguf.GGUFReader`` turns every metadata array element into numpy objects: on the real Gemma 3 270M (262,144
+    tokenizer entries) it takes over a minute and 700+ MB of RSS. This reader walks the same layout (GGUF v2/v3,
+    either byte order) through a buffered file, keeps scalar values, skips arrays by length, and takes every format
+    constant (value types, quantization block sizes, file types) from the ``gguf`` package. Tests check it agrees
+    with ``GGUFReader`` on every file they write.
+    """
+
+    _SCALARS: dict[int, str] = {}
+
+    def __init__(self, fh: BinaryIO, size: int) -> None:
+        from gguf import GGUFValueType
+
+        self.fh = fh
+        self.size = size
+        self.order = "<"
+        if not _GgufStream._SCALARS:
+            _GgufStream._SCALARS.update(
+                {
+                    GGUFValueType.UINT8: "B",
+                    GGUFValueType.INT8: "b",
+                    GGUFValueType.UINT16: "H",
+                    GGUFValueType.INT16: "h",
+                    GGUFValueType.UINT32: "I",
+                    GGUFValueType.INT32: "i",
+                    GGUFValueType.FLOAT32: "f",
+                    GGUFValueType.BOOL: "?",
+                    GGUFValueType.UINT64: "Q",
+                    GGUFValueType.INT64: "q",
+                    GGUFValueType.FLOAT64: "d",
+                }
+            )
+
+    def read(self, n: int) -> bytes:
+        data = self.fh.read(n)
+        if len(data) != n:
+            raise ValueError(f"file ends inside the header (wanted {n} bytes at offset {self.fh.tell() - len(data)})")
+        return data
+
+    def unpack(self, fmt: str) -> Any:
+        return struct.unpack(self.order + fmt, self.read(struct.calcsize(fmt)))[0]
+
+    def skip(self, n: int) -> None:
+        pos = self.fh.tell()
+        if n < 0 or pos + n > self.size:
+            raise ValueError(f"a length of {n} at offset {pos} runs past the end of the {self.size}-byte file")
+        self.fh.seek(n, 1)
+
+    def skip_strings(self, count: int, key: str) -> None:
+        """Skip ``count`` length-prefixed strings, parsing lengths from 1 MiB blocks (a vocabulary has 100k+)."""
+        fmt = self.order + "Q"
+        buf, pos = b"", 0
+        for _ in range(count):
+            if len(buf) - pos < 8:
+                buf, pos = buf[pos:] + self.fh.read(1 << 20), 0
+                if len(buf) < 8:
+                    raise ValueError(f"{key}: file ends inside a string array")
+            (n,) = struct.unpack_from(fmt, buf, pos)
+            pos += 8
+            if n <= len(buf) - pos:
+                pos += n
+            else:  # a string longer than what is buffered: continue from the file
+                self.skip(n - (len(buf) - pos))
+                buf, pos = b"", 0
+        self.fh.seek(pos - len(buf), 1)  # give back what was read ahead
+
+    def string(self, what: str) -> str:
+        n = self.unpack("Q")
+        if n > self.size - self.fh.tell():
+            raise ValueError(f"{what}: string length {n} runs past the end of the file")
+        try:
+            return self.read(n).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{what}: string is not UTF-8") from e
+
+    def value(self, vtype: int, key: str, depth: int = 0) -> Any:
+        """Read one value; arrays are skipped (``None``), scalars and strings returned."""
+        from gguf import GGUFValueType
+
+        if vtype in self._SCALARS:
+            return self.unpack(self._SCALARS[vtype])
+        if vtype == GGUFValueType.STRING:
+            return self.string(key)
+        if vtype == GGUFValueType.ARRAY:
+            if depth > 4:
+                raise ValueError(f"{key}: arrays nested deeper than 4 levels")
+            item_type, count = self.unpack("I"), self.unpack("Q")
+            if item_type in self._SCALARS:
+                self.skip(count * struct.calcsize(self._SCALARS[item_type]))
+            elif item_type == GGUFValueType.STRING:
+                if count > (self.size - self.fh.tell()) // 8:
+                    raise ValueError(f"{key}: {count} strings cannot fit in the rest of the file")
+                self.skip_strings(count, key)
+            elif item_type == GGUFValueType.ARRAY:
+                for _ in range(count):
+                    self.value(item_type, key, depth + 1)
+            else:
+                raise ValueError(f"{key}: unknown array item type {item_type}")
+            return None
+        raise ValueError(f"{key}: unknown value type {vtype}")
+
+
+def _parse_gguf(fh: BinaryIO, size: int) -> tuple[dict[str, Any], list[tuple[str, str, int, int, int]]]:
+    """Return ``(metadata scalars, tensors as (name, type, elements, offset, bytes))`` of a GGUF stream."""
+    from gguf import GGML_QUANT_SIZES, GGUF_DEFAULT_ALIGNMENT, GGMLQuantizationType
+
+    r = _GgufStream(fh, size)
+    if r.read(4) != _GGUF_MAGIC:
+        raise ValueError("bad magic")
+    raw_version = r.read(4)
+    version = struct.unpack("<I", raw_version)[0]
+    if version & 0xFFFF == 0:  # written for the other byte order, as GGUFReader detects it
+        r.order = ">"
+        version = struct.unpack(">I", raw_version)[0]
+    if version not in (2, 3):
+        raise ValueError(f"unsupported GGUF version {version} (2 and 3 are read)")
+    tensor_count, kv_count = r.unpack("Q"), r.unpack("Q")
+    if kv_count > size // 12 or tensor_count > size // 24:  # smallest possible kv and tensor-info records
+        raise ValueError(f"{kv_count} metadata entries and {tensor_count} tensors cannot fit in {size} bytes")
+    meta: dict[str, Any] = {"GGUF.version": version}
+    seen: set[str] = set()
+    for _ in range(kv_count):
+        key = r.string("metadata key")
+        if key in seen:
+            raise ValueError(f"duplicate metadata key {key!r}")
+        seen.add(key)
+        value = r.value(r.unpack("I"), key)
+        if value is not None:
+            meta[key] = value
+    infos: list[tuple[str, int, int, int]] = []
+    names: set[str] = set()
+    for _ in range(tensor_count):
+        name = r.string("tensor name")
+        if name in names:
+            raise ValueError(f"duplicate tensor {name!r}")
+        names.add(name)
+        n_dims = r.unpack("I")
+        if n_dims > 4:
+            raise ValueError(f"tensor {name!r}: {n_dims} dimensions (GGML allows 4)")
+        dims = [r.unpack("Q") for _ in range(n_dims)]
+        ttype, offset = r.unpack("I"), r.unpack("Q")
+        try:
+            qtype = GGMLQuantizationType(ttype)
+        except ValueError:
+            raise ValueError(f"tensor {name!r}: unknown tensor type {ttype}") from None
+        block, type_size = GGML_QUANT_SIZES[qtype]
+        if dims and dims[0] % block:
+            raise ValueError(f"tensor {name!r}: first dimension {dims[0]} is not a multiple of the {block} block")
+        infos.append((name, ttype, math.prod(dims), offset))
+    alignment = meta.get("general.alignment", GGUF_DEFAULT_ALIGNMENT)
+    if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+        raise ValueError(f"general.alignment {alignment!r} is not a power of two")
+    data_start = -(-fh.tell() // alignment) * alignment
+    tensors: list[tuple[str, str, int, int, int]] = []
+    for name, ttype, n_elements, offset in infos:
+        qtype = GGMLQuantizationType(ttype)
+        block, type_size = GGML_QUANT_SIZES[qtype]
+        n_bytes = n_elements * type_size // block
+        if offset % alignment:
+            raise ValueError(f"tensor {name!r}: data offset {offset} is not aligned to {alignment}")
+        end = data_start + offset + n_bytes
+        if end > size:
+            raise ValueError(f"tensor {name!r} ends at byte {end}, past the end of the {size}-byte file (truncated)")
+        tensors.append((name, qtype.name, n_elements, offset, n_bytes))
+    spans = sorted((t[3], t[3] + t[4], t[0]) for t in tensors)
+    for (_, prev_end, prev), (begin, _, name) in zip(spans, spans[1:], strict=False):
+        if begin < prev_end:
+            raise ValueError(f"tensor {name!r} overlaps tensor {prev!r}")
+    return meta, tensors
+
+
 def _read_gguf(f: InputFile) -> tuple[dict[str, Any], Counter[str], int, int]:
     """Return ``(metadata, tensor types, tensor count, parameter count)`` of one GGUF file, or raise ``InputError``."""
-    from gguf import GGUFReader
-
     try:
-        with open(f.source, "rb") as fh:
+        with open(f.source, "rb", buffering=1 << 20) as fh:
+            size = fh.seek(0, 2)
+            fh.seek(0)
             magic = fh.read(4)
+            if magic != _GGUF_MAGIC:
+                raise InputError(
+                    f"{f.rel_path}: not a valid GGUF file: magic is {magic!r}, expected {_GGUF_MAGIC!r}",
+                    where=str(f.source),
+                )
+            fh.seek(0)
+            meta, tensors = _parse_gguf(fh, size)
     except OSError as e:
         raise InputError(f"{f.rel_path}: cannot read: {e.strerror or e}", where=str(f.source)) from e
-    if magic != _GGUF_MAGIC:
-        raise InputError(
-            f"{f.rel_path}: not a valid GGUF file: magic is {magic!r}, expected {_GGUF_MAGIC!r}", where=str(f.source)
-        )
-    try:
-        reader = GGUFReader(f.source)
-        wanted = {"general.architecture", "general.name", "general.file_type", "split.no", "split.count"}
-        arch_field = reader.get_field("general.architecture")
-        arch = arch_field.contents() if arch_field is not None else None
-        if isinstance(arch, str):
-            wanted.add(f"{arch}.context_length")
-        meta: dict[str, Any] = {}
-        for key in wanted:
-            field = reader.get_field(key)
-            if field is not None:
-                meta[key] = field.contents()
-        version_field = reader.get_field("GGUF.version")
-        meta["GGUF.version"] = version_field.contents() if version_field is not None else None
-        for t in reader.tensors:
-            if int(t.data_offset) + int(t.n_bytes) > f.size:
-                raise ValueError(
-                    f"tensor {t.name!r} ends at byte {int(t.data_offset) + int(t.n_bytes)}, past the end of the "
-                    f"{f.size}-byte file (truncated)"
-                )
-        types: Counter[str] = Counter(t.tensor_type.name for t in reader.tensors)
-        params = sum(int(t.n_elements) for t in reader.tensors)
-        count = len(reader.tensors)
-    except (ValueError, KeyError, IndexError, TypeError, OverflowError, UnicodeDecodeError, struct.error) as e:
+    except (ValueError, struct.error, OverflowError) as e:
         raise InputError(f"{f.rel_path}: not a valid GGUF file: {e}", where=str(f.source)) from e
-    return meta, types, count, params
+    types: Counter[str] = Counter(t[1] for t in tensors)
+    return meta, types, len(tensors), sum(t[2] for t in tensors)
 
 
 def _gguf_infos(files: Sequence[InputFile]) -> list[GgufInfo]:

@@ -8,6 +8,7 @@ import math
 import re
 import struct
 import zipfile
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -459,22 +460,205 @@ def _gguf_bytes(tmp_path: Path) -> bytes:
     return data
 
 
+def _as_reader_sees_it(path: Path) -> dict[str, Any]:
+    """The oracle: what gguf.GGUFReader (the gguf package's own reader) says about a file."""
+    reader = gguf.GGUFReader(path)
+
+    def field(key: str) -> Any:
+        f = reader.get_field(key)
+        return f.contents() if f is not None else None
+
+    arch = field("general.architecture")
+    return {
+        "architecture": arch,
+        "name": field("general.name"),
+        "file_type": field("general.file_type"),
+        "context_length": field(f"{arch}.context_length"),
+        "tensor_count": len(reader.tensors),
+        "parameter_count": sum(int(t.n_elements) for t in reader.tensors),
+        "tensor_types": dict(sorted(Counter(t.tensor_type.name for t in reader.tensors).items())),
+        "gguf_version": field("GGUF.version"),
+    }
+
+
+def _as_we_see_it(path: Path) -> dict[str, Any]:
+    (g,) = detect_model_format(_one(path)).gguf
+    ft = None if g.quantization is None else int(gguf.LlamaFileType["MOSTLY_" + g.quantization].value)
+    return {
+        "architecture": g.architecture,
+        "name": g.name,
+        "file_type": ft,
+        "context_length": g.context_length,
+        "tensor_count": g.tensor_count,
+        "parameter_count": g.parameter_count,
+        "tensor_types": g.tensor_types,
+        "gguf_version": g.gguf_version,
+    }
+
+
+@pytest.mark.parametrize("endianess", [gguf.GGUFEndian.LITTLE, gguf.GGUFEndian.BIG])
+def test_streaming_reader_agrees_with_gguf_reader(tmp_path: Path, endianess: gguf.GGUFEndian) -> None:
+    """A vocabulary large enough to cross the 1 MiB read-ahead, one token longer than it, and both byte orders."""
+    path = tmp_path / "vocab.gguf"
+    w = gguf.GGUFWriter(path, "llama", endianess=endianess)
+    w.add_name("vocab-test")
+    w.add_context_length(4096)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    tokens = [f"token-{i:05d}-" + "x" * (200 + i % 97) for i in range(6_000)]  # 1.5 MB: crosses read-ahead blocks
+    tokens[5_000] = "L" * (3 << 20)  # longer than one read-ahead block
+    w.add_token_list(tokens)
+    w.add_token_scores([0.5] * len(tokens))
+    w.add_array("test.nested", [[1, 2], [3]])
+    w.add_tensor("a", np.ones((3, 32), dtype=np.float16))
+    w.add_tensor("b", np.ones(7, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    ours = _as_we_see_it(path)
+    assert ours == _as_reader_sees_it(path)
+    assert ours["parameter_count"] == 96 + 7
+    assert ours["file_type"] == gguf.LlamaFileType.MOSTLY_F16
+
+
+def test_streaming_reader_agrees_with_gguf_reader_on_split_parts(tmp_path: Path) -> None:
+    write_gguf(tmp_path / "tiny.gguf", split_max_tensors=1)
+    parts = [_as_reader_sees_it(p) for p in sorted(tmp_path.iterdir())]
+    (g,) = detect_model_format(_files(tmp_path)).gguf
+    assert g.tensor_count == sum(p["tensor_count"] for p in parts) == 3
+    assert g.parameter_count == sum(p["parameter_count"] for p in parts)
+    assert g.tensor_types == dict(sum((Counter(p["tensor_types"]) for p in parts), Counter()))
+    assert (g.architecture, g.name, g.context_length) == (
+        parts[0]["architecture"],
+        parts[0]["name"],
+        parts[0]["context_length"],
+    )
+
+
+def _str(s: str | bytes) -> bytes:
+    b = s.encode() if isinstance(s, str) else s
+    return struct.pack("<Q", len(b)) + b
+
+
+def _kv_str(key: str, value: str) -> bytes:
+    return _str(key) + struct.pack("<I", gguf.GGUFValueType.STRING) + _str(value)
+
+
+def _kv_u32(key: str, value: int) -> bytes:
+    return _str(key) + struct.pack("<I", gguf.GGUFValueType.UINT32) + struct.pack("<I", value)
+
+
+def _tensor(name: str, dims: list[int], ttype: int, offset: int) -> bytes:
+    out = _str(name) + struct.pack("<I", len(dims)) + b"".join(struct.pack("<Q", d) for d in dims)
+    return out + struct.pack("<II", ttype, 0)[:4] + struct.pack("<Q", offset)
+
+
+def raw_gguf(kvs: list[bytes], tensors: list[bytes], data: bytes, *, version: int = 3) -> bytes:
+    """A GGUF file byte by byte (header, kv, tensor infos, padding to 32, data) for cases GGUFWriter refuses."""
+    head = b"GGUF" + struct.pack("<IQQ", version, len(tensors), len(kvs)) + b"".join(kvs) + b"".join(tensors)
+    return head + b"\0" * (-len(head) % 32) + data
+
+
+F32 = int(gguf.GGMLQuantizationType.F32)
+ARCH = _kv_str("general.architecture", "llama")
+
 CORRUPT_GGUF: list[tuple[str, Callable[[bytes], bytes], str]] = [
-    ("bad-magic", lambda b: b"GGUX" + b[4:], r"not a valid GGUF file: magic is b'GGUX', expected b'GGUF'"),
-    ("empty-file", lambda b: b"", r"not a valid GGUF file: magic is b''"),
-    ("unsupported-version", lambda b: b[:4] + struct.pack("<I", 99) + b[8:], r"not a valid GGUF file: .*version 99"),
-    ("truncated-in-metadata", lambda b: b[:40], r"not a valid GGUF file: "),
+    ("bad-magic", lambda b: b"GGUX" + b[4:], r"magic is b'GGUX', expected b'GGUF'"),
+    ("empty-file", lambda b: b"", r"magic is b'', expected b'GGUF'"),
+    (
+        "unsupported-version",
+        lambda b: b[:4] + struct.pack("<I", 99) + b[8:],
+        r"unsupported GGUF version 99 \(2 and 3 are read\)",
+    ),
+    ("truncated-in-metadata", lambda b: b[:150], r"file ends inside the header \(wanted \d+ bytes at offset \d+\)"),
     (
         "truncated-in-tensor-data",
         lambda b: b[:-40],
-        r"not a valid GGUF file: cannot reshape array",  # gguf's reader notices the short tensor first
+        r"tensor 'blk.0.attn_q.weight' ends at byte \d+, past the end of the \d+-byte file \(truncated\)",
     ),
     (
         "tensor-count-absurd",
         lambda b: b[:8] + struct.pack("<Q", 2**40) + b[16:],
-        r"not a valid GGUF file: ",
+        r"\d+ metadata entries and 1099511627776 tensors cannot fit in \d+ bytes",
+    ),
+    (
+        "duplicate-metadata-key",
+        lambda b: raw_gguf([ARCH, _kv_str("general.name", "a"), _kv_str("general.name", "b")], [], b""),
+        r"duplicate metadata key 'general.name'",
+    ),
+    (
+        "unknown-value-type",
+        lambda b: raw_gguf([ARCH, _str("general.x") + struct.pack("<I", 99)], [], b""),
+        r"general.x: unknown value type 99",
+    ),
+    (
+        "key-not-utf8",
+        lambda b: raw_gguf([_str(b"bad\xff") + struct.pack("<II", gguf.GGUFValueType.UINT32, 1)], [], b""),
+        r"metadata key: string is not UTF-8",
+    ),
+    (
+        "string-length-past-end",
+        lambda b: raw_gguf(
+            [ARCH, _str("general.name") + struct.pack("<IQ", gguf.GGUFValueType.STRING, 2**62)], [], b""
+        ),
+        r"general.name: string length 4611686018427387904 runs past the end of the file",
+    ),
+    (
+        "string-array-past-end",
+        lambda b: raw_gguf(
+            [ARCH, _str("tokenizer.ggml.tokens") + struct.pack("<IIQ", 9, gguf.GGUFValueType.STRING, 10**9)], [], b""
+        ),
+        r"tokenizer.ggml.tokens: 1000000000 strings cannot fit in the rest of the file",
+    ),
+    (
+        "scalar-array-past-end",
+        lambda b: raw_gguf(
+            [ARCH, _str("tokenizer.ggml.scores") + struct.pack("<IIQ", 9, gguf.GGUFValueType.FLOAT32, 10**9)], [], b""
+        ),
+        r"a length of 4000000000 at offset \d+ runs past the end of the \d+-byte file",
+    ),
+    (
+        "duplicate-tensor",
+        lambda b: raw_gguf([ARCH], [_tensor("a", [1], F32, 0), _tensor("a", [1], F32, 32)], bytes(64)),
+        r"duplicate tensor 'a'",
+    ),
+    (
+        "unknown-tensor-type",
+        lambda b: raw_gguf([ARCH], [_tensor("a", [1], 250, 0)], bytes(32)),
+        r"tensor 'a': unknown tensor type 250",
+    ),
+    (
+        "too-many-dimensions",
+        lambda b: raw_gguf([ARCH], [_tensor("a", [1, 1, 1, 1, 1], F32, 0)], bytes(32)),
+        r"tensor 'a': 5 dimensions \(GGML allows 4\)",
+    ),
+    (
+        "partial-quantization-block",
+        lambda b: raw_gguf([ARCH], [_tensor("q", [10], int(gguf.GGMLQuantizationType.Q8_0), 0)], bytes(64)),
+        r"tensor 'q': first dimension 10 is not a multiple of the 32 block",
+    ),
+    (
+        "misaligned-tensor-data",
+        lambda b: raw_gguf([ARCH], [_tensor("a", [1], F32, 4)], bytes(32)),
+        r"tensor 'a': data offset 4 is not aligned to 32",
+    ),
+    (
+        "overlapping-tensors",
+        lambda b: raw_gguf([ARCH], [_tensor("a", [16], F32, 0), _tensor("b", [8], F32, 32)], bytes(64)),
+        r"tensor 'b' overlaps tensor 'a'",
+    ),
+    (
+        "alignment-not-a-power-of-two",
+        lambda b: raw_gguf([ARCH, _kv_u32("general.alignment", 24)], [], b""),
+        r"general.alignment 24 is not a power of two",
     ),
 ]
+
+
+def test_raw_builder_makes_files_both_readers_accept(tmp_path: Path) -> None:
+    path = tmp_path / "raw.gguf"
+    path.write_bytes(raw_gguf([ARCH, _kv_u32("llama.context_length", 8)], [_tensor("a", [8], F32, 0)], bytes(32)))
+    assert _as_we_see_it(path) == _as_reader_sees_it(path)
 
 
 @pytest.mark.parametrize(("case", "corrupt", "message"), CORRUPT_GGUF, ids=[c[0] for c in CORRUPT_GGUF])
@@ -483,7 +667,7 @@ def test_corrupt_gguf_is_refused_naming_the_file(
 ) -> None:
     path = tmp_path / f"{case}.gguf"
     path.write_bytes(corrupt(_gguf_bytes(tmp_path)))
-    with pytest.raises(InputError, match=rf"^{case}.gguf: {message}") as info:
+    with pytest.raises(InputError, match=rf"^{case}.gguf: not a valid GGUF file: {message}") as info:
         detect_model_format(_files(tmp_path))
     assert info.value.where == str(path)
 
@@ -533,3 +717,26 @@ def test_info_is_frozen_and_serializable(tmp_path: Path) -> None:
     assert ModelFormatInfo.model_validate_json(info.model_dump_json()) == info
     with pytest.raises(Exception, match="frozen"):
         info.format = "onnx"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "first_len",
+    [
+        (1 << 20) - 8 - 3,  # the next length prefix straddles the 1 MiB read-ahead boundary
+        (1 << 20) - 8,  # the first string ends exactly on the boundary
+        (1 << 20) - 8 - 8 - 5,  # the second string straddles the boundary
+        (3 << 20) + 11,  # longer than several blocks
+        0,  # empty strings
+    ],
+)
+def test_string_array_skipping_across_read_ahead_boundaries(first_len: int) -> None:
+    """The vocabulary skipper on exact block-boundary layouts (the private reader, since a file can't pin offsets)."""
+    import io
+
+    from gapseal.bundler.model_formats import _GgufStream
+
+    strings = [b"a" * first_len, b"bcdefghijklm", b"", b"z" * 70_000, *[b"t%d" % i for i in range(1000)]]
+    blob = b"".join(struct.pack("<Q", len(x)) + x for x in strings) + b"END!"
+    fh = io.BufferedReader(io.BytesIO(blob), buffer_size=1 << 16)
+    _GgufStream(fh, len(blob)).skip_strings(len(strings), "tokens")
+    assert fh.read() == b"END!"
