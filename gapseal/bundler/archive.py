@@ -56,6 +56,8 @@ PARTS_KIND = "gapseal-parts"
 PARTS_VERSION = 1
 MAX_PARTS = 9999
 MIN_PART_SIZE = 2 * tarformat.RECORD
+MAX_TOP_LEVEL_FILE = 64 * 1024 * 1024
+"""Part 1 of a split set is built in memory; its files (index.json, oci-layout) are kilobytes."""
 
 _PART_RE = re.compile(r"^(?P<base>.+)\.part(?P<num>[0-9]{4})\.tar$")
 _RANGE_RE = re.compile(r"^(?P<blob>.+)\.range(?P<num>[0-9]{4})$")
@@ -268,6 +270,12 @@ def _plan_split(files: list[_Source], capacity: int, reserved_first: int) -> lis
     plans = [first]
     for f in files:
         if "/" not in f.path:
+            if f.size > MAX_TOP_LEVEL_FILE:
+                raise InputError(
+                    f"top-level layout file {f.path} is too large ({f.size} bytes) for the first part of a split set",
+                    where=str(f.src),
+                    hint="a bundle layout's top level holds only oci-layout and index.json",
+                )
             first.add(_Piece(f.path, f, 0, f.size, is_range=False))
     if first.used > capacity:
         raise UsageError(

@@ -563,7 +563,9 @@ def walk_archive(path: Path, sink: LayoutSink, *, progress: Progress = NO_PROGRE
             hint=f"name {part_path(path, 1).name}",
         )
     if not path.exists():
-        raise ArchiveError(f"no archive at {path}", where=str(path))
+        first = part_path(path, 1)
+        hint = f"this is a split set: give its first part, {first.name}" if number is None and first.exists() else None
+        raise ArchiveError(f"no archive at {path}", where=str(path), hint=hint)
     walk = _ArchiveWalk(path, sink, progress)
     try:
         return walk.split() if number == 1 else walk.single()

@@ -207,6 +207,13 @@ def test_missing_archive_is_refused(tmp_path: Path) -> None:
         read_layout_archive(tmp_path / "nothing.tar")
 
 
+def test_naming_a_split_set_by_its_tar_name_points_at_the_first_part(layout: Path, tmp_path: Path) -> None:
+    pack_layout(layout, tmp_path / "b.tar", mtime=MTIME, part_size=256 * 1024)
+    with pytest.raises(ArchiveError, match="no archive") as exc:
+        read_layout_archive(tmp_path / "b.tar")
+    assert "b.part0001.tar" in (exc.value.hint or "")
+
+
 def test_first_part_without_a_parts_list_is_refused(tmp_path: Path) -> None:
     first = _tar(tmp_path / "b.part0001.tar", [("index.json", b"{}")])
     with pytest.raises(ArchiveError, match="does not start with gapseal-parts.json"):
