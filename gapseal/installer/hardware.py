@@ -38,7 +38,7 @@ import subprocess
 import xml.etree.ElementTree as ET  # noqa: S405 - guarded by _refuse_unsafe_xml before every parse
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -61,6 +61,7 @@ __all__ = [
     "VulkanInfo",
     "detect_local_hardware",
     "hardware_from_probe",
+    "hardware_schema",
     "normalize_arch",
     "parse_cpu_flags",
     "parse_nvidia_compute_caps",
@@ -235,6 +236,15 @@ class HardwareProbe(_Model):
     vulkaninfo: ToolOutput = Field(description="`vulkaninfo --summary`.")
     cpuinfo: ToolOutput = Field(description="Content of /proc/cpuinfo.")
     uname_m: ToolOutput = Field(description="`uname -m`.")
+
+
+def hardware_schema() -> dict[str, Any]:
+    """Return the JSON Schema of :class:`HostHardware` (published as schemas/host-hardware.v1.schema.json)."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://gapseal.invalid/schemas/host-hardware.v1.schema.json",
+        **HostHardware.model_json_schema(),
+    }
 
 
 # -------------------------------------------------------------------------------------------------------- helpers

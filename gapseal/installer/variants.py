@@ -40,6 +40,7 @@ __all__ = [
     "VariantSelection",
     "evaluate_variants",
     "select_variant",
+    "selection_schema",
 ]
 
 SELECTION_KIND: Literal["gapseal.VariantSelection"] = "gapseal.VariantSelection"
@@ -128,6 +129,15 @@ class VariantSelection(_Model):
     def chosen(self) -> VariantCheck | None:
         """Return the chosen variant's checks, or None."""
         return None if self.selected is None else self.variants[self.selected]
+
+
+def selection_schema() -> dict[str, Any]:
+    """Return the JSON Schema of :class:`VariantSelection` (published as schemas/variant-selection.v1.schema.json)."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://gapseal.invalid/schemas/variant-selection.v1.schema.json",
+        **VariantSelection.model_json_schema(),
+    }
 
 
 # ------------------------------------------------------------------------------------------------------ checking
