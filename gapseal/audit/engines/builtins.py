@@ -69,6 +69,7 @@ PORTABLE_BUILTINS: frozenset[str] = frozenset(
         "numbers.range",
         "json.marshal",
         "graph.reachable",
+        "object.remove",
     }
 )
 

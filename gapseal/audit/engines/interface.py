@@ -97,13 +97,24 @@ class PolicyEngine(abc.ABC):
         return out
 
     def run_tests(self) -> list[TestOutcome]:
-        """Run every ``test_*`` rule of the loaded policy set (load it with ``include_tests=True``)."""
+        """Run every ``test_*`` rule of the loaded policy set (load it with ``include_tests=True``).
+
+        A test with an ``input_<name>`` rule runs with that rule's value as the input document; others with ``{}``.
+        """
         outcomes: list[TestOutcome] = []
         for test in self.policy_set.tests:
             try:
-                value = self.query_document(f"{test.package}.{test.name}", None)
-            except Undefined:
-                outcomes.append(TestOutcome(test, False, "undefined (a condition did not hold)"))
+                test_input: dict[str, Any] = {}
+                if test.input_rule is not None:
+                    value = self.query_document(f"{test.package}.{test.input_rule}", {})
+                    if not isinstance(value, dict):
+                        outcomes.append(TestOutcome(test, False, f"{test.input_rule} is not an object"))
+                        continue
+                    test_input = value
+                value = self.query_document(f"{test.package}.{test.name}", test_input)
+            except Undefined as e:
+                what = "its input rule" if str(e).endswith(str(test.input_rule)) else "the test"
+                outcomes.append(TestOutcome(test, False, f"undefined: {what} did not hold"))
                 continue
             except AuditError as e:
                 outcomes.append(TestOutcome(test, False, f"error: {e.message}"))

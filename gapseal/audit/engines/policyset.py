@@ -92,6 +92,9 @@ class RegoTest:
     name: str
     file: str
     line: int
+    input_rule: str | None = None
+    """``input_<name without test_>`` when the module defines it: the runner evaluates it and runs the test with
+    that document as input (regopy cannot run ``with input as ...``; see lib/fixtures_test.rego)."""
 
 
 @dataclass(frozen=True)
@@ -317,7 +320,17 @@ def find_tests(module: Module) -> list[RegoTest]:
             continue
         seen.add(name)
         line = module.source.count("\n", 0, match.start()) + 1
-        out.append(RegoTest(package=module.package, name=name, file=module.path, line=line))
+        input_rule = "input_" + name[len("test_") :]
+        has_input = re.search(rf"^{input_rule}\s*:=", module.source, re.MULTILINE) is not None
+        out.append(
+            RegoTest(
+                package=module.package,
+                name=name,
+                file=module.path,
+                line=line,
+                input_rule=input_rule if has_input else None,
+            )
+        )
     return out
 
 

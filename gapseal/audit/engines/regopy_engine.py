@@ -139,4 +139,10 @@ def _error_excerpt(text: str) -> str:
 
 
 def _test_names(module: Module) -> list[str]:
-    return [t.name for t in find_tests(module)]
+    """Test rules and their input rules: the entry points a test run queries."""
+    names: list[str] = []
+    for t in find_tests(module):
+        names.append(t.name)
+        if t.input_rule is not None:
+            names.append(t.input_rule)
+    return names

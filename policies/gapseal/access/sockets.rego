@@ -30,8 +30,8 @@ deny contains violation if {
 }
 
 deny contains violation if {
-	input.sockets.status != "ok"
-	violation := lib.unknown("ACCESS-003", "sockets", input.sockets)
+	not input.sockets.status == "ok"
+	violation := lib.unknown("ACCESS-003", "sockets")
 }
 
 _exposed_problem(sock) := "listens on all addresses" if {

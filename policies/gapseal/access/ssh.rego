@@ -31,8 +31,8 @@ deny contains violation if {
 }
 
 deny contains violation if {
-	input.ssh.status != "ok"
-	violation := lib.unknown("ACCESS-001", "ssh", input.ssh)
+	not input.ssh.status == "ok"
+	violation := lib.unknown("ACCESS-001", "ssh")
 }
 
 # setting name -> [facts field, the value that allows passwords ("" = anything but "no")]
@@ -76,6 +76,6 @@ deny contains violation if {
 }
 
 deny contains violation if {
-	input.ssh.status != "ok"
-	violation := lib.unknown("ACCESS-002", "ssh", input.ssh)
+	not input.ssh.status == "ok"
+	violation := lib.unknown("ACCESS-002", "ssh")
 }

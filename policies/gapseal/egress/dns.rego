@@ -32,6 +32,6 @@ deny contains violation if {
 }
 
 deny contains violation if {
-	input.dns.status != "ok"
-	violation := lib.unknown("EGRESS-007", "dns", input.dns)
+	not input.dns.status == "ok"
+	violation := lib.unknown("EGRESS-007", "dns")
 }

@@ -29,8 +29,8 @@ deny contains violation if {
 }
 
 deny contains violation if {
-	input.firewall.nftables.status != "ok"
-	violation := lib.unknown("EGRESS-003", "firewall.nftables", input.firewall.nftables)
+	not input.firewall.nftables.status == "ok"
+	violation := lib.unknown("EGRESS-003", "firewall.nftables")
 }
 
 output_dropped(family) if input.firewall.nftables.output_policy[family] == "drop"
@@ -66,8 +66,8 @@ deny contains violation if {
 }
 
 deny contains violation if {
-	input.firewall.nftables.status != "ok"
-	violation := lib.unknown("EGRESS-004", "firewall.nftables", input.firewall.nftables)
+	not input.firewall.nftables.status == "ok"
+	violation := lib.unknown("EGRESS-004", "firewall.nftables")
 }
 
 chain_key(family, table, chain) := concat(" ", [family, table, chain])

@@ -32,6 +32,6 @@ deny contains violation if {
 }
 
 deny contains violation if {
-	input.probes.status != "ok"
-	violation := lib.unknown("EGRESS-005", "probes", input.probes)
+	not input.probes.status == "ok"
+	violation := lib.unknown("EGRESS-005", "probes")
 }

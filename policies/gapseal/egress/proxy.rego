@@ -32,6 +32,6 @@ deny contains violation if {
 }
 
 deny contains violation if {
-	input.proxy.status != "ok"
-	violation := lib.unknown("EGRESS-006", "proxy", input.proxy)
+	not input.proxy.status == "ok"
+	violation := lib.unknown("EGRESS-006", "proxy")
 }

@@ -30,8 +30,8 @@ deny contains violation if {
 }
 
 deny contains violation if {
-	input.routes.status != "ok"
-	violation := lib.unknown("EGRESS-001", "routes", input.routes)
+	not input.routes.status == "ok"
+	violation := lib.unknown("EGRESS-001", "routes")
 }
 
 # METADATA
@@ -62,8 +62,8 @@ deny contains violation if {
 }
 
 deny contains violation if {
-	input.routes.status != "ok"
-	violation := lib.unknown("EGRESS-002", "routes", input.routes)
+	not input.routes.status == "ok"
+	violation := lib.unknown("EGRESS-002", "routes")
 }
 
 route_text(route) := concat(" ", [

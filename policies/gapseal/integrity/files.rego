@@ -27,8 +27,8 @@ deny contains violation if {
 }
 
 deny contains violation if {
-	input.integrity.status != "ok"
-	violation := lib.unknown("INTEGRITY-001", "integrity", input.integrity)
+	not input.integrity.status == "ok"
+	violation := lib.unknown("INTEGRITY-001", "integrity")
 }
 
 # METADATA
@@ -59,6 +59,6 @@ deny contains violation if {
 }
 
 deny contains violation if {
-	input.integrity.status != "ok"
-	violation := lib.unknown("INTEGRITY-002", "integrity", input.integrity)
+	not input.integrity.status == "ok"
+	violation := lib.unknown("INTEGRITY-002", "integrity")
 }

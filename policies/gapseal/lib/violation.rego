@@ -22,9 +22,10 @@ violation(id, message, subject, evidence) := object.union(meta(id), {
 	"unknown": false,
 })
 
-# The violation of rule `id` when the facts domain at `path` (e.g. "firewall.nftables") has status unknown.
-unknown(id, path, fact) := object.union(meta(id), {
-	"message": concat("", [path, " could not be collected: ", reason(fact)]),
+# The violation of rule `id` when the facts domain at `path` (e.g. "firewall.nftables") has a status other
+# than "ok", or is missing altogether: a fact that was not collected fails its rule.
+unknown(id, path) := object.union(meta(id), {
+	"message": concat("", [path, " could not be collected: ", reason(object.get(input, split(path, "."), {}))]),
 	"subject": path,
 	"evidence": [concat("/", ["", replace(path, ".", "/")])],
 	"unknown": true,
@@ -42,6 +43,8 @@ reason(fact) := r if {
 	r := fact.reason
 	is_string(r)
 	r != ""
+} else := "missing from the facts" if {
+	fact == {}
 } else := "no reason recorded"
 
 # text(x): x as a string for messages; "-" for null or a missing value.

@@ -26,8 +26,8 @@ deny contains violation if {
 }
 
 deny contains violation if {
-	input.logging.status != "ok"
-	violation := lib.unknown("LOGGING-001", "logging", input.logging)
+	not input.logging.status == "ok"
+	violation := lib.unknown("LOGGING-001", "logging")
 }
 
 # METADATA
@@ -60,6 +60,6 @@ deny contains violation if {
 }
 
 deny contains violation if {
-	input.logging.status != "ok"
-	violation := lib.unknown("LOGGING-002", "logging", input.logging)
+	not input.logging.status == "ok"
+	violation := lib.unknown("LOGGING-002", "logging")
 }

@@ -50,6 +50,6 @@ deny contains violation if {
 }
 
 deny contains violation if {
-	input.storage.status != "ok"
-	violation := lib.unknown("RESIDENCY-001", "storage", input.storage)
+	not input.storage.status == "ok"
+	violation := lib.unknown("RESIDENCY-001", "storage")
 }

@@ -49,6 +49,6 @@ deny contains violation if {
 }
 
 deny contains violation if {
-	input.telemetry.status != "ok"
-	violation := lib.unknown("TELEMETRY-001", "telemetry", input.telemetry)
+	not input.telemetry.status == "ok"
+	violation := lib.unknown("TELEMETRY-001", "telemetry")
 }
