@@ -29,7 +29,8 @@ from typing import Literal
 from gapseal.bundler.spec import ComponentRef, LoadedSpec
 from gapseal.errors import InputError
 
-ComponentKind = Literal["model", "files", "build"]
+ComponentKind = Literal["model", "files", "build", "image"]
+"""What a component is; ``collect_inputs`` lists models, files and builds (images are read by their own source)."""
 
 _HF_REPO_PREFIXES = ("models--", "datasets--", "spaces--")
 MAX_FILES = 1_000_000
