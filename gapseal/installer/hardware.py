@@ -300,8 +300,9 @@ def parse_nvidia_smi_xml(text: str, *, where: str = "nvidia-smi -q -x") -> Nvidi
     for output that is not a complete ``nvidia_smi_log`` document or lacks a driver version.
     """
     _refuse_unsafe_xml(text, where)
-    try:
-        root = ET.fromstring(text.strip())  # noqa: S314 - entities and internal subsets refused above
+    start = min((i for i in (text.find("<?xml"), text.find("<nvidia_smi_log")) if i >= 0), default=0)
+    try:  # warnings nvidia-smi prints before the document (e.g. "WARNING: infoROM is corrupted") are skipped
+        root = ET.fromstring(text[start:].strip())  # noqa: S314 - entities and internal subsets refused above
     except ET.ParseError as e:
         raise HardwareParseError(
             f"nvidia-smi XML does not parse ({e}); the output is truncated or not XML",
@@ -607,7 +608,10 @@ def parse_cpu_flags(text: str, *, where: str = CPUINFO_PATH) -> tuple[str, ...]:
             per_cpu.append(set(value.lower().split()))
     if not per_cpu:
         raise HardwareParseError("no 'flags' or 'Features' line in cpuinfo", where=where)
-    return tuple(sorted(set.intersection(*per_cpu)))
+    common = set.intersection(*per_cpu)
+    if not common:
+        raise HardwareParseError("cpuinfo lists no flag that every processor has", where=where)
+    return tuple(sorted(common))
 
 
 # ------------------------------------------------------------------------------------------------------ assembly

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from gapseal.errors import InstallError
@@ -406,6 +408,8 @@ def test_cpuinfo_flag_must_be_on_every_processor() -> None:
 def test_cpuinfo_without_flags_is_refused() -> None:
     with pytest.raises(HardwareParseError, match="no 'flags' or 'Features' line in cpuinfo"):
         parse_cpu_flags("processor\t: 0\nvendor_id\t: GenuineIntel\n")
+    with pytest.raises(HardwareParseError, match="cpuinfo lists no flag that every processor has"):
+        parse_cpu_flags("processor\t: 0\nflags\t\t:\n")
 
 
 @pytest.mark.parametrize(
@@ -679,3 +683,47 @@ def test_published_schemas_are_current(name: str, build: str) -> None:
         path.write_text(text)
     assert path.exists(), f"{path} missing: run with GAPSEAL_REGENERATE_SCHEMAS=1"
     assert path.read_text() == text, f"{path} is stale: run with GAPSEAL_REGENERATE_SCHEMAS=1"
+
+
+# ------------------------------------------------------------------------------------------ property: no crash
+
+_RECORDED = [
+    "nvidia/r535-v12-a100-sxm4-80gb-mig.xml",
+    "rocm/mi300x-vf-gfx942.txt",
+    "vulkan/renoir-gtx1650ti-llvmpipe-1.3.250.txt",
+    "cpuinfo/arm64-2cpu-vm.txt",
+]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    which=st.sampled_from(_RECORDED),
+    cut=st.floats(min_value=0, max_value=1),
+    junk=st.text(max_size=40),
+)
+def test_damaged_recorded_output_never_crashes(which: str, cut: float, junk: str) -> None:
+    """Any recorded output cut at a random point with random text spliced in: the probe becomes parsed facts or a
+    recorded probe error, never an exception."""
+    text = fixture(which)
+    at = int(len(text) * cut)
+    damaged = text[:at] + junk + text[at + len(junk) :]
+    probe = recorded_probe("none")
+    key = {"nvidia": "nvidia_smi_xml", "rocm": "rocminfo", "vulkan": "vulkaninfo", "cpuinfo": "cpuinfo"}[
+        which.split("/")[0]
+    ]
+    probe[key] = {"present": True, "rc": 0, "stdout": damaged, "stderr": "", "error": None}
+    hardware = hardware_from_probe(probe)
+    errors = {e.probe for e in hardware.probe_errors}
+    parsed = {
+        "nvidia_smi_xml": hardware.nvidia,
+        "rocminfo": hardware.rocm,
+        "vulkaninfo": hardware.vulkan,
+        "cpuinfo": hardware.cpu_flags or None,
+    }[key]
+    assert (parsed is None) == (key in errors)
+
+
+def test_warning_before_the_xml_is_skipped() -> None:
+    """The recorded R535 document with a warning line nvidia-smi can print before it, added in memory."""
+    text = "WARNING: infoROM is corrupted at gpu 0000:01:00.0\n" + fixture("nvidia/r535-v12-a100-sxm4-80gb-mig.xml")
+    assert parse_nvidia_smi_xml(text).driver_version == "535.54.03"
