@@ -402,9 +402,14 @@ class _TempFiles:
         self._pending.append((Path(name), final))
         return fd, Path(name)
 
-    def commit(self) -> None:
-        # Part 1 (the entry point) goes last, so an interrupted rename never leaves a readable new set.
-        for tmp, final in reversed(self._pending):
+    def commit(self, last: Path | None = None) -> None:
+        """Rename every temp file into place; ``last`` (a split set's entry point, part 1) goes last.
+
+        An interruption between renames then leaves either the old part 1 (whose parts list no longer matches the
+        new parts: refused, naming the part) or no part 1 at all: never a new-looking set with old parts.
+        """
+        order = sorted(self._pending, key=lambda pair: pair[1] == last)
+        for tmp, final in order:
             os.replace(tmp, final)
         self._pending.clear()
         dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -630,7 +635,7 @@ def _pack_split(
         sums = "".join(f"{r.sha256}  {r.name}\n" for r in full.parts)
         _write_small(temps, sidecars[1], sums.encode())
         stale = [p for p in existing_parts(out) if (part_number(p) or 0) > len(plans)]
-        temps.commit()
+        temps.commit(last=part_path(out, 1))
         for path in stale:
             path.unlink()
     except BaseException:
