@@ -347,3 +347,17 @@ def test_two_links_to_one_directory_are_not_a_loop(tmp_path: Path) -> None:
     (tmp_path / "m/two").symlink_to("../shared")
     c = _one(tmp_path, "m", follow=True)
     assert [f.rel_path for f in c.files] == ["one/a.json", "two/a.json", "w.bin"]
+
+
+def test_the_demo_spec_in_examples_collects_the_real_model() -> None:
+    """examples/clinic-assistant.yaml (make demo's spec) with the real MiniLM from `make model`."""
+    spec = Path(__file__).parents[3] / "examples" / "clinic-assistant.yaml"
+    if not (spec.parent / "models/minilm/model.safetensors").is_file():
+        pytest.fail("the real MiniLM weights are missing: run `make model` (scripts/fetch-model.sh)")
+    comps = collect_inputs(load_spec(spec))
+    model = next(c for c in comps if c.kind == "model")
+    names = [f.rel_path for f in model.files]
+    assert "model.safetensors" in names
+    assert ".gitattributes" in names  # nothing is skipped silently
+    assert "1_Pooling/config.json" in names
+    assert model.total_size > 90_000_000
