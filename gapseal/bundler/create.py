@@ -25,8 +25,12 @@ from gapseal.bundler.descriptor import (
     BundleDescriptor,
     FileEntry,
     FilesComponent,
+    ImageBlob,
+    ImageComponent,
+    ImageManifest,
     ModelComponent,
 )
+from gapseal.bundler.images import ChildRef, ImportedImage, import_image
 from gapseal.bundler.inputs import ComponentInputs, InputFile, collect_inputs
 from gapseal.bundler.model_formats import detect_model_format
 from gapseal.bundler.model_signature import MODEL_SIGNATURE_NAME, sign_model
@@ -180,6 +184,20 @@ def create_bundle(
     work.mkdir(mode=0o755)
     try:
         store = _BlobStore(work, link=link, progress=progress)
+        images = [
+            import_image(
+                name=image.name,
+                source=image.source,
+                platforms=image.platforms,
+                spec_dir=spec.directory,
+                blobs_dir=store.blobs,
+                scratch=store.incoming / f"image-{image.name}",
+                insecure=image.insecure,
+                add_document=store.add_bytes,
+                progress=progress,
+            )
+            for image in spec.spec.images
+        ]
         items = [(comp, f) for comp in components for f in comp.files]
         for comp, f in items:
             if comp.kind == "model" and f.rel_path == MODEL_SIGNATURE_NAME:
@@ -209,6 +227,8 @@ def create_bundle(
             )
 
         descriptor = _describe(spec, components, entries, store, key, created=created, expires=expires)
+        if images:
+            descriptor = descriptor.model_copy(update={"images": [_image_component(i) for i in images]})
         config_bytes = descriptor.to_bytes()
         config = oci.Descriptor(
             media_type=oci.MEDIA_BUNDLE_CONFIG, digest=store.add_bytes(config_bytes), size=len(config_bytes)
@@ -251,7 +271,9 @@ def create_bundle(
         sig_desc = oci.Descriptor(
             media_type=oci.MEDIA_MANIFEST, digest=store.add_bytes(sig_manifest_bytes), size=len(sig_manifest_bytes)
         )
-        _write_synced(work / "index.json", oci.build_index(manifest_desc, [sig_desc]).to_bytes())
+        _write_synced(
+            work / "index.json", oci.build_index(manifest_desc, [sig_desc], image_index_entries(descriptor)).to_bytes()
+        )
         _write_synced(work / "oci-layout", oci.OCI_LAYOUT_BYTES)
         store.incoming.rmdir()
         _fsync_dir(store.blobs)
@@ -283,7 +305,42 @@ def statement_subjects(manifest_digest: str, config_digest: str, descriptor: Bun
         Subject(name="gapseal-bundle-descriptor", sha256=config_digest.removeprefix("sha256:")),
     ]
     subjects += [Subject(name=title, sha256=e.digest.removeprefix("sha256:")) for title, e in descriptor.layers()]
+    for image in descriptor.images or []:
+        subjects += [Subject(name=name, sha256=digest.removeprefix("sha256:")) for name, digest in image.subjects()]
     return subjects
+
+
+def image_index_entries(descriptor: BundleDescriptor) -> list[tuple[str, oci.Descriptor]]:
+    """The ``index.json`` entry of every image: its name and the descriptor of its stored top document."""
+    return [
+        (i.name, oci.Descriptor(media_type=i.media_type, digest=i.digest, size=i.size)) for i in descriptor.images or []
+    ]
+
+
+def _image_component(image: ImportedImage) -> ImageComponent:
+    def blob(ref: ChildRef) -> ImageBlob:
+        return ImageBlob(digest=ref.digest, size=ref.size, media_type=ref.media_type)
+
+    return ImageComponent(
+        name=image.name,
+        source=image.source,
+        digest=image.digest,
+        size=image.size,
+        media_type=image.media_type,
+        source_digest=image.source_digest,
+        platforms=[m.platform for m in image.manifests if m.platform is not None],
+        manifests=[
+            ImageManifest(
+                platform=m.platform,
+                digest=m.digest,
+                size=m.size,
+                media_type=m.media_type,
+                config=blob(m.config),
+                layers=[blob(layer) for layer in m.layers],
+            )
+            for m in image.manifests
+        ],
+    )
 
 
 def bundle_predicate(descriptor: BundleDescriptor, manifest_digest: str) -> dict[str, object]:

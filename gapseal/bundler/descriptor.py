@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gapseal.bundler.canonical import canonical_json
+from gapseal.bundler.images import INDEX_MEDIA_TYPES, manifest_labels
 from gapseal.bundler.spec import Requirements
 from gapseal.errors import VerificationError
 
@@ -68,6 +69,62 @@ class Build(_Model):
     variants: list[BuildVariant] = Field(description="Variants; the installer picks the first a host satisfies.")
 
 
+class ImageBlob(_Model):
+    """A blob an image manifest references: its config or one layer."""
+
+    digest: str = Field(description="sha256 digest, 'sha256:<hex>'; the blob's name.")
+    size: int = Field(ge=0, description="Size in bytes.")
+    media_type: str = Field(description="Media type, as the manifest states it.")
+
+
+class ImageManifest(_Model):
+    """One image manifest: the single manifest of an image, or one platform's manifest of a multi-arch index."""
+
+    platform: str | None = Field(
+        default=None, description="os/arch[/variant] from the index; None for a single-manifest image."
+    )
+    digest: str = Field(description="Digest of the manifest as stored (unchanged from the source).")
+    size: int = Field(ge=0, description="Size of the manifest in bytes.")
+    media_type: str = Field(description="OCI (or Docker v2) image manifest media type.")
+    config: ImageBlob = Field(description="The image config blob.")
+    layers: list[ImageBlob] = Field(description="The layers, in manifest order.")
+
+
+class ImageComponent(_Model):
+    """A container image kept byte for byte; listed in index.json under its name."""
+
+    name: str = Field(description="Component name from the spec; the image's ref.name in index.json.")
+    source: str = Field(description="Where the image was read from, as the spec wrote it.")
+    digest: str = Field(description="Digest of the stored top document (index or manifest).")
+    size: int = Field(ge=0, description="Size of the stored top document in bytes.")
+    media_type: str = Field(description="Media type of the stored top document.")
+    source_digest: str = Field(description="Digest of the source's top document; differs when platforms were dropped.")
+    platforms: list[str] = Field(description="Platforms kept, os/arch[/variant] (empty when the source names none).")
+    manifests: list[ImageManifest] = Field(description="The manifest, or every kept platform manifest of the index.")
+
+    def total_size(self) -> int:
+        """Bytes of the image's configs and layers (a blob shared by two manifests is counted twice)."""
+        return sum(m.config.size + sum(layer.size for layer in m.layers) for m in self.manifests)
+
+    def subjects(self) -> list[tuple[str, str]]:
+        """(subject name, digest) of every document and blob of the image, as the signed statement lists them.
+
+        Names: ``images/<name>``, then per manifest ``images/<name>/<platform>`` with ``/config`` and ``/layers/<i>``
+        (a single-manifest image has no platform part: ``images/<name>/manifest``, ``images/<name>/config``, …).
+        """
+        base = f"images/{self.name}"
+        out = [(base, self.digest)]
+        is_index = self.media_type in INDEX_MEDIA_TYPES
+        labels = manifest_labels([m.platform for m in self.manifests]) if is_index else [""]
+        for label, m in zip(labels, self.manifests, strict=True):
+            prefix = f"{base}/{label}" if label else base
+            if label:
+                out.append((prefix, m.digest))
+            out.append((f"{prefix}/config", m.config.digest))
+            out += [(f"{prefix}/layers/{i}", layer.digest) for i, layer in enumerate(m.layers)]
+        return out
+
+
 class BundleDescriptor(_Model):
     """What a bundle holds. Layer titles are '<kind>/<name>/<path>' (builds: '<name>/<backend>-<arch>/<path>')."""
 
@@ -81,6 +138,9 @@ class BundleDescriptor(_Model):
     models: list[ModelComponent] = Field(default_factory=list, description="Model weights.")
     files: list[FilesComponent] = Field(default_factory=list, description="Plain files.")
     builds: list[Build] = Field(default_factory=list, description="Inference builds.")
+    images: list[ImageComponent] | None = Field(
+        default=None, description="Container images, each listed in index.json under its name (absent: none)."
+    )
 
     def to_bytes(self) -> bytes:
         """Canonical JSON bytes: what is stored, hashed and signed."""

@@ -156,10 +156,21 @@ def signature_manifest(subject: Descriptor, signature: bytes, *, created: str) -
     )
 
 
-def build_index(bundle_manifest: Descriptor, signature_manifests: list[Descriptor]) -> Index:
-    """The ``index.json`` of a bundle: the named bundle manifest, then each signature manifest."""
+def build_index(
+    bundle_manifest: Descriptor,
+    signature_manifests: list[Descriptor],
+    images: list[tuple[str, Descriptor]] | None = None,
+) -> Index:
+    """The ``index.json`` of a bundle: the named bundle manifest, each image under its name, then each signature.
+
+    ``images`` are (name, descriptor of the image's stored top manifest or index), in the descriptor's order.
+    """
     named = bundle_manifest.model_copy(
         update={"artifact_type": ARTIFACT_BUNDLE, "annotations": {ANNOTATION_REF_NAME: BUNDLE_REF_NAME}}
     )
+    image_entries = [
+        Descriptor(media_type=d.media_type, digest=d.digest, size=d.size, annotations={ANNOTATION_REF_NAME: name})
+        for name, d in images or []
+    ]
     sigs = [d.model_copy(update={"artifact_type": ARTIFACT_SIGSTORE}) for d in signature_manifests]
-    return Index(schema_version=2, media_type=MEDIA_INDEX, manifests=[named, *sigs])
+    return Index(schema_version=2, media_type=MEDIA_INDEX, manifests=[named, *image_entries, *sigs])

@@ -284,11 +284,42 @@ class BuildSpec(_SpecModel):
         return self
 
 
+_PLATFORM = re.compile(r"[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?")
+
+
+def _check_image_source(value: str) -> str:
+    from gapseal.bundler.images import split_source  # the one parser of source forms, shared with create
+
+    split_source(value)
+    return value
+
+
+def _check_platforms(value: list[str]) -> list[str]:
+    for item in value:
+        if not _PLATFORM.fullmatch(item):
+            raise ValueError(f"{item!r} is not a platform: use os/arch[/variant], e.g. linux/amd64 or linux/arm64/v8")
+    return _unique_items(value)
+
+
+class ImageSpec(_SpecModel):
+    """A container image, stored byte for byte (manifests, indexes and layers keep their digests)."""
+
+    name: ComponentName
+    """Unique across every component; the image's ``org.opencontainers.image.ref.name`` in the bundle's index."""
+    source: Annotated[str, Field(min_length=1), AfterValidator(_check_path_text), AfterValidator(_check_image_source)]
+    """``oci:DIR[:TAG]``, ``oci-archive:FILE``, ``docker-archive:FILE`` (paths relative to the spec file) or
+    ``docker://HOST[:PORT]/REPO:TAG`` (a registry the build machine reaches; only the named host is contacted)."""
+    platforms: Annotated[list[str], AfterValidator(_check_platforms)] | None = None
+    """Platforms to keep from a multi-arch index (``os/arch[/variant]``); absent keeps every platform."""
+    insecure: bool = False
+    """Allow plain HTTP or an unverified TLS certificate for a ``docker://`` source (a loopback or lab registry)."""
+
+
 @dataclass(frozen=True)
 class ComponentRef:
     """One path a spec asks to bundle: a model, a file set, or one variant of a build."""
 
-    kind: Literal["model", "files", "build"]
+    kind: Literal["model", "files", "build", "image"]
     name: str
     path: str
     """As written in the spec."""
@@ -313,6 +344,8 @@ class BundleSpec(_SpecModel):
     """Plain file sets."""
     builds: list[BuildSpec] = Field(default_factory=list)
     """Hardware-specific inference builds."""
+    images: list[ImageSpec] = Field(default_factory=list)
+    """Container images (inference servers, databases, UIs), each from an image source."""
 
     def component_names(self) -> Iterator[tuple[str, str]]:
         """Yield ``(field path, name)`` of every named component, in spec order; names are unique across kinds."""
@@ -322,6 +355,17 @@ class BundleSpec(_SpecModel):
             yield f"files[{i}].name", f.name
         for i, b in enumerate(self.builds):
             yield f"builds[{i}].name", b.name
+        for i, image in enumerate(self.images):
+            yield f"images[{i}].name", image.name
+
+    def image_paths(self) -> Iterator[ComponentRef]:
+        """Yield the local path of every file-based image source (``docker://`` sources have none)."""
+        from gapseal.bundler.images import source_path
+
+        for i, image in enumerate(self.images):
+            path = source_path(image.source)
+            if path is not None:
+                yield ComponentRef("image", image.name, path, f"images[{i}].source")
 
     def components(self) -> Iterator[ComponentRef]:
         """Yield every path to bundle, in spec order (models, files, then each build's variants)."""
@@ -570,6 +614,6 @@ def load_spec(path: Path) -> LoadedSpec:
         raise SpecError(f"{path}: not UTF-8 text (byte {e.start})", where=str(path)) from e
     spec, root = parse_spec(text, path)
     loaded = LoadedSpec(spec=spec, path=path, directory=path.parent.resolve())
-    for ref in spec.components():
+    for ref in (*spec.components(), *spec.image_paths()):
         _check_path(loaded, ref, root)
     return loaded

@@ -21,8 +21,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from gapseal.bundler import layout as oci
-from gapseal.bundler.create import bundle_predicate, statement_subjects
-from gapseal.bundler.descriptor import BundleDescriptor
+from gapseal.bundler.create import bundle_predicate, image_index_entries, statement_subjects
+from gapseal.bundler.descriptor import BundleDescriptor, ImageBlob, ImageComponent
+from gapseal.bundler.images import ChildRef, manifest_labels, parse_image_document
 from gapseal.bundler.inventory import LayoutEntry, LayoutInventory, read_layout_archive, read_layout_dir
 from gapseal.bundler.rollback import RollbackDecision, RollbackState
 from gapseal.errors import GapsealError, SignatureError, VerificationError
@@ -188,7 +189,12 @@ def verify_inventory(
         raise problems.fatal(f"index.json must name exactly one {oci.BUNDLE_REF_NAME!r} manifest, found {len(bundles)}")
     bundle_desc = bundles[0]
     subject = oci.Descriptor(media_type=bundle_desc.media_type, digest=bundle_desc.digest, size=bundle_desc.size)
-    sig_descs = [d for d in index.manifests if d is not bundle_desc]
+    image_descs = [
+        d
+        for d in index.manifests
+        if d is not bundle_desc and d.artifact_type is None and oci.ANNOTATION_REF_NAME in (d.annotations or {})
+    ]
+    sig_descs = [d for d in index.manifests if d is not bundle_desc and all(d is not i for i in image_descs)]
     if not sig_descs:
         raise problems.fatal("the bundle is not signed: index.json lists no signature")
 
@@ -261,12 +267,29 @@ def verify_inventory(
         elif f"sha256:{entry.sha256}" != layer.digest:
             problems.add(f"{title} is corrupt: {path} hashes to sha256:{entry.sha256}")
 
+    # 4b. Images: every stored index and manifest as the signed descriptor lists it, and every blob they reference.
+    signed_images = {i.name: i for i in descriptor.images or []}
+    for d in image_descs:
+        name = (d.annotations or {})[oci.ANNOTATION_REF_NAME]
+        if name not in signed_images:
+            problems.add(f"index.json lists an image the signed bundle does not hold: {name} ({d.digest})")
+        elif (d.digest, d.size, d.media_type) != (
+            signed_images[name].digest,
+            signed_images[name].size,
+            signed_images[name].media_type,
+        ):
+            problems.add(f"index.json entry of image {name} differs from the signed bundle: {d.digest}")
+    for image in descriptor.images or []:
+        _verify_image(inv, image, problems, referenced)
+
     # 5. Exactly the referenced files, and an index that is byte for byte what create writes.
     for path in sorted(set(inv.entries) - referenced - _TOP_LEVEL):
         if path.startswith("blobs/sha256/"):
             problems.add(f"unexpected file not referenced by the signed bundle: {path}")
     expected_index = oci.build_index(
-        subject, [oci.Descriptor(media_type=d.media_type, digest=d.digest, size=d.size) for d in sig_descs]
+        subject,
+        [oci.Descriptor(media_type=d.media_type, digest=d.digest, size=d.size) for d in sig_descs],
+        image_index_entries(descriptor),
     ).to_bytes()
     if index_entry.content != expected_index:
         problems.add("index.json has been edited: it differs from the index of the signed bundle")
@@ -282,6 +305,85 @@ def verify_inventory(
                 hint="ask the security team for a current bundle",
             )
     return _Verified(manifest_digest=bundle_desc.digest, descriptor=descriptor, statement=statement)
+
+
+def _image_document(
+    inv: LayoutInventory, digest: str, size: int, what: str, problems: _Problems, referenced: set[str]
+) -> bytes | None:
+    """The content of a stored image manifest or index, or None after recording why it cannot be read."""
+    path = oci.blob_path(digest)
+    referenced.add(path)
+    entry = inv.entries.get(path)
+    if entry is None:
+        problems.add(f"{what} is missing: {path}")
+    elif entry.size != size or f"sha256:{entry.sha256}" != digest:
+        problems.add(f"{what} is corrupt: {path} hashes to sha256:{entry.sha256} ({entry.size} bytes)")
+    elif entry.content is None:
+        problems.add(f"{what} is too large to be a manifest ({entry.size} bytes): {path}")
+    else:
+        return entry.content
+    return None
+
+
+def _same(stored: ChildRef, signed: ImageBlob) -> bool:
+    return (stored.digest, stored.size, stored.media_type) == (signed.digest, signed.size, signed.media_type)
+
+
+def _verify_image(inv: LayoutInventory, image: ImageComponent, problems: _Problems, referenced: set[str]) -> None:
+    """Walk one image from its stored top document; every blob must be the one the signed descriptor lists."""
+    label = f"image {image.name}"
+    top = _image_document(inv, image.digest, image.size, f"{label} ({image.media_type})", problems, referenced)
+    if top is None:
+        return
+    try:
+        doc = parse_image_document(top, image.media_type)
+    except ValueError as e:
+        problems.add(f"{label}: its stored top document is malformed: {e}")
+        return
+    if doc.is_index:
+        listed = [(m.media_type, m.digest, m.size, m.platform) for m in doc.manifests]
+        signed = [(m.media_type, m.digest, m.size, m.platform) for m in image.manifests]
+        if listed != signed:
+            problems.add(f"{label}: its index lists other manifests than the signed bundle")
+            return
+        labels = manifest_labels([m.platform for m in image.manifests])
+    elif len(image.manifests) != 1 or image.manifests[0].digest != image.digest:
+        problems.add(f"{label}: the signed bundle describes it differently from what is stored")
+        return
+    else:
+        labels = [""]
+    for mlabel, m in zip(labels, image.manifests, strict=True):
+        what = f"{label} {mlabel}".rstrip()
+        if doc.is_index:
+            data = _image_document(inv, m.digest, m.size, f"{what} manifest", problems, referenced)
+            if data is None:
+                continue
+            try:
+                mdoc = parse_image_document(data, m.media_type)
+            except ValueError as e:
+                problems.add(f"{what}: its stored manifest is malformed: {e}")
+                continue
+        else:
+            mdoc = doc
+        assert mdoc.config is not None  # noqa: S101 - a manifest always has a config
+        if not _same(mdoc.config, m.config) or len(mdoc.layers) != len(m.layers):
+            problems.add(f"{what}: its manifest lists other blobs than the signed bundle")
+            continue
+        blobs = [(f"{what} config", m.config)]
+        for i, (stored, signed_layer) in enumerate(zip(mdoc.layers, m.layers, strict=True)):
+            if not _same(stored, signed_layer):
+                problems.add(f"{what} layer {i}: its manifest lists another blob than the signed bundle")
+            blobs.append((f"{what} layer {i} ({signed_layer.digest})", signed_layer))
+        for blob_what, blob in blobs:
+            path = oci.blob_path(blob.digest)
+            referenced.add(path)
+            entry = inv.entries.get(path)
+            if entry is None:
+                problems.add(f"{blob_what} is missing: {path}")
+            elif entry.size != blob.size:
+                problems.add(f"{blob_what} has {entry.size} bytes, the signed bundle says {blob.size}: {path}")
+            elif f"sha256:{entry.sha256}" != blob.digest:
+                problems.add(f"{blob_what} is corrupt: {path} hashes to sha256:{entry.sha256}")
 
 
 __all__ = ["GapsealError", "VerifiedBundle", "read_inventory", "verify_bundle", "verify_inventory"]

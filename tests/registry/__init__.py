@@ -1,0 +1,1 @@
+"""Test helpers for images and registries: OCI layouts, a loopback docker-registry, a fault-injecting proxy."""
