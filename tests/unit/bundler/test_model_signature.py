@@ -300,3 +300,34 @@ def test_bad_file_lists_are_refused(files: Files, message: str) -> None:
 def test_a_p384_key_is_refused() -> None:
     with pytest.raises(SigningError, match="model signatures need an ECDSA P-256 key, got curve secp384r1"):
         sign_model([("w", GOOD, 1)], ec.generate_private_key(ec.SECP384R1()), model_name="m")
+
+
+def test_tricky_names_verify_with_model_signing(tmp_path: Path, key: SigningKey) -> None:
+    """Hidden files, nested git files (not ignored below the root), spaces, non-ASCII, ':' and empty files."""
+    model_dir = tmp_path / "m"
+    names = [
+        "sub/.gitignore",
+        "sub/.git/config",
+        ".hidden",
+        "with space.json",
+        "naïve-ünïcode.txt",
+        "colon:name.bin",
+        "empty.bin",
+        "a/b/c/d/deep.bin",
+        ".gitattributes",
+        ".github/workflows/ci.yml",
+    ]
+    files: Files = []
+    for i, rel in enumerate(names):
+        p = model_dir / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        data = b"" if rel == "empty.bin" else f"{i}:{rel}".encode()
+        p.write_bytes(data)
+        files.append((rel, hash_file(p).sha256, len(data)))
+    (model_dir / MODEL_SIGNATURE_NAME).write_bytes(sign_model(files, key, model_name="m"))
+    _api_verify(model_dir, _public_key(tmp_path, key))
+    signed = [r["name"] for r in _payload((model_dir / MODEL_SIGNATURE_NAME).read_bytes())["predicate"]["resources"]]
+    assert "sub/.gitignore" in signed
+    assert "sub/.git/config" in signed
+    assert ".gitattributes" not in signed
+    assert ".github/workflows/ci.yml" not in signed
