@@ -31,9 +31,20 @@ options:
     type: path
     default: /proc/cpuinfo
   builds:
-    description: Accepted and ignored here; the action plugin uses it to select variants on the controller.
+    description:
+      - "The bundle's builds, C([{name, variants: [{backend, arch, requires, ...}]}]), in preference order."
+      - Used by the action plugin on the controller to choose a variant per build; ignored by the module itself.
     type: list
     elements: dict
+  fail_on_no_variant:
+    description: Action plugin option. Fail the host when a build has no variant it satisfies (the message lists
+      every variant's unmet requirements). C(gapseal hosts detect) turns it off.
+    type: bool
+    default: true
+  return_probes:
+    description: Action plugin option. Also return the raw probe outputs as C(probes).
+    type: bool
+    default: false
 author: gapseal
 """
 
@@ -44,6 +55,17 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+ansible_facts:
+  description: Set by the action plugin.
+  returned: success
+  type: dict
+  contains:
+    gapseal_hardware:
+      description: The host's hardware as gapseal.HostHardware JSON (schemas/host-hardware.v1.schema.json).
+      type: dict
+    gapseal_variants:
+      description: Per build name, gapseal.VariantSelection JSON plus C(chosen) ({index, backend, arch, path} or null).
+      type: dict
 probes:
   description: Per probe (nvidia_smi_xml, nvidia_smi_query, rocminfo, vulkaninfo, cpuinfo, uname_m) the raw result.
   returned: always
@@ -107,6 +129,8 @@ def main():
             timeout=dict(type="int", default=60),
             cpuinfo_path=dict(type="path", default="/proc/cpuinfo"),
             builds=dict(type="list", elements="dict", required=False),
+            fail_on_no_variant=dict(type="bool", default=True),
+            return_probes=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
