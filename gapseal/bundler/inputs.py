@@ -136,6 +136,13 @@ class _Walker:
             raise InputError(f"{shown}: symlink cannot be resolved (dangling or a loop): {e}", where=str(shown)) from e
         st = real.stat()
         if self.hf_blobs_real is not None and self.hf_blobs is not None and hf_blobs_dir(link) == self.hf_blobs:
+            if not self._inside(self.hf_blobs_real, self.spec_dir):
+                raise InputError(
+                    f"{shown}: the Hugging Face repo's blobs/ directory {self.hf_blobs} resolves to "
+                    f"{self.hf_blobs_real}, outside the spec's directory {self.spec_dir}",
+                    where=str(shown),
+                    hint="copy the cache repo under the spec's directory instead of linking its blobs/",
+                )
             if not self._inside(real, self.hf_blobs_real) or real == self.hf_blobs_real:
                 raise InputError(
                     f"{shown}: Hugging Face snapshot symlink resolves to {real}, outside the repo's blobs/ directory "

@@ -361,3 +361,14 @@ def test_the_demo_spec_in_examples_collects_the_real_model() -> None:
     assert ".gitattributes" in names  # nothing is skipped silently
     assert "1_Pooling/config.json" in names
     assert model.total_size > 90_000_000
+
+
+def test_hf_blobs_dir_linked_from_outside_the_spec_dir_is_refused(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    snap = _hf_repo(project)
+    blobs = snap.parents[1] / "blobs"
+    blobs.rename(tmp_path / "elsewhere-blobs")
+    blobs.symlink_to(tmp_path / "elsewhere-blobs")
+    with pytest.raises(InputError, match=r"the Hugging Face repo's blobs/ directory .* outside the spec's directory"):
+        _one(project, str(snap.relative_to(project)))
