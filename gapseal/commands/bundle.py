@@ -295,3 +295,42 @@ def extract(
     else:
         _output.stdout.print(f"extracted {kind} {name} ({len(entries)} files) into {out}")
     return 0
+
+
+@app.command("pull")
+def pull(
+    reference: str = typer.Argument(..., help="HOST:PORT/gapseal/NAME:VERSION on an on-site registry."),
+    out: Path = typer.Option(..., "--out", help="The bundle directory to create."),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="Talk plain HTTP (or TLS without certificate checks) to the registry."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
+    json_output: bool = _JSON,
+    quiet: bool = _QUIET,
+) -> int:
+    """Fetch a bundle, its signature and its images from a registry into a directory; then run 'bundle verify'.
+
+    Every blob is checked against its digest while it arrives; --out appears only when everything arrived.
+    """
+    from gapseal.bundler.registry import pull_bundle
+
+    _output.configure(json_output=json_output, quiet=quiet)
+    with _output.progress() as progress:
+        result = pull_bundle(reference, out, insecure=insecure, overwrite=overwrite, progress=progress)
+    doc = {
+        "ok": True,
+        "bundle": str(result.path),
+        "name": result.name,
+        "version": result.version,
+        "manifest_digest": result.manifest_digest,
+        "blobs": result.blobs,
+        "bytes": result.bytes,
+        "signature": result.signature_mode,
+    }
+    if json_output:
+        _output.emit_json(doc)
+    else:
+        _output.stdout.print(f"pulled {reference} into {result.path}: {result.name} {result.version}", highlight=False)
+        _output.stdout.print(f"  manifest {result.manifest_digest}; {result.blobs} blobs, {result.bytes} bytes")
+        _output.stdout.print(f"  not verified yet: run 'gapseal bundle verify {result.path} --key …' next")
+    return 0

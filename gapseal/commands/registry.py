@@ -2,6 +2,53 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
+from gapseal.commands import _output
+
 app = typer.Typer(help="Serve bundles and their images from an on-site OCI registry.", no_args_is_help=True)
+
+
+@app.command("load")
+def load(
+    bundle: Path = typer.Argument(..., help="A bundle directory (unpack a tar first)."),
+    registry: str = typer.Option(
+        ..., "--registry", help="The on-site registry, HOST:PORT (only this host is contacted)."
+    ),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="Talk plain HTTP (or TLS without certificate checks) to the registry."
+    ),
+    key: list[Path] = typer.Option([], "--key", help="A trusted public key (NAME.pub); repeatable."),
+    trust: Path | None = typer.Option(None, "--trust", help="A trust.yaml listing trusted public keys."),
+    concurrency: int = typer.Option(4, "--concurrency", min=1, max=32, help="Blobs in flight at once."),
+    json_output: bool = typer.Option(False, "--json", help="Print the result as one JSON document (implies --quiet)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+) -> int:
+    """Verify BUNDLE, then push its images (NAME:VERSION) and itself (gapseal/BUNDLE:VERSION) to the registry.
+
+    Blobs the registry already has are not sent again: a load that stopped half-way resumes when run again.
+    """
+    from gapseal.bundler.registry import load_bundle, result_dict
+    from gapseal.signing.trust import trusted_keys
+
+    _output.configure(json_output=json_output, quiet=quiet)
+    keys = trusted_keys(key, trust)
+    with _output.progress() as progress:
+        result = load_bundle(bundle, keys, registry, insecure=insecure, concurrency=concurrency, progress=progress)
+    doc = {"ok": True, **result_dict(result)}
+    if json_output:
+        _output.emit_json(doc)
+    else:
+        out = _output.stdout
+        out.print(f"loaded {bundle} into {registry}", highlight=False)
+        out.print(f"  bundle    {result.bundle_reference} (signature as {result.signature_mode})", highlight=False)
+        for name, ref in result.image_references.items():
+            out.print(f"  image     {name}: {ref}", highlight=False)
+        out.print(
+            f"  blobs     {len(result.blobs_sent)} sent ({result.bytes_sent} bytes), "
+            f"{len(result.blobs_present)} already there, {len(result.blobs_mounted)} mounted",
+            highlight=False,
+        )
+    return 0
