@@ -21,6 +21,7 @@ listed. Whoever reads it must check the size again and open it without following
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,12 +102,15 @@ def hf_blobs_dir(path: Path) -> Path | None:
     return None
 
 
+_BAD_NAME_CHAR = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
 def _check_name(name: str, where: Path) -> None:
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
         raise InputError(f"{where}: file name is not valid UTF-8", where=str(where), hint="rename the file") from None
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name) or "\\" in name:
+    if _BAD_NAME_CHAR.search(name):
         raise InputError(
             f"{where}: file name holds a control character or a backslash", where=str(where), hint="rename the file"
         )
@@ -189,14 +193,24 @@ class _Walker:
             except OSError as e:
                 raise InputError(f"{shown_dir}: cannot list: {e.strerror or e}", where=str(shown_dir)) from e
             for entry in entries:
-                shown = shown_dir / entry.name
-                _check_name(entry.name, shown)
+                name = entry.name
+                try:
+                    name.encode("utf-8")
+                    bad = _BAD_NAME_CHAR.search(name) is not None
+                except UnicodeEncodeError:
+                    bad = True
+                if bad:
+                    _check_name(name, shown_dir / name)
                 try:
                     entry_st = entry.stat(follow_symlinks=False)
                 except OSError as e:
-                    raise InputError(f"{shown}: cannot stat: {e.strerror or e}", where=str(shown)) from e
-                child_rel = f"{dir_rel}/{entry.name}" if dir_rel else entry.name
-                self._add(Path(entry.path), entry_st, child_rel, active, pending, shown=shown)
+                    where = shown_dir / name
+                    raise InputError(f"{where}: cannot stat: {e.strerror or e}", where=str(where)) from e
+                child_rel = f"{dir_rel}/{name}" if dir_rel else name
+                if stat.S_ISREG(entry_st.st_mode) and len(self.files) < MAX_FILES:  # the common case, kept cheap
+                    self.files.append(InputFile(rel_path=child_rel, source=Path(entry.path), size=entry_st.st_size))
+                    continue
+                self._add(Path(entry.path), entry_st, child_rel, active, pending, shown=shown_dir / name)
 
     def _add(
         self,
