@@ -145,3 +145,34 @@ def test_schema_file_is_shipped_inside_the_package() -> None:
 
     assert FACTS_SCHEMA_PATH.is_relative_to(Path(gapseal.__file__).parent)
     assert FACTS_SCHEMA_PATH.name == "facts.v1.schema.json"
+
+
+def test_a_failing_collector_yields_unknown_not_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mocked failure (a collector bug cannot be staged for real): the domain is unknown and names the error."""
+    import gapseal.audit.collect as collect_module
+
+    def boom(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("nft segfaulted")
+
+    monkeypatch.setattr(collect_module, "collect_firewall", boom)
+    facts = collect_facts(root=tmp_path, now=NOW)
+    assert facts.firewall.status == "unknown"
+    assert facts.firewall.reason == "collector failed: RuntimeError: nft segfaulted"
+    assert facts.firewall.nftables.status == "unknown"
+    assert facts.firewall.iptables.status == "unknown"
+    assert "firewall" in facts.unknown_domains()
+    assert facts.routes.status == "ok"  # the other domains are still collected
+
+
+def test_cli_active_probe_to_a_loopback_listener(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from gapseal.cli import main
+
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        port = srv.getsockname()[1]
+        assert main(["audit", "collect", "--root", str(tmp_path), "--json", "--probe", f"127.0.0.1:{port}"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    (active,) = [p for p in doc["probes"]["probes"] if p["active"]]
+    assert (active["kind"], active["target"], active["outcome"]) == ("tcp_connect", f"127.0.0.1:{port}", "connected")
+    assert doc["probes"]["active_targets"] == [f"127.0.0.1:{port}"]
