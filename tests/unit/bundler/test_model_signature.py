@@ -190,7 +190,7 @@ def test_api_verify_fails_on_an_edited_payload(tmp_path: Path, key: SigningKey, 
 def test_api_verify_succeeds_for_a_single_file_model(tmp_path: Path, key: SigningKey) -> None:
     """A spec path naming one file becomes a directory holding that file under its basename."""
     (tmp_path / "weights").mkdir()
-    os.link(MINILM / "config.json", tmp_path / "weights" / "config.json")
+    shutil.copyfile(MINILM / "config.json", tmp_path / "weights" / "config.json")
     (tmp_path / "spec.yaml").write_text(
         "apiVersion: gapseal/v1\nkind: Bundle\nmetadata: {name: d, version: 1.0.0}\n"
         "models: [{name: cfg, path: weights/config.json}]\n"
