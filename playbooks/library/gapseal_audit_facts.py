@@ -21,7 +21,11 @@ options:
   probe_timeout: {description: Seconds per active probe., type: float, default: 2.0}
   record: {description: Install record to check instead of ROOT/var/lib/gapseal/installed.json., type: path}
   data_paths: {description: Data directories whose storage to report., type: list, elements: path, default: []}
-  gapseal_venv: {description: Virtualenv gapseal is installed in (its bin/gapseal is run)., type: path}
+  gapseal_venv:
+    description:
+      - Virtualenv gapseal is installed in (its bin/gapseal is run). Without it, gapseal is looked up on PATH,
+        beside the Python interpreter running this module, then in /opt/gapseal/venv/bin and /usr/local/bin.
+    type: path
   executable: {description: Path of the gapseal executable (overrides gapseal_venv)., type: path}
 """
 
@@ -34,6 +38,7 @@ command: {description: The command that was run., type: list, returned: always}
 
 import json  # noqa: E402 - Ansible modules put DOCUMENTATION first
 import os  # noqa: E402
+import sys  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
@@ -63,7 +68,8 @@ def find_executable(module):
     found = module.get_bin_path("gapseal")
     if found:
         return found
-    for candidate in FALLBACK_EXECUTABLES:
+    beside_interpreter = os.path.join(os.path.dirname(sys.executable), "gapseal")  # interpreter is gapseal's venv
+    for candidate in (beside_interpreter, *FALLBACK_EXECUTABLES):
         if os.access(candidate, os.X_OK):
             return candidate
     return None
