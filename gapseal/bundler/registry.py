@@ -139,9 +139,14 @@ def _fail(response: requests.Response, what: str, host: str) -> RegistryError:
     )
 
 
+def _is_registry_host(value: str) -> bool:
+    """A registry host as image references spell it: has a port or a dot, or is ``localhost`` (never a bare name)."""
+    return bool(_HOST.match(value)) and ("." in value or ":" in value or value == "localhost")
+
+
 def parse_registry(value: str) -> str:
     """Check a ``HOST[:PORT]`` given on the command line."""
-    if not _HOST.match(value):
+    if not _is_registry_host(value):
         raise UsageError(f"{value!r} is not a registry address; use HOST:PORT (e.g. 127.0.0.1:5000)")
     return value
 
@@ -428,7 +433,7 @@ def parse_reference(reference: str) -> tuple[str, str, str]:
     """Split ``HOST:PORT/REPO:TAG`` into (host, repo, tag)."""
     host, sep, rest = reference.partition("/")
     repo, _, tag = rest.rpartition(":")
-    if not sep or "/" in tag or not _HOST.match(host) or not _REPO.match(repo) or not _TAG.match(tag):
+    if not sep or "/" in tag or not _is_registry_host(host) or not _REPO.match(repo) or not _TAG.match(tag):
         raise UsageError(
             f"{reference!r} is not a bundle reference; use HOST:PORT/gapseal/NAME:VERSION",
             hint="e.g. 127.0.0.1:5000/gapseal/clinic:1.0.0",

@@ -1,0 +1,263 @@
+"""The on-site registry for real: Debian's docker-registry on loopback, skopeo, and a fault proxy in front.
+
+docker-registry (distribution 2.8) has no referrers API, so the signature goes through the referrers tag schema;
+the referrers-API path is exercised with the fault proxy answering that API (the proxy emulates it; nothing else
+here is emulated).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from gapseal.bundler import layout as oci
+from gapseal.bundler.create import CreatedBundle, create_bundle
+from gapseal.bundler.registry import RegistryError, fallback_tag, load_bundle, pull_bundle
+from gapseal.bundler.verify import verify_bundle
+from gapseal.cli import main
+from gapseal.errors import UsageError, VerificationError
+from tests.bundles import KeyPair, make_keys
+from tests.registry.fixtures import proxy_fixture, registry_fixture  # noqa: F401 - pytest fixtures
+from tests.registry.images import build_busybox, tool, write_image
+from tests.registry.server import FaultProxy, LoopbackRegistry, free_port
+
+pytestmark = pytest.mark.integration
+
+SPEC = """\
+apiVersion: gapseal/v1
+kind: Bundle
+metadata: {name: stack, version: 1.0.0, created: "2026-01-01T00:00:00Z"}
+files:
+  - {name: docs, path: docs}
+images:
+  - {name: app, source: "oci:src:v1"}
+  - {name: busybox, source: "oci:src:bb"}
+"""
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
+    return make_keys(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, keys: KeyPair) -> CreatedBundle:
+    """One bundle for the module: a multi-arch image, a umoci-built busybox, and a file (never modified)."""
+    root = tmp_path_factory.mktemp("stack")
+    write_image(root / "in/src", "v1", ["linux/amd64", "linux/arm64/v8"])
+    build_busybox(root / "in/src", "bb")
+    (root / "in/docs").mkdir()
+    (root / "in/docs/notes.txt").write_text("site notes\n")
+    (root / "in/bundle.yaml").write_text(SPEC)
+    return create_bundle(root / "in/bundle.yaml", keys.private, root / "bundle", link=False)
+
+
+def _blob_count(bundle: CreatedBundle) -> int:
+    """Blobs a load pushes as blobs (everything but the manifests and indexes)."""
+    d = bundle.descriptor
+    blobs = {m.config.digest for i in d.images or [] for m in i.manifests}
+    blobs |= {layer.digest for i in d.images or [] for m in i.manifests for layer in m.layers}
+    blobs |= {e.digest for _, e in d.layers()}
+    index = json.loads((bundle.path / "index.json").read_bytes())
+    sig = next(m for m in index["manifests"] if m.get("artifactType") == oci.ARTIFACT_SIGSTORE)
+    sig_manifest = json.loads((bundle.path / oci.blob_path(sig["digest"])).read_bytes())
+    blobs |= {sig_manifest["config"]["digest"], sig_manifest["layers"][0]["digest"]}
+    manifest = json.loads((bundle.path / oci.blob_path(bundle.manifest_digest)).read_bytes())
+    return len(blobs | {manifest["config"]["digest"]})
+
+
+def _tags(host: str, repo: str) -> list[str]:
+    with urllib.request.urlopen(f"http://{host}/v2/{repo}/tags/list", timeout=10) as r:  # noqa: S310 - loopback
+        return sorted(json.loads(r.read())["tags"] or [])
+
+
+def _status(host: str, path: str) -> int:
+    req = urllib.request.Request(f"http://{host}{path}", method="HEAD")  # noqa: S310 - loopback
+    req.add_header("Accept", oci.MEDIA_MANIFEST)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 - loopback
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+
+
+def test_load_then_pull_gives_back_a_bundle_that_verifies(
+    stack: CreatedBundle, keys: KeyPair, registry: LoopbackRegistry, tmp_path: Path
+) -> None:
+    result = load_bundle(stack.path, [keys.public], registry.host, insecure=True)
+    assert result.signature_mode == "tag-schema"  # distribution 2.8 has no referrers API
+    assert result.bundle_reference == f"{registry.host}/gapseal/stack:1.0.0"
+    assert len(result.blobs_sent) == _blob_count(stack)
+    assert _tags(registry.host, "gapseal/stack") == sorted(["1.0.0", fallback_tag(stack.manifest_digest)])
+
+    # The images are usable straight from the registry, with the digests they had at the source.
+    for image in stack.descriptor.images or []:
+        raw = subprocess.run(
+            [tool("skopeo"), "inspect", "--raw", "--tls-verify=false", f"docker://{registry.host}/{image.name}:1.0.0"],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout
+        assert oci.sha256_digest(raw) == image.digest
+
+    pulled = pull_bundle(f"{registry.host}/gapseal/stack:1.0.0", tmp_path / "pulled", insecure=True)
+    assert pulled.manifest_digest == stack.manifest_digest
+    assert pulled.signature_mode == "tag-schema"
+    verified = verify_bundle(tmp_path / "pulled", [keys.public])
+    assert verified.manifest_digest == stack.manifest_digest
+    assert (tmp_path / "pulled/index.json").read_bytes() == (stack.path / "index.json").read_bytes()
+    ours = sorted(p.name for p in (stack.path / "blobs/sha256").iterdir())
+    assert sorted(p.name for p in (tmp_path / "pulled/blobs/sha256").iterdir()) == ours
+
+
+def test_second_load_sends_no_blob(stack: CreatedBundle, keys: KeyPair, proxy: FaultProxy) -> None:
+    first = load_bundle(stack.path, [keys.public], proxy.host, insecure=True)
+    sent_first = proxy.state.upload_starts()
+    assert sent_first == len(first.blobs_sent) == _blob_count(stack)
+    again = load_bundle(stack.path, [keys.public], proxy.host, insecure=True)
+    assert again.blobs_sent == []
+    assert len(again.blobs_present) == _blob_count(stack)
+    assert proxy.state.upload_starts() == sent_first  # HEAD only, not one upload more
+
+
+def test_interrupted_load_resumes_sending_only_the_missing_blobs(
+    stack: CreatedBundle, keys: KeyPair, proxy: FaultProxy
+) -> None:
+    """The proxy refuses uploads after the third (as a dropped link would); the rerun sends only the rest."""
+    total = _blob_count(stack)
+    proxy.state.refuse_uploads_after = 3
+    with pytest.raises(RegistryError, match=r"uploading blob sha256:[0-9a-f]{64} \(\d+ bytes\) to "):
+        load_bundle(stack.path, [keys.public], proxy.host, insecure=True, concurrency=1)
+    # Nothing looks complete: no image or bundle tag was written, only blobs.
+    assert _status(proxy.state.upstream, "/v2/gapseal/stack/manifests/1.0.0") == 404
+    assert _status(proxy.state.upstream, "/v2/app/manifests/1.0.0") == 404
+    proxy.state.refuse_uploads_after = None
+    before = proxy.state.upload_starts()
+    resumed = load_bundle(stack.path, [keys.public], proxy.host, insecure=True)
+    sent = proxy.state.upload_starts() - before
+    assert sent == len(resumed.blobs_sent) == total - 3
+    assert len(resumed.blobs_present) == 3
+
+
+def test_signature_goes_through_the_referrers_api_when_the_registry_has_it(
+    stack: CreatedBundle, keys: KeyPair, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """The proxy answers the OCI 1.1 referrers API (OCI-Subject header, /referrers/) in front of the real registry."""
+    proxy.state.referrers_api = True
+    result = load_bundle(stack.path, [keys.public], proxy.host, insecure=True)
+    assert result.signature_mode == "referrers"
+    assert _tags(proxy.state.upstream, "gapseal/stack") == ["1.0.0"]  # no tag-schema fallback tag
+    assert list(proxy.state.referrers) == [stack.manifest_digest]
+    pulled = pull_bundle(f"{proxy.host}/gapseal/stack:1.0.0", tmp_path / "pulled", insecure=True)
+    assert pulled.signature_mode == "referrers"
+    assert proxy.state.count("GET", r"/referrers/sha256:") >= 1
+    verify_bundle(tmp_path / "pulled", [keys.public])
+
+
+def test_corrupt_blob_from_the_registry_is_rejected_naming_it(
+    stack: CreatedBundle, keys: KeyPair, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    load_bundle(stack.path, [keys.public], proxy.host, insecure=True)
+    busybox = next(i for i in stack.descriptor.images or [] if i.name == "busybox")
+    layer = busybox.manifests[0].layers[0].digest
+    proxy.state.corrupt_blob = layer
+    with pytest.raises(RegistryError, match=rf"returned blob {layer} of busybox with other content: it hashes to"):
+        pull_bundle(f"{proxy.host}/gapseal/stack:1.0.0", tmp_path / "pulled", insecure=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["registry"]  # nothing half-written beside --out
+
+
+def test_registry_not_running_is_refused_at_once(stack: CreatedBundle, keys: KeyPair, tmp_path: Path) -> None:
+    host = f"127.0.0.1:{free_port()}"
+    start = time.monotonic()
+    with pytest.raises(RegistryError, match=rf"cannot reach the registry at {host}: connection refused") as e:
+        load_bundle(stack.path, [keys.public], host, insecure=True)
+    assert "check --registry" in (e.value.hint or "")
+    with pytest.raises(RegistryError, match="connection refused"):
+        pull_bundle(f"{host}/gapseal/stack:1.0.0", tmp_path / "pulled", insecure=True)
+    assert time.monotonic() - start < 10
+    assert not (tmp_path / "pulled").exists()
+
+
+def test_wrong_port_that_is_not_a_registry_is_refused(
+    stack: CreatedBundle, keys: KeyPair, registry: LoopbackRegistry
+) -> None:
+    """A TLS client against the plain-HTTP registry: the registry refuses the handshake; named, with a hint."""
+    with pytest.raises(RegistryError, match=f"TLS failed with {registry.host}") as e:
+        load_bundle(stack.path, [keys.public], registry.host)
+    assert "--insecure" in (e.value.hint or "")
+
+
+def test_pull_of_an_unknown_bundle_says_not_found(registry: LoopbackRegistry, tmp_path: Path) -> None:
+    with pytest.raises(RegistryError, match=r"gapseal/nope:1\.0\.0: not found"):
+        pull_bundle(f"{registry.host}/gapseal/nope:1.0.0", tmp_path / "pulled", insecure=True)
+    assert not (tmp_path / "pulled").exists()
+
+
+@pytest.mark.parametrize("reference", ["gapseal/stack:1.0.0", "127.0.0.1:5000/gapseal/stack", "127.0.0.1:5000/A:1"])
+def test_malformed_references_are_usage_errors(reference: str, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="is not a bundle reference"):
+        pull_bundle(reference, tmp_path / "pulled")
+
+
+def test_tampered_bundle_is_not_loaded_and_nothing_is_sent(
+    stack: CreatedBundle, keys: KeyPair, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-a", str(stack.path), str(copy)], check=True)  # noqa: S607 - coreutils
+    busybox = next(i for i in stack.descriptor.images or [] if i.name == "busybox")
+    layer = copy / oci.blob_path(busybox.manifests[0].layers[0].digest)
+    data = layer.read_bytes()
+    layer.write_bytes(data[:-1] + bytes([data[-1] ^ 0x01]))
+    with pytest.raises(VerificationError, match=r"image busybox layer 0 \(sha256:[0-9a-f]{64}\) is corrupt"):
+        load_bundle(copy, [keys.public], proxy.host, insecure=True)
+    assert proxy.state.requests == []
+
+
+def test_cli_load_and_pull(
+    stack: CreatedBundle,
+    keys: KeyPair,
+    registry: LoopbackRegistry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ["registry", "load", str(stack.path), "--registry", registry.host, "--insecure"]
+    assert main([*args, "--key", str(keys.public_path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] is True
+    assert doc["blobs_sent"] == _blob_count(stack)
+    assert doc["signature"] == "tag-schema"
+    ref = f"{registry.host}/gapseal/stack:1.0.0"
+    assert main(["bundle", "pull", ref, "--out", str(tmp_path / "pulled"), "--insecure", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["manifest_digest"] == stack.manifest_digest
+    state = ["--state-file", str(tmp_path / "state.json")]
+    assert main(["bundle", "verify", str(tmp_path / "pulled"), "--key", str(keys.public_path), *state, "-q"]) == 0
+    dead = f"127.0.0.1:{free_port()}"
+    assert (
+        main(["registry", "load", str(stack.path), "--registry", dead, "--insecure", "--key", str(keys.public_path)])
+        == 1
+    )
+    assert "connection refused" in capsys.readouterr().err
+
+
+def test_image_from_a_registry_source_keeps_its_digest(
+    stack: CreatedBundle, keys: KeyPair, registry: LoopbackRegistry, tmp_path: Path
+) -> None:
+    """A docker:// source (the loopback registry, the only host named) is copied byte for byte."""
+    load_bundle(stack.path, [keys.public], registry.host, insecure=True)
+    app = next(i for i in stack.descriptor.images or [] if i.name == "app")
+    (tmp_path / "in").mkdir()
+    spec = tmp_path / "in/bundle.yaml"
+    spec.write_text(
+        "apiVersion: gapseal/v1\nkind: Bundle\n"
+        'metadata: {name: remote, version: 2.0.0, created: "2026-01-01T00:00:00Z"}\n'
+        f"images:\n  - {{name: app, source: 'docker://{registry.host}/app:1.0.0', insecure: true}}\n"
+    )
+    created = create_bundle(spec, keys.private, tmp_path / "b")
+    image = (created.descriptor.images or [])[0]
+    assert (image.digest, image.platforms) == (app.digest, app.platforms)
+    verify_bundle(created.path, [keys.public])
