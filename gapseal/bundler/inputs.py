@@ -134,12 +134,21 @@ class _Walker:
         ``shown`` is the path to name in messages (the lexical one when ``link`` lies under a followed link).
         """
         shown = shown or link
+        in_snapshot = (
+            self.hf_blobs_real is not None and self.hf_blobs is not None and hf_blobs_dir(link) == self.hf_blobs
+        )
+        if not in_snapshot and not self.follow:
+            raise InputError(
+                f"{shown}: is a symlink (to {os.readlink(link)}); inputs must be regular files and directories",
+                where=str(shown),
+                hint="replace the link with the file, or pass --follow-symlinks to read through links",
+            )
         try:
             real = link.resolve(strict=True)
+            st = real.stat()
         except (OSError, RuntimeError) as e:
             raise InputError(f"{shown}: symlink cannot be resolved (dangling or a loop): {e}", where=str(shown)) from e
-        st = real.stat()
-        if self.hf_blobs_real is not None and self.hf_blobs is not None and hf_blobs_dir(link) == self.hf_blobs:
+        if in_snapshot and self.hf_blobs_real is not None:
             if not self._inside(self.hf_blobs_real, self.spec_dir):
                 raise InputError(
                     f"{shown}: the Hugging Face repo's blobs/ directory {self.hf_blobs} resolves to "
@@ -160,12 +169,6 @@ class _Walker:
                     where=str(shown),
                 )
             return real, st
-        if not self.follow:
-            raise InputError(
-                f"{shown}: is a symlink (to {os.readlink(link)}); inputs must be regular files and directories",
-                where=str(shown),
-                hint="replace the link with the file, or pass --follow-symlinks to read through links",
-            )
         if not self._inside(real, self.spec_dir):
             raise InputError(
                 f"{shown}: symlink resolves to {real}, outside the spec's directory {self.spec_dir}",

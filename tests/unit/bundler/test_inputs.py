@@ -372,3 +372,10 @@ def test_hf_blobs_dir_linked_from_outside_the_spec_dir_is_refused(tmp_path: Path
     blobs.symlink_to(tmp_path / "elsewhere-blobs")
     with pytest.raises(InputError, match=r"the Hugging Face repo's blobs/ directory .* outside the spec's directory"):
         _one(project, str(snap.relative_to(project)))
+
+
+def test_dangling_symlink_without_follow_is_refused_as_a_symlink(tmp_path: Path) -> None:
+    _write(tmp_path, "m/w.bin")
+    (tmp_path / "m/gone").symlink_to("nowhere")
+    with pytest.raises(InputError, match=r"m/gone: is a symlink \(to nowhere\)"):
+        _one(tmp_path, "m")
