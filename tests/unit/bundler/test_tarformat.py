@@ -174,6 +174,19 @@ def test_sizes_of_8_gib_and_more_use_base_256_and_only_then() -> None:
     assert encode_header("small", is_dir=False, size=big - 1, mtime=MTIME)[124:136] == b"77777777777\x00"
 
 
+def test_gnu_tar_reads_the_base_256_size_form(tmp_path: Path) -> None:
+    """Interop for members of 8 GiB and more: GNU tar reads a base-256 size in a ustar header (shown on 5 bytes)."""
+    header = bytearray(encode_header("x", is_dir=False, size=5, mtime=MTIME))
+    header[124:136] = b"\x80" + (5).to_bytes(11, "big")
+    refix_checksum(header)
+    data = bytes(header) + b"hello" + bytes(BLOCK - 5) + bytes(2 * BLOCK)
+    archive = tmp_path / "b256.tar"
+    archive.write_bytes(data + bytes(-len(data) % RECORD))
+    listing = subprocess.run(["tar", "tvf", str(archive)], check=True, capture_output=True, text=True).stdout
+    assert listing.split()[2:3] == ["5"]
+    assert listing.split()[-1] == "x"
+
+
 def test_writer_refuses_unsafe_names_and_disorder() -> None:
     for bad in ["/abs", "a/../b", "./a", "a//b", "sp ace", ""]:
         with pytest.raises(ValueError, match="unsafe member name"):
