@@ -25,7 +25,7 @@ test_success_egress_001_no_default_route if {
 	count(fixtures.of_rule(egress.deny, "EGRESS-001")) == 0
 }
 
-input_success_egress_001_allowlisted_gateway := fixtures.host_with({"routes": object.union(fixtures.routes_ok, {"default_routes": [default_route]})})
+input_success_egress_001_allowlisted_gateway := fixtures.host_with({"routes": fixtures.with_keys(fixtures.routes_ok, {"default_routes": [default_route]})})
 
 test_success_egress_001_allowlisted_gateway if {
 	count(fixtures.of_rule(egress.deny, "EGRESS-001")) == 0 with data.allowlist.default_route_gateways as ["10.231.1.1"]
@@ -71,7 +71,7 @@ link_local := fixtures.net(
 	"fe800000000000000000000000000000", "fe80000000000000ffffffffffffffff", "link_local",
 )
 
-input_success_egress_002_enclave_and_link_local_routes := fixtures.host_with({"routes": object.union(fixtures.routes_ok, {"forwarding_routes": [
+input_success_egress_002_enclave_and_link_local_routes := fixtures.host_with({"routes": fixtures.with_keys(fixtures.routes_ok, {"forwarding_routes": [
 	fixtures.route(fixtures.enclave_net, null, "veth1", false),
 	fixtures.route(link_local, null, "veth1", false),
 ]})})
@@ -80,7 +80,7 @@ test_success_egress_002_enclave_and_link_local_routes if {
 	count(fixtures.of_rule(egress.deny, "EGRESS-002")) == 0
 }
 
-input_fail_egress_002_route_beyond_enclave := fixtures.host_with({"routes": object.union(fixtures.routes_ok, {"forwarding_routes": [
+input_fail_egress_002_route_beyond_enclave := fixtures.host_with({"routes": fixtures.with_keys(fixtures.routes_ok, {"forwarding_routes": [
 	fixtures.route(fixtures.enclave_net, null, "veth1", false),
 	fixtures.route(public_net, "10.231.1.1", "veth1", false),
 ]})})
@@ -108,8 +108,8 @@ test_fail_egress_002_enclave_narrowed if {
 }
 
 # An annotation from gapseal's evaluator (enclave: false) decides, whatever the hex bounds say.
-input_fail_egress_002_evaluator_annotation := fixtures.host_with({"routes": object.union(fixtures.routes_ok, {"forwarding_routes": [
-	fixtures.route(object.union(fixtures.enclave_net, {"enclave": false}), null, "veth1", false),
+input_fail_egress_002_evaluator_annotation := fixtures.host_with({"routes": fixtures.with_keys(fixtures.routes_ok, {"forwarding_routes": [
+	fixtures.route(fixtures.with_keys(fixtures.enclave_net, {"enclave": false}), null, "veth1", false),
 ]})})
 
 test_fail_egress_002_evaluator_annotation if {
@@ -126,7 +126,7 @@ test_fail_egress_002_routes_unknown if {
 
 # ------------------------------------------------------------------ EGRESS-003 output policy
 
-nft_with(changes) := fixtures.with_key(fixtures.firewall_ok, "nftables", object.union(fixtures.firewall_ok.nftables, changes))
+nft_with(changes) := fixtures.with_key(fixtures.firewall_ok, "nftables", fixtures.with_keys(fixtures.firewall_ok.nftables, changes))
 
 input_success_egress_003_separate_ip_and_ip6_chains := fixtures.host_with({"firewall": nft_with({"output_policy": {"ip": "drop", "ip6": "drop"}})})
 
@@ -213,7 +213,7 @@ extra_chain := {
 
 input_fail_egress_004_accept_anything_in_jumped_chain := fixtures.host_with({"firewall": nft_with({
 	"rules": array.concat(fixtures.firewall_ok.nftables.rules, [
-		object.union(fixtures.nft_rule("output", "jump", []), {"target": "extra"}),
+		fixtures.with_keys(fixtures.nft_rule("output", "jump", []), {"target": "extra"}),
 		fixtures.nft_rule("extra", "accept", []),
 	]),
 	"chains": array.concat(fixtures.firewall_ok.nftables.chains, [extra_chain]),
@@ -230,7 +230,7 @@ test_fail_egress_004_accept_anything_in_jumped_chain if {
 
 input_fail_egress_004_negated_match := fixtures.host_with({"firewall": nft_with({"rules": array.concat(
 	fixtures.firewall_ok.nftables.rules,
-	[object.union(fixtures.nft_rule("output", "accept", [fixtures.enclave_net]), {"negated": true})],
+	[fixtures.with_keys(fixtures.nft_rule("output", "accept", [fixtures.enclave_net]), {"negated": true})],
 )})})
 
 test_fail_egress_004_negated_match if {
@@ -244,7 +244,7 @@ test_fail_egress_004_negated_match if {
 
 input_fail_egress_004_oifname_not_lo := fixtures.host_with({"firewall": nft_with({"rules": array.concat(
 	fixtures.firewall_ok.nftables.rules,
-	[object.union(fixtures.nft_rule("output", "accept", []), {"oifname": ["lo", "eth0"]})],
+	[fixtures.with_keys(fixtures.nft_rule("output", "accept", []), {"oifname": ["lo", "eth0"]})],
 )})})
 
 test_fail_egress_004_oifname_not_lo if {
@@ -277,7 +277,7 @@ test_success_egress_005_unreachable if {
 	count(fixtures.of_rule(egress.deny, "EGRESS-005")) == 0
 }
 
-input_fail_egress_005_probe_routed := fixtures.host_with({"probes": object.union(fixtures.probes_ok, {
+input_fail_egress_005_probe_routed := fixtures.host_with({"probes": fixtures.with_keys(fixtures.probes_ok, {
 	"probes": array.concat(fixtures.probes_ok.probes, [leaky_probe]),
 	"egress_possible": true,
 })})
@@ -337,7 +337,7 @@ test_fail_egress_006_proxy_unknown if {
 
 outside_resolver := {"address": "198.51.100.53", "address_class": "documentation", "origin": "resolved.conf:FallbackDNS"}
 
-leaky_dns := object.union(fixtures.dns_ok, {"nameservers": [fixtures.dns_ok.nameservers[0], outside_resolver]})
+leaky_dns := fixtures.with_keys(fixtures.dns_ok, {"nameservers": [fixtures.dns_ok.nameservers[0], outside_resolver]})
 
 input_success_egress_007_internal_resolver := fixtures.host_with({"dns": leaky_dns})
 
