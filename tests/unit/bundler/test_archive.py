@@ -109,6 +109,54 @@ def test_gnu_tar_lists_sorted_members_with_fixed_owner_and_mode(tmp_path: Path, 
         assert perms in ("drwxr-xr-x", "-rw-r--r--")
 
 
+def test_skopeo_reads_the_pack_as_an_oci_archive(tmp_path: Path) -> None:
+    """Interop: the transport tar is a plain OCI layout archive; the real skopeo reads and copies an image from it."""
+    if shutil.which("skopeo") is None:
+        pytest.skip("skopeo is not installed (scripts/system-deps.sh installs it)")
+    root = tmp_path / "layout"
+    (root / "blobs" / "sha256").mkdir(parents=True)
+
+    def put(data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        (root / "blobs" / "sha256" / digest).write_bytes(data)
+        return digest
+
+    config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": f"sha256:{put(config)}",
+                "size": len(config),
+            },
+            "layers": [],
+        }
+    ).encode()
+    manifest_digest = put(manifest)
+    entry = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": f"sha256:{manifest_digest}",
+        "size": len(manifest),
+        "annotations": {"org.opencontainers.image.ref.name": "v1"},
+    }
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
+    (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    out = pack_layout(root, tmp_path / "b.tar", mtime=MTIME).out
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--raw", f"oci-archive:{out}:v1"], check=True, capture_output=True, timeout=60
+    ).stdout
+    assert json.loads(raw) == json.loads(manifest)
+    subprocess.run(
+        ["skopeo", "copy", "-q", f"oci-archive:{out}:v1", f"oci:{tmp_path / 'copied'}:v1"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    assert (tmp_path / "copied" / "blobs" / "sha256" / manifest_digest).exists()
+
+
 def test_pack_refuses_to_overwrite_unless_asked(tmp_path: Path, layout: Path) -> None:
     out = tmp_path / "b.tar"
     out.write_bytes(b"precious")
