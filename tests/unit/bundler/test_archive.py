@@ -302,6 +302,19 @@ def test_split_sidecars_check_with_sha256sum(tmp_path: Path, split: list[Path]) 
     assert all(r.sha256 == hashlib.sha256(p.read_bytes()).hexdigest() for r, p in zip(listed.parts, split, strict=True))
 
 
+def test_pack_result_as_dict_lists_every_part(tmp_path: Path, layout: Path) -> None:
+    (tmp_path / "out").mkdir()
+    result = pack_layout(layout, tmp_path / "out" / "b.tar", mtime=MTIME, part_size=PART)
+    doc = result.as_dict()
+    assert doc["out"] == str(tmp_path / "out" / "b.part0001.tar")
+    parts = doc["parts"]
+    assert isinstance(parts, list)
+    assert [p["name"] for p in parts] == [p.path.name for p in result.parts]
+    assert all(p["sha256"] == hashlib.sha256(Path(p["path"]).read_bytes()).hexdigest() for p in parts)
+    assert doc["total_bytes"] == sum(p["size"] for p in parts)
+    assert doc["sidecars"] == [str(tmp_path / "out" / "b.parts.json"), str(tmp_path / "out" / "b.SHA256SUMS")]
+
+
 def test_split_is_deterministic(tmp_path: Path, layout: Path, split: list[Path]) -> None:
     (tmp_path / "again").mkdir()
     second = pack_layout(layout, tmp_path / "again" / "b.tar", mtime=MTIME, part_size=PART)
