@@ -124,13 +124,14 @@ def collect_facts(
         raise AuditError(f"root {root} is not a directory", where=str(root))
     store = RawStore()
     netns = own_netns(proc)
-    processes: ProcessesFacts = _guard("processes", progress, lambda: collect_processes(store, proc, netns))
-    units: list[Unit] = _guard("units", progress, lambda: load_units(root))
-    if not isinstance(units, list):
-        units = []
     given = installed_record if isinstance(installed_record, InstalledRecord) else None
     record_path = installed_record if isinstance(installed_record, Path) else root / RECORD_RELATIVE_PATH
     record = given or read_install_record(record_path)[0]
+    build_dirs = [str(p) for p, role in record_paths(root, record) if role == "install"]
+    processes: ProcessesFacts = _guard("processes", progress, lambda: collect_processes(store, proc, netns, build_dirs))
+    units: list[Unit] = _guard("units", progress, lambda: load_units(root))
+    if not isinstance(units, list):
+        units = []
 
     def integrity() -> IntegrityFacts:
         return collect_integrity(store, root, record=given, record_path=record_path, progress=progress)
@@ -164,7 +165,7 @@ def collect_facts(
             progress,
             lambda: run_probes(store, route_targets=route_targets, active=probes, timeout=probe_timeout),
         ),
-        telemetry=_guard("telemetry", progress, lambda: collect_telemetry(store, processes, units, root)),
+        telemetry=_guard("telemetry", progress, lambda: collect_telemetry(store, processes, units, root, build_dirs)),
         storage=_guard("storage", progress, storage),
         integrity=_guard("integrity", progress, integrity),
         ssh=_guard("ssh", progress, lambda: collect_ssh(store, root)),

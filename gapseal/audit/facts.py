@@ -379,7 +379,7 @@ class ProcessInfo(_Model):
     """``/proc/<pid>/cmdline`` split into arguments."""
     services: list[str] = Field(default_factory=list)
     """Inference services recognised from the command line (``vllm``, ``tgi``, ``ollama``, ``llama.cpp``,
-    ``open-webui``, ``gradio``, ``huggingface``)."""
+    ``open-webui``, ``gradio``, ``huggingface``), or ``gapseal-service`` for a program of an installed build."""
     environment: dict[str, str] = Field(default_factory=dict)
     """Only the proxy and telemetry variables from ``/proc/<pid>/environ`` (never the whole environment)."""
     environ_readable: bool
@@ -531,7 +531,8 @@ class InferenceService(_Model):
     """An inference service found running or configured, with its telemetry switches."""
 
     service: str
-    """``vllm``, ``tgi``, ``ollama``, ``llama.cpp``, ``open-webui``, ``gradio``, ``huggingface``."""
+    """``vllm``, ``tgi``, ``ollama``, ``llama.cpp``, ``open-webui``, ``gradio``, ``huggingface``,
+    ``gapseal-service`` (a program of an installed build, of no known kind)."""
     origin: Literal["process", "systemd_unit"]
     """``process``: a running process; ``systemd_unit``: a unit file (what would run at boot)."""
     location: str

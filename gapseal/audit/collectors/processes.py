@@ -8,6 +8,7 @@ recognised as inference services are reported, each with just the proxy and tele
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +87,13 @@ def relevant(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in sorted(env.items()) if k in TELEMETRY_VARIABLES or is_proxy_variable(k)}
 
 
-def collect_processes(store: RawStore, proc: Path = Path("/proc"), netns: str | None = None) -> ProcessesFacts:
-    """Find inference processes in the collector's namespace (or ``netns``) and their relevant environment."""
+def collect_processes(
+    store: RawStore, proc: Path = Path("/proc"), netns: str | None = None, build_dirs: Sequence[str] = ()
+) -> ProcessesFacts:
+    """Find inference processes in the collector's namespace (or ``netns``) and their relevant environment.
+
+    ``build_dirs``: installed build directories; a program started from one is a ``gapseal-service``.
+    """
     trace = Trace(store)
     ns = netns or own_netns(proc)
     if not proc.is_dir() or not any(p.name.isdigit() for p in proc.iterdir()):
@@ -101,7 +107,7 @@ def collect_processes(store: RawStore, proc: Path = Path("/proc"), netns: str | 
     for e in entries:
         data = _read(proc / str(e.pid) / "environ")
         env = parse_environ(data) if data is not None else {}
-        services = recognise(e.cmdline, env)
+        services = recognise(e.cmdline, env, build_dirs)
         if not services:
             continue
         trace.read(proc / str(e.pid) / "cmdline", kind="procfs")

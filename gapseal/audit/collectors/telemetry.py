@@ -18,6 +18,9 @@ The switches (variable names exactly as each project documents them), and where 
 | open-webui  | chroma telemetry     | ANONYMIZED_TELEMETRY=false                   | [7]    |
 | open-webui  | offline              | OFFLINE_MODE=true                            | [8]    |
 | gradio      | analytics            | GRADIO_ANALYTICS_ENABLED=False               | [9]    |
+| gapseal-service | hub telemetry    | HF_HUB_DISABLE_TELEMETRY=1, HF_HUB_OFFLINE=1 | [2]    |
+| gapseal-service | hub offline      | HF_HUB_OFFLINE=1                             | [2]    |
+| gapseal-service | do not track     | DO_NOT_TRACK=1                               | [1][7] |
 
 [1] vllm-project/vllm docs/usage/usage_stats.md, "Opting out": VLLM_NO_USAGE_STATS or DO_NOT_TRACK.
 [2] huggingface_hub docs, package_reference/environment_variables: HF_HUB_OFFLINE (no HTTP calls to the Hub),
@@ -32,13 +35,20 @@ The switches (variable names exactly as each project documents them), and where 
 [8] docs.openwebui.com reference/env-configuration, OFFLINE_MODE: disables update checks and model downloads.
 [9] gradio guides "Environment Variables": GRADIO_ANALYTICS_ENABLED, options "True", "False".
 
+``gapseal-service`` is a service of no known kind that gapseal installed: a program started from an installed build
+directory (from the install record), or one whose ``GAPSEAL_SERVICE`` names no known kind. It gets the switches every
+gapseal unit sets: the Hugging Face hub ones and the cross-tool DO_NOT_TRACK convention vLLM [1] and Open WebUI [7]
+honour.
+
 A switch whose variable starts with ``--`` is a command-line flag. A service is recognised from its command line,
-or named explicitly by ``GAPSEAL_SERVICE=<name>[,<name>]`` in its environment (gapseal's own units set it).
+from its program's location in an installed build directory, or named explicitly by
+``GAPSEAL_SERVICE=<name>[,<name>]`` in its environment.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +108,11 @@ REQUIREMENTS: dict[str, list[tuple[str, list[Switch]]]] = {
         ("offline", [Switch("OFFLINE_MODE", "true")]),
     ],
     "gradio": [("analytics", [Switch("GRADIO_ANALYTICS_ENABLED", "false")])],
+    "gapseal-service": [
+        ("hub telemetry", [Switch("HF_HUB_DISABLE_TELEMETRY", "1"), Switch("HF_HUB_OFFLINE", "1")]),
+        ("hub offline", [Switch("HF_HUB_OFFLINE", "1")]),
+        ("do not track", [Switch("DO_NOT_TRACK", "1")]),
+    ],
 }
 
 TELEMETRY_VARIABLES = frozenset(
@@ -130,13 +145,13 @@ _MODULES = {
 }
 
 
-def recognise(cmdline: list[str], environment: dict[str, str]) -> list[str]:
-    """Name the inference services a command line (or a ``GAPSEAL_SERVICE`` marker) shows, sorted."""
+def recognise(cmdline: list[str], environment: dict[str, str], build_dirs: Sequence[str] = ()) -> list[str]:
+    """Name the inference services a command line, a ``GAPSEAL_SERVICE`` marker or an installed program shows."""
     found: set[str] = set()
     for name in environment.get(SERVICE_MARKER, "").split(","):
         name = name.strip()
         if name:
-            found.add(name if name in REQUIREMENTS else "huggingface")
+            found.add(name if name in REQUIREMENTS else "gapseal-service")
     args = cmdline[:8]
     for i, arg in enumerate(args):
         base = os.path.basename(arg)
@@ -148,7 +163,13 @@ def recognise(cmdline: list[str], environment: dict[str, str]) -> list[str]:
                 found.add(_MODULES[module])
         if ":" in arg and arg.split(".", 1)[0] in _MODULES and not arg.startswith("-"):  # uvicorn open_webui.main:app
             found.add(_MODULES[arg.split(".", 1)[0]])
+    if not found and any(_under(arg, d) for arg in cmdline[:2] for d in build_dirs):
+        found.add("gapseal-service")
     return sorted(found)
+
+
+def _under(path: str, directory: str) -> bool:
+    return os.path.isabs(path) and (path + "/").startswith(directory.rstrip("/") + "/")
 
 
 def _flag_value(cmdline: list[str], flag: str) -> str | None:
@@ -181,7 +202,9 @@ def evaluate(service: str, environment: dict[str, str] | None, cmdline: list[str
     return out
 
 
-def collect_telemetry(store: RawStore, processes: ProcessesFacts, units: list[Unit], root: Path) -> TelemetryFacts:
+def collect_telemetry(
+    store: RawStore, processes: ProcessesFacts, units: list[Unit], root: Path, build_dirs: Sequence[str] = ()
+) -> TelemetryFacts:
     """Telemetry switches of every inference process (this namespace) and every inference systemd unit."""
     trace = Trace(store)
     services: list[InferenceService] = []
@@ -200,7 +223,7 @@ def collect_telemetry(store: RawStore, processes: ProcessesFacts, units: list[Un
                 )
             )
     for unit in units:
-        names = recognise(unit.exec_start, unit.environment)
+        names = recognise(unit.exec_start, unit.environment, build_dirs)
         if not names:
             continue
         for f in unit.files:

@@ -200,7 +200,7 @@ def test_telemetry_of_unit_files(tmp_path: Path) -> None:
         (["uvicorn", "open_webui.main:app", "--host", "0.0.0.0"], {}, ["open-webui"]),  # noqa: S104
         (["text-generation-launcher", "--model-id", "x"], {}, ["tgi"]),
         (["python3", "app.py"], {"GAPSEAL_SERVICE": "gradio"}, ["gradio"]),
-        (["python3", "serve.py"], {"GAPSEAL_SERVICE": "embeddings"}, ["huggingface"]),
+        (["python3", "serve.py"], {"GAPSEAL_SERVICE": "embeddings"}, ["gapseal-service"]),
         (["python3", "-m", "http.server"], {}, []),
         (["/usr/bin/bash", "-c", "echo vllm"], {}, []),
     ],
@@ -314,3 +314,19 @@ def test_logging_on_empty_root(tmp_path: Path) -> None:
 )  # fmt: skip
 def test_parse_timespan(text: str, seconds: int | None) -> None:
     assert parse_timespan(text) == seconds
+
+
+def test_programs_of_an_installed_build_are_gapseal_services(tmp_path: Path) -> None:
+    build = "/srv/host1/opt/gapseal/builds/server/cpu"
+    assert recognise(["/usr/bin/python3", f"{build}/bin/embed-server", "--port", "8080"], {}, [build]) == [
+        "gapseal-service"
+    ]
+    assert recognise([f"{build}/bin/llama-server", "-m", "x"], {}, [build]) == ["llama.cpp"]  # known kind wins
+    assert recognise(["/usr/bin/python3", f"{build}x/bin/embed-server"], {}, [build]) == []  # sibling dir
+    assert recognise(["/usr/bin/python3", "bin/embed-server"], {}, [build]) == []  # relative: unknowable
+    write(tmp_path, "etc/systemd/system/gapseal-embed.service",
+          f"[Service]\nEnvironment=HF_HUB_OFFLINE=1 DO_NOT_TRACK=1\nExecStart={build}/bin/embed-server\n")  # fmt: skip
+    f = collect_telemetry(RawStore(), NO_PROCESSES, load_units(tmp_path), tmp_path, [build])
+    (svc,) = f.services
+    assert (svc.service, svc.telemetry_disabled) == ("gapseal-service", True)
+    assert {r.purpose for r in svc.requirements} == {"hub telemetry", "hub offline", "do not track"}

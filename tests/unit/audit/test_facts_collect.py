@@ -109,6 +109,13 @@ SERVER = (
 )
 
 
+# a loopback-only service started from the installed build directory (recognised as a gapseal-service)
+EMBED = (
+    f"#!{sys.executable}\nimport socket, time\n"
+    "s = socket.create_server(('127.0.0.1', 8081))\nprint('ready', flush=True)\ntime.sleep(300)\n"
+)
+
+
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Host, Host]]:
     tag = os.getpid()
@@ -118,6 +125,12 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Host, Host
         for h in (clean, leaky):
             h.up()
             base_config(h.root)
+        for h, env in ((clean, {"HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"}),
+                       (leaky, {})):  # fmt: skip
+            embed = h.root / "opt/gapseal/builds/server/cpu/bin/embed-server"  # a program of the installed build
+            write(h.root, str(embed.relative_to(h.root)), EMBED)
+            embed.chmod(0o755)
+            h.spawn([str(embed), "--port", "8081"], {"PATH": "/usr/bin:/bin", **env})
         rules = clean.root / "lockdown.nft"
         rules.write_text(LOCKDOWN)
         assert clean.run("nft", "-f", str(rules)).returncode == 0
@@ -146,6 +159,10 @@ def test_clean_host_facts(hosts: tuple[Host, Host]) -> None:
     assert f["proxy"]["proxies"] == []
     assert f["sockets"]["exposed"] == []
     assert f["telemetry"]["violations"] == []
+    (svc,) = f["telemetry"]["services"]
+    assert (svc["service"], svc["origin"], svc["telemetry_disabled"]) == ("gapseal-service", "process", True)
+    assert svc["location"] == f"pid:{clean.procs[0].pid}"
+    assert [(s["address"], s["port"]) for s in f["sockets"]["listening"]] == [("127.0.0.1", 8081)]
     assert (f["integrity"]["status"], f["integrity"]["checked"], f["integrity"]["failures"]) == ("ok", 3, [])
     assert f["integrity"]["manifest_digest"] == "sha256:" + "ab" * 32
     assert f["ssh"]["password_authentication"] == "no"
@@ -167,10 +184,16 @@ def test_leaky_host_shows_exactly_its_leaks(hosts: tuple[Host, Host]) -> None:
     }  # fmt: skip
     assert [(p["variable"], p["origin"]) for p in f["proxy"]["proxies"]] == [("https_proxy", "etc_environment")]
     (exposed,) = f["sockets"]["exposed"]
+    embed, vllm = (p.pid for p in leaky.procs)
     assert (exposed["port"], exposed["bind_scope"]) == (8000, "all")
-    assert exposed["processes"][0]["pid"] == leaky.procs[0].pid
-    pid = leaky.procs[0].pid
-    assert sorted(f["telemetry"]["violations"]) == [f"vllm@pid:{pid}: hub offline", f"vllm@pid:{pid}: usage statistics"]
+    assert exposed["processes"][0]["pid"] == vllm
+    assert sorted(f["telemetry"]["violations"]) == [
+        f"gapseal-service@pid:{embed}: do not track",
+        f"gapseal-service@pid:{embed}: hub offline",
+        f"gapseal-service@pid:{embed}: hub telemetry",
+        f"vllm@pid:{vllm}: hub offline",
+        f"vllm@pid:{vllm}: usage statistics",
+    ]
     assert f["integrity"]["failures"] == [f"modified: {leaky.root}/opt/gapseal/models/minilm/model.safetensors"]
     assert f["firewall"]["nftables"]["output_policy"] == {}
 
