@@ -328,6 +328,7 @@ def _image_component(image: ImportedImage) -> ImageComponent:
         size=image.size,
         media_type=image.media_type,
         source_digest=image.source_digest,
+        converted_from=image.converted_from,
         platforms=[m.platform for m in image.manifests if m.platform is not None],
         manifests=[
             ImageManifest(

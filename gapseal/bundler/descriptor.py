@@ -98,7 +98,12 @@ class ImageComponent(_Model):
     digest: str = Field(description="Digest of the stored top document (index or manifest).")
     size: int = Field(ge=0, description="Size of the stored top document in bytes.")
     media_type: str = Field(description="Media type of the stored top document.")
-    source_digest: str = Field(description="Digest of the source's top document; differs when platforms were dropped.")
+    source_digest: str = Field(
+        description="Digest of the source's top document; differs when platforms were dropped or Docker converted."
+    )
+    converted_from: str | None = Field(
+        default=None, description="Docker media type of the source's top document when it was converted to OCI."
+    )
     platforms: list[str] = Field(description="Platforms kept, os/arch[/variant] (empty when the source names none).")
     manifests: list[ImageManifest] = Field(description="The manifest, or every kept platform manifest of the index.")
 

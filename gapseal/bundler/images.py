@@ -2,8 +2,11 @@
 
 Sources (as a spec writes them): ``oci:DIR[:TAG]``, ``oci-archive:FILE``, ``docker-archive:FILE`` and
 ``docker://HOST[:PORT]/REPO:TAG``. skopeo (``copy --all --preserve-digests``) reads every source into a scratch OCI
-layout, so manifests, indexes and layers keep their digests (a ``docker-archive`` has no manifest of its own: the
-one skopeo writes for it is what is stored and signed). Then this module walks the image from its top manifest,
+layout, so manifests, indexes and layers keep their digests. The exception: a source whose top manifest is a Docker
+v2 schema 2 manifest or list (every ``docker-archive``, and images pushed by Docker) is converted to OCI
+(``--format oci``), because an OCI layout listing a Docker manifest is unreadable to skopeo and podman
+(``no descriptor found``); its digest then changes (and gzip'd layers may be recompressed) and ``converted_from`` and
+``source_digest`` record what it was. Then this module walks the image from its top manifest,
 filters a multi-arch index by platform, re-hashes every blob and moves it into the bundle's blob store; a blob
 already there (shared with another image or a model) is stored once.
 
@@ -80,13 +83,15 @@ def split_source(source: str) -> tuple[str, str]:
 
 
 def source_path(source: str) -> str | None:
-    """The local path of a file-based source (the DIR of ``oci:DIR:TAG``), None for ``docker://``."""
+    """The local path of a file-based source (the DIR of ``oci:DIR:TAG``), None for ``docker://``.
+
+    As in skopeo, the path ends at the first ``:``; what follows names an image inside it (``oci-archive:F:TAG``,
+    ``docker-archive:F:REPO:TAG``).
+    """
     transport, rest = split_source(source)
     if transport == "docker":
         return None
-    if transport == "oci":
-        return rest.split(":", 1)[0]
-    return rest
+    return rest.split(":", 1)[0]
 
 
 def platform_of(value: Any) -> str | None:
@@ -175,7 +180,9 @@ class ImportedImage:
     digest: str
     size: int
     source_digest: str
-    """The digest of the source's top manifest/index (differs from ``digest`` only when platforms were dropped)."""
+    """The digest of the source's top manifest/index (differs when platforms were dropped or a Docker one converted)."""
+    converted_from: str | None
+    """The Docker media type of the source's top document when it was converted to OCI; None when kept as is."""
     manifests: tuple[ImportedManifest, ...]
     """For an index: every kept manifest; for a single manifest: that manifest."""
 
@@ -199,27 +206,43 @@ def skopeo_source_ref(source: str, spec_dir: Path) -> str:
     transport, rest = split_source(source)
     if transport == "docker":
         return source
-    if transport == "oci":
-        path, sep, tag = rest.partition(":")
-        return f"oci:{(spec_dir / path).absolute()}{sep}{tag}"
-    return f"{transport}:{(spec_dir / rest).absolute()}"
+    path, sep, tag = rest.partition(":")
+    return f"{transport}:{(spec_dir / path).absolute()}{sep}{tag}"
 
 
-def _run_skopeo(args: list[str], *, what: str, where: str, env: dict[str, str]) -> None:
+DOCKER_MEDIA_TYPES = frozenset(
+    {
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    }
+)
+
+
+def _declared_media_type(raw: bytes) -> str | None:
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    media = doc.get("mediaType") if isinstance(doc, dict) else None
+    return media if isinstance(media, str) else None
+
+
+def _run_skopeo(args: list[str], *, what: str, where: str, env: dict[str, str]) -> bytes:
     try:
         proc = subprocess.run(  # noqa: S603 - argument list, no shell
-            [_skopeo(), *args], capture_output=True, text=True, timeout=SKOPEO_TIMEOUT, env=env, check=False
+            [_skopeo(), *args], capture_output=True, timeout=SKOPEO_TIMEOUT, env=env, check=False
         )
     except subprocess.TimeoutExpired as e:
         raise ImageSourceError(f"{what}: skopeo timed out after {SKOPEO_TIMEOUT} s", where=where) from e
     if proc.returncode != 0:
-        detail = proc.stderr.strip().splitlines()
+        detail = proc.stderr.decode(errors="replace").strip().splitlines()
         reason = detail[-1] if detail else f"exit {proc.returncode}"
         raise ImageSourceError(
             f"{what}: {reason.removeprefix('time=').strip()}",
             where=where,
             hint="check that the source exists and is an image (skopeo inspect SOURCE shows what skopeo sees)",
         )
+    return proc.stdout
 
 
 def _read_doc(layout: Path, digest: str, size: int, what: str, where: str) -> bytes:
@@ -260,19 +283,25 @@ def import_image(
         )
     layout = scratch / "layout"
     env = {**os.environ, "TMPDIR": str(scratch)}
-    args = ["copy", "--quiet", "--all", "--preserve-digests"]
-    if insecure:
-        args.append("--src-tls-verify=false")
+    tls = ["--src-tls-verify=false"] if insecure else []
+    ref = skopeo_source_ref(source, spec_dir)
+    what = f"image {name!r}: cannot read {source}"
     progress.note(f"fetching image {name} from {source}")
     scratch.mkdir(parents=True, exist_ok=True)
     try:
-        _run_skopeo(
-            [*args, skopeo_source_ref(source, spec_dir), f"oci:{layout}:{name}"],
-            what=f"image {name!r}: cannot read {source}",
-            where=where,
-            env=env,
+        raw = _run_skopeo(
+            ["inspect", "--raw", *(["--tls-verify=false"] if insecure else []), ref], what=what, where=where, env=env
         )
-        return _move_image(name, source, platforms, layout, blobs_dir, add_document, where, progress)
+        media = _declared_media_type(raw)
+        if media in DOCKER_MEDIA_TYPES:
+            progress.note(f"image {name}: converting its Docker manifest to OCI (the manifest digest changes)")
+            args = ["copy", "--quiet", "--all", "--format", "oci", *tls]
+            converted: tuple[str, str] | None = (media, oci.sha256_digest(raw))
+        else:
+            args = ["copy", "--quiet", "--all", "--preserve-digests", *tls]
+            converted = None
+        _run_skopeo([*args, ref, f"oci:{layout}:{name}"], what=what, where=where, env=env)
+        return _move_image(name, source, platforms, layout, blobs_dir, add_document, where, progress, converted)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -286,6 +315,7 @@ def _move_image(
     add_document: Callable[[bytes], str],
     where: str,
     progress: Progress,
+    converted: tuple[str, str] | None,
 ) -> ImportedImage:
     index = json.loads((layout / "index.json").read_bytes())
     tops = [m for m in index.get("manifests", []) if m.get("annotations", {}).get(oci.ANNOTATION_REF_NAME) == name]
@@ -339,7 +369,8 @@ def _move_image(
         media_type=stored_media,
         digest=stored_digest,
         size=stored_size,
-        source_digest=top.digest,
+        source_digest=converted[1] if converted else top.digest,
+        converted_from=converted[0] if converted else None,
         manifests=tuple(manifests),
     )
 
