@@ -84,7 +84,7 @@ class SshIdentity:
         return cls(key, key.with_suffix(".pub"))
 
 
-@dataclass
+@dataclass(eq=False)  # identity: a host is itself, usable as a dict key
 class NamespaceHost:
     """One isolated host: a network namespace with a veth link to the controller and its own sshd."""
 
@@ -257,6 +257,27 @@ class NamespaceHost:
         """Run ``argv`` inside the host's network namespace (controller filesystem and user), like a local shell."""
         proc = subprocess.run(
             ["ip", "netns", "exec", self.netns, *argv], capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and proc.returncode != 0:
+            raise HostSetupError(f"{self.name}: {' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip()}")
+        return proc
+
+    def exec_in_sessions(
+        self, argv: Sequence[str], *, timeout: float = 60, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` in the mount and network namespaces sshd's sessions see (e.g. to mount a small disk there).
+
+        ``ip netns exec`` gives sshd a mount namespace of its own, so a mount made from the controller afterwards is
+        not seen by the host's sessions; this enters sshd's namespaces instead.
+        """
+        if self.sshd_pid is None:
+            raise HostSetupError(f"{self.name}: sshd is not running")
+        proc = subprocess.run(
+            ["nsenter", "-t", str(self.sshd_pid), "-m", "-n", "--", *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         if check and proc.returncode != 0:
             raise HostSetupError(f"{self.name}: {' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip()}")
