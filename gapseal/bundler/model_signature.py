@@ -82,8 +82,7 @@ def _check_files(files: Sequence[tuple[str, str, int]]) -> list[tuple[str, str, 
 
 
 def _raw_key(private_key: SigningKey | ec.EllipticCurvePrivateKey) -> ec.EllipticCurvePrivateKey:
-    # gapseal.signing.keys.SigningKey wraps the cryptography key; deterministic ECDSA needs the key itself.
-    key = private_key if isinstance(private_key, ec.EllipticCurvePrivateKey) else private_key._key
+    key = private_key if isinstance(private_key, ec.EllipticCurvePrivateKey) else private_key.cryptography_key()
     if not isinstance(key.curve, ec.SECP256R1):
         raise SigningError(f"model signatures need an ECDSA P-256 key, got curve {key.curve.name}")
     return key
