@@ -129,9 +129,11 @@ def collect_facts(
     record = given or read_install_record(record_path)[0]
     build_dirs = [str(p) for p, role in record_paths(root, record) if role == "install"]
     processes: ProcessesFacts = _guard("processes", progress, lambda: collect_processes(store, proc, netns, build_dirs))
-    units: list[Unit] = _guard("units", progress, lambda: load_units(root))
-    if not isinstance(units, list):
-        units = []
+    units_error: str | None = None
+    try:
+        units: list[Unit] = load_units(root)
+    except Exception as e:  # unreadable unit files: proxy and telemetry facts that rest on them are unknown
+        units, units_error = [], f"systemd units could not be read: {type(e).__name__}: {e}"
 
     def integrity() -> IntegrityFacts:
         return collect_integrity(store, root, record=given, record_path=record_path, progress=progress)
@@ -143,6 +145,12 @@ def collect_facts(
 
     def sockets() -> SocketsFacts:
         return collect_sockets(store, list_processes(proc, netns), proc)
+
+    proxy = _guard("proxy", progress, lambda: collect_proxy(store, root, units, processes))
+    telemetry = _guard("telemetry", progress, lambda: collect_telemetry(store, processes, units, root, build_dirs))
+    if units_error is not None:
+        proxy = proxy.model_copy(update={"status": "unknown", "reason": units_error})
+        telemetry = telemetry.model_copy(update={"status": "unknown", "reason": units_error})
 
     return HostFacts(
         collected_at=(now or datetime.now(UTC)).replace(microsecond=0),
@@ -158,14 +166,14 @@ def collect_facts(
         firewall=_guard("firewall", progress, lambda: collect_firewall(store)),
         dns=_guard("dns", progress, lambda: collect_dns(store, root)),
         processes=processes,
-        proxy=_guard("proxy", progress, lambda: collect_proxy(store, root, units, processes)),
+        proxy=proxy,
         sockets=_guard("sockets", progress, sockets),
         probes=_guard(
             "probes",
             progress,
             lambda: run_probes(store, route_targets=route_targets, active=probes, timeout=probe_timeout),
         ),
-        telemetry=_guard("telemetry", progress, lambda: collect_telemetry(store, processes, units, root, build_dirs)),
+        telemetry=telemetry,
         storage=_guard("storage", progress, storage),
         integrity=_guard("integrity", progress, integrity),
         ssh=_guard("ssh", progress, lambda: collect_ssh(store, root)),

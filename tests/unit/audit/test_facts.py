@@ -176,3 +176,17 @@ def test_cli_active_probe_to_a_loopback_listener(tmp_path: Path, capsys: pytest.
     (active,) = [p for p in doc["probes"]["probes"] if p["active"]]
     assert (active["kind"], active["target"], active["outcome"]) == ("tcp_connect", f"127.0.0.1:{port}", "connected")
     assert doc["probes"]["active_targets"] == [f"127.0.0.1:{port}"]
+
+
+def test_unreadable_units_make_proxy_and_telemetry_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mocked failure of the unit loader: the facts that rest on unit files cannot be all-clear."""
+    import gapseal.audit.collect as collect_module
+
+    def boom(_root: Path) -> None:
+        raise PermissionError("/etc/systemd/system: Permission denied")
+
+    monkeypatch.setattr(collect_module, "load_units", boom)
+    facts = collect_facts(root=tmp_path, now=NOW)
+    reason = "systemd units could not be read: PermissionError: /etc/systemd/system: Permission denied"
+    assert (facts.proxy.status, facts.proxy.reason) == ("unknown", reason)
+    assert (facts.telemetry.status, facts.telemetry.reason) == ("unknown", reason)
