@@ -4,6 +4,7 @@ real MiniLM files; tampering (a flipped weight byte, an extra file, a missing fi
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -331,3 +332,18 @@ def test_tricky_names_verify_with_model_signing(tmp_path: Path, key: SigningKey)
     assert "sub/.git/config" in signed
     assert ".gitattributes" not in signed
     assert ".github/workflows/ci.yml" not in signed
+
+
+def test_signature_bytes_are_pinned() -> None:
+    """Golden digests: model.sig bytes enter the bundle manifest, so a change in them (a model_signing or protobuf
+    upgrade reformatting the payload) changes every bundle digest. If this fails on purpose, update both values."""
+    key = ec.derive_private_key(0x6761707365616C, ec.SECP256R1())
+    files = [
+        ("config.json", hashlib.sha256(b"{}").hexdigest(), 2),
+        ("model.safetensors", hashlib.sha256(b"w").hexdigest(), 1),
+        (".gitattributes", hashlib.sha256(b"g").hexdigest(), 1),
+    ]
+    payload = model_manifest_payload(files, model_name="golden")
+    signature = sign_model(files, key, model_name="golden")
+    assert hashlib.sha256(payload).hexdigest() == "631f532c669df6f8238dca580d9abfffc05813f03851d09843b733ad31d4be3b"
+    assert hashlib.sha256(signature).hexdigest() == "f847cb59706d635fbd178d37a89ffa1a0086be79a3e5ee857a5ee821f8ba8dab"
