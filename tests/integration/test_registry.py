@@ -261,3 +261,21 @@ def test_image_from_a_registry_source_keeps_its_digest(
     image = (created.descriptor.images or [])[0]
     assert (image.digest, image.platforms) == (app.digest, app.platforms)
     verify_bundle(created.path, [keys.public])
+
+
+def test_layer_shared_by_two_images_is_sent_once_and_mounted(keys: KeyPair, proxy: FaultProxy, tmp_path: Path) -> None:
+    one = write_image(tmp_path / "in/src", "one", ["linux/amd64"], seed="same")
+    write_image(tmp_path / "in/src", "two", ["linux/arm64/v8"], seed="same")
+    spec = tmp_path / "in/bundle.yaml"
+    spec.write_text(
+        "apiVersion: gapseal/v1\nkind: Bundle\n"
+        'metadata: {name: pair, version: 1.0.0, created: "2026-01-01T00:00:00Z"}\n'
+        "images:\n  - {name: one, source: 'oci:src:one'}\n  - {name: two, source: 'oci:src:two'}\n"
+    )
+    created = create_bundle(spec, keys.private, tmp_path / "b")
+    result = load_bundle(created.path, [keys.public], proxy.host, insecure=True)
+    assert result.blobs_mounted == [one.shared_layer]
+    assert result.blobs_sent.count(one.shared_layer) == 1
+    assert proxy.state.upload_starts() == len(result.blobs_sent) == _blob_count(created)
+    for repo in ("one", "two"):
+        assert _status(proxy.state.upstream, f"/v2/{repo}/blobs/{one.shared_layer}") == 200
