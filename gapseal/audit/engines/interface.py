@@ -25,6 +25,8 @@ class Undefined(Exception):  # noqa: N818 - a result kind, not an error conditio
 class TestOutcome:
     """The result of one Rego test."""
 
+    __test__ = False  # not a pytest test class
+
     test: RegoTest
     passed: bool
     detail: str

@@ -12,6 +12,12 @@ test_success_integrity_compliant if {
 	count(integrity.deny) == 0
 }
 
+input_success_integrity_001_record_present := fixtures.compliant
+
+test_success_integrity_001_record_present if {
+	count(fixtures.of_rule(integrity.deny, "INTEGRITY-001")) == 0
+}
+
 input_fail_integrity_001_record_missing := fixtures.host_with({"integrity": fixtures.with_keys(fixtures.integrity_ok, {
 	"record_present": false, "files": [], "checked": 0, "ok": 0,
 })})
