@@ -90,20 +90,27 @@ def test_local_audit_on_the_host_then_verify_offline(
     ],
 )
 def test_usage_errors_before_any_collection(
-    keys: tuple[Path, Path], tmp_path: Path, args: list[str], code: int, message: str
+    keys: tuple[Path, Path],
+    tmp_path: Path,
+    args: list[str],
+    code: int,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    from gapseal.cli import main
+
     out = tmp_path / "ev"
-    p = subprocess.run(
-        [GAPSEAL, "audit", "run", "--out", str(out), "--key", str(keys[0]), *args], capture_output=True, text=True
-    )
-    assert p.returncode == code, p.stderr
-    assert message in p.stderr
+    assert main(["audit", "run", "--out", str(out), "--key", str(keys[0]), *args]) == code
+    assert message in capsys.readouterr().err
     assert not out.exists()
 
 
-def test_public_key_given_as_signing_key_is_an_error(keys: tuple[Path, Path], tmp_path: Path) -> None:
-    p = subprocess.run(
-        [GAPSEAL, "audit", "run", "--out", str(tmp_path / "ev"), "--key", str(keys[1])], capture_output=True, text=True
-    )
-    assert p.returncode == 1
-    assert "this is a public key" in p.stderr
+def test_public_key_given_as_signing_key_is_an_error(
+    keys: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gapseal.cli import main
+
+    rc = main(["audit", "run", "--out", str(tmp_path / "ev"), "--key", str(keys[1])])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert "this is a public key" in err
