@@ -376,7 +376,7 @@ class ProcessInfo(_Model):
     exe: str | None = None
     """``readlink /proc/<pid>/exe`` when readable."""
     cmdline: list[str] = Field(default_factory=list)
-    """``/proc/<pid>/cmdline`` split into arguments."""
+    """``/proc/<pid>/cmdline`` split into arguments, values of secret-looking options (``--api-key``) as ``***``."""
     services: list[str] = Field(default_factory=list)
     """Inference services recognised from the command line (``vllm``, ``tgi``, ``ollama``, ``llama.cpp``,
     ``open-webui``, ``gradio``, ``huggingface``), or ``gapseal-service`` for a program of an installed build."""

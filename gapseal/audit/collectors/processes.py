@@ -2,12 +2,14 @@
 
 Namespace test hosts share one kernel (and one ``/proc``); the network namespace tells them apart. Only processes
 recognised as inference services are reported, each with just the proxy and telemetry variables of its environment
-(``/proc/<pid>/environ`` is hashed, never stored: it may hold secrets).
+(``/proc/<pid>/environ`` is hashed, never stored: it may hold secrets) and its command line with the values of
+secret-looking options (``--api-key``, ``--hf-token``...) masked; the raw command line is hashed, not stored.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +74,30 @@ def list_processes(proc: Path, netns: str | None) -> list[ProcEntry]:
     return sorted(out, key=lambda p: p.pid)
 
 
+_SECRET_FLAG = re.compile(r"(key|token|secret|passw|auth|credential|cookie)", re.IGNORECASE)
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """Mask the values of secret-looking options (``--api-key X``, ``--hf-token=X``) before a command line is kept."""
+    out: list[str] = []
+    mask_next = False
+    for arg in argv:
+        if mask_next and not arg.startswith("-"):
+            out.append("***")
+            mask_next = False
+            continue
+        mask_next = False
+        if arg.startswith("-") and _SECRET_FLAG.search(arg.split("=", 1)[0]):
+            if "=" in arg:
+                out.append(arg.split("=", 1)[0] + "=***")
+            else:
+                out.append(arg)
+                mask_next = True
+            continue
+        out.append(arg)
+    return out
+
+
 def parse_environ(data: bytes) -> dict[str, str]:
     """Split ``/proc/<pid>/environ`` into a dict."""
     env = {}
@@ -110,14 +136,14 @@ def collect_processes(
         services = recognise(e.cmdline, env, build_dirs)
         if not services:
             continue
-        trace.read(proc / str(e.pid) / "cmdline", kind="procfs")
+        trace.read(proc / str(e.pid) / "cmdline", kind="procfs", store=False)  # may carry --api-key: hashed only
         raw = trace.read(proc / str(e.pid) / "environ", kind="procfs", store=False)
         inference.append(
             ProcessInfo(
                 pid=e.pid,
                 comm=e.comm,
                 exe=e.exe,
-                cmdline=e.cmdline,
+                cmdline=redact_argv(e.cmdline),
                 services=services,
                 environment=relevant(parse_environ(raw)) if raw is not None else {},
                 environ_readable=raw is not None,

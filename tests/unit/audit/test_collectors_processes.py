@@ -18,7 +18,13 @@ from typing import Any
 import pytest
 
 from gapseal.audit.collectors._common import RawStore
-from gapseal.audit.collectors.processes import collect_processes, list_processes, own_netns, parse_environ
+from gapseal.audit.collectors.processes import (
+    collect_processes,
+    list_processes,
+    own_netns,
+    parse_environ,
+    redact_argv,
+)
 from gapseal.audit.collectors.telemetry import collect_telemetry
 
 pytestmark = pytest.mark.skipif(
@@ -79,7 +85,7 @@ def collect_in(ns: str, root: Path) -> dict[str, Any]:
 def test_inference_processes_of_this_namespace_only(ns: str, fake_vllm: Path, tmp_path: Path) -> None:
     path = "/usr/bin:/bin"
     vllm = start(
-        [str(fake_vllm), "serve", "/models/m"],
+        [str(fake_vllm), "serve", "/models/m", "--api-key", SECRET, f"--hf-token={SECRET}"],
         {"PATH": path, "VLLM_NO_USAGE_STATS": "1", "HTTPS_PROXY": "http://svc:pw@10.231.52.1:3128", "API_KEY": SECRET},
         ns,
     )
@@ -102,7 +108,9 @@ def test_inference_processes_of_this_namespace_only(ns: str, fake_vllm: Path, tm
     # `ip netns exec` and `env` exec in place: the pids are those of the processes themselves
     assert set(found) == {vllm.pid, llama.pid}
     assert found[vllm.pid]["services"] == ["vllm"]
-    assert found[vllm.pid]["cmdline"] == [sys.executable, str(fake_vllm), "serve", "/models/m"]
+    assert found[vllm.pid]["cmdline"] == [
+        sys.executable, str(fake_vllm), "serve", "/models/m", "--api-key", "***", "--hf-token=***",
+    ]  # fmt: skip
     assert found[vllm.pid]["environment"] == {
         "HTTPS_PROXY": "http://svc:pw@10.231.52.1:3128",  # masked where reported as a proxy setting, below
         "VLLM_NO_USAGE_STATS": "1",
@@ -125,7 +133,7 @@ def test_inference_processes_of_this_namespace_only(ns: str, fake_vllm: Path, tm
 
     environ_src = [s for s in procs["sources"] if s["path"].endswith("/environ")]
     assert {s["path"] for s in environ_src} == {f"/proc/{vllm.pid}/environ", f"/proc/{llama.pid}/environ"}
-    assert all(s["stored"] is False and s["sha256"] for s in environ_src)
+    assert all(s["stored"] is False and s["sha256"] for s in procs["sources"])  # environ and cmdline: hashed only
     everything = json.dumps(facts)
     assert SECRET not in everything  # neither in the facts nor in any stored raw output
 
@@ -191,3 +199,18 @@ def test_live_processes_of_the_collectors_own_namespace() -> None:
 
 def test_parse_environ() -> None:
     assert parse_environ(b"A=1\0B=x=y\0junk\0\0") == {"A": "1", "B": "x=y"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "redacted"),
+    [
+        (["vllm", "serve", "m", "--api-key", "sk-1"], ["vllm", "serve", "m", "--api-key", "***"]),
+        (["llama-server", "--api-key=sk-1", "-m", "x"], ["llama-server", "--api-key=***", "-m", "x"]),
+        (["tgi", "--hf-token", "hf_x", "--port", "80"], ["tgi", "--hf-token", "***", "--port", "80"]),
+        (["x", "--password"], ["x", "--password"]),
+        (["x", "--SECRET-file", "/run/s", "--keep"], ["x", "--SECRET-file", "***", "--keep"]),
+        (["python3", "app.py", "--port", "8000"], ["python3", "app.py", "--port", "8000"]),
+    ],
+)
+def test_redact_argv(argv: list[str], redacted: list[str]) -> None:
+    assert redact_argv(argv) == redacted
