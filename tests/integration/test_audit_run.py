@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from gapseal.audit.results import Results
 from gapseal.signing.keys import SigningKey, write_key_pair
 from tests.hosts.netns import HostFleet
 from tests.integration.audit_staging import StagedHost, stage_install
@@ -114,3 +115,57 @@ def test_public_key_given_as_signing_key_is_an_error(
     err = capsys.readouterr().err
     assert rc == 1, err
     assert "this is a public key" in err
+
+
+def test_regopy_and_an_opa_server_reach_the_same_results_on_a_leaky_host(host_fleet: HostFleet, tmp_path: Path) -> None:
+    """The same facts from a real leaky host (66), evaluated in-process and on an OPA server (OPA's own Go evaluator
+    behind a loopback REST server, tests/opa_rest), give the same status and findings for every rule."""
+    from gapseal.audit.engines import load_policy_set
+    from gapseal.audit.evidence import write_evidence
+    from gapseal.audit.facts import load_facts
+    from gapseal.audit.run import _host_evidence, controls_from_catalog, evaluate
+    from gapseal.audit.verify_evidence import verify_evidence
+    from gapseal.audit.waivers import parse_waivers
+    from tests.integration.audit_staging import (
+        leak_altered_file,
+        leak_default_route,
+        leak_inference_without_switches,
+        leak_proxy_variable,
+        leak_wildcard_listener,
+    )
+    from tests.opa_rest.server import OpaRestServer
+
+    staged = stage_install(host_fleet.add(66), tmp_path / "host66")
+    try:
+        for leak in (
+            leak_default_route,
+            leak_proxy_variable,
+            leak_wildcard_listener,
+            leak_inference_without_switches,
+            leak_altered_file,
+        ):
+            leak(staged)
+        p = staged.host.exec([GAPSEAL, "audit", "collect", "--root", str(staged.root)], timeout=120)
+        assert p.returncode == 0, p.stderr
+    finally:
+        staged.stop()
+    he = _host_evidence("host66", load_facts(p.stdout))
+    policy_set = load_policy_set()
+    waivers = parse_waivers(WAIVERS.encode())
+    regopy = evaluate([he], policy_set, waivers=waivers)
+    with OpaRestServer() as server:
+        opa = evaluate([he], policy_set, waivers=waivers, opa_url=server.url)
+
+    def outcome(results: Results) -> list[tuple[str, str, list[str]]]:
+        return [(r.rule, r.status, sorted(f.message for f in r.findings)) for r in results.hosts[0].rules]
+
+    assert outcome(regopy) == outcome(opa)
+    assert regopy.engine != opa.engine
+    failed = {r for r, s, _ in outcome(regopy) if s == "fail"}
+    assert {"EGRESS-001", "EGRESS-006", "ACCESS-003", "TELEMETRY-001", "INTEGRITY-002"} <= failed
+
+    key = SigningKey.generate()
+    for name, results in (("regopy", regopy), ("opa", opa)):
+        out = tmp_path / f"evidence-{name}"
+        write_evidence(out, hosts=[he], results=results, controls=controls_from_catalog(policy_set.catalog), key=key)
+        assert verify_evidence(out, [key.public]).compliant is False
