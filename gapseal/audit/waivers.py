@@ -52,10 +52,10 @@ class Waiver(_Model):
     @field_validator("rule")
     @classmethod
     def _rule_id(cls, value: str) -> str:
-        if not RULE_ID_RE.match(value):
-            raise ValueError(f"rule id {value!r} does not look like 'EGRESS-001'")
         if value == EXPIRED_WAIVER_RULE:
             raise ValueError(f"{EXPIRED_WAIVER_RULE} cannot be waived: renew or remove the expired waiver")
+        if not RULE_ID_RE.match(value):
+            raise ValueError(f"rule id {value!r} does not look like 'EGRESS-001'")
         return value
 
     @field_validator("justification", "approver", "hosts")
