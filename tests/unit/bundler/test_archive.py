@@ -27,6 +27,7 @@ from gapseal.bundler.archive import (
 )
 from gapseal.bundler.inventory import LayoutEntry, read_layout_archive, read_layout_dir
 from gapseal.errors import ArchiveError, InputError, UsageError
+from gapseal.progress import Progress
 
 MTIME = 1_700_000_000
 PART = 64 * 1024
@@ -215,8 +216,6 @@ def test_pack_refuses_a_fifo_and_unsafe_names(tmp_path: Path, layout: Path) -> N
 
 
 def test_pack_leaves_no_temp_file_when_interrupted(tmp_path: Path, layout: Path) -> None:
-    from gapseal.progress import Progress
-
     class Interrupt(Progress):
         def advance(self, task: int, amount: int) -> None:
             raise KeyboardInterrupt
@@ -224,6 +223,33 @@ def test_pack_leaves_no_temp_file_when_interrupted(tmp_path: Path, layout: Path)
     with pytest.raises(KeyboardInterrupt):
         pack_layout(layout, tmp_path / "b.tar", mtime=MTIME, progress=Interrupt())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["layout"]
+
+
+class Recorder(Progress):
+    def __init__(self) -> None:
+        self.totals: list[int | None] = []
+        self.done = 0
+        self.ended = 0
+
+    def begin(self, label: str, total: int | None = None) -> int:
+        self.totals.append(total)
+        return len(self.totals)
+
+    def advance(self, task: int, amount: int) -> None:
+        self.done += amount
+
+    def end(self, task: int) -> None:
+        self.ended += 1
+
+
+@pytest.mark.parametrize("part_size", [None, PART])
+def test_pack_reports_every_byte_to_progress(tmp_path: Path, layout: Path, part_size: int | None) -> None:
+    rec = Recorder()
+    pack_layout(layout, tmp_path / "b.tar", mtime=MTIME, part_size=part_size, progress=rec)
+    total = sum(p.stat().st_size for p in layout.rglob("*") if p.is_file())
+    assert rec.totals == [total]
+    assert rec.done == total
+    assert rec.ended == 1
 
 
 @pytest.mark.parametrize(
