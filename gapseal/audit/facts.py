@@ -10,7 +10,8 @@ Conventions every policy may rely on:
   ``status == "unknown"`` as failing.
 - Each domain lists its ``sources``: the command argv or file path it read, the exit code, and the sha256 of the raw
   bytes. When ``stored`` is true the raw bytes are in ``HostFacts.raw_outputs`` under ``"sha256:<hex>"``.
-  Sources that may hold secrets (process environments, environment files) are hashed but not stored.
+  Sources that may hold secrets (process environments and command lines, environment files, profile scripts,
+  systemd unit and system.conf files) are hashed but not stored.
 - IP addresses come with an ``address_class`` (``loopback`` | ``unspecified`` | ``link_local`` | ``private`` |
   ``documentation`` | ``multicast`` | ``global``) and networks with ``first``/``last`` as fixed-width lower-case hex
   strings (8 digits for IPv4, 32 for IPv6), so containment in an allowlist is a string comparison and needs no

@@ -78,7 +78,7 @@ def collect_proxy(store: RawStore, root: Path, units: list[Unit], processes: Pro
     sysconf = root / "etc" / "systemd" / "system.conf"
     conf_files = [sysconf] + trace.listdir(root / "etc" / "systemd" / "system.conf.d", "*.conf")
     for f in conf_files:
-        t = trace.read_text(f, record_missing=f == sysconf)
+        t = trace.read_text(f, store=False, record_missing=f == sysconf)
         if t is None:
             continue
         default_env = parse_ini_sections(t).get("Manager", {}).get("DefaultEnvironment", "")

@@ -227,7 +227,7 @@ def collect_telemetry(
         if not names:
             continue
         for f in unit.files:
-            trace.read(f)
+            trace.read(f, store=False)  # unit and environment files may hold API keys: hashed, not stored
         for name in names:
             reqs = evaluate(name, unit.environment, unit.exec_start)
             services.append(
