@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -21,7 +22,7 @@ from gapseal.bundler.registry import RegistryError, fallback_tag, load_bundle, p
 from gapseal.bundler.verify import verify_bundle
 from gapseal.cli import main
 from gapseal.errors import UsageError, VerificationError
-from tests.bundles import KeyPair, make_keys
+from tests.bundles import KeyPair, make_bundle, make_keys
 from tests.registry.fixtures import proxy_fixture, registry_fixture  # noqa: F401 - pytest fixtures
 from tests.registry.images import build_busybox, tool, write_image
 from tests.registry.server import FaultProxy, LoopbackRegistry, free_port
@@ -59,16 +60,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, keys: KeyPair) -> CreatedBun
 
 def _blob_count(bundle: CreatedBundle) -> int:
     """Blobs a load pushes as blobs (everything but the manifests and indexes)."""
-    d = bundle.descriptor
-    blobs = {m.config.digest for i in d.images or [] for m in i.manifests}
-    blobs |= {layer.digest for i in d.images or [] for m in i.manifests for layer in m.layers}
-    blobs |= {e.digest for _, e in d.layers()}
-    index = json.loads((bundle.path / "index.json").read_bytes())
-    sig = next(m for m in index["manifests"] if m.get("artifactType") == oci.ARTIFACT_SIGSTORE)
-    sig_manifest = json.loads((bundle.path / oci.blob_path(sig["digest"])).read_bytes())
-    blobs |= {sig_manifest["config"]["digest"], sig_manifest["layers"][0]["digest"]}
-    manifest = json.loads((bundle.path / oci.blob_path(bundle.manifest_digest)).read_bytes())
-    return len(blobs | {manifest["config"]["digest"]})
+    return len(_all_blob_digests(bundle))
 
 
 def _tags(host: str, repo: str) -> list[str]:
@@ -279,3 +271,65 @@ def test_layer_shared_by_two_images_is_sent_once_and_mounted(keys: KeyPair, prox
     assert proxy.state.upload_starts() == len(result.blobs_sent) == _blob_count(created)
     for repo in ("one", "two"):
         assert _status(proxy.state.upstream, f"/v2/{repo}/blobs/{one.shared_layer}") == 200
+
+
+def test_killed_load_resumes_sending_only_the_missing_blobs(
+    stack: CreatedBundle, keys: KeyPair, proxy: FaultProxy
+) -> None:
+    """A real interruption: the `gapseal registry load` process is killed (SIGKILL) mid-push over a slow link."""
+    total = _blob_count(stack)
+    proxy.state.upload_delay = 0.3
+    cmd = [str(Path(sys.executable).parent / "gapseal"), "registry", "load", str(stack.path)]
+    cmd += ["--registry", proxy.host, "--insecure", "--key", str(keys.public_path), "--concurrency", "1", "-q"]
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+    try:
+        deadline = time.monotonic() + 60
+        while proxy.state.count("PUT", r"/blobs/uploads/") < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert process.poll() is None, "the load finished before it could be interrupted"
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+    proxy.state.upload_delay = 0.0
+    time.sleep(0.5)  # let the proxy forward what it already received
+    present = [
+        d
+        for d in _all_blob_digests(stack)
+        if _status(proxy.state.upstream, f"/v2/{_repo_of(stack, d)}/blobs/{d}") == 200
+    ]
+    assert 2 <= len(present) < total
+    assert _status(proxy.state.upstream, "/v2/gapseal/stack/manifests/1.0.0") == 404
+    before = proxy.state.upload_starts()
+    resumed = load_bundle(stack.path, [keys.public], proxy.host, insecure=True)
+    assert proxy.state.upload_starts() - before == len(resumed.blobs_sent) == total - len(present)
+    assert sorted(resumed.blobs_present) == sorted(present)
+
+
+def _all_blob_digests(bundle: CreatedBundle) -> list[str]:
+    d = bundle.descriptor
+    out = [m.config.digest for i in d.images or [] for m in i.manifests]
+    out += [layer.digest for i in d.images or [] for m in i.manifests for layer in m.layers]
+    out += [e.digest for _, e in d.layers()]
+    index = json.loads((bundle.path / "index.json").read_bytes())
+    sig = next(m for m in index["manifests"] if m.get("artifactType") == oci.ARTIFACT_SIGSTORE)
+    sig_manifest = json.loads((bundle.path / oci.blob_path(sig["digest"])).read_bytes())
+    out += [sig_manifest["config"]["digest"], sig_manifest["layers"][0]["digest"]]
+    out.append(json.loads((bundle.path / oci.blob_path(bundle.manifest_digest)).read_bytes())["config"]["digest"])
+    return sorted(set(out))
+
+
+def _repo_of(bundle: CreatedBundle, digest: str) -> str:
+    """The first repository a load pushes ``digest`` to (images first, then the bundle's)."""
+    for image in bundle.descriptor.images or []:
+        for m in image.manifests:
+            if digest in {m.config.digest, *(layer.digest for layer in m.layers)}:
+                return image.name
+    return f"gapseal/{bundle.descriptor.name}"
+
+
+def test_bundle_without_images_round_trips(keys: KeyPair, registry: LoopbackRegistry, tmp_path: Path) -> None:
+    created = make_bundle(tmp_path / "plain", keys)
+    result = load_bundle(created.path, [keys.public], registry.host, insecure=True)
+    assert result.image_references == {}
+    pull_bundle(f"{registry.host}/gapseal/clinic:1.0.0", tmp_path / "pulled", insecure=True)
+    assert verify_bundle(tmp_path / "pulled", [keys.public]).manifest_digest == created.manifest_digest

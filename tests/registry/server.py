@@ -90,6 +90,8 @@ class ProxyState:
     """A blob digest whose bytes are altered on GET."""
     refuse_uploads_after: int | None = None
     """Answer 503 to every blob upload start after this many."""
+    upload_delay: float = 0.0
+    """Seconds to hold every blob upload PUT before forwarding it (a slow link, to interrupt a push mid-way)."""
     referrers_api: bool = False
     """Emulate the OCI 1.1 referrers API (OCI-Subject header, GET /v2/<repo>/referrers/<digest>)."""
     requests: list[tuple[str, str]] = field(default_factory=list)
@@ -142,6 +144,8 @@ class _Handler(BaseHTTPRequestHandler):
             doc = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": found}
             self._reply(200, {"Content-Type": "application/vnd.oci.image.index.v1+json"}, json.dumps(doc).encode())
             return
+        if self.command == "PUT" and "/blobs/uploads/" in bare and state.upload_delay:
+            time.sleep(state.upload_delay)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS}
         conn = http.client.HTTPConnection(state.upstream, timeout=60)
         try:
