@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +33,7 @@ from gapseal.bundler.descriptor import (
 )
 from gapseal.bundler.images import ChildRef, ImportedImage, import_image
 from gapseal.bundler.inputs import ComponentInputs, InputFile, collect_inputs
-from gapseal.bundler.model_formats import detect_model_format
+from gapseal.bundler.model_formats import ModelFormatInfo, detect_model_format
 from gapseal.bundler.model_signature import MODEL_SIGNATURE_NAME, sign_model
 from gapseal.bundler.spec import LoadedSpec, load_spec
 from gapseal.errors import InputError, UsageError
@@ -101,11 +102,15 @@ class _BlobStore:
         digest: FileDigest | None = None
         if self.link:
             try:
-                os.link(source.source, tmp)
+                os.link(source.source, tmp, follow_symlinks=False)
             except OSError as e:
                 if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
                     raise InputError(f"cannot link {source.source}: {e.strerror}", where=label) from e
             else:
+                # An input swapped for a symlink after it was listed would be linked as the symlink itself.
+                if not stat.S_ISREG(os.lstat(tmp).st_mode):
+                    tmp.unlink()
+                    raise InputError(f"{source.source} is no longer a regular file", where=label)
                 digest = hash_file(tmp, progress=self.progress, label=f"hashing {label}")
                 self.linked += 1
         if digest is None:
@@ -206,6 +211,14 @@ def create_bundle(
                     where=str(f.source),
                     hint="gapseal writes the model's OpenSSF signature under that name; remove or rename the file",
                 )
+        # Headers first: a malformed safetensors/GGUF header is reported in milliseconds, not after hashing.
+        formats = {
+            comp.name: detect_model_format(
+                comp.files, next(m.format for m in spec.spec.models if m.name == comp.name), model=comp.name
+            )
+            for comp in components
+            if comp.kind == "model"
+        }
         # Largest first, so the two hashing threads finish together.
         order = sorted(range(len(items)), key=lambda i: -items[i][1].size)
         progress.note(f"hashing {len(items)} files ({sum(f.size for _, f in items)} bytes)")
@@ -226,7 +239,7 @@ def create_bundle(
                 FileEntry(path=f.rel_path, digest=d.digest, size=d.size, media_type=media)
             )
 
-        descriptor = _describe(spec, components, entries, store, key, created=created, expires=expires)
+        descriptor = _describe(spec, components, entries, formats, store, key, created=created, expires=expires)
         if images:
             descriptor = descriptor.model_copy(update={"images": [_image_component(i) for i in images]})
         config_bytes = descriptor.to_bytes()
@@ -361,6 +374,7 @@ def _describe(
     spec: LoadedSpec,
     components: list[ComponentInputs],
     entries: dict[int, list[FileEntry]],
+    formats: dict[str, ModelFormatInfo],
     store: _BlobStore,
     key: SigningKey,
     *,
@@ -377,7 +391,7 @@ def _describe(
         comp_entries = sorted(entries.get(id(comp), []), key=lambda e: e.path)
         if comp.kind == "model":
             mspec = specs_by_name[comp.name]
-            info = detect_model_format(comp.files, mspec.format, model=comp.name)
+            info = formats[comp.name]
             sig_bytes = sign_model(
                 [(e.path, e.digest.removeprefix("sha256:"), e.size) for e in comp_entries], key, model_name=comp.name
             )
