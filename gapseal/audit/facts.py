@@ -382,7 +382,8 @@ class ProcessInfo(_Model):
     """Inference services recognised from the command line (``vllm``, ``tgi``, ``ollama``, ``llama.cpp``,
     ``open-webui``, ``gradio``, ``huggingface``), or ``gapseal-service`` for a program of an installed build."""
     environment: dict[str, str] = Field(default_factory=dict)
-    """Only the proxy and telemetry variables from ``/proc/<pid>/environ`` (never the whole environment)."""
+    """Only the proxy and telemetry variables from ``/proc/<pid>/environ`` (never the whole environment); proxy URL
+    credentials replaced by ``***``."""
     environ_readable: bool
     """False when ``/proc/<pid>/environ`` could not be read (then ``environment`` is unknown, not empty)."""
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gapseal.audit.collectors._common import RawStore, Trace
-from gapseal.audit.collectors.proxy import is_proxy_variable
+from gapseal.audit.collectors.proxy import is_proxy_variable, mask_credentials
 from gapseal.audit.collectors.telemetry import TELEMETRY_VARIABLES, recognise
 from gapseal.audit.facts import ProcessesFacts, ProcessInfo
 
@@ -109,8 +109,14 @@ def parse_environ(data: bytes) -> dict[str, str]:
 
 
 def relevant(env: dict[str, str]) -> dict[str, str]:
-    """Only the proxy and telemetry variables of an environment."""
-    return {k: v for k, v in sorted(env.items()) if k in TELEMETRY_VARIABLES or is_proxy_variable(k)}
+    """Only the proxy and telemetry variables of an environment, proxy credentials masked."""
+    out = {}
+    for k, v in sorted(env.items()):
+        if is_proxy_variable(k):
+            out[k] = mask_credentials(v)
+        elif k in TELEMETRY_VARIABLES:
+            out[k] = v
+    return out
 
 
 def collect_processes(

@@ -86,7 +86,12 @@ def test_inference_processes_of_this_namespace_only(ns: str, fake_vllm: Path, tm
     path = "/usr/bin:/bin"
     vllm = start(
         [str(fake_vllm), "serve", "/models/m", "--api-key", SECRET, f"--hf-token={SECRET}"],
-        {"PATH": path, "VLLM_NO_USAGE_STATS": "1", "HTTPS_PROXY": "http://svc:pw@10.231.52.1:3128", "API_KEY": SECRET},
+        {
+            "PATH": path,
+            "VLLM_NO_USAGE_STATS": "1",
+            "HTTPS_PROXY": f"http://svc:{SECRET}@10.231.52.1:3128",
+            "API_KEY": SECRET,
+        },
         ns,
     )
     llama = start(["sleep", "120"], {"PATH": path, "GAPSEAL_SERVICE": "llama.cpp", "LLAMA_OFFLINE": "1"}, ns)
@@ -112,7 +117,7 @@ def test_inference_processes_of_this_namespace_only(ns: str, fake_vllm: Path, tm
         sys.executable, str(fake_vllm), "serve", "/models/m", "--api-key", "***", "--hf-token=***",
     ]  # fmt: skip
     assert found[vllm.pid]["environment"] == {
-        "HTTPS_PROXY": "http://svc:pw@10.231.52.1:3128",  # masked where reported as a proxy setting, below
+        "HTTPS_PROXY": "http://***@10.231.52.1:3128",
         "VLLM_NO_USAGE_STATS": "1",
     }
     assert found[llama.pid]["services"] == ["llama.cpp"]
