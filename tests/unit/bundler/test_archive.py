@@ -173,15 +173,24 @@ def test_pack_checks_the_output_before_reading_the_layout(tmp_path: Path, layout
         pack_layout(layout, tmp_path / "missing" / "b.tar", mtime=MTIME)
     with pytest.raises(UsageError, match="must end with .tar"):
         pack_layout(layout, tmp_path / "b.tgz", mtime=MTIME)
+
+
+def test_pack_refuses_an_output_directory_it_cannot_write(tmp_path: Path, layout: Path) -> None:
+    """Mode 0500 stops other users; root is stopped by the immutable attribute (chattr +i) instead."""
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)
+    immutable = False
     try:
+        if os.access(ro, os.W_OK) and shutil.which("chattr"):
+            immutable = subprocess.run(["chattr", "+i", str(ro)], capture_output=True, check=False).returncode == 0
         if os.access(ro, os.W_OK):
-            pytest.skip("running as a user who can write anywhere (root): the permission check cannot fail")
+            pytest.skip("cannot make a directory unwritable for this user here (root without chattr +i)")
         with pytest.raises(UsageError, match="not writable"):
             pack_layout(layout, ro / "b.tar", mtime=MTIME)
     finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(ro)], check=True)
         ro.chmod(0o700)
 
 
