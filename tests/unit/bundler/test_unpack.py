@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
+import subprocess
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -178,6 +180,26 @@ def test_unpack_into_a_missing_parent_is_a_usage_error(tmp_path: Path, layout: P
     tar = pack_layout(layout, tmp_path / "b.tar", mtime=MTIME).out
     with pytest.raises(UsageError, match="parent does not exist"):
         unpack_archive(tar, tmp_path / "no" / "out")
+
+
+def test_unpack_into_an_unwritable_directory_is_a_usage_error(tmp_path: Path, layout: Path) -> None:
+    """Mode 0500 stops other users; root is stopped by the immutable attribute (chattr +i) instead."""
+    tar = pack_layout(layout, tmp_path / "b.tar", mtime=MTIME).out
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    immutable = False
+    try:
+        if os.access(ro, os.W_OK) and shutil.which("chattr"):
+            immutable = subprocess.run(["chattr", "+i", str(ro)], capture_output=True, check=False).returncode == 0
+        if os.access(ro, os.W_OK):
+            pytest.skip("cannot make a directory unwritable for this user here (root without chattr +i)")
+        with pytest.raises(UsageError, match="cannot write in"):
+            unpack_archive(tar, ro / "out")
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(ro)], check=True)
+        ro.chmod(0o700)
 
 
 def test_unpack_refuses_a_blob_that_does_not_match_its_name(tmp_path: Path, layout: Path) -> None:
