@@ -28,6 +28,8 @@ model: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/yamllint -s -c playbooks/.yamllint playbooks
+	cd playbooks && PATH="$(abspath $(BIN)):$$PATH" $(abspath $(BIN))/ansible-lint -q
 
 typecheck: venv
 	$(BIN)/mypy
