@@ -18,10 +18,13 @@ DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
 
 
 class ActionModule(ActionBase):
+    """Plan on the host, transfer the missing blobs into staging, commit on the host."""
+
     TRANSFERS_FILES = True
     _VALID_ARGS = frozenset(("dest", "staging", "files", "executable", "prune"))
 
     def run(self, tmp=None, task_vars=None):
+        """Run the plan, push what is missing, run the commit; in check mode only the plan."""
         result = super().run(tmp, task_vars)
         del tmp
         args = dict(self._task.args)
@@ -32,13 +35,15 @@ class ActionModule(ActionBase):
         module_files = []
         for f in files:
             if not isinstance(f, dict):
-                raise AnsibleActionFail("every entry of files must be a mapping, got %r" % (f,))
+                raise AnsibleActionFail(f"every entry of files must be a mapping, got {f!r}")
             digest = f.get("digest", "")
             if not isinstance(digest, str) or not DIGEST.match(digest):
-                raise AnsibleActionFail("file %r: digest %r is not sha256:<64 hex>" % (f.get("path"), digest))
+                raise AnsibleActionFail("file {!r}: digest {!r} is not sha256:<64 hex>".format(f.get("path"), digest))
             src = f.get("src")
             if not isinstance(src, str) or not os.path.isfile(src):
-                raise AnsibleActionFail("file %r: source blob %r not found on the controller" % (f.get("path"), src))
+                raise AnsibleActionFail(
+                    "file {!r}: source blob {!r} not found on the controller".format(f.get("path"), src)
+                )
             sources[digest] = src
             module_files.append({"path": f.get("path"), "digest": digest, "size": f.get("size")})
         module_args = {k: v for k, v in args.items() if k != "files"}
@@ -54,7 +59,7 @@ class ActionModule(ActionBase):
         staging = args["staging"]
         sent = 0
         for digest in plan.get("missing", []):
-            remote = "%s/%s.partial" % (staging.rstrip("/"), DIGEST.match(digest).group(1))
+            remote = "{}/{}.partial".format(staging.rstrip("/"), DIGEST.match(digest).group(1))
             self._transfer_file(sources[digest], remote)
             sent += os.path.getsize(sources[digest])
 

@@ -13,7 +13,7 @@ def gapseal_path(root, *parts):
     """Join ``parts`` under ``root`` (``/`` or a prefix) into one normalized absolute path."""
     root = root or "/"
     if not posixpath.isabs(root):
-        raise AnsibleFilterError("gapseal_root %r must be an absolute path" % (root,))
+        raise AnsibleFilterError(f"gapseal_root {root!r} must be an absolute path")
     return posixpath.normpath(posixpath.join(root, *(str(p).lstrip("/") for p in parts)))
 
 
@@ -37,11 +37,11 @@ def gapseal_selected_variants(builds, variants_fact, builds_dir):
     for build in builds or []:
         choice = _choice(variants_fact, build["name"])
         if choice is None:
-            raise AnsibleFilterError("no variant chosen for build %r on this host" % build["name"])
+            raise AnsibleFilterError("no variant chosen for build {!r} on this host".format(build["name"]))
         backend, arch = choice
         match = [v for v in build["variants"] if v["backend"] == backend and (arch is None or v["arch"] == arch)]
         if not match:
-            raise AnsibleFilterError("build %r has no %s/%s variant" % (build["name"], backend, arch))
+            raise AnsibleFilterError("build {!r} has no {}/{} variant".format(build["name"], backend, arch))
         variant = match[0]
         selected.append(
             {
@@ -68,14 +68,17 @@ def gapseal_preflight_files(models, builds, root):
     out = []
     for m in models or []:
         base = gapseal_path(root, "var/lib/gapseal/models", m["name"])
-        out += [{"path": posixpath.relpath(posixpath.join(base, f["path"]), root), "size": f["size"]} for f in m["files"]]
+        out += [
+            {"path": posixpath.relpath(posixpath.join(base, f["path"]), root), "size": f["size"]} for f in m["files"]
+        ]
     for b in builds or []:
         if not b.get("variants"):
             continue
         largest = max(b["variants"], key=lambda v: sum(f["size"] for f in v["files"]))
         base = gapseal_path(root, "opt/gapseal/builds", b["name"], largest["backend"])
         out += [
-            {"path": posixpath.relpath(posixpath.join(base, f["path"]), root), "size": f["size"]} for f in largest["files"]
+            {"path": posixpath.relpath(posixpath.join(base, f["path"]), root), "size": f["size"]}
+            for f in largest["files"]
         ]
     return out
 
@@ -88,13 +91,13 @@ def gapseal_arches(builds):
 def gapseal_cidrs(cidrs, family):
     """Return the CIDRs of IP ``family`` (4 or 6) from ``cidrs``, normalized; a malformed entry raises."""
     if isinstance(cidrs, str) or not isinstance(cidrs, (list, tuple)):
-        raise AnsibleFilterError("egress_allow must be a list of CIDRs, got %r" % (cidrs,))
+        raise AnsibleFilterError(f"egress_allow must be a list of CIDRs, got {cidrs!r}")
     out = []
     for c in cidrs:
         try:
             net = ipaddress.ip_network(str(c), strict=False)
         except ValueError as e:
-            raise AnsibleFilterError("egress_allow: %r is not an IP network (%s)" % (c, e)) from e
+            raise AnsibleFilterError(f"egress_allow: {c!r} is not an IP network ({e})") from e
         if net.version == int(family):
             out.append(str(net))
     return sorted(set(out))
@@ -112,7 +115,9 @@ def gapseal_service_units(services, selected, models_dir, offline_env, unit_dir)
         name = svc["name"]
         build = by_build.get(svc.get("build"))
         if build is None:
-            raise AnsibleFilterError("service %r names build %r, which is not in the bundle" % (name, svc.get("build")))
+            raise AnsibleFilterError(
+                "service {!r} names build {!r}, which is not in the bundle".format(name, svc.get("build"))
+            )
         model_dir = gapseal_path(models_dir, svc["model"]) if svc.get("model") else ""
         bind = str(svc.get("bind", "127.0.0.1"))
         port = str(svc.get("port", ""))
@@ -120,7 +125,7 @@ def gapseal_service_units(services, selected, models_dir, offline_env, unit_dir)
         try:
             args = [str(a).format(**values) for a in svc.get("args", [])]
         except (KeyError, IndexError, ValueError) as e:
-            raise AnsibleFilterError("service %r: bad placeholder in args: %s" % (name, e)) from e
+            raise AnsibleFilterError(f"service {name!r}: bad placeholder in args: {e}") from e
         exe = gapseal_path(build["dir"], svc.get("exec", "bin/serve"))
         env = {**{str(k): str(v) for k, v in (svc.get("env") or {}).items()}, **dict(offline_env)}
         env.update({"GAPSEAL_MODEL_DIR": model_dir, "GAPSEAL_BIND": bind, "GAPSEAL_PORT": port})
@@ -131,7 +136,7 @@ def gapseal_service_units(services, selected, models_dir, offline_env, unit_dir)
                 "backend": build["backend"],
                 "build_dir": build["dir"],
                 "model": svc.get("model", ""),
-                "unit": gapseal_path(unit_dir, "gapseal-%s.service" % name),
+                "unit": gapseal_path(unit_dir, f"gapseal-{name}.service"),
                 "exec_start": " ".join(shlex.quote(p) for p in [exe, *args]),
                 "environment": env,
             }
@@ -141,12 +146,15 @@ def gapseal_service_units(services, selected, models_dir, offline_env, unit_dir)
 
 def gapseal_service_states(units, started, reason):
     """Return ``[{name, unit, state}]`` for the record and the report."""
-    state = "started" if started else "not started: %s" % reason
+    state = "started" if started else f"not started: {reason}"
     return [{"name": u["name"], "unit": u["unit"], "state": state} for u in units or []]
 
 
 class FilterModule:
+    """The filters gapseal's roles use."""
+
     def filters(self):
+        """Return the filters by name."""
         return {
             "gapseal_path": gapseal_path,
             "gapseal_selected_variants": gapseal_selected_variants,

@@ -3,6 +3,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
 DOCUMENTATION = r"""
 module: gapseal_egress
 short_description: Lock outbound traffic down with an nftables inet table, without cutting the live ssh session
@@ -25,12 +31,6 @@ digest: {description: sha256 of the ruleset (also the chain comment)., type: str
 live: {description: Whether the table was loaded before this task., type: bool, returned: always}
 """
 
-import hashlib
-import os
-import tempfile
-
-from ansible.module_utils.basic import AnsibleModule
-
 
 def main():
     module = AnsibleModule(
@@ -48,7 +48,7 @@ def main():
     digest = hashlib.sha256(p["rules"].encode("utf-8")).hexdigest()[:32]
     rules = p["rules"].replace("@@GAPSEAL_DIGEST@@", digest)
     if not os.path.exists(nft):
-        module.fail_json(msg="%s not found: install nftables on the host or set egress_lockdown: false" % nft)
+        module.fail_json(msg=f"{nft} not found: install nftables on the host or set egress_lockdown: false")
 
     fd, tmp = tempfile.mkstemp(prefix=".gapseal-egress-", suffix=".nft")
     try:
@@ -58,22 +58,22 @@ def main():
     finally:
         os.unlink(tmp)
     if rc != 0:
-        module.fail_json(msg="the egress ruleset does not pass nft -c: %s" % (err or out).strip(), rules=rules)
+        module.fail_json(msg=f"the egress ruleset does not pass nft -c: {(err or out).strip()}", rules=rules)
 
     rc, live_text, _ = module.run_command([nft, "list", "table", "inet", table])
     live = rc == 0
-    current = live and ("gapseal %s" % digest) in live_text
+    current = live and (f"gapseal {digest}") in live_text
 
     if p["phase"] == "track":
         if live or module.check_mode:
             module.exit_json(changed=False, digest=digest, live=live)
         tracking = (
-            "table inet %s {\n  chain output {\n    type filter hook output priority filter; policy accept;\n"
-            "    ct state established counter\n  }\n}\n" % table
+            f"table inet {table} {{\n  chain output {{\n    type filter hook output priority filter; policy accept;\n"
+            "    ct state established counter\n  }\n}\n"
         )
         rc, out, err = module.run_command([nft, "-f", "-"], data=tracking)
         if rc != 0:
-            module.fail_json(msg="cannot load the connection-tracking table: %s" % (err or out).strip())
+            module.fail_json(msg=f"cannot load the connection-tracking table: {(err or out).strip()}")
         module.exit_json(changed=True, digest=digest, live=False)
 
     try:
@@ -96,7 +96,7 @@ def main():
         os.replace(tmp, path)
     rc, out, err = module.run_command([nft, "-f", path])
     if rc != 0:
-        module.fail_json(msg="nft -f %s failed: %s" % (path, (err or out).strip()))
+        module.fail_json(msg=f"nft -f {path} failed: {(err or out).strip()}")
     module.exit_json(changed=True, digest=digest, live=live)
 
 

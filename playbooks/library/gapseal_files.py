@@ -3,6 +3,15 @@
 
 from __future__ import annotations
 
+import errno
+import fnmatch
+import hashlib
+import os
+import re
+import stat
+
+from ansible.module_utils.basic import AnsibleModule
+
 DOCUMENTATION = r"""
 module: gapseal_files
 short_description: Install files whose sha256 digests are known, verified on the host and renamed into place
@@ -38,14 +47,6 @@ installed: {description: Relative paths written by commit., type: list, returned
 files: {description: Every managed file as C({path (absolute), digest, size})., type: list, returned: always}
 """
 
-import errno
-import fnmatch
-import hashlib
-import os
-import re
-import stat
-
-from ansible.module_utils.basic import AnsibleModule
 
 CHUNK = 4 * 1024 * 1024
 DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
@@ -77,17 +78,17 @@ def _check_entries(module, files):
         digest = f.get("digest")
         size = f.get("size")
         if not isinstance(rel, str) or not rel or rel.startswith("/") or "\\" in rel:
-            module.fail_json(msg="file path %r must be a relative posix path" % (rel,))
+            module.fail_json(msg=f"file path {rel!r} must be a relative posix path")
         parts = rel.split("/")
         if any(p in ("", ".", "..") for p in parts):
-            module.fail_json(msg="file path %r must not contain empty, '.' or '..' parts" % (rel,))
+            module.fail_json(msg=f"file path {rel!r} must not contain empty, '.' or '..' parts")
         if rel in seen:
-            module.fail_json(msg="file path %r is listed twice" % (rel,))
+            module.fail_json(msg=f"file path {rel!r} is listed twice")
         seen.add(rel)
         if not isinstance(digest, str) or not DIGEST.match(digest):
-            module.fail_json(msg="file %r: digest %r is not sha256:<64 hex>" % (rel, digest))
+            module.fail_json(msg=f"file {rel!r}: digest {digest!r} is not sha256:<64 hex>")
         if not isinstance(size, int) or size < 0:
-            module.fail_json(msg="file %r: size %r is not a non-negative integer" % (rel, size))
+            module.fail_json(msg=f"file {rel!r}: size {size!r} is not a non-negative integer")
 
 
 def _fsync_dir(path):
@@ -150,7 +151,7 @@ def _place(staged, target):
     except OSError as e:
         if e.errno != errno.EXDEV:
             raise
-        tmp = os.path.join(os.path.dirname(target), ".%s.gapseal-tmp" % os.path.basename(target))
+        tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.gapseal-tmp")
         with open(staged, "rb") as src, open(tmp, "wb") as dst:
             while True:
                 chunk = src.read(CHUNK)
@@ -173,14 +174,14 @@ def _commit(module, dest, staging, files, executable, prune, missing, extra, sta
         hexd = DIGEST.match(digest).group(1)
         staged = os.path.join(staging, hexd + ".partial")
         if not os.path.isfile(staged) or os.path.islink(staged):
-            module.fail_json(msg="blob %s was not transferred to %s" % (digest, staged))
+            module.fail_json(msg=f"blob {digest} was not transferred to {staged}")
         got, size = _sha256(staged)
         want_size = by_digest[digest][0]["size"]
         if got != digest or size != want_size:
             os.unlink(staged)
             module.fail_json(
-                msg="%s: content on the host does not match the bundle: expected %s (%d bytes), got %s (%d bytes)"
-                % (", ".join(f["path"] for f in by_digest[digest]), digest, want_size, got, size)
+                msg=f"{', '.join(f['path'] for f in by_digest[digest])}: content on the host does not match the bundle: "
+                f"expected {digest} ({want_size} bytes), got {got} ({size} bytes)"
             )
         fd = os.open(staged, os.O_RDONLY)
         try:
@@ -193,7 +194,7 @@ def _commit(module, dest, staging, files, executable, prune, missing, extra, sta
             target = os.path.join(dest, rel)
             os.chmod(staged, _mode_for(rel, executable))
             if i < len(targets) - 1:  # several files with one content: copy for all but the last
-                copy = staged + ".%d" % i
+                copy = f"{staged}.{i}"
                 with open(staged, "rb") as src, open(copy, "wb") as dst:
                     dst.write(src.read())
                     dst.flush()
@@ -210,7 +211,7 @@ def _commit(module, dest, staging, files, executable, prune, missing, extra, sta
         if os.path.islink(p) or not os.path.isdir(p):
             os.unlink(p)
     if prune and os.path.isdir(dest):  # drop directories left empty by pruning
-        for root, dirs, names in os.walk(dest, topdown=False):
+        for root, _dirs, _names in os.walk(dest, topdown=False):
             if root != dest and not os.listdir(root):
                 os.rmdir(root)
     if os.path.isdir(staging) and not os.listdir(staging):
@@ -234,7 +235,7 @@ def main():
     dest, staging, files = p["dest"], p["staging"], p["files"]
     for name, value in (("dest", dest), ("staging", staging)):
         if not os.path.isabs(value) or os.path.normpath(value) in ("/", ""):
-            module.fail_json(msg="%s %r must be an absolute path below /" % (name, value))
+            module.fail_json(msg=f"{name} {value!r} must be an absolute path below /")
     _check_entries(module, files)
     managed = sorted(
         ({"path": os.path.join(dest, f["path"]), "digest": f["digest"], "size": f["size"]} for f in files),
@@ -260,10 +261,8 @@ def main():
         missing, extra, stale, _ = _plan(module, dest, staging, files, p["executable"], p["prune"], clean=False)
         installed = _commit(module, dest, staging, files, p["executable"], p["prune"], missing, extra, stale)
     except OSError as e:
-        module.fail_json(msg="%s: %s" % (getattr(e, "filename", None) or dest, e.strerror or e))
-    module.exit_json(
-        changed=bool(installed or extra), missing=[], extra=extra, installed=installed, files=managed
-    )
+        module.fail_json(msg="{}: {}".format(getattr(e, "filename", None) or dest, e.strerror or e))
+    module.exit_json(changed=bool(installed or extra), missing=[], extra=extra, installed=installed, files=managed)
 
 
 if __name__ == "__main__":

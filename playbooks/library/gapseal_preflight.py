@@ -3,6 +3,12 @@
 
 from __future__ import annotations
 
+import os
+import platform
+import sys
+
+from ansible.module_utils.basic import AnsibleModule
+
 DOCUMENTATION = r"""
 module: gapseal_preflight
 short_description: Check python, CPU architecture and free space under gapseal_root; fail with the reason
@@ -32,11 +38,6 @@ ansible_facts:
   returned: always
 """
 
-import os
-import platform
-import sys
-
-from ansible.module_utils.basic import AnsibleModule
 
 ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
@@ -44,7 +45,7 @@ ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm
 def _human(n):
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
-            return "%.1f %s" % (n, unit) if unit != "B" else "%d B" % n
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1024.0
     return str(n)
 
@@ -64,20 +65,21 @@ def main():
     root = p["root"]
     machine = platform.machine()
     arch = ARCHES.get(machine, machine)
-    python = "%d.%d.%d" % sys.version_info[:3]
+    python = "{}.{}.{}".format(*sys.version_info[:3])
     facts = {"arch": arch, "machine": machine, "python": python, "python_executable": sys.executable}
 
     want = tuple(int(x) for x in p["min_python"].split("."))
     if sys.version_info[: len(want)] < want:
-        module.fail_json(msg="python %s on the host is older than the required %s" % (python, p["min_python"]))
+        module.fail_json(msg="python {} on the host is older than the required {}".format(python, p["min_python"]))
     if p["arches"] and arch not in p["arches"]:
         module.fail_json(
-            msg="host architecture %s (%s) has no build in this bundle (bundle has: %s)"
-            % (arch, machine, ", ".join(sorted(p["arches"]))),
+            msg="host architecture {} ({}) has no build in this bundle (bundle has: {})".format(
+                arch, machine, ", ".join(sorted(p["arches"]))
+            ),
             ansible_facts={"gapseal_preflight": facts},
         )
     if not os.path.isabs(root):
-        module.fail_json(msg="gapseal_root %r must be an absolute path" % root)
+        module.fail_json(msg=f"gapseal_root {root!r} must be an absolute path")
 
     needed = 0
     for f in p["files"]:
@@ -96,12 +98,13 @@ def main():
     facts.update({"filesystem": probe, "free_bytes": free, "needed_bytes": needed})
     if needed + p["reserve_bytes"] > free:
         module.fail_json(
-            msg="not enough free space for the install: %s to write under %s, but the filesystem of %s has %s free"
-            % (_human(needed + p["reserve_bytes"]), root, probe, _human(free)),
+            msg="not enough free space for the install: {} to write under {}, but the filesystem of {} has {} free".format(
+                _human(needed + p["reserve_bytes"]), root, probe, _human(free)
+            ),
             ansible_facts={"gapseal_preflight": facts},
         )
     if not os.access(probe, os.W_OK):
-        module.fail_json(msg="%s is not writable by %s" % (probe, os.environ.get("USER", "this user")))
+        module.fail_json(msg="{} is not writable by {}".format(probe, os.environ.get("USER", "this user")))
     module.exit_json(changed=False, ansible_facts={"gapseal_preflight": facts})
 
 

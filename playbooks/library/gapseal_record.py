@@ -3,6 +3,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
 DOCUMENTATION = r"""
 module: gapseal_record
 short_description: Write the gapseal install record (installed.json) atomically and idempotently
@@ -36,12 +42,6 @@ RETURN = r"""
 record: {description: The document written., type: dict, returned: always}
 """
 
-import json
-import os
-import tempfile
-
-from ansible.module_utils.basic import AnsibleModule
-
 
 def _files(component, directory, files):
     return [
@@ -60,11 +60,11 @@ def build_record(p):
     models = {}
     for m in p["models"]:
         models[m["name"]] = {"dir": m["dir"]}
-        files += _files("model/%s" % m["name"], m["dir"], m.get("files", []))
+        files += _files("model/{}".format(m["name"]), m["dir"], m.get("files", []))
     variants = {}
     for b in p["builds"]:
         variants[b["name"]] = {"backend": b["backend"], "arch": b["arch"], "dir": b["dir"]}
-        files += _files("build/%s/%s" % (b["name"], b["backend"]), b["dir"], b.get("files", []))
+        files += _files("build/{}/{}".format(b["name"], b["backend"]), b["dir"], b.get("files", []))
     bundle = {k: p["bundle"][k] for k in ("name", "version", "manifest_digest", "created") if p["bundle"].get(k)}
     return {
         "kind": "gapseal.InstalledRecord",
@@ -97,7 +97,7 @@ def main():
     try:
         record = build_record(module.params)
     except (KeyError, TypeError, ValueError) as e:
-        module.fail_json(msg="cannot build the install record: missing or malformed field %s" % (e,))
+        module.fail_json(msg=f"cannot build the install record: missing or malformed field {e}")
     data = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8")
     try:
         with open(path, "rb") as f:
@@ -105,7 +105,7 @@ def main():
     except FileNotFoundError:
         current = None
     except OSError as e:
-        module.fail_json(msg="%s: %s" % (path, e.strerror))
+        module.fail_json(msg=f"{path}: {e.strerror}")
     if current == data:
         module.exit_json(changed=False, record=record, path=path)
     if module.check_mode:
@@ -131,7 +131,7 @@ def main():
         finally:
             os.close(dfd)
     except OSError as e:
-        module.fail_json(msg="%s: %s" % (getattr(e, "filename", None) or path, e.strerror or e))
+        module.fail_json(msg="{}: {}".format(getattr(e, "filename", None) or path, e.strerror or e))
     module.exit_json(changed=True, record=record, path=path)
 
 
