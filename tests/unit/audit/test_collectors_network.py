@@ -35,7 +35,7 @@ def _run(*args: str) -> str:
 def ns() -> Iterator[str]:
     """A fresh namespace with ``lo`` up and a veth pair: 10.231.51.2/30 inside, 10.231.51.1/30 outside."""
     name = f"gs-net-{os.getpid()}"
-    veth = f"gsn{os.getpid() % 100000}"
+    veth = f"gsn{os.getpid() % 100000}"  # same names each test: the pair is deleted synchronously below
     _run("ip", "netns", "add", name)
     try:
         _run("ip", "-n", name, "link", "set", "lo", "up")
@@ -46,6 +46,8 @@ def ns() -> Iterator[str]:
         _run("ip", "-n", name, "link", "set", f"{veth}b", "up")
         yield name
     finally:
+        # deleting one end removes the pair now; a namespace's own teardown is asynchronous in the kernel
+        subprocess.run(["ip", "link", "del", f"{veth}a"], check=False, capture_output=True)
         subprocess.run(["ip", "netns", "del", name], check=False)
 
 

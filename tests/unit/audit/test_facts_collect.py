@@ -68,6 +68,7 @@ class Host:
         for p in self.procs:
             p.kill()
             p.wait()
+        subprocess.run(["ip", "link", "del", f"{self.veth}a"], check=False, capture_output=True)
         subprocess.run(["ip", "netns", "del", self.name], check=False)
 
     def run(self, *argv: str) -> subprocess.CompletedProcess[str]:

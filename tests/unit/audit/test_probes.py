@@ -67,7 +67,8 @@ def peer_ns() -> Iterator[str]:
         _ip("-n", name, "link", "set", f"{veth}b", "up")
         yield name
     finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)  # removes the veth pair too
+        subprocess.run(["ip", "link", "del", f"{veth}a"], check=False, capture_output=True)  # the pair, now
+        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 def _in_ns(ns: str, code: str, timeout: float = 60) -> str:
