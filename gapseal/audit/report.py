@@ -63,7 +63,8 @@ def _frameworks(results: Results, controls: Mapping[str, ControlInfo]) -> list[F
             for c in r.controls:
                 rules_by_control.setdefault(c, []).append((h.host, r))
     by_framework: dict[str, list[ControlRow]] = {}
-    for cid in sorted(set(rules_by_control) | set(controls)):
+    # The catalog's order (frameworks and controls as the catalog lists them), then ids it lacks, sorted.
+    for cid in [*controls, *sorted(set(rules_by_control) - set(controls))]:
         info = controls.get(cid)
         pairs = rules_by_control.get(cid, [])
         statuses = [r.status for _, r in pairs]
@@ -77,7 +78,7 @@ def _frameworks(results: Results, controls: Mapping[str, ControlInfo]) -> list[F
         by_framework.setdefault(info.framework if info else OTHER_FRAMEWORK, []).append(row)
     return [
         FrameworkRow(name, worst_status(c.status for c in rows), tuple(rows))
-        for name, rows in sorted(by_framework.items(), key=lambda kv: (kv[0] == OTHER_FRAMEWORK, kv[0]))
+        for name, rows in sorted(by_framework.items(), key=lambda kv: kv[0] == OTHER_FRAMEWORK)  # stable: Other last
     ]
 
 

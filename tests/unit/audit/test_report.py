@@ -105,3 +105,14 @@ def test_compliant_verdict() -> None:
     html = _render(make_results([(make_facts("h2"), compliant_rules())]))
     assert "COMPLIANT: no rule failed and nothing is unknown on 1 host(s)." in html
     assert "NOT COMPLIANT" not in html
+
+
+def test_controls_follow_the_catalog_order(leaky: str) -> None:
+    """The catalog lists article 15 before article 12 (CONTROLS): the report keeps that order, not a string sort."""
+    assert leaky.index("Article 15 Accuracy") < leaky.index("Article 12 Record-keeping")
+    assert leaky.index("<h3>EU AI Act: per control</h3>") < leaky.index("<h3>HIPAA: per control</h3>")
+
+
+def test_rule_with_findings_lists_them_once(leaky: str) -> None:
+    assert "default route via 10.231.60.1" not in leaky  # the rule's joined message is not repeated above the list
+    assert "<code>default via 10.231.60.1</code>" in leaky  # the finding, with its subject
