@@ -326,9 +326,17 @@ def test_deep_nesting_is_walked_without_recursion_limits(tmp_path: Path) -> None
         deep = deep / "d"
         deep.mkdir()
     (deep / "leaf.bin").write_bytes(b"x")
-    (c,) = [_one(tmp_path, "m")]
-    assert len(c.files) == 1
-    assert c.files[0].rel_path.count("/") == 600
+    try:
+        (c,) = [_one(tmp_path, "m")]
+        assert len(c.files) == 1
+        assert c.files[0].rel_path.count("/") == 600
+    finally:
+        # pytest removes old temp dirs with a recursive rmtree that a tree this deep overflows (RecursionError in
+        # a later session's cleanup): take it down here, bottom up, without recursion.
+        (deep / "leaf.bin").unlink()
+        while deep != tmp_path:
+            deep.rmdir()
+            deep = deep.parent
 
 
 def test_messages_name_the_path_as_seen_through_a_followed_link(tmp_path: Path) -> None:
