@@ -457,6 +457,10 @@ def _open_sources() -> Iterator[Callable[[_Source], int]]:
 def _check_outputs(out: Path, targets: list[Path], overwrite: bool) -> None:
     if not out.name.endswith(".tar"):
         raise UsageError(f"output name must end with .tar: {out.name}")
+    if part_number(out) is not None:
+        raise UsageError(
+            f"output name {out.name} looks like a part of a split set", hint="name the whole, e.g. NAME.tar"
+        )
     directory = out.parent
     if not directory.is_dir():
         raise UsageError(f"output directory does not exist: {directory}")

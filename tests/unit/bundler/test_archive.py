@@ -173,6 +173,8 @@ def test_pack_checks_the_output_before_reading_the_layout(tmp_path: Path, layout
         pack_layout(layout, tmp_path / "missing" / "b.tar", mtime=MTIME)
     with pytest.raises(UsageError, match="must end with .tar"):
         pack_layout(layout, tmp_path / "b.tgz", mtime=MTIME)
+    with pytest.raises(UsageError, match="looks like a part of a split set"):
+        pack_layout(layout, tmp_path / "b.part0001.tar", mtime=MTIME)
 
 
 def test_pack_refuses_an_output_directory_it_cannot_write(tmp_path: Path, layout: Path) -> None:
