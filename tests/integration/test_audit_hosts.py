@@ -93,7 +93,12 @@ def _inventory(fleet: HostFleet, staged: StagedHost, path: Path) -> Path:
 
 
 def _audit(
-    fleet: HostFleet, staged: StagedHost, key: Path, tmp: Path, capsys: pytest.CaptureFixture[str]
+    fleet: HostFleet,
+    staged: StagedHost,
+    key: Path,
+    tmp: Path,
+    capsys: pytest.CaptureFixture[str],
+    *extra: str,
 ) -> tuple[int, dict[str, Any], Path]:
     from gapseal.cli import main
 
@@ -101,7 +106,7 @@ def _audit(
     waivers.write_text(WAIVERS)
     out = tmp / "evidence"
     argv = ["audit", "run", "-i", str(_inventory(fleet, staged, tmp / "inventory.yml")), "--out", str(out)]
-    argv += ["--key", str(key), "--waivers", str(waivers), "--json"]
+    argv += ["--key", str(key), "--waivers", str(waivers), "--json", *extra]
     rc = main(argv)
     captured = capsys.readouterr()
     assert captured.out, captured.err
@@ -133,7 +138,12 @@ def test_leaky_host_yields_exactly_its_leaks(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    rc, doc, out = _audit(host_fleet, hosts[LEAKY], auditor_key[0], tmp_path, capsys)
+    # one active probe, named by the auditor: TCP to the controller's side of the host's own link (port 9, closed)
+    probe = f"{hosts[LEAKY].host.gateway}:9"
+    rc, doc, out = _audit(host_fleet, hosts[LEAKY], auditor_key[0], tmp_path, capsys, "--probe", probe)
+    facts = json.loads((out / "facts/host61.json").read_text())
+    active = [p for p in facts["probes"]["probes"] if p["active"]]
+    assert [(p["kind"], p["target"]) for p in active] == [("tcp_connect", probe)]
     found = {f["rule"]: f for f in doc["findings"]}
     assert sorted(found) == sorted(EXPECTED_LEAKS), json.dumps(doc["findings"], indent=1)
     assert rc == 3
