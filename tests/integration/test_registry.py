@@ -333,3 +333,23 @@ def test_bundle_without_images_round_trips(keys: KeyPair, registry: LoopbackRegi
     assert result.image_references == {}
     pull_bundle(f"{registry.host}/gapseal/clinic:1.0.0", tmp_path / "pulled", insecure=True)
     assert verify_bundle(tmp_path / "pulled", [keys.public]).manifest_digest == created.manifest_digest
+
+
+def test_uploads_are_concurrent_within_the_bound(stack: CreatedBundle, keys: KeyPair, proxy: FaultProxy) -> None:
+    proxy.state.upload_delay = 0.1
+    load_bundle(stack.path, [keys.public], proxy.host, insecure=True, concurrency=2)
+    assert proxy.state.max_uploads_in_flight == 2
+
+
+def test_large_blobs_go_up_in_chunks_and_come_back_intact(
+    stack: CreatedBundle, keys: KeyPair, proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blobs over the monolithic limit (lowered here to 256 KiB) are sent as PATCH chunks, then a closing PUT."""
+    monkeypatch.setattr("gapseal.bundler.registry.MONOLITHIC_LIMIT", 256 * 1024)
+    busybox = next(i for i in stack.descriptor.images or [] if i.name == "busybox")
+    size = busybox.manifests[0].layers[0].size
+    assert size > 3 * 256 * 1024
+    load_bundle(stack.path, [keys.public], proxy.host, insecure=True)
+    assert proxy.state.count("PATCH", r"/v2/busybox/blobs/uploads/") == -(-size // (256 * 1024))
+    pull_bundle(f"{proxy.host}/gapseal/stack:1.0.0", tmp_path / "pulled", insecure=True)
+    verify_bundle(tmp_path / "pulled", [keys.public])

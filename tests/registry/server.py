@@ -95,6 +95,9 @@ class ProxyState:
     referrers_api: bool = False
     """Emulate the OCI 1.1 referrers API (OCI-Subject header, GET /v2/<repo>/referrers/<digest>)."""
     requests: list[tuple[str, str]] = field(default_factory=list)
+    uploads_in_flight: int = 0
+    max_uploads_in_flight: int = 0
+    """The most blob-upload PUT/PATCH requests the proxy held at the same time."""
     referrers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -144,8 +147,21 @@ class _Handler(BaseHTTPRequestHandler):
             doc = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": found}
             self._reply(200, {"Content-Type": "application/vnd.oci.image.index.v1+json"}, json.dumps(doc).encode())
             return
-        if self.command == "PUT" and "/blobs/uploads/" in bare and state.upload_delay:
-            time.sleep(state.upload_delay)
+        uploading = self.command in ("PUT", "PATCH") and "/blobs/uploads/" in bare
+        if uploading:
+            with state.lock:
+                state.uploads_in_flight += 1
+                state.max_uploads_in_flight = max(state.max_uploads_in_flight, state.uploads_in_flight)
+        try:
+            if uploading and state.upload_delay:
+                time.sleep(state.upload_delay)
+            self._forward(state, path, bare, body)
+        finally:
+            if uploading:
+                with state.lock:
+                    state.uploads_in_flight -= 1
+
+    def _forward(self, state: ProxyState, path: str, bare: str, body: bytes) -> None:
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS}
         conn = http.client.HTTPConnection(state.upstream, timeout=60)
         try:
