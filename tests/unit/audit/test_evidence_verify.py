@@ -193,3 +193,26 @@ def test_cli_missing_key_is_usage_error(ev: Path) -> None:
     from gapseal.cli import main
 
     assert main(["evidence", "verify", str(ev)]) == 2
+
+
+def test_not_a_directory(tmp_path: Path, key: SigningKey) -> None:
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(EvidenceError, match="not an evidence directory"):
+        verify_evidence(f, [key.public])
+
+
+def test_symlinked_evidence_directory_is_refused(ev: Path, key: SigningKey, tmp_path: Path) -> None:
+    link = tmp_path / "link"
+    link.symlink_to(ev)
+    with pytest.raises(EvidenceError, match="not an evidence directory"):
+        verify_evidence(link, [key.public])
+
+
+def test_no_trusted_key(ev: Path) -> None:
+    with pytest.raises(EvidenceError, match="no trusted key given"):
+        verify_evidence(ev, [])
+
+
+def test_any_of_several_trusted_keys(ev: Path, key: SigningKey) -> None:
+    assert verify_evidence(ev, [SigningKey.generate().public, key.public]).signer_key_id == key.key_id
