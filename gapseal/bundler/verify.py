@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from gapseal.bundler import layout as oci
 from gapseal.bundler.create import bundle_predicate, image_index_entries, statement_subjects
+from gapseal.bundler.delta_marker import delta_needs_base_error, read_delta_marker
 from gapseal.bundler.descriptor import BundleDescriptor, ImageBlob, ImageComponent
 from gapseal.bundler.images import ChildRef, manifest_labels, parse_image_document
 from gapseal.bundler.inventory import LayoutEntry, LayoutInventory, read_layout_archive, read_layout_dir
@@ -162,6 +163,9 @@ def verify_inventory(
 ) -> _Verified:
     """Check a read layout against the trusted keys; the transport was already checked by the reader."""
     problems = _Problems(inv.source)
+    marker = read_delta_marker(inv)
+    if marker is not None:  # a delta is verified through gapseal.bundler.delta, with its base
+        raise delta_needs_base_error(marker, inv.source)
 
     # 1. Only layout files. A blob's content is checked where it is referenced, so its message can name it.
     for path in sorted(inv.entries):

@@ -46,28 +46,60 @@ def create(
         False, "--no-link", help="Always copy inputs; by default they are hard-linked when on the same filesystem."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
+    base: Path | None = typer.Option(
+        None,
+        "--base",
+        help="Make a delta: leave out every blob this earlier bundle (or 'bundle inventory' file) already holds.",
+    ),
     json_output: bool = _JSON,
     quiet: bool = _QUIET,
 ) -> int:
     """Build a signed bundle from SPEC.
 
     Same spec and inputs give the same manifest digest when the spec sets metadata.created or SOURCE_DATE_EPOCH is set.
+    With --base the bundle is written as a delta; the far side completes it with 'bundle apply DELTA --base OLD'.
     """
     from gapseal.bundler.create import create_bundle
 
     _output.configure(json_output=json_output, quiet=quiet)
     signing_key = _secrets.private_key_from(key)
+    delta_doc: dict[str, object] = {}
     with _output.progress() as progress:
-        result = create_bundle(
-            spec,
-            signing_key,
-            out,
-            follow_symlinks=follow_symlinks,
-            link=not no_link,
-            overwrite=overwrite,
-            source_date_epoch=_source_date_epoch(),
-            progress=progress,
-        )
+        if base is not None:
+            from gapseal.bundler.delta import create_delta
+
+            made = create_delta(
+                spec,
+                signing_key,
+                out,
+                base,
+                follow_symlinks=follow_symlinks,
+                link=not no_link,
+                overwrite=overwrite,
+                source_date_epoch=_source_date_epoch(),
+                progress=progress,
+            )
+            result = made.full
+            delta_doc = {
+                "delta": {
+                    "base": made.marker.describe_base(),
+                    "omitted_blobs": len(made.marker.omitted),
+                    "omitted_bytes": made.marker.omitted_bytes(),
+                    "stored_blobs": made.stored_blobs,
+                    "stored_bytes": made.stored_bytes,
+                }
+            }
+        else:
+            result = create_bundle(
+                spec,
+                signing_key,
+                out,
+                follow_symlinks=follow_symlinks,
+                link=not no_link,
+                overwrite=overwrite,
+                source_date_epoch=_source_date_epoch(),
+                progress=progress,
+            )
     doc = {
         "ok": True,
         "bundle": str(result.path),
@@ -79,6 +111,7 @@ def create(
         "bytes": result.total_bytes,
         "linked_files": result.linked_files,
         "copied_files": result.copied_files,
+        **delta_doc,
     }
     if json_output:
         _output.emit_json(doc)
@@ -89,6 +122,13 @@ def create(
             f"  {result.blob_count} blobs, {result.total_bytes} bytes "
             f"({result.linked_files} files linked, {result.copied_files} copied); signed by {signing_key.key_id[:16]}"
         )
+        if delta_doc:
+            dd = delta_doc["delta"]
+            assert isinstance(dd, dict)  # noqa: S101 - built just above
+            _output.stdout.print(
+                f"  delta against {dd['base']}: {dd['omitted_blobs']} blobs ({dd['omitted_bytes']} bytes) left out, "
+                f"{dd['stored_blobs']} blobs ({dd['stored_bytes']} bytes) stored"
+            )
     return 0
 
 
@@ -165,6 +205,9 @@ def verify(
     state_file: Path | None = typer.Option(
         None, "--state-file", help="Rollback state file (default: $GAPSEAL_STATE_DIR or ~/.local/state/gapseal)."
     ),
+    base: Path | None = typer.Option(
+        None, "--base", help="BUNDLE is a delta: complete it with the blobs of this earlier bundle, then verify."
+    ),
     json_output: bool = _JSON,
     quiet: bool = _QUIET,
 ) -> int:
@@ -180,7 +223,14 @@ def verify(
     keys = trusted_keys(key, trust)
     state = RollbackState(state_file or default_state_file())
     with _output.progress() as progress:
-        result = verify_bundle(bundle, keys, rollback=state, allow_downgrade=allow_downgrade, progress=progress)
+        if base is not None:
+            from gapseal.bundler.delta import verify_delta
+
+            result = verify_delta(
+                bundle, base, keys, rollback=state, allow_downgrade=allow_downgrade, progress=progress
+            )
+        else:
+            result = verify_bundle(bundle, keys, rollback=state, allow_downgrade=allow_downgrade, progress=progress)
     d = result.descriptor
     doc = {
         "ok": True,
@@ -236,8 +286,10 @@ def _print_info(info: BundleInfo) -> None:
         out.print(f"  files     {c['name']}: {c['files']} files, {c['bytes']} bytes")
     for b in d["builds"]:  # type: ignore[attr-defined]
         for v in b["variants"]:
-            req = ", ".join(f"{k} {v2}" for k, v2 in v["requires"].items()) or "nothing"
-            out.print(f"  build     {b['name']} {v['backend']}/{v['arch']}: {v['files']} files; requires {req}")
+            req = ", ".join(f"{k} {'/'.join(v2) if isinstance(v2, list) else v2}" for k, v2 in v["requires"].items())
+            out.print(
+                f"  build     {b['name']} {v['backend']}/{v['arch']}: {v['files']} files; requires {req or 'nothing'}"
+            )
 
 
 @app.command("inspect")
@@ -333,4 +385,90 @@ def pull(
         _output.stdout.print(f"pulled {reference} into {result.path}: {result.name} {result.version}", highlight=False)
         _output.stdout.print(f"  manifest {result.manifest_digest}; {result.blobs} blobs, {result.bytes} bytes")
         _output.stdout.print(f"  not verified yet: run 'gapseal bundle verify {result.path} --key …' next")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Deltas: the second delivery (gapseal.bundler.delta)
+
+
+@app.command("inventory")
+def inventory(
+    bundles: list[Path] = typer.Argument(..., help="Bundles already on this side: directories, tars or first parts."),
+    out: Path = typer.Option(..., "--out", help="The inventory file to write, e.g. have.json."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
+    json_output: bool = _JSON,
+    quiet: bool = _QUIET,
+) -> int:
+    """Write what this side holds (every blob whose content hashes to its name) for 'bundle create --base'.
+
+    Carry the file to the security team; the next bundle they build against it leaves those blobs out.
+    A registry cannot be inventoried yet: pull the bundle ('bundle pull') and inventory the directory.
+    """
+    from gapseal.bundler.delta import take_inventory, write_inventory
+
+    _output.configure(json_output=json_output, quiet=quiet)
+    with _output.progress() as progress:
+        result = take_inventory(bundles, progress=progress)
+    write_inventory(result, out, overwrite=overwrite)
+    size = sum(b.size for b in result.blobs)
+    if json_output:
+        _output.emit_json(
+            {
+                "ok": True,
+                "out": str(out),
+                "blobs": len(result.blobs),
+                "bytes": size,
+                "bundles": [b.model_dump(mode="json") for b in result.bundles],
+            }
+        )
+    else:
+        names = ", ".join(f"{b.name} {b.version}" for b in result.bundles) or "no readable bundle"
+        _output.stdout.print(f"wrote {out}: {len(result.blobs)} blobs, {size} bytes ({names})", highlight=False)
+    return 0
+
+
+@app.command("apply")
+def apply(
+    delta: Path = typer.Argument(..., help="A delta made by 'bundle create --base' (directory, tar or first part)."),
+    base: Path = typer.Option(..., "--base", help="The earlier bundle already on this side (directory, tar, part)."),
+    out: Path = typer.Option(..., "--out", help="The full bundle directory to create."),
+    key: list[Path] = _KEYS,
+    trust: Path | None = _TRUST,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
+    json_output: bool = _JSON,
+    quiet: bool = _QUIET,
+) -> int:
+    """Complete a delta with its base into a full bundle, verified before and after it is written.
+
+    Blobs are hard-linked from directories where the filesystem allows; --out appears only once the result verifies
+    on its own. A base lacking some of the blobs the delta left out is refused, naming them.
+    """
+    from gapseal.bundler.delta import apply_delta
+    from gapseal.signing.trust import trusted_keys
+
+    _output.configure(json_output=json_output, quiet=quiet)
+    keys = trusted_keys(key, trust)
+    with _output.progress() as progress:
+        result = apply_delta(delta, base, out, keys, overwrite=overwrite, progress=progress)
+    d = result.verified.descriptor
+    doc = {
+        "ok": True,
+        "bundle": str(result.path),
+        "name": d.name,
+        "version": d.version,
+        "manifest_digest": result.verified.manifest_digest,
+        "signer_key_id": result.verified.signer_key_id,
+        "from_delta": result.from_delta,
+        "from_base": result.from_base,
+        "linked": result.linked,
+    }
+    if json_output:
+        _output.emit_json(doc)
+    else:
+        _output.stdout.print(f"[green]applied[/] {delta} onto {base}: {out} ({d.name} {d.version})", highlight=False)
+        _output.stdout.print(f"  manifest {result.verified.manifest_digest}, verified standalone")
+        _output.stdout.print(
+            f"  {result.from_delta} files from the delta, {result.from_base} from the base ({result.linked} linked)"
+        )
     return 0

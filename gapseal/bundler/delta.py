@@ -1,0 +1,489 @@
+"""Deltas: the second delivery carries only the blobs the far side does not have yet.
+
+- ``take_inventory``: what the far side holds (``gapseal bundle inventory DIR... --out have.json``): every blob of the
+  given bundles (directories, tars, split sets) whose content hashes to its name, and which bundles they were.
+- ``create_delta``: build the full signed bundle, then leave out every file blob and image blob the base has; the
+  index, manifests, descriptor and signature are the full bundle's, unchanged, so the signed statement still lists
+  every blob. The layout gains a ``gapseal-delta.json`` marker (see ``delta_marker``).
+- ``verify_delta``: the delta's files plus, from the base, exactly the blobs the marker lists as left out, verified
+  together as one full bundle by the ordinary ``verify_inventory``.
+- ``apply_delta``: the same, then the full bundle written beside ``--out`` (hard links from directories where the
+  filesystem allows), verified standalone, and renamed into place.
+
+A delta against a base that lacks some left-out blobs fails, naming each missing blob by its file in the bundle.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gapseal.bundler import layout as oci
+from gapseal.bundler.canonical import canonical_json
+from gapseal.bundler.create import CreatedBundle, create_bundle, prepare_output
+from gapseal.bundler.delta_marker import (
+    DELTA_MARKER_NAME,
+    BlobRef,
+    BundleRef,
+    DeltaMarker,
+    read_delta_marker,
+)
+from gapseal.bundler.descriptor import BundleDescriptor
+from gapseal.bundler.inventory import LayoutEntry, LayoutInventory, read_layout_dir
+from gapseal.bundler.rollback import RollbackState
+from gapseal.bundler.unpack import unpack_archive
+from gapseal.bundler.verify import VerifiedBundle, read_inventory, verify_inventory
+from gapseal.errors import BundleError, UsageError, VerificationError
+from gapseal.progress import NO_PROGRESS, Progress
+from gapseal.signing.keys import SigningKey, VerifyingKey
+
+INVENTORY_KIND = "BlobInventory"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BlobInventory(_Model):
+    """What the far side holds: written by ``bundle inventory``, read by ``bundle create --base``."""
+
+    api_version: Literal["gapseal/v1"] = Field(description="Inventory format version.")
+    kind: Literal["BlobInventory"] = Field(description="Always BlobInventory.")
+    sources: list[str] = Field(description="The bundles (paths) the inventory was taken from.")
+    bundles: list[BundleRef] = Field(description="The bundles found there, by name, version and manifest digest.")
+    blobs: list[BlobRef] = Field(description="Every blob held whose content hashes to its name, sorted by digest.")
+
+    def to_bytes(self) -> bytes:
+        """Canonical JSON bytes, as written."""
+        return canonical_json(self.model_dump(mode="json"))
+
+    def sizes(self) -> dict[str, int]:
+        """Digest -> size of every blob held."""
+        return {b.digest: b.size for b in self.blobs}
+
+
+def _bundle_ref(inv: LayoutInventory) -> BundleRef | None:
+    """The bundle a read layout holds, read without trust (an inventory only says what is there)."""
+    entry = inv.entries.get("index.json")
+    if entry is None or entry.content is None:
+        return None
+    try:
+        index = oci.Index.model_validate_json(entry.content)
+        named = [
+            m for m in index.manifests if (m.annotations or {}).get(oci.ANNOTATION_REF_NAME) == oci.BUNDLE_REF_NAME
+        ]
+        if len(named) != 1:
+            return None
+        manifest_entry = inv.entries.get(oci.blob_path(named[0].digest))
+        if manifest_entry is None or manifest_entry.content is None:
+            return None
+        manifest = oci.Manifest.model_validate_json(manifest_entry.content)
+        config = inv.entries.get(oci.blob_path(manifest.config.digest))
+        if config is None or config.content is None:
+            return None
+        d = BundleDescriptor.model_validate_json(config.content)
+    except (ValidationError, VerificationError):
+        return None
+    return BundleRef(name=d.name, version=d.version, manifest_digest=named[0].digest)
+
+
+def _good_blobs(inv: LayoutInventory) -> dict[str, LayoutEntry]:
+    """Digest -> entry of every blob whose content hashes to its name (a damaged blob is not counted as held)."""
+    out: dict[str, LayoutEntry] = {}
+    for path, entry in inv.entries.items():
+        if path.startswith("blobs/sha256/") and path.removeprefix("blobs/sha256/") == entry.sha256:
+            out[f"sha256:{entry.sha256}"] = entry
+    return out
+
+
+def take_inventory(paths: Sequence[Path], *, progress: Progress = NO_PROGRESS) -> BlobInventory:
+    """Hash every blob of the bundles at ``paths`` (directory, tar or split set each); return what is held."""
+    if not paths:
+        raise UsageError("name at least one bundle to take the inventory of")
+    blobs: dict[str, int] = {}
+    bundles: list[BundleRef] = []
+    for path in paths:
+        inv = read_inventory(path, progress=progress)
+        blobs.update({d: e.size for d, e in _good_blobs(inv).items()})
+        ref = _bundle_ref(inv)
+        if ref is not None and ref not in bundles:
+            bundles.append(ref)
+    return BlobInventory(
+        api_version="gapseal/v1",
+        kind=INVENTORY_KIND,
+        sources=[str(p) for p in paths],
+        bundles=bundles,
+        blobs=[BlobRef(digest=d, size=s) for d, s in sorted(blobs.items())],
+    )
+
+
+def write_inventory(inventory: BlobInventory, out: Path, *, overwrite: bool = False) -> None:
+    """Write ``inventory`` to ``out`` atomically (temp file beside it, fsync, rename)."""
+    prepare_output(out, overwrite=overwrite)
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}")
+    try:
+        with tmp.open("xb") as f:
+            f.write(inventory.to_bytes())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _is_inventory_file(path: Path) -> bool:
+    if not path.is_file() or path.is_symlink():
+        return False
+    with path.open("rb") as f:
+        head = f.read(64).lstrip()
+    return head.startswith(b"{")
+
+
+def load_base(path: Path, *, progress: Progress = NO_PROGRESS) -> BlobInventory:
+    """The blobs a base holds: an inventory file as written by ``bundle inventory``, or a bundle read now."""
+    if _is_inventory_file(path):
+        try:
+            return BlobInventory.model_validate_json(path.read_bytes())
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise UsageError(
+                f"the base is not a gapseal blob inventory: {err['msg']} at {'.'.join(map(str, err['loc']))}",
+                where=str(path),
+                hint="write one with 'gapseal bundle inventory BUNDLE... --out have.json' on the far side",
+            ) from e
+    if not path.exists():
+        raise UsageError(f"the base does not exist: {path}", hint="name an earlier bundle or an inventory file")
+    return take_inventory([path], progress=progress)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Create
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreatedDelta:
+    """The result of ``create_delta``."""
+
+    full: CreatedBundle
+    """The full bundle as built (its ``path`` is the delta's path)."""
+    marker: DeltaMarker
+    stored_blobs: int
+    stored_bytes: int
+    """Bytes of the blobs the delta carries."""
+
+
+def _omittable(descriptor: BundleDescriptor) -> set[str]:
+    """Blobs a delta may leave out: every file of every component and every image document and blob.
+
+    The bundle manifest, its descriptor and the signature are never left out: they are what makes the delta readable
+    and say what it becomes.
+    """
+    digests = {entry.digest for _, entry in descriptor.layers()}
+    for image in descriptor.images or []:
+        digests.update(d for _, d in image.subjects())
+    return digests
+
+
+def create_delta(
+    spec_path: Path,
+    key: SigningKey,
+    out: Path,
+    base: Path,
+    *,
+    follow_symlinks: bool = False,
+    link: bool = True,
+    overwrite: bool = False,
+    source_date_epoch: int | None = None,
+    progress: Progress = NO_PROGRESS,
+) -> CreatedDelta:
+    """Build the bundle of ``spec_path`` as a delta against ``base`` (a bundle or an inventory file) at ``out``."""
+    have = load_base(base, progress=progress)
+    prepare_output(out, overwrite=overwrite)
+    work = out.parent / f".{out.name}.delta-{uuid.uuid4().hex[:8]}"
+    try:
+        full = create_bundle(
+            spec_path,
+            key,
+            work,
+            follow_symlinks=follow_symlinks,
+            link=link,
+            source_date_epoch=source_date_epoch,
+            progress=progress,
+        )
+        held = have.sizes()
+        blobs_dir = work / "blobs" / "sha256"
+        omitted: list[BlobRef] = []
+        for digest in sorted(_omittable(full.descriptor)):
+            blob = blobs_dir / digest.removeprefix("sha256:")
+            size = blob.stat().st_size
+            if held.get(digest) == size:
+                omitted.append(BlobRef(digest=digest, size=size))
+                blob.unlink()
+        marker = DeltaMarker(
+            api_version="gapseal/v1",
+            kind="BundleDelta",
+            bundle=BundleRef(
+                name=full.descriptor.name, version=full.descriptor.version, manifest_digest=full.manifest_digest
+            ),
+            base=list(have.bundles),
+            base_source=str(base),
+            omitted=omitted,
+        )
+        with (work / DELTA_MARKER_NAME).open("xb") as f:
+            f.write(marker.to_bytes())
+            f.flush()
+            os.fsync(f.fileno())
+        stored = [p.stat().st_size for p in blobs_dir.iterdir()]
+        if out.exists() and overwrite:
+            shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
+        os.rename(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return CreatedDelta(
+        full=CreatedBundle(
+            path=out,
+            manifest_digest=full.manifest_digest,
+            descriptor=full.descriptor,
+            blob_count=full.blob_count,
+            total_bytes=full.total_bytes,
+            linked_files=full.linked_files,
+            copied_files=full.copied_files,
+        ),
+        marker=marker,
+        stored_blobs=len(stored),
+        stored_bytes=sum(stored),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Verify and apply
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _titles(inv: LayoutInventory) -> dict[str, list[str]]:
+    """Digest -> what it is in the bundle (layer titles, image subjects), read from the delta for messages only."""
+    out: dict[str, list[str]] = {}
+    try:
+        index = oci.Index.model_validate_json(inv.entries["index.json"].content or b"")
+        named = [
+            m for m in index.manifests if (m.annotations or {}).get(oci.ANNOTATION_REF_NAME) == oci.BUNDLE_REF_NAME
+        ]
+        manifest = oci.Manifest.model_validate_json(inv.entries[oci.blob_path(named[0].digest)].content or b"")
+        d = BundleDescriptor.model_validate_json(inv.entries[oci.blob_path(manifest.config.digest)].content or b"")
+    except (KeyError, IndexError, ValidationError):
+        return out
+    for title, entry in d.layers():
+        out.setdefault(entry.digest, []).append(title)
+    for image in d.images or []:
+        for name, digest in image.subjects():
+            out.setdefault(digest, []).append(name)
+    return out
+
+
+@dataclass(frozen=True)
+class _Merged:
+    inventory: LayoutInventory
+    marker: DeltaMarker
+    delta: LayoutInventory
+    base: LayoutInventory
+
+
+def _read_delta(delta: Path, progress: Progress) -> tuple[LayoutInventory, DeltaMarker]:
+    inv = read_inventory(delta, progress=progress)
+    marker = read_delta_marker(inv)
+    if marker is None:
+        raise UsageError(
+            f"{delta} is a full bundle, not a delta (it holds no {DELTA_MARKER_NAME})",
+            where=str(delta),
+            hint=f"verify it without --base: 'gapseal bundle verify {delta} --key …'",
+        )
+    return inv, marker
+
+
+def _merge(delta: Path, base: Path, progress: Progress) -> _Merged:
+    """The delta's files plus the base's copies of the blobs the delta left out; refuse a base that lacks some."""
+    if _is_inventory_file(base):
+        raise UsageError(
+            "verifying or applying a delta needs the base bundle itself, not an inventory of it",
+            where=str(base),
+            hint="pass the earlier bundle (directory, tar or first part) already on this side as --base",
+        )
+    inv, marker = _read_delta(delta, progress)
+    problems: list[str] = []
+    index_entry = inv.entries.get("index.json")
+    if index_entry is None or index_entry.content is None:
+        raise VerificationError("the delta's index.json is missing", where=str(delta))
+    try:
+        index = oci.Index.model_validate_json(index_entry.content)
+    except ValidationError as e:
+        raise VerificationError(f"the delta's index.json is malformed: {e.errors()[0]['msg']}", where=str(delta)) from e
+    named = [
+        m.digest for m in index.manifests if (m.annotations or {}).get(oci.ANNOTATION_REF_NAME) == "gapseal-bundle"
+    ]
+    if named != [marker.bundle.manifest_digest]:
+        raise VerificationError(
+            f"{DELTA_MARKER_NAME} names bundle manifest {marker.bundle.manifest_digest}, index.json names {named}",
+            where=str(delta),
+            hint="the delta is damaged; obtain a fresh copy from the security team",
+        )
+    for blob in marker.omitted:
+        if oci.blob_path(blob.digest) in inv.entries:
+            problems.append(f"{DELTA_MARKER_NAME} lists {blob.digest} as left out, but the delta holds it")
+    if problems:
+        raise VerificationError("the delta is inconsistent: " + "; ".join(problems), where=str(delta))
+
+    base_inv = read_inventory(base, progress=progress)
+    held = _good_blobs(base_inv)
+    missing = [b for b in marker.omitted if b.digest not in held or held[b.digest].size != b.size]
+    if missing:
+        titles = _titles(inv)
+        listed = "".join(
+            f"\n  - {', '.join(titles.get(b.digest, ['(not a file of this bundle)']))}: {b.digest} ({b.size} bytes)"
+            for b in missing
+        )
+        raise VerificationError(
+            f"the base lacks {len(missing)} of the {len(marker.omitted)} blobs this delta of "
+            f"{marker.bundle.name} {marker.bundle.version} left out:{listed}",
+            where=str(base),
+            hint=f"the delta was made against {marker.describe_base()}; pass that bundle as --base",
+        )
+    entries = {p: e for p, e in inv.entries.items() if p != DELTA_MARKER_NAME}
+    for blob in marker.omitted:
+        path = oci.blob_path(blob.digest)
+        entries[path] = held[blob.digest]
+    merged = LayoutInventory(
+        entries=dict(sorted(entries.items())),
+        source=f"{delta} + {base}",
+        directories=inv.directories,
+    )
+    return _Merged(merged, marker, inv, base_inv)
+
+
+def verify_delta(
+    delta: Path,
+    base: Path,
+    trusted_keys: Sequence[VerifyingKey],
+    *,
+    rollback: RollbackState | None = None,
+    allow_downgrade: bool = False,
+    now: datetime | None = None,
+    progress: Progress = NO_PROGRESS,
+) -> VerifiedBundle:
+    """Verify ``delta`` completed by ``base`` as the full bundle it stands for; raise ``VerificationError`` if not."""
+    merged = _merge(delta, base, progress)
+    verified = verify_inventory(merged.inventory, trusted_keys, now=now)
+    decision = None
+    if rollback is not None:
+        decision = rollback.check(
+            verified.descriptor.name, verified.descriptor.version, allow_downgrade=allow_downgrade
+        )
+        rollback.record(verified.descriptor.name, verified.descriptor.version, verified.manifest_digest)
+    return VerifiedBundle(
+        source=delta,
+        layout_dir=None,
+        manifest_digest=verified.manifest_digest,
+        descriptor=verified.descriptor,
+        signer_key_id=verified.statement.signer_key_id,
+        statement=verified.statement,
+        rollback=decision,
+    )
+
+
+@dataclass(frozen=True)
+class AppliedDelta:
+    """The result of ``apply_delta``: the full bundle at ``path``, verified standalone."""
+
+    path: Path
+    verified: VerifiedBundle
+    from_delta: int
+    """Blobs taken from the delta."""
+    from_base: int
+    """Blobs taken from the base."""
+    linked: int
+    """Files hard-linked rather than copied."""
+
+
+def _place(source: Path, target: Path) -> bool:
+    """Hard-link ``source`` to ``target``, or copy it across filesystems; True when linked."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+        return False
+    return True
+
+
+def _as_directory(path: Path, scratch: Path, progress: Progress) -> Path:
+    """A layout directory for ``path``: itself, or an archive unpacked into ``scratch``."""
+    if path.is_dir():
+        return path
+    return unpack_archive(path, scratch / uuid.uuid4().hex, progress=progress)
+
+
+def apply_delta(
+    delta: Path,
+    base: Path,
+    out: Path,
+    trusted_keys: Sequence[VerifyingKey],
+    *,
+    overwrite: bool = False,
+    now: datetime | None = None,
+    progress: Progress = NO_PROGRESS,
+) -> AppliedDelta:
+    """Verify ``delta`` with ``base``, write the full bundle at ``out`` and verify it standalone before renaming.
+
+    Files are hard-linked from a delta or base directory when on the same filesystem (a tar is unpacked first, into a
+    scratch directory beside ``out`` removed at the end). Nothing appears at ``out`` unless the result verifies.
+    """
+    prepare_output(out, overwrite=overwrite)
+    merged = _merge(delta, base, progress)
+    verify_inventory(merged.inventory, trusted_keys, now=now)  # refuse before writing anything
+
+    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".applying", dir=out.parent))
+    try:
+        delta_dir = _as_directory(delta, scratch, progress)
+        base_dir = _as_directory(base, scratch, progress)
+        work = scratch / "bundle"
+        (work / "blobs" / "sha256").mkdir(parents=True)
+        from_base = {oci.blob_path(b.digest) for b in merged.marker.omitted}
+        linked = 0
+        for path in merged.inventory.entries:
+            source = (base_dir if path in from_base else delta_dir) / path
+            linked += _place(source, work / path)
+        work.chmod(0o755)
+        for d in (work, work / "blobs", work / "blobs" / "sha256"):
+            fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        result = verify_inventory(read_layout_dir(work, progress=progress), trusted_keys, now=now)
+        if out.exists() and overwrite:
+            shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
+        os.rename(work, out)
+    except OSError as e:
+        raise BundleError(f"applying the delta failed: {e.strerror or e}", where=e.filename or str(out)) from e
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    verified = VerifiedBundle(
+        source=out,
+        layout_dir=out,
+        manifest_digest=result.manifest_digest,
+        descriptor=result.descriptor,
+        signer_key_id=result.statement.signer_key_id,
+        statement=result.statement,
+    )
+    n_base = len(from_base)
+    return AppliedDelta(out, verified, len(merged.inventory.entries) - n_base, n_base, linked)
