@@ -537,29 +537,30 @@ class _Puller:
 
 
 def _signature_descriptors(puller: _Puller, repo: str, subject: str) -> tuple[list[oci.Descriptor], str]:
+    """The signature referrers of ``subject``: from the referrers API, else from the referrers tag schema."""
     client = puller.client
     what = f"finding the signature of {repo}@{subject}"
-    r = client.request(
-        "GET",
-        f"/v2/{repo}/referrers/{subject}?artifactType={oci.ARTIFACT_SIGSTORE}",
-        what=what,
-        headers={"Accept": oci.MEDIA_INDEX},
+    attempts = (
+        ("referrers", f"/v2/{repo}/referrers/{subject}?artifactType={oci.ARTIFACT_SIGSTORE}"),
+        # No referrers API, or nothing listed there (pushed before the registry had one): the tag schema.
+        ("tag-schema", f"/v2/{repo}/manifests/{fallback_tag(subject)}"),
     )
-    mode = "referrers"
-    if r.status_code != 200 or not r.headers.get("Content-Type", "").startswith(oci.MEDIA_INDEX):
-        mode = "tag-schema"
-        r = client.request(
-            "GET", f"/v2/{repo}/manifests/{fallback_tag(subject)}", what=what, headers={"Accept": oci.MEDIA_INDEX}
-        )
-        if r.status_code == 404:
-            return [], mode
+    for mode, path in attempts:
+        r = client.request("GET", path, what=what, headers={"Accept": oci.MEDIA_INDEX})
+        if r.status_code == 404 or (mode == "referrers" and r.status_code != 200):
+            continue
         if r.status_code != 200:
             raise _fail(r, what, client.host)
-    try:
-        found = oci.Index.model_validate_json(r.content).manifests
-    except ValueError as e:
-        raise RegistryError(f"{what}: the registry's referrers index is malformed", where=client.host) from e
-    return [d for d in found if d.artifact_type == oci.ARTIFACT_SIGSTORE], mode
+        if not r.headers.get("Content-Type", "").startswith(oci.MEDIA_INDEX):
+            continue
+        try:
+            found = oci.Index.model_validate_json(r.content).manifests
+        except ValueError as e:
+            raise RegistryError(f"{what}: the registry's referrers index is malformed", where=client.host) from e
+        sigs = [d for d in found if d.artifact_type == oci.ARTIFACT_SIGSTORE]
+        if sigs:
+            return sigs, mode
+    return [], "none"
 
 
 def pull_bundle(

@@ -314,6 +314,12 @@ class ImageSpec(_SpecModel):
     insecure: bool = False
     """Allow plain HTTP or an unverified TLS certificate for a ``docker://`` source (a loopback or lab registry)."""
 
+    @model_validator(mode="after")
+    def _insecure_only_for_registries(self) -> ImageSpec:
+        if self.insecure and not self.source.startswith("docker://"):
+            raise ValueError("insecure: only means something for a docker:// source; remove it")
+        return self
+
 
 @dataclass(frozen=True)
 class ComponentRef:

@@ -353,3 +353,48 @@ def test_large_blobs_go_up_in_chunks_and_come_back_intact(
     assert proxy.state.count("PATCH", r"/v2/busybox/blobs/uploads/") == -(-size // (256 * 1024))
     pull_bundle(f"{proxy.host}/gapseal/stack:1.0.0", tmp_path / "pulled", insecure=True)
     verify_bundle(tmp_path / "pulled", [keys.public])
+
+
+def test_docker_manifest_list_from_a_registry_is_converted_and_filtered(
+    keys: KeyPair, registry: LoopbackRegistry, tmp_path: Path
+) -> None:
+    """A Docker v2 list (as Docker pushes) cannot sit readably in an OCI layout: converted to OCI, and recorded."""
+    write_image(tmp_path / "src", "multi", ["linux/amd64", "linux/arm64/v8"])
+    dest = f"docker://{registry.host}/dock:1"
+    subprocess.run(
+        [
+            tool("skopeo"),
+            "copy",
+            "--quiet",
+            "--all",
+            "--format",
+            "v2s2",
+            "--dest-tls-verify=false",
+            f"oci:{tmp_path}/src:multi",
+            dest,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    raw = subprocess.run(
+        [tool("skopeo"), "inspect", "--raw", "--tls-verify=false", dest], check=True, capture_output=True, timeout=60
+    ).stdout
+    (tmp_path / "in").mkdir()
+    spec = tmp_path / "in/bundle.yaml"
+    spec.write_text(
+        "apiVersion: gapseal/v1\nkind: Bundle\n"
+        'metadata: {name: dock, version: 1.0.0, created: "2026-01-01T00:00:00Z"}\n'
+        f"images:\n  - {{name: dock, source: '{dest}', insecure: true, platforms: [linux/arm64]}}\n"
+    )
+    created = create_bundle(spec, keys.private, tmp_path / "b")
+    image = (created.descriptor.images or [])[0]
+    assert image.converted_from == "application/vnd.docker.distribution.manifest.list.v2+json"
+    assert image.source_digest == oci.sha256_digest(raw)
+    assert image.media_type == oci.MEDIA_INDEX
+    assert image.platforms == ["linux/arm64/v8"]
+    verify_bundle(created.path, [keys.public])
+    copied = subprocess.run(
+        [tool("skopeo"), "inspect", "--raw", f"oci:{created.path}:dock"], check=True, capture_output=True, timeout=60
+    ).stdout
+    assert oci.sha256_digest(copied) == image.digest

@@ -105,6 +105,13 @@ def test_spec_accepts_a_docker_source_without_touching_the_network(tmp_path: Pat
     assert list(loaded.spec.image_paths()) == []
 
 
+def test_spec_refuses_insecure_on_a_file_source(tmp_path: Path) -> None:
+    _multiarch(tmp_path)
+    spec = _spec(tmp_path, "  - {name: app, source: 'oci:src:v1', insecure: true}\n")
+    with pytest.raises(SpecError, match=r"images\[0\]\.insecure: only means something for a docker:// source"):
+        load_spec(spec)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Create and verify
 
