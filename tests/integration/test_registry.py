@@ -398,3 +398,23 @@ def test_docker_manifest_list_from_a_registry_is_converted_and_filtered(
         [tool("skopeo"), "inspect", "--raw", f"oci:{created.path}:dock"], check=True, capture_output=True, timeout=60
     ).stdout
     assert oci.sha256_digest(copied) == image.digest
+
+
+def test_corrupt_manifest_from_the_registry_is_rejected_naming_it(
+    stack: CreatedBundle, keys: KeyPair, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """The image index served for its digest is altered (valid JSON, other bytes): refused before anything is kept."""
+    load_bundle(stack.path, [keys.public], proxy.host, insecure=True)
+    app = next(i for i in stack.descriptor.images or [] if i.name == "app")
+    proxy.state.corrupt_blob = app.digest
+    with pytest.raises(RegistryError, match=rf"manifest that does not match its digest: app@{app.digest} hashes to"):
+        pull_bundle(f"{proxy.host}/gapseal/stack:1.0.0", tmp_path / "pulled", insecure=True)
+    assert not (tmp_path / "pulled").exists()
+
+
+def test_load_wants_a_directory(stack: CreatedBundle, keys: KeyPair, tmp_path: Path) -> None:
+    tar = tmp_path / "b.tar"
+    tar.write_bytes(b"")
+    with pytest.raises(UsageError, match="is not a bundle directory") as e:
+        load_bundle(tar, [keys.public], "127.0.0.1:1", insecure=True)
+    assert "gapseal bundle unpack" in (e.value.hint or "")

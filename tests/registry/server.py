@@ -87,7 +87,7 @@ class ProxyState:
 
     upstream: str
     corrupt_blob: str | None = None
-    """A blob digest whose bytes are altered on GET."""
+    """A digest whose bytes are altered on GET: a blob, or a manifest fetched by that digest."""
     refuse_uploads_after: int | None = None
     """Answer 503 to every blob upload start after this many."""
     upload_delay: float = 0.0
@@ -182,6 +182,8 @@ class _Handler(BaseHTTPRequestHandler):
         if blob and self.command == "GET" and blob["digest"] == state.corrupt_blob and data:
             data = data[:-1] + bytes([data[-1] ^ 0xFF])
         manifest = _MANIFEST.match(bare)
+        if manifest and self.command == "GET" and manifest["ref"] == state.corrupt_blob and data:
+            data = data.replace(b'"schemaVersion":2', b'"schemaVersion": 2', 1)
         if manifest and self.command == "PUT" and status == 201 and state.referrers_api:
             doc = json.loads(body)
             subject = doc.get("subject")
