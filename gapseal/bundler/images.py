@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -235,14 +236,26 @@ def _run_skopeo(args: list[str], *, what: str, where: str, env: dict[str, str]) 
     except subprocess.TimeoutExpired as e:
         raise ImageSourceError(f"{what}: skopeo timed out after {SKOPEO_TIMEOUT} s", where=where) from e
     if proc.returncode != 0:
-        detail = proc.stderr.decode(errors="replace").strip().splitlines()
-        reason = detail[-1] if detail else f"exit {proc.returncode}"
         raise ImageSourceError(
-            f"{what}: {reason.removeprefix('time=').strip()}",
+            f"{what}: {skopeo_reason(proc.stderr.decode(errors='replace'), proc.returncode)}",
             where=where,
             hint="check that the source exists and is an image (skopeo inspect SOURCE shows what skopeo sees)",
         )
     return proc.stdout
+
+
+_LOGRUS_MSG = re.compile(r'level=\w+ msg="((?:[^"\\]|\\.)*)"')
+
+
+def skopeo_reason(stderr: str, returncode: int) -> str:
+    """The message of skopeo's last log line (``time=… level=fatal msg="…"``), unquoted; the raw line otherwise."""
+    lines = stderr.strip().splitlines()
+    if not lines:
+        return f"skopeo exited with {returncode}"
+    m = _LOGRUS_MSG.search(lines[-1])
+    if m is None:
+        return lines[-1]
+    return m.group(1).replace('\\"', '"').replace("\\\\", "\\")
 
 
 def _read_doc(layout: Path, digest: str, size: int, what: str, where: str) -> bytes:

@@ -13,7 +13,7 @@ import pytest
 
 from gapseal.bundler import layout as oci
 from gapseal.bundler.create import create_bundle
-from gapseal.bundler.images import ImageSourceError
+from gapseal.bundler.images import ImageSourceError, skopeo_reason
 from gapseal.bundler.spec import load_spec
 from gapseal.bundler.verify import verify_bundle
 from gapseal.errors import SpecError, VerificationError
@@ -284,3 +284,18 @@ def test_extra_blob_beside_an_image_is_refused(image_bundle: tuple[Path, BuiltIm
     (bundle / oci.blob_path(oci.sha256_digest(data))).write_bytes(data)
     with pytest.raises(VerificationError, match="unexpected file not referenced by the signed bundle"):
         verify_bundle(bundle, [keys.public])
+
+
+@pytest.mark.parametrize(
+    ("stderr", "reason"),
+    [
+        (
+            'time="2026-11-23T16:59:08Z" level=fatal msg="Error parsing image name \\"oci:/x:nope\\": no descriptor"\n',
+            'Error parsing image name "oci:/x:nope": no descriptor',
+        ),
+        ("plain failure\n", "plain failure"),
+        ("", "skopeo exited with 1"),
+    ],
+)
+def test_skopeo_errors_are_reported_by_their_message(stderr: str, reason: str) -> None:
+    assert skopeo_reason(stderr, 1) == reason
