@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from trestle.oscal import OSCAL_VERSION as TRESTLE_OSCAL_VERSION
-from trestle.oscal.assessment_results import AssessmentResults
+from trestle.oscal.assessment_results import AssessmentResults, Model
 
 from gapseal.audit.evidence import EvidenceFile
 from gapseal.audit.oscal import OSCAL_VERSION, build_assessment_results, control_token
@@ -54,8 +54,9 @@ def _all_uuids(node: Any) -> list[str]:
 def test_validates_against_the_oscal_1_1_assessment_results_model(doc: dict[str, Any]) -> None:
     assert TRESTLE_OSCAL_VERSION.startswith("1.1.")
     assert doc["assessment-results"]["metadata"]["oscal-version"] == OSCAL_VERSION
-    model = AssessmentResults.parse_obj(doc["assessment-results"])
-    assert len(model.results) == 1
+    model = Model.parse_obj(doc)  # the whole document, top-level "assessment-results" key included
+    assert len(model.assessment_results.results) == 1
+    assert isinstance(model.assessment_results, AssessmentResults)
 
 
 def test_invalid_document_is_rejected_by_the_model(doc: dict[str, Any]) -> None:
