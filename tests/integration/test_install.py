@@ -53,6 +53,10 @@ class Env:
     amd: NamespaceHost
     cpu: NamespaceHost
 
+    @property
+    def state(self) -> Path:
+        return self.work / "state" / "rollback.json"
+
     def root(self, host: NamespaceHost, tag: str = "main") -> Path:
         return self.work / "roots" / tag / host.name
 
@@ -118,7 +122,6 @@ def env(host_fleet: HostFleet, tmp_path_factory: pytest.TempPathFactory) -> Env:
     nvidia = host_fleet.add(1, extra_path=[install_fake_tools(tools / "nvidia", "nvidia-r535-a100-mig")])
     amd = host_fleet.add(2, extra_path=[install_fake_tools(tools / "amd", "amd-mi300x")])
     cpu = host_fleet.add(3, extra_path=[install_fake_tools(tools / "none", "none")])
-    os.environ["GAPSEAL_STATE_DIR"] = str(work / "state")
     return Env(work, work / "bundle", pub, host_fleet, nvidia, amd, cpu)
 
 
@@ -132,6 +135,8 @@ def _install(env: Env, inventory: Path, *extra: str) -> tuple[int, dict[str, Any
             str(inventory),
             "--key",
             str(env.pub),
+            "--state-file",
+            str(env.state),
             "--quiet",
             "--report",
             str(report),
@@ -289,7 +294,8 @@ def test_kill9_mid_install_then_rerun_completes_without_partial_files(env: Env) 
     staging = root / "var/lib/gapseal/.staging"
     models = root / "var/lib/gapseal/models/minilm"
     proc = subprocess.Popen(
-        [str(VENV_BIN / "gapseal"), "install", str(env.bundle), "-i", str(inv), "--key", str(env.pub), "--quiet"],
+        [str(VENV_BIN / "gapseal"), "install", str(env.bundle), "-i", str(inv), "--key", str(env.pub), "--quiet"]
+        + ["--state-file", str(env.state)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"},
@@ -354,7 +360,7 @@ def test_tampered_bundle_is_refused_before_any_host_is_touched(env: Env, capsys:
     root = env.root(env.nvidia, "tampered")
     inv = env.inventory({env.nvidia: {"gapseal_root": str(root)}}, "tampered")
     logins_before = env.nvidia.sshd_log.read_text().count("Accepted publickey")
-    rc = main(["install", str(bad), "-i", str(inv), "--key", str(env.pub), "--json"])
+    rc = main(["install", str(bad), "-i", str(inv), "--key", str(env.pub), "--state-file", str(env.state), "--json"])
     out = json.loads(capsys.readouterr().out)
     assert rc == 1
     assert out["error"] == "VerificationError"
