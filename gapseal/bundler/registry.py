@@ -270,8 +270,13 @@ class _Pusher:
         if errors:
             raise errors[0]
 
-    def put_manifest(self, repo: str, ref: str, data: bytes, media_type: str) -> requests.Response:
+    def put_manifest(self, repo: str, ref: str, data: bytes, media_type: str, digest: str) -> requests.Response:
         what = f"pushing manifest {ref} to {repo}"
+        if oci.sha256_digest(data) != digest:  # the layout changed since it was verified: push nothing unverified
+            raise RegistryError(
+                f"{what}: the manifest {digest} changed on disk after the bundle was verified",
+                hint="do not use this copy of the bundle; verify a fresh copy and load again",
+            )
         r = self.client.request(
             "PUT", f"/v2/{repo}/manifests/{ref}", what=what, data=data, headers={"Content-Type": media_type}
         )
@@ -357,15 +362,17 @@ def _push_verified(verified: VerifiedBundle, client: _Client, *, concurrency: in
     for image in d.images or []:
         if image.media_type in INDEX_MEDIA_TYPES:
             for m in image.manifests:
-                pusher.put_manifest(image.name, m.digest, verified.blob_path(m.digest).read_bytes(), m.media_type)
-        pusher.put_manifest(image.name, d.version, verified.blob_path(image.digest).read_bytes(), image.media_type)
+                data = verified.blob_path(m.digest).read_bytes()
+                pusher.put_manifest(image.name, m.digest, data, m.media_type, m.digest)
+        data = verified.blob_path(image.digest).read_bytes()
+        pusher.put_manifest(image.name, d.version, data, image.media_type, image.digest)
         progress.note(f"pushed image {image.name} as {result.image_references[image.name]}")
     manifest_bytes = verified.blob_path(bundle_desc.digest).read_bytes()
-    pusher.put_manifest(bundle_repo, bundle_desc.digest, manifest_bytes, oci.MEDIA_MANIFEST)
+    pusher.put_manifest(bundle_repo, bundle_desc.digest, manifest_bytes, oci.MEDIA_MANIFEST, bundle_desc.digest)
     modes = set()
     for sd, _ in sig_manifests:
         modes.add(_attach_signature(pusher, bundle_repo, bundle_desc, sd, verified.blob_path(sd.digest).read_bytes()))
-    pusher.put_manifest(bundle_repo, d.version, manifest_bytes, oci.MEDIA_MANIFEST)
+    pusher.put_manifest(bundle_repo, d.version, manifest_bytes, oci.MEDIA_MANIFEST, bundle_desc.digest)
     result.signature_mode = ",".join(sorted(modes))
     progress.note(
         f"pushed bundle {d.name} {d.version} as {result.bundle_reference} (signature: {result.signature_mode})"
@@ -381,7 +388,7 @@ def fallback_tag(digest: str) -> str:
 def _attach_signature(
     pusher: _Pusher, repo: str, subject: oci.Descriptor, sig: oci.Descriptor, sig_bytes: bytes
 ) -> str:
-    r = pusher.put_manifest(repo, sig.digest, sig_bytes, oci.MEDIA_MANIFEST)
+    r = pusher.put_manifest(repo, sig.digest, sig_bytes, oci.MEDIA_MANIFEST, sig.digest)
     if r.headers.get("OCI-Subject") == subject.digest:
         return "referrers"
     # No referrers API: keep an index of the subject's referrers under the tag schema's tag, merging what is there.
@@ -407,7 +414,8 @@ def _attach_signature(
     )
     if all(e.digest != entry.digest for e in existing):
         index = oci.Index(schema_version=2, media_type=oci.MEDIA_INDEX, manifests=[*existing, entry])
-        pusher.put_manifest(repo, tag, index.to_bytes(), oci.MEDIA_INDEX)
+        data = index.to_bytes()
+        pusher.put_manifest(repo, tag, data, oci.MEDIA_INDEX, oci.sha256_digest(data))
     return "tag-schema"
 
 

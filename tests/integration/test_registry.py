@@ -18,10 +18,11 @@ import pytest
 
 from gapseal.bundler import layout as oci
 from gapseal.bundler.create import CreatedBundle, create_bundle
-from gapseal.bundler.registry import RegistryError, fallback_tag, load_bundle, pull_bundle
+from gapseal.bundler.registry import RegistryError, _Client, _push_verified, fallback_tag, load_bundle, pull_bundle
 from gapseal.bundler.verify import verify_bundle
 from gapseal.cli import main
 from gapseal.errors import UsageError, VerificationError
+from gapseal.progress import NO_PROGRESS
 from tests.bundles import KeyPair, make_bundle, make_keys
 from tests.registry.fixtures import proxy_fixture, registry_fixture  # noqa: F401 - pytest fixtures
 from tests.registry.images import build_busybox, tool, write_image
@@ -418,3 +419,28 @@ def test_load_wants_a_directory(stack: CreatedBundle, keys: KeyPair, tmp_path: P
     with pytest.raises(UsageError, match="is not a bundle directory") as e:
         load_bundle(tar, [keys.public], "127.0.0.1:1", insecure=True)
     assert "gapseal bundle unpack" in (e.value.hint or "")
+
+
+def test_bundle_altered_after_verification_is_not_pushed(
+    stack: CreatedBundle, keys: KeyPair, registry: LoopbackRegistry, tmp_path: Path
+) -> None:
+    """Between verify and push a file changes: the registry refuses the blob (digest), gapseal the manifest."""
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-a", str(stack.path), str(copy)], check=True)  # noqa: S607 - coreutils
+    verified = verify_bundle(copy, [keys.public])
+    client = _Client(registry.host, insecure=True)
+    docs = copy / oci.blob_path(stack.descriptor.files[0].files[0].digest)
+    docs.write_bytes(b"swapped after verify\n")
+    with pytest.raises(
+        RegistryError, match=r"uploading blob sha256:[0-9a-f]{64} \(\d+ bytes\) to gapseal/stack: .*400"
+    ):
+        _push_verified(verified, client, concurrency=2, progress=NO_PROGRESS)
+    subprocess.run(
+        ["cp", "-a", str(stack.path / oci.blob_path(stack.descriptor.files[0].files[0].digest)), str(docs)], check=True
+    )  # noqa: S607
+    app = next(i for i in stack.descriptor.images or [] if i.name == "app")
+    index = copy / oci.blob_path(app.digest)
+    index.write_bytes(index.read_bytes().replace(b'"schemaVersion":2', b'"schemaVersion": 2', 1))
+    with pytest.raises(RegistryError, match=f"the manifest {app.digest} changed on disk after the bundle was verified"):
+        _push_verified(verified, client, concurrency=2, progress=NO_PROGRESS)
+    assert _status(registry.host, "/v2/app/manifests/1.0.0") == 404
