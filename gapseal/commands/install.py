@@ -49,6 +49,9 @@ def install(
     tags: list[str] = typer.Option([], "--tags", "-t", help="Only these roles (comma-separated or repeated)."),
     skip_tags: list[str] = typer.Option([], "--skip-tags", help="Skip these roles (e.g. egress)."),
     forks: int | None = typer.Option(None, "--forks", min=1, help="Hosts in parallel (default 25)."),
+    services_file: Path | None = typer.Option(
+        None, "--services", help="YAML list of services to define as systemd units ({name, build, model, args, ...})."
+    ),
     report_file: Path | None = typer.Option(None, "--report", help="Also write the JSON install report here."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --report file."),
     allow_downgrade: bool = typer.Option(
@@ -65,7 +68,7 @@ def install(
     A bundle that does not verify is refused before any host is contacted. Exit 0 only if every host succeeded.
     """
     from gapseal.bundler.rollback import RollbackState, default_state_file
-    from gapseal.installer.install import InstallOptions, install_bundle
+    from gapseal.installer.install import InstallOptions, install_bundle, load_services
     from gapseal.signing.trust import trusted_keys
 
     _output.configure(json_output=json_output, quiet=quiet)
@@ -75,7 +78,12 @@ def install(
         raise UsageError("no trusted key given", hint="pass --key PUB (repeatable) or --trust trust.yaml")
     keys = trusted_keys(key, trust)
     options = InstallOptions(
-        check=check, limit=limit, tags=tuple(_split(tags)), skip_tags=tuple(_split(skip_tags)), forks=forks
+        check=check,
+        limit=limit,
+        tags=tuple(_split(tags)),
+        skip_tags=tuple(_split(skip_tags)),
+        forks=forks,
+        services=tuple(load_services(services_file)) if services_file else (),
     )
     with _output.progress() as progress:
         report = install_bundle(

@@ -92,7 +92,9 @@ def playbook_vars(bundle: VerifiedBundle, services: Sequence[Mapping[str, Any]] 
             }
             for b in d.builds
         ],
-        "gapseal_services": [dict(s) for s in services],
+        # Services come from the bundle once its descriptor carries them (spec ``services:``), else from the caller.
+        "gapseal_services": [dict(s) for s in services]
+        or [s.model_dump(mode="json") for s in getattr(d, "services", None) or []],
     }
 
 
@@ -211,3 +213,53 @@ def install_bundle(
         on_event=on_event,
     )
     return build_report(bundle, inventory, run, options=options, started=started, duration=time.monotonic() - t0)
+
+
+_SERVICE_KEYS = frozenset({"name", "build", "model", "exec", "args", "port", "bind", "env"})
+
+
+def load_services(path: Path) -> list[dict[str, Any]]:
+    """Read a services file: a YAML list of ``{name, build, model, exec, args, port, bind, env}``, checked.
+
+    Until bundle descriptors carry the spec's services, the operator names them here (the bind address and port
+    are the site's choice anyway).
+    """
+    import ipaddress
+
+    import yaml
+
+    where = str(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise InstallError(f"{where}: cannot read the services file: {e}", where=where) from e
+    if not isinstance(data, list):
+        raise InstallError(f"{where}: must be a YAML list of services", where=where)
+    out: list[dict[str, Any]] = []
+    for i, svc in enumerate(data):
+        at = f"{where}: services[{i}]"
+        if not isinstance(svc, dict):
+            raise InstallError(f"{at}: must be a mapping", where=where)
+        unknown = set(svc) - _SERVICE_KEYS
+        if unknown:
+            raise InstallError(f"{at}: unknown field(s) {', '.join(sorted(map(str, unknown)))}", where=where)
+        for required in ("name", "build"):
+            if not isinstance(svc.get(required), str) or not svc[required]:
+                raise InstallError(f"{at}: {required} is required (a string)", where=where)
+        port = svc.get("port")
+        if port is not None and (not isinstance(port, int) or not 0 < port < 65536):
+            raise InstallError(f"{at}: port must be 1-65535, got {port!r}", where=where)
+        try:
+            ipaddress.ip_address(str(svc.get("bind", "127.0.0.1")))
+        except ValueError as e:
+            raise InstallError(f"{at}: bind must be an IP address ({e})", where=where) from e
+        exe = str(svc.get("exec", "bin/serve"))
+        if exe.startswith("/") or ".." in exe.split("/"):
+            raise InstallError(f"{at}: exec must be a path inside the build, got {exe!r}", where=where)
+        env = svc.get("env") or {}
+        if not isinstance(env, dict) or not all(isinstance(k, str) for k in env):
+            raise InstallError(f"{at}: env must be a mapping of names to values", where=where)
+        if not isinstance(svc.get("args", []), list):
+            raise InstallError(f"{at}: args must be a list", where=where)
+        out.append(dict(svc))
+    return out

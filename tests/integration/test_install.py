@@ -41,6 +41,19 @@ MINILM = REPO / "examples" / "models" / "minilm"
 VENV_BIN = Path(sys.executable).parent
 
 
+SERVICES = [
+    {
+        "name": "embed",
+        "build": "server",
+        "model": "minilm",
+        "args": ["--model", "{model_dir}", "--host", "{bind}", "--port", "{port}"],
+        "bind": "127.0.0.1",
+        "port": 8080,
+        "env": {"OMP_NUM_THREADS": "2"},
+    }
+]
+
+
 @dataclass
 class Env:
     """What every test of this module shares."""
@@ -52,6 +65,13 @@ class Env:
     nvidia: NamespaceHost
     amd: NamespaceHost
     cpu: NamespaceHost
+
+    @property
+    def services(self) -> Path:
+        path = self.work / "services.yml"
+        if not path.exists():
+            path.write_text(yaml.safe_dump(SERVICES))
+        return path
 
     @property
     def state(self) -> Path:
@@ -137,6 +157,8 @@ def _install(env: Env, inventory: Path, *extra: str) -> tuple[int, dict[str, Any
             str(env.pub),
             "--state-file",
             str(env.state),
+            "--services",
+            str(env.services),
             "--quiet",
             "--report",
             str(report),
@@ -208,6 +230,20 @@ def test_install_onto_three_hosts_each_gets_its_variant(env: Env) -> None:
     _assert_installed(env.root(env.nvidia), "cuda")
     _assert_installed(env.root(env.amd), "rocm")
     _assert_installed(env.root(env.cpu), "cpu")
+    # The service: a unit with the offline environment, validated by systemd-analyze, not started (no systemd here).
+    assert hosts["host1"]["services"] == [
+        {
+            "name": "embed",
+            "unit": str(env.root(env.nvidia) / "etc/systemd/system/gapseal-embed.service"),
+            "state": "not started: systemd is not running on this host",
+        }
+    ]
+    unit = (env.root(env.nvidia) / "etc/systemd/system/gapseal-embed.service").read_text()
+    builds, models = env.root(env.nvidia) / "opt/gapseal/builds", env.root(env.nvidia) / "var/lib/gapseal/models"
+    assert f"ExecStart={builds}/server/cuda/bin/serve --model {models}/minilm --host 127.0.0.1 --port 8080" in unit
+    for switch in ("HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1", "HF_HUB_DISABLE_TELEMETRY=1", "DO_NOT_TRACK=1"):
+        assert f'Environment="{switch}"' in unit
+    assert load_record(env.root(env.nvidia) / "var/lib/gapseal/installed.json").services[0].name == "embed"
 
 
 def test_second_run_changes_nothing(env: Env) -> None:
