@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gapseal.audit.engines.interface import PolicyEngine, Undefined
+from gapseal.audit.engines.interface import PolicyEngine, Undefined, rule_root
 from gapseal.audit.engines.policyset import Module, find_tests
 from gapseal.errors import AuditError
 
@@ -65,6 +65,9 @@ class RegopyEngine(PolicyEngine):
         # Compile once: a plain query recompiles every module (a quarter second each time); a bundle's entry
         # points (each rule package's document, each test) run without recompiling.
         packages = {m.package for m in modules}
+        root = rule_root(sorted({m.package for m in modules if not m.is_test and m.package != "gapseal.lib"}))
+        if root is not None:
+            packages.add(root)
         entrypoints = sorted(
             {p.replace(".", "/") for p in packages}
             | {f"{m.package}.{t}".replace(".", "/") for m in modules for t in _test_names(m) if m.is_test}
