@@ -42,32 +42,39 @@ class LoopbackRegistry:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.log = root / "registry.log"
+        # A free port can be taken by someone else before the registry binds it: then try another one.
+        for _attempt in range(5):
+            if self._start():
+                return
+        raise RuntimeError(f"docker-registry did not start: {self.log.read_text()[-2000:]}")
+
+    def _start(self) -> bool:
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
-        root.mkdir(parents=True, exist_ok=True)
-        self.config = root / "config.yml"
+        self.config = self.root / "config.yml"
         self.config.write_text(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n"
-            f"storage:\n  filesystem:\n    rootdirectory: {root / 'storage'}\n  delete:\n    enabled: true\n"
-            f"http:\n  addr: {self.host}\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.root / 'storage'}\n  delete:\n    enabled: true\n"
+            f"http:\n  addr: {self.host}\n  secret: gapseal-test-only\n"
         )
-        self.log = root / "registry.log"
         self._log_file = self.log.open("wb")
         self.process = subprocess.Popen(  # noqa: S603 - argument list
             [tool("docker-registry"), "serve", str(self.config)], stdout=self._log_file, stderr=subprocess.STDOUT
         )
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2) as r:  # noqa: S310 - loopback
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"docker-registry did not start: {self.log.read_text()[-2000:]}")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if f"listening on {self.host}" in self.log.read_text(errors="replace"):
+                try:
+                    with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2) as r:  # noqa: S310 - loopback
+                        if r.status == 200 and self.process.poll() is None:
+                            return True
+                except OSError:
+                    pass
             time.sleep(0.05)
+        self.stop()
+        return False
 
     def stop(self) -> None:
         """Stop the registry (this process only, by its PID)."""
