@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import os
 import re
+import tarfile
+import tempfile
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
 DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
+BATCH_BELOW = 1024 * 1024
+"""Blobs smaller than this travel together in one uncompressed tar (one sftp session instead of one per file)."""
 
 
 class ActionModule(ActionBase):
@@ -56,12 +60,31 @@ class ActionModule(ActionBase):
             result.update(plan)
             return result
 
-        staging = args["staging"]
+        staging = args["staging"].rstrip("/")
         sent = 0
-        for digest in plan.get("missing", []):
-            remote = "{}/{}.partial".format(staging.rstrip("/"), DIGEST.match(digest).group(1))
+        small = [d for d in plan.get("missing", []) if os.path.getsize(sources[d]) < BATCH_BELOW]
+        large = [d for d in plan.get("missing", []) if d not in small]
+        batches = []
+        if len(small) > 1:  # one transfer for all the small files (configs, tokenizers) instead of one each
+            fd, local = tempfile.mkstemp(prefix="gapseal-batch-", suffix=".tar")
+            os.close(fd)
+            try:
+                with tarfile.open(local, "w", format=tarfile.PAX_FORMAT) as tar:
+                    for digest in small:
+                        tar.add(sources[digest], arcname=DIGEST.match(digest).group(1) + ".partial", recursive=False)
+                remote = f"{staging}/batch-{os.getpid()}-{len(batches)}.tar"
+                self._transfer_file(local, remote)
+                sent += os.path.getsize(local)
+                batches.append(remote)
+            finally:
+                os.unlink(local)
+        else:
+            large += small
+        for digest in large:
+            remote = f"{staging}/{DIGEST.match(digest).group(1)}.partial"
             self._transfer_file(sources[digest], remote)
             sent += os.path.getsize(sources[digest])
+        module_args["batches"] = batches
 
         commit = self._execute_module(
             module_name="gapseal_files", module_args={**module_args, "phase": "commit"}, task_vars=task_vars

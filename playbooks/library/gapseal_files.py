@@ -9,6 +9,7 @@ import hashlib
 import os
 import re
 import stat
+import tarfile
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -165,6 +166,26 @@ def _place(staged, target):
     _fsync_dir(os.path.dirname(target))
 
 
+def _unpack_batches(module, staging, batches, wanted):
+    """Unpack the small-file batches (tar) into staging; only regular members named <wanted hex>.partial."""
+    for batch in batches:
+        if os.path.dirname(os.path.abspath(batch)) != os.path.abspath(staging):
+            module.fail_json(msg=f"batch {batch} is not in the staging directory {staging}")
+        with tarfile.open(batch, "r:") as tar:
+            for member in tar:
+                name = member.name
+                if not member.isreg() or not name.endswith(".partial") or name[: -len(".partial")] not in wanted:
+                    module.fail_json(msg=f"batch {batch}: unexpected member {name!r}")
+                src = tar.extractfile(member)
+                with open(os.path.join(staging, name), "wb") as out:
+                    while True:
+                        chunk = src.read(CHUNK)
+                        if not chunk:
+                            break
+                        out.write(chunk)
+        os.unlink(batch)
+
+
 def _commit(module, dest, staging, files, executable, prune, missing, extra, stale):
     by_digest = {}
     for f in files:
@@ -228,6 +249,7 @@ def main():
             executable=dict(type="list", elements="str", default=[]),
             prune=dict(type="bool", default=True),
             phase=dict(type="str", choices=["plan", "commit"], default="plan"),
+            batches=dict(type="list", elements="path", default=[]),
         ),
         supports_check_mode=True,
     )
@@ -259,6 +281,7 @@ def main():
                 files=managed,
             )
         missing, extra, stale, _ = _plan(module, dest, staging, files, p["executable"], p["prune"], clean=False)
+        _unpack_batches(module, staging, p["batches"], {DIGEST.match(d).group(1) for d in missing})
         installed = _commit(module, dest, staging, files, p["executable"], p["prune"], missing, extra, stale)
     except OSError as e:
         module.fail_json(msg="{}: {}".format(getattr(e, "filename", None) or dest, e.strerror or e))

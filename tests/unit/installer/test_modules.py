@@ -219,3 +219,39 @@ def test_egress_module_refuses_a_ruleset_nft_rejects(tmp_path: Path) -> None:
     assert result["failed"] is True
     assert "does not pass nft -c" in result["msg"]
     assert not (tmp_path / "egress.nft").exists()
+
+
+def _batch(staging: Path, members: dict[str, bytes]) -> Path:
+    import io
+    import tarfile
+
+    staging.mkdir(parents=True, exist_ok=True)
+    path = staging / "batch-1-0.tar"
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_files_commit_unpacks_a_batch_of_small_blobs(tmp_path: Path) -> None:
+    dest, staging = tmp_path / "dest", tmp_path / "staging"
+    files = {"a.json": b"{}", "b.txt": b"bee"}
+    batch = _batch(staging, {hashlib.sha256(d).hexdigest() + ".partial": d for d in files.values()})
+    args = {"dest": str(dest), "staging": str(staging), "files": entries(files), "batches": [str(batch)]}
+    result = run_module("gapseal_files", {**args, "phase": "commit"}, tmp_path)
+    assert result["installed"] == ["a.json", "b.txt"], result
+    assert (dest / "b.txt").read_bytes() == b"bee"
+    assert not staging.exists()
+
+
+def test_files_commit_refuses_a_batch_with_a_foreign_member(tmp_path: Path) -> None:
+    dest, staging = tmp_path / "dest", tmp_path / "staging"
+    files = {"a.json": b"{}"}
+    batch = _batch(staging, {"../../etc/evil": b"x"})
+    args = {"dest": str(dest), "staging": str(staging), "files": entries(files), "batches": [str(batch)]}
+    result = run_module("gapseal_files", {**args, "phase": "commit"}, tmp_path)
+    assert result["failed"] is True
+    assert "unexpected member '../../etc/evil'" in result["msg"]
+    assert not (tmp_path / "etc").exists()
