@@ -32,7 +32,6 @@ class RegopyEngine(PolicyEngine):
             raise AuditError("the regopy engine is not installed", hint="pip install regopy") from e
         self._regopy = regopy
         self._interpreter = self._new_interpreter()
-        self._input_id: int | None = None
         self._bundle: Any = None
         self._entrypoints: set[str] = set()
 
@@ -52,7 +51,6 @@ class RegopyEngine(PolicyEngine):
 
     def _load(self, modules: Sequence[Module], data: Mapping[str, Any]) -> None:
         self._interpreter = self._new_interpreter()
-        self._input_id = None
         for module in modules:
             try:
                 self._interpreter.add_module(module.path, module.source)
@@ -92,12 +90,12 @@ class RegopyEngine(PolicyEngine):
 
         if not _PATH_RE.match(path):
             raise AuditError(f"not a document path: {path!r}")
-        if input_document is not None and id(input_document) != self._input_id:
+        if input_document is not None:
+            # Set on every query: caching by object identity would be wrong once Python reuses a freed dict's id.
             try:
                 self._interpreter.set_input(self._regopy.Input(input_document))
             except (self._regopy.RegoError, ValueError) as e:
                 raise AuditError(f"regopy rejected the input document: {_first_line(str(e))}") from e
-            self._input_id = id(input_document)
         entrypoint = path.replace(".", "/")
         try:
             if entrypoint in self._entrypoints:
@@ -128,7 +126,6 @@ class RegopyEngine(PolicyEngine):
     def close(self) -> None:
         """Drop the interpreter."""
         self._interpreter = None
-        self._input_id = None
 
 
 def _first_line(text: str) -> str:

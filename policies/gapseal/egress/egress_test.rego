@@ -256,6 +256,21 @@ test_fail_egress_004_oifname_not_lo if {
 	)}
 }
 
+# gapseal's evaluator annotates networks with enclave: true|false; the annotation decides for accept rules too.
+input_fail_egress_004_evaluator_annotation := fixtures.host_with({"firewall": nft_with({"rules": array.concat(
+	fixtures.firewall_ok.nftables.rules,
+	[fixtures.nft_rule("output", "accept", [fixtures.with_keys(fixtures.enclave_net, {"enclave": false})])],
+)})})
+
+test_fail_egress_004_evaluator_annotation if {
+	fixtures.of_rule(egress.deny, "EGRESS-004") == {fixtures.expect(
+		"EGRESS-004",
+		"nftables rule inet gapseal output handle 7 accepts outgoing traffic to 10.231.1.0/30, outside the enclave",
+		"inet gapseal output handle 7",
+		["/firewall/nftables/rules/3"],
+	)}
+}
+
 input_fail_egress_004_nftables_unknown := fixtures.host_with({"firewall": fixtures.with_key(fixtures.firewall_ok, "nftables", {"status": "unknown", "reason": "nft missing", "present": false})})
 
 test_fail_egress_004_nftables_unknown if {

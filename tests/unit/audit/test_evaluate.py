@@ -294,3 +294,16 @@ def test_violation_from_an_unregistered_rule_is_an_error(tmp_path: Path) -> None
     )
     with pytest.raises(AuditError, match="a violation names an unregistered rule 'LOGGING-404'"):
         evaluate_facts({"h1": facts_bytes(compliant_facts("h1"))}, policies=root)
+
+
+def test_each_host_is_evaluated_on_its_own_facts(engine: RegopyEngine) -> None:
+    """Alternating compliant and leaky hosts through one engine: no host may see another's input."""
+    hosts = [
+        host_input_from_bytes(
+            facts_bytes(leaky_facts("proxy_variable", host=f"h{i}") if i % 2 else compliant_facts(f"h{i}")),
+            f"facts/h{i}.json",
+        )
+        for i in range(8)
+    ]
+    results = evaluate_hosts(hosts, engine)
+    assert [(h.host, h.status) for h in results.hosts] == [(f"h{i}", "fail" if i % 2 else "pass") for i in range(8)]
