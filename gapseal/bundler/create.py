@@ -35,6 +35,7 @@ from gapseal.bundler.images import ChildRef, ImportedImage, import_image
 from gapseal.bundler.inputs import ComponentInputs, InputFile, collect_inputs
 from gapseal.bundler.model_formats import ModelFormatInfo, detect_model_format
 from gapseal.bundler.model_signature import MODEL_SIGNATURE_NAME, sign_model
+from gapseal.bundler.selfcontained import Wheelhouse, complete_descriptor
 from gapseal.bundler.spec import LoadedSpec, load_spec
 from gapseal.errors import InputError, UsageError
 from gapseal.hashing import FileDigest, copy_and_hash, hash_file, parallel_map
@@ -175,9 +176,14 @@ def create_bundle(
     link: bool = True,
     overwrite: bool = False,
     source_date_epoch: int | None = None,
+    wheels: Wheelhouse | None = None,
+    sbom: bool = True,
     progress: Progress = NO_PROGRESS,
 ) -> CreatedBundle:
-    """Build the signed bundle described by ``spec_path`` at ``out`` (see the module docstring)."""
+    """Build the signed bundle described by ``spec_path`` at ``out`` (see the module docstring).
+
+    ``wheels`` (``--include-self``) adds gapseal's own wheels; ``sbom`` adds the CycloneDX SBOM of everything.
+    """
     spec = load_spec(spec_path)
     prepare_output(out, overwrite=overwrite)
     components = collect_inputs(spec, follow_symlinks=follow_symlinks)
@@ -242,6 +248,7 @@ def create_bundle(
         descriptor = _describe(spec, components, entries, formats, store, key, created=created, expires=expires)
         if images:
             descriptor = descriptor.model_copy(update={"images": [_image_component(i) for i in images]})
+        descriptor = complete_descriptor(descriptor, store, wheels=wheels, sbom=sbom)  # wheels, then the SBOM
         config_bytes = descriptor.to_bytes()
         config = oci.Descriptor(
             media_type=oci.MEDIA_BUNDLE_CONFIG, digest=store.add_bytes(config_bytes), size=len(config_bytes)

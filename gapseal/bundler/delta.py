@@ -40,6 +40,7 @@ from gapseal.bundler.delta_marker import (
 from gapseal.bundler.descriptor import BundleDescriptor
 from gapseal.bundler.inventory import LayoutEntry, LayoutInventory, read_layout_dir
 from gapseal.bundler.rollback import RollbackState
+from gapseal.bundler.selfcontained import Wheelhouse
 from gapseal.bundler.unpack import unpack_archive
 from gapseal.bundler.verify import VerifiedBundle, read_inventory, verify_inventory
 from gapseal.errors import BundleError, UsageError, VerificationError
@@ -205,6 +206,7 @@ def create_delta(
     link: bool = True,
     overwrite: bool = False,
     source_date_epoch: int | None = None,
+    wheels: Wheelhouse | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> CreatedDelta:
     """Build the bundle of ``spec_path`` as a delta against ``base`` (a bundle or an inventory file) at ``out``."""
@@ -219,6 +221,7 @@ def create_delta(
             follow_symlinks=follow_symlinks,
             link=link,
             source_date_epoch=source_date_epoch,
+            wheels=wheels,
             progress=progress,
         )
         held = have.sizes()

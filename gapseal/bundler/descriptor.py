@@ -130,6 +130,21 @@ class ImageComponent(_Model):
         return out
 
 
+class WheelFile(FileEntry):
+    """One Python wheel of gapseal or one of its runtime dependencies (``path`` is the wheel's file name)."""
+
+    name: str = Field(description="Distribution name, as in the wheel's file name.")
+    version: str = Field(description="Distribution version, as in the wheel's file name.")
+
+
+class WheelSet(_Model):
+    """gapseal and its runtime dependencies as wheels (``--include-self``), installable with no network at all."""
+
+    python_version: str = Field(description="Target Python version X.Y the wheels were resolved for.")
+    platform: str | None = Field(default=None, description="Target platform tag (None: the building machine's).")
+    files: list[WheelFile] = Field(description="Every wheel, sorted by file name; layer title 'wheels/<file>'.")
+
+
 class BundleDescriptor(_Model):
     """What a bundle holds. Layer titles are '<kind>/<name>/<path>' (builds: '<name>/<backend>-<arch>/<path>')."""
 
@@ -145,6 +160,10 @@ class BundleDescriptor(_Model):
     builds: list[Build] = Field(default_factory=list, description="Inference builds.")
     images: list[ImageComponent] | None = Field(
         default=None, description="Container images, each listed in index.json under its name (absent: none)."
+    )
+    wheels: WheelSet | None = Field(default=None, description="gapseal's own wheels (--include-self; absent: none).")
+    sbom: FileEntry | None = Field(
+        default=None, description="CycloneDX JSON SBOM of everything above; layer title 'sbom/<path>' (absent: none)."
     )
 
     def to_bytes(self) -> bytes:
@@ -171,6 +190,10 @@ class BundleDescriptor(_Model):
         for b in self.builds:
             for v in b.variants:
                 out += [(f"builds/{b.name}/{v.backend}-{v.arch}/{f.path}", f) for f in v.files]
+        if self.wheels is not None:
+            out += [(f"wheels/{f.path}", f) for f in self.wheels.files]
+        if self.sbom is not None:
+            out.append((f"sbom/{self.sbom.path}", self.sbom))
         return out
 
     def total_size(self) -> int:

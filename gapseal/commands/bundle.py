@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +15,7 @@ from gapseal.errors import UsageError
 
 if TYPE_CHECKING:
     from gapseal.bundler.inspect import BundleInfo
+    from gapseal.signing.keys import VerifyingKey
 
 # The library is imported inside each command: the CLI starts in a fraction of the time when ``gapseal --help``
 # or another command group does not pay for sigstore, pydantic models and model-signing.
@@ -51,6 +54,18 @@ def create(
         "--base",
         help="Make a delta: leave out every blob this earlier bundle (or 'bundle inventory' file) already holds.",
     ),
+    include_self: bool = typer.Option(
+        False, "--include-self", help="Add wheels of gapseal and all its dependencies, so the far side can install it."
+    ),
+    python_version: str | None = typer.Option(
+        None, "--python-version", help="With --include-self: the target's Python X.Y (default: this one's)."
+    ),
+    platform: str | None = typer.Option(
+        None, "--platform", help="With --include-self: the target's wheel platform tag (default: this machine's)."
+    ),
+    wheels_from: Path | None = typer.Option(
+        None, "--wheels-from", help="With --include-self: resolve wheels only from this local wheelhouse (no network)."
+    ),
     json_output: bool = _JSON,
     quiet: bool = _QUIET,
 ) -> int:
@@ -59,12 +74,27 @@ def create(
     Same spec and inputs give the same manifest digest when the spec sets metadata.created or SOURCE_DATE_EPOCH is set.
     With --base the bundle is written as a delta; the far side completes it with 'bundle apply DELTA --base OLD'.
     """
-    from gapseal.bundler.create import create_bundle
+    from gapseal.bundler.create import create_bundle, prepare_output
 
     _output.configure(json_output=json_output, quiet=quiet)
+    if not include_self and (python_version or platform or wheels_from):
+        raise UsageError("--python-version, --platform and --wheels-from go with --include-self")
+    prepare_output(out, overwrite=overwrite)
     signing_key = _secrets.private_key_from(key)
     delta_doc: dict[str, object] = {}
-    with _output.progress() as progress:
+    with _output.progress() as progress, contextlib.ExitStack() as cleanup:
+        wheels = None
+        if include_self:
+            from gapseal.bundler.selfcontained import prepare_wheelhouse
+
+            scratch = cleanup.enter_context(tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent))
+            wheels = prepare_wheelhouse(
+                Path(scratch) / "wheels",
+                python_version=python_version,
+                platform=platform,
+                wheels_from=wheels_from,
+                progress=progress,
+            )
         if base is not None:
             from gapseal.bundler.delta import create_delta
 
@@ -77,6 +107,7 @@ def create(
                 link=not no_link,
                 overwrite=overwrite,
                 source_date_epoch=_source_date_epoch(),
+                wheels=wheels,
                 progress=progress,
             )
             result = made.full
@@ -98,6 +129,7 @@ def create(
                 link=not no_link,
                 overwrite=overwrite,
                 source_date_epoch=_source_date_epoch(),
+                wheels=wheels,
                 progress=progress,
             )
     doc = {
@@ -112,6 +144,8 @@ def create(
         "linked_files": result.linked_files,
         "copied_files": result.copied_files,
         **delta_doc,
+        "wheels": len(result.descriptor.wheels.files) if result.descriptor.wheels else 0,
+        "sbom": result.descriptor.sbom.digest if result.descriptor.sbom else None,
     }
     if json_output:
         _output.emit_json(doc)
@@ -122,6 +156,12 @@ def create(
             f"  {result.blob_count} blobs, {result.total_bytes} bytes "
             f"({result.linked_files} files linked, {result.copied_files} copied); signed by {signing_key.key_id[:16]}"
         )
+        if result.descriptor.wheels:
+            w = result.descriptor.wheels
+            _output.stdout.print(
+                f"  {len(w.files)} wheels of gapseal and its dependencies for Python {w.python_version}"
+                f" ({w.platform or 'this platform'})"
+            )
         if delta_doc:
             dd = delta_doc["delta"]
             assert isinstance(dd, dict)  # noqa: S101 - built just above
@@ -297,6 +337,9 @@ def inspect(
     bundle: Path = typer.Argument(..., help="A bundle directory, tar, or first part of a split set."),
     key: list[Path] = _KEYS,
     trust: Path | None = _TRUST,
+    sbom: bool = typer.Option(
+        False, "--sbom", help="Print the bundle's CycloneDX SBOM (JSON) instead; verified when --key/--trust is given."
+    ),
     json_output: bool = _JSON,
     quiet: bool = _QUIET,
 ) -> int:
@@ -306,6 +349,8 @@ def inspect(
 
     _output.configure(json_output=json_output, quiet=quiet)
     keys = trusted_keys(key, trust) if key or trust else []
+    if sbom:
+        return _print_sbom(bundle, keys)
     with _output.progress() as progress:
         info = inspect_bundle(bundle, keys, progress=progress)
     if json_output:
@@ -321,6 +366,9 @@ def extract(
     out: Path = typer.Option(..., "--out", help="The directory to create."),
     model: str | None = typer.Option(None, "--model", help="Extract this model (with its model.sig)."),
     files: str | None = typer.Option(None, "--files", help="Extract this files component."),
+    wheels: bool = typer.Option(
+        False, "--wheels", help="Extract gapseal's wheels (--include-self) for 'pip install --no-index --find-links'."
+    ),
     key: list[Path] = _KEYS,
     trust: Path | None = _TRUST,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
@@ -333,14 +381,19 @@ def extract(
     from gapseal.signing.trust import trusted_keys
 
     _output.configure(json_output=json_output, quiet=quiet)
-    if (model is None) == (files is None):
-        raise UsageError("name exactly one of --model or --files")
+    if [model is not None, files is not None, wheels].count(True) != 1:
+        raise UsageError("name exactly one of --model, --files or --wheels")
     keys = trusted_keys(key, trust)
     with _output.progress() as progress:
         verified = verify_bundle(bundle, keys, progress=progress)
-        kind, name = ("model", model) if model is not None else ("files", files)
-        assert name is not None  # noqa: S101 - checked above
-        entries = component_files(verified, kind, name)
+        kind, name = ("model", model) if model is not None else ("files", files) if files is not None else ("", "")
+        if wheels:
+            from gapseal.bundler.selfcontained import wheel_entries
+
+            kind, name = "wheels", "of gapseal"
+            entries = wheel_entries(verified.descriptor)
+        else:
+            entries = component_files(verified, kind, name)
         extract_component(verified, entries, out, overwrite=overwrite, progress=progress)
     if json_output:
         _output.emit_json({"ok": True, "out": str(out), "files": len(entries)})
@@ -471,4 +524,24 @@ def apply(
         _output.stdout.print(
             f"  {result.from_delta} files from the delta, {result.from_base} from the base ({result.linked} linked)"
         )
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The self-contained bundle: SBOM (gapseal.bundler.sbom)
+
+
+def _print_sbom(bundle: Path, keys: list[VerifyingKey]) -> int:
+    """``inspect --sbom``: the stored CycloneDX JSON, byte for byte, on stdout."""
+    import sys
+
+    from gapseal.bundler.sbom import read_sbom
+
+    with _output.progress() as progress:
+        data, verified = read_sbom(bundle, keys, progress=progress)
+    if not verified:
+        _output.stderr.print("note: bundle not verified (pass --key or --trust); the SBOM matches its descriptor entry")
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
     return 0
