@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit deps venv model bench clean
+.PHONY: demo test lint typecheck unit deps venv model wheels bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ deps:
 model: venv
 	./scripts/fetch-model.sh
 
+# gapseal's dependencies as wheels (+ its build backend) for --include-self --wheels-from, fetched on the connected
+# side so tests that build self-contained bundles never touch the network.
+wheels: venv
+	./scripts/fetch-wheels.sh
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -37,7 +42,7 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest tests/unit
 
-test: deps venv model lint typecheck
+test: deps venv model wheels lint typecheck
 	./scripts/run-tests.sh
 
 demo: deps venv model
