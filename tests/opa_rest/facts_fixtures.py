@@ -16,6 +16,7 @@ from typing import Any
 from gapseal.audit.facts import HostFacts
 
 NOW = dt.datetime(2026, 11, 23, 16, 0, 0, tzinfo=dt.UTC)
+DOCUMENTATION = ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
 
 
 def network(cidr: str) -> dict[str, Any]:
@@ -31,7 +32,7 @@ def network(cidr: str) -> dict[str, Any]:
         klass = "link_local"
     elif first.is_multicast:
         klass = "multicast"
-    elif any(first in ipaddress.ip_network(d) for d in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")):
+    elif any(first in ipaddress.ip_network(d) for d in DOCUMENTATION):
         klass = "documentation"
     elif first.is_private:
         klass = "private"
@@ -288,7 +289,7 @@ def _proxy(d: dict[str, Any]) -> None:
 
 
 def _listen_all(d: dict[str, Any]) -> None:
-    s = socket("0.0.0.0", "unspecified", "all", 8000, "vllm")
+    s = socket("0.0.0.0", "unspecified", "all", 8000, "vllm")  # noqa: S104 - a fact, nothing binds
     d["sockets"]["listening"].append(s)
     d["sockets"]["exposed"].append(s)
 
