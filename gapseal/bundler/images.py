@@ -313,10 +313,68 @@ def import_image(
         else:
             args = ["copy", "--quiet", "--all", "--preserve-digests", *tls]
             converted = None
-        _run_skopeo([*args, ref, f"oci:{layout}:{name}"], what=what, where=where, env=env)
+        if converted is None and platforms is not None and media == oci.MEDIA_INDEX and ref.startswith("docker://"):
+            # From a registry, fetch only the kept platforms' manifests and blobs, not every platform's.
+            one = ["copy", "--quiet", "--preserve-digests", *tls]
+            _copy_platforms(name, raw, platforms, ref, layout, one, what, where, env)
+        else:
+            _run_skopeo([*args, ref, f"oci:{layout}:{name}"], what=what, where=where, env=env)
         return _move_image(name, source, platforms, layout, blobs_dir, add_document, where, progress, converted)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _repository_of(ref: str) -> str:
+    """``docker://host/repo`` of ``docker://host/repo:tag`` or ``docker://host/repo@sha256:…``."""
+    name = ref.split("@", 1)[0]
+    last = name.rsplit("/", 1)
+    if ":" in last[-1]:
+        name = name[: len(name) - len(last[-1])] + last[-1].split(":", 1)[0]
+    return name
+
+
+def _select(doc: ImageDocument, platforms: list[str], name: str, where: str) -> list[ChildRef]:
+    kept = [m for m in doc.manifests if m.platform in platforms or _base(m.platform) in platforms]
+    if not kept:
+        offered = ", ".join(sorted({m.platform or "unknown" for m in doc.manifests}))
+        raise ImageSourceError(
+            f"image {name!r}: no manifest matches platforms {', '.join(platforms)}; the source offers {offered}",
+            where=where,
+            hint="fix images[].platforms in the spec, or remove it to keep every platform",
+        )
+    return kept
+
+
+def _copy_platforms(
+    name: str,
+    raw_index: bytes,
+    platforms: list[str],
+    ref: str,
+    layout: Path,
+    copy_args: list[str],
+    what: str,
+    where: str,
+    env: dict[str, str],
+) -> None:
+    """Copy only the kept manifests of a registry's OCI index (by digest), then add the index itself as is."""
+    try:
+        doc = parse_image_document(raw_index, oci.MEDIA_INDEX)
+    except ValueError as e:
+        raise ImageSourceError(f"image {name!r}: its index is not usable: {e}", where=where) from e
+    repository = _repository_of(ref)
+    for i, m in enumerate(_select(doc, platforms, name, where)):
+        _run_skopeo(
+            [*copy_args, f"{repository}@{m.digest}", f"oci:{layout}:{name}-{i}"], what=what, where=where, env=env
+        )
+    digest = oci.sha256_digest(raw_index)
+    (layout / oci.blob_path(digest)).write_bytes(raw_index)
+    entry = {
+        "mediaType": oci.MEDIA_INDEX,
+        "digest": digest,
+        "size": len(raw_index),
+        "annotations": {oci.ANNOTATION_REF_NAME: name},
+    }
+    (layout / "index.json").write_bytes(canonical_json({"schemaVersion": 2, "manifests": [entry]}))
 
 
 def _move_image(
@@ -344,17 +402,7 @@ def _move_image(
     stored_media, stored_digest, stored_size = top.media_type, top.digest, top.size
     manifests: list[ImportedManifest] = []
     if doc.is_index:
-        kept = list(doc.manifests)
-        if platforms is not None:
-            kept = [m for m in doc.manifests if m.platform in platforms or _base(m.platform) in platforms]
-            if not kept:
-                offered = ", ".join(sorted({m.platform or "unknown" for m in doc.manifests}))
-                raise ImageSourceError(
-                    f"image {name!r}: no manifest matches platforms {', '.join(platforms)}; "
-                    f"the source offers {offered}",
-                    where=where,
-                    hint="fix images[].platforms in the spec, or remove it to keep every platform",
-                )
+        kept = list(doc.manifests) if platforms is None else _select(doc, platforms, name, where)
         if len(kept) != len(doc.manifests):
             filtered = json.loads(top_bytes)
             filtered["manifests"] = [m for m, c in zip(filtered["manifests"], doc.manifests, strict=True) if c in kept]

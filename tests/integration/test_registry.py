@@ -444,3 +444,33 @@ def test_bundle_altered_after_verification_is_not_pushed(
     with pytest.raises(RegistryError, match=f"the manifest {app.digest} changed on disk after the bundle was verified"):
         _push_verified(verified, client, concurrency=2, progress=NO_PROGRESS)
     assert _status(registry.host, "/v2/app/manifests/1.0.0") == 404
+
+
+def test_platform_filter_on_a_registry_source_fetches_only_the_kept_platforms(
+    keys: KeyPair, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """From docker://, only the kept manifests and their blobs cross the wire; the stored index is the filtered one."""
+    src = write_image(tmp_path / "in/src", "multi", ["linux/amd64", "linux/arm64/v8"])
+    dest = f"docker://{proxy.state.upstream}/multi:1"
+    subprocess.run(
+        [tool("skopeo"), "copy", "--quiet", "--all", "--preserve-digests", "--dest-tls-verify=false",
+         f"oci:{tmp_path}/in/src:multi", dest],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    spec = tmp_path / "in/bundle.yaml"
+    spec.write_text(
+        "apiVersion: gapseal/v1\nkind: Bundle\n"
+        'metadata: {name: one-arch, version: 1.0.0, created: "2026-01-01T00:00:00Z"}\n'
+        "images:\n"
+        f"  - {{name: multi, source: 'docker://{proxy.host}/multi:1', insecure: true, platforms: [linux/amd64]}}\n"
+        "  - {name: local, source: 'oci:src:multi', platforms: [linux/amd64]}\n"
+    )
+    created = create_bundle(spec, keys.private, tmp_path / "b")
+    remote, local = created.descriptor.images or []
+    assert (remote.digest, remote.source_digest) == (local.digest, src.digest)
+    assert [m.digest for m in remote.manifests] == [src.manifests["linux/amd64"]]
+    arm_only = src.layers["linux/arm64/v8"][1]
+    assert proxy.state.count("GET", rf"/v2/multi/blobs/{src.layers['linux/amd64'][1]}") == 1
+    assert proxy.state.count("GET", rf"/v2/multi/blobs/{arm_only}") == 0
+    assert proxy.state.count("GET", rf"/v2/multi/manifests/{src.manifests['linux/arm64/v8']}") == 0
+    verify_bundle(created.path, [keys.public])

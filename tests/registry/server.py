@@ -169,7 +169,10 @@ class _Handler(BaseHTTPRequestHandler):
                     state.uploads_in_flight -= 1
 
     def _forward(self, state: ProxyState, path: str, bare: str, body: bytes) -> None:
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS}
+        headers: dict[str, str] = {}
+        for k, v in self.headers.items():  # repeated headers (skopeo sends several Accept lines) are joined
+            if k.lower() not in _HOP_HEADERS:
+                headers[k] = f"{headers[k]}, {v}" if k in headers else v
         conn = http.client.HTTPConnection(state.upstream, timeout=60)
         try:
             conn.request(
