@@ -11,7 +11,8 @@ filters a multi-arch index by platform, re-hashes every blob and moves it into t
 already there (shared with another image or a model) is stored once.
 
 With a platform filter that drops some of an index's platforms, the stored index is a new document listing only the
-kept manifests (which keep their digests); ``source_digest`` records the original index's digest.
+kept manifests (which keep their digests); ``source_digest`` records the original index's digest. From a registry,
+only the kept manifests are copied (by digest), so other platforms' layers are never downloaded.
 
 ``parse_image_document`` is shared with ``verify``: both derive an image's children from the stored bytes the same way.
 """
