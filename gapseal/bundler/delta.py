@@ -106,14 +106,28 @@ def _good_blobs(inv: LayoutInventory) -> dict[str, LayoutEntry]:
     return out
 
 
-def take_inventory(paths: Sequence[Path], *, progress: Progress = NO_PROGRESS) -> BlobInventory:
-    """Hash every blob of the bundles at ``paths`` (directory, tar or split set each); return what is held."""
+def _is_registry_reference(path: Path) -> bool:
+    """``HOST:PORT/gapseal/NAME:VERSION`` that is not a local path."""
+    text = str(path)
+    return not path.exists() and "/" in text and ":" in text.split("/", 1)[0] + text.rsplit("/", 1)[-1]
+
+
+def take_inventory(paths: Sequence[Path], *, insecure: bool = False, progress: Progress = NO_PROGRESS) -> BlobInventory:
+    """Hash every blob of the bundles at ``paths`` (directory, tar or split set each); return what is held.
+
+    A path that does not exist locally but reads as ``HOST:PORT/gapseal/NAME:VERSION`` is a bundle on an on-site
+    registry: it is pulled (``bundle pull``, every blob digest-checked) into a scratch directory, inventoried, and
+    removed. That moves the bundle over the site's network once; the registry API has no cheaper listing of blobs.
+    """
     if not paths:
         raise UsageError("name at least one bundle to take the inventory of")
     blobs: dict[str, int] = {}
     bundles: list[BundleRef] = []
     for path in paths:
-        inv = read_inventory(path, progress=progress)
+        if _is_registry_reference(path):
+            inv = _registry_inventory(str(path), insecure=insecure, progress=progress)
+        else:
+            inv = read_inventory(path, progress=progress)
         blobs.update({d: e.size for d, e in _good_blobs(inv).items()})
         ref = _bundle_ref(inv)
         if ref is not None and ref not in bundles:
@@ -125,6 +139,15 @@ def take_inventory(paths: Sequence[Path], *, progress: Progress = NO_PROGRESS) -
         bundles=bundles,
         blobs=[BlobRef(digest=d, size=s) for d, s in sorted(blobs.items())],
     )
+
+
+def _registry_inventory(reference: str, *, insecure: bool, progress: Progress) -> LayoutInventory:
+    from gapseal.bundler.registry import pull_bundle
+
+    with tempfile.TemporaryDirectory(prefix="gapseal-inventory-") as scratch:
+        pulled = pull_bundle(reference, Path(scratch) / "bundle", insecure=insecure, progress=progress)
+        inv = read_layout_dir(pulled.path, progress=progress)
+    return LayoutInventory(entries=inv.entries, source=reference, directories=inv.directories)
 
 
 def write_inventory(inventory: BlobInventory, out: Path, *, overwrite: bool = False) -> None:

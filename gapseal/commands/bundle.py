@@ -447,8 +447,13 @@ def pull(
 
 @app.command("inventory")
 def inventory(
-    bundles: list[Path] = typer.Argument(..., help="Bundles already on this side: directories, tars or first parts."),
+    bundles: list[Path] = typer.Argument(
+        ..., help="Bundles on this side: directories, tars, first parts, or HOST:PORT/gapseal/NAME:VERSION."
+    ),
     out: Path = typer.Option(..., "--out", help="The inventory file to write, e.g. have.json."),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="For a registry reference: plain HTTP (or TLS without certificate checks)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
     json_output: bool = _JSON,
     quiet: bool = _QUIET,
@@ -456,13 +461,15 @@ def inventory(
     """Write what this side holds (every blob whose content hashes to its name) for 'bundle create --base'.
 
     Carry the file to the security team; the next bundle they build against it leaves those blobs out.
-    A registry cannot be inventoried yet: pull the bundle ('bundle pull') and inventory the directory.
+    A bundle on an on-site registry is pulled into a scratch directory (digest-checked) to be inventoried.
     """
+    from gapseal.bundler.create import prepare_output
     from gapseal.bundler.delta import take_inventory, write_inventory
 
     _output.configure(json_output=json_output, quiet=quiet)
+    prepare_output(out, overwrite=overwrite)
     with _output.progress() as progress:
-        result = take_inventory(bundles, progress=progress)
+        result = take_inventory(bundles, insecure=insecure, progress=progress)
     write_inventory(result, out, overwrite=overwrite)
     size = sum(b.size for b in result.blobs)
     if json_output:
