@@ -31,6 +31,7 @@ from typing import Any
 
 from gapseal.bundler import layout as oci
 from gapseal.bundler.canonical import canonical_json
+from gapseal.bundler.inventory import KEEP_BLOB_CONTENT
 from gapseal.errors import BundleError, InputError
 from gapseal.hashing import hash_file
 from gapseal.progress import NO_PROGRESS, Progress
@@ -40,8 +41,8 @@ SOURCE_TRANSPORTS = ("oci:", "oci-archive:", "docker-archive:", "docker://")
 
 INDEX_MEDIA_TYPES = frozenset({oci.MEDIA_INDEX, "application/vnd.docker.distribution.manifest.list.v2+json"})
 MANIFEST_MEDIA_TYPES = frozenset({oci.MEDIA_MANIFEST, "application/vnd.docker.distribution.manifest.v2+json"})
-MAX_IMAGE_DOCUMENT = 4 * 1024 * 1024
-"""Largest manifest or index read into memory (the distribution spec's limit for manifests is 4 MiB)."""
+MAX_IMAGE_DOCUMENT = KEEP_BLOB_CONTENT
+"""Largest manifest or index accepted: what ``verify`` reads into memory (1 MiB; registries allow up to 4 MiB)."""
 SKOPEO_TIMEOUT = 3600
 
 
