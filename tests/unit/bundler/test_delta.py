@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -282,3 +283,37 @@ def test_tar_forms_of_delta_and_base(tmp_path: Path, keys: KeyPair) -> None:
     applied = apply_delta(tmp_path / "delta.tar", tmp_path / "v1.tar", tmp_path / "full", [keys.public])
     assert verify_bundle(applied.path, [keys.public]).descriptor.version == "2.0.0"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".full")]
+
+
+def test_images_shared_with_the_base_are_left_out_and_walked_through_the_base(tmp_path: Path, keys: KeyPair) -> None:
+    from tests.registry.images import write_image
+
+    def spec(root: Path, version: str, notes: str) -> Path:
+        (root / "docs").mkdir(parents=True)
+        (root / "docs/notes.txt").write_text(notes)
+        (root / "bundle.yaml").write_text(
+            "apiVersion: gapseal/v1\nkind: Bundle\n"
+            f'metadata: {{name: stack, version: {version}, created: "2026-01-01T00:00:00Z"}}\n'
+            "files:\n  - {name: docs, path: docs}\n"
+            "images:\n  - {name: server, source: 'oci:src:v1'}\n"
+        )
+        return root / "bundle.yaml"
+
+    write_image(tmp_path / "in1/src", "v1", ["linux/amd64", "linux/arm64"])
+    shutil.copytree(tmp_path / "in1/src", tmp_path / "in2/src")
+    base = create_bundle(spec(tmp_path / "in1", "1.0.0", "a\n"), keys.private, tmp_path / "v1", link=False)
+    made = create_delta(spec(tmp_path / "in2", "2.0.0", "b\n"), keys.private, tmp_path / "d", base.path, link=False)
+    assert made.full.descriptor.images is not None
+    image_digests = {d for _, d in made.full.descriptor.images[0].subjects()}
+    assert image_digests <= {b.digest for b in made.marker.omitted}
+    assert verify_delta(made.full.path, base.path, [keys.public]).descriptor.images is not None
+    applied = apply_delta(made.full.path, base.path, tmp_path / "full", [keys.public])
+    assert verify_bundle(applied.path, [keys.public]).descriptor.version == "2.0.0"
+    # An image layer missing from the base is named by its image, platform and layer (this one is in both platforms).
+    layer = made.full.descriptor.images[0].manifests[0].layers[0]
+    (base.path / oci.blob_path(layer.digest)).unlink()
+    with pytest.raises(
+        VerificationError,
+        match=r"\n  - images/server/linux/amd64/layers/0, images/server/linux/arm64/layers/0: sha256:",
+    ):
+        verify_delta(made.full.path, base.path, [keys.public])
