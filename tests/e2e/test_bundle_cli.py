@@ -121,8 +121,9 @@ def test_downgrade_refused_then_allowed(workdir: Path) -> None:
 
 def test_create_refuses_a_symlinked_input_unless_followed(workdir: Path) -> None:
     spec = make_inputs(workdir / "in")
-    shutil.move(workdir / "in/docs/README.md", workdir / "README.md")
-    (workdir / "in/docs/README.md").symlink_to(workdir / "README.md")
+    (workdir / "in/shared").mkdir()
+    shutil.move(workdir / "in/docs/README.md", workdir / "in/shared/README.md")
+    (workdir / "in/docs/README.md").symlink_to("../shared/README.md")  # inside the spec's directory
     env = {"GAPSEAL_KEY_PASSPHRASE": "correct horse"}
     refused = run("bundle", "create", spec, "--key", "team.key", "--out", "b", cwd=workdir, env=env)
     assert refused.returncode == 1
