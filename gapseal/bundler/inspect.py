@@ -57,6 +57,16 @@ class BundleInfo:
                 for m in d.models
             ],
             "files": [{"name": c.name, "files": len(c.files), "bytes": sum(f.size for f in c.files)} for c in d.files],
+            "images": [
+                {
+                    "name": i.name,
+                    "source": i.source,
+                    "digest": i.digest,
+                    "platforms": i.platforms,
+                    "bytes": i.total_size(),
+                }
+                for i in d.images or []
+            ],
             "builds": [
                 {
                     "name": b.name,

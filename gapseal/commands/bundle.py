@@ -324,6 +324,9 @@ def _print_info(info: BundleInfo) -> None:
         out.print(f"  model     {m['name']}: {m['format']}, {m['files']} files, {m['bytes']} bytes ({facts})")
     for c in d["files"]:  # type: ignore[attr-defined]
         out.print(f"  files     {c['name']}: {c['files']} files, {c['bytes']} bytes")
+    for i in d["images"]:  # type: ignore[attr-defined]
+        platforms = ", ".join(i["platforms"]) or "single platform"
+        out.print(f"  image     {i['name']}: {i['digest']} ({platforms}), {i['bytes']} bytes")
     for b in d["builds"]:  # type: ignore[attr-defined]
         for v in b["variants"]:
             req = ", ".join(f"{k} {'/'.join(v2) if isinstance(v2, list) else v2}" for k, v2 in v["requires"].items())

@@ -178,3 +178,14 @@ def test_unreadable_sources_are_refused_naming_them(
     with pytest.raises(ImageSourceError, match=f"image 'app': {message}"):
         create_bundle(spec, keys.private, tmp_path / "b")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_inspect_lists_every_image_with_digest_and_platforms(bundle: CreatedBundle, keys: KeyPair) -> None:
+    from gapseal.bundler.inspect import inspect_bundle
+
+    info = inspect_bundle(bundle.path, [keys.public]).as_dict()
+    listed = {i["name"]: i for i in info["images"]}  # type: ignore[attr-defined]
+    assert set(listed) == {i.name for i in bundle.descriptor.images or []}
+    assert listed["app"]["platforms"] == ["linux/amd64", "linux/arm64/v8"]
+    assert listed["busybox"]["digest"].startswith("sha256:")
+    assert listed["busybox"]["bytes"] > 0
