@@ -364,17 +364,23 @@ def test_kill9_mid_install_then_rerun_completes_without_partial_files(env: Env) 
     _assert_installed(root, "cpu")
 
 
-def test_unreachable_host_fails_clearly_while_others_proceed(env: Env) -> None:
+def test_unreachable_and_unfit_hosts_fail_clearly_while_others_proceed(env: Env) -> None:
+    """host5 has no sshd (connection refused); host6 has R470 NVIDIA tools (no compute capability) and a recorded
+    CPU without AVX2 (cpuinfo read from a fixture file), so no variant fits it; host3 installs as before."""
     dead = env.fleet.add(5, start_sshd=False)
+    unfit = env.fleet.add(6, extra_path=[install_fake_tools(env.work / "tools" / "r470", "nvidia-r470")])
+    no_avx = REPO / "tests/fixtures/hardware/cpuinfo/x86-intel-i5-750-no-avx-vmx-flags.txt"
     inv = env.inventory(
         {
             env.cpu: {"gapseal_root": str(env.root(env.cpu)), "egress_lockdown": False},
             dead: {"gapseal_root": str(env.root(dead))},
+            unfit: {"gapseal_root": str(env.root(unfit)), "hardware_cpuinfo_path": str(no_avx)},
         },
         "unreachable",
     )
     rc, doc = _install(env, inv, "--tags", "record")
     assert rc == 1
+    assert doc["ok"] is False
     hosts = _hosts(doc)
     assert hosts["host3"]["status"] == "ok"
     assert hosts["host5"]["status"] == "unreachable"
@@ -382,7 +388,14 @@ def test_unreachable_host_fails_clearly_while_others_proceed(env: Env) -> None:
     assert failure["unreachable"] is True
     assert "10.231.5.2" in failure["message"]
     assert "refused" in failure["message"].lower()
-    assert doc["ok"] is False
+    assert hosts["host6"]["status"] == "failed"
+    reasons = hosts["host6"]["failures"][0]["message"]
+    assert "no variant of build 'server' fits host6" in reasons
+    for backend in ("cuda", "rocm", "cpu"):
+        assert f"{backend}/amd64" in reasons
+    assert "compute_capability" in reasons
+    assert "avx2" in reasons
+    assert not (env.root(unfit) / "var/lib/gapseal/installed.json").exists()
 
 
 def test_tampered_bundle_is_refused_before_any_host_is_touched(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
