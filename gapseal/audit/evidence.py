@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gapseal.atomic import fsync_dir, write_new_file
 from gapseal.audit import attest, oscal, report
 from gapseal.audit.facts import HostFacts
 from gapseal.audit.results import Results
@@ -133,19 +134,8 @@ def check_output_dir(out_dir: Path, *, overwrite: bool) -> None:
 def _write_file(root: Path, rel: str, data: bytes, media_type: str, description: str, host: str | None) -> EvidenceFile:
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "xb") as f:  # noqa: PTH123 - "x": a fresh directory, never clobber
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    write_new_file(path, data)
     return EvidenceFile(rel, hashlib.sha256(data).hexdigest(), len(data), media_type, description, host)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _raw_files(root: Path, he: HostEvidence) -> list[EvidenceFile]:
@@ -260,15 +250,12 @@ def write_evidence(
         )
         predicate = attest.build_predicate(results, bundle_manifest_digests=bundle_digests(hosts))
         bundle = attest.sign_evidence(files, predicate, key)
-        with open(tmp / ATTESTATION_FILE, "xb") as f:  # noqa: PTH123
-            f.write(bundle)
-            f.flush()
-            os.fsync(f.fileno())
+        write_new_file(tmp / ATTESTATION_FILE, bundle)
         for d in sorted({p.parent for p in tmp.rglob("*")} | {tmp}, key=lambda p: len(p.parts), reverse=True):
-            _fsync_dir(d)
+            fsync_dir(d)
         os.chmod(tmp, 0o755)  # noqa: S103 - evidence is meant to be read by others
         _replace_dir(tmp, out_dir, overwrite=overwrite)
-        _fsync_dir(parent)
+        fsync_dir(parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

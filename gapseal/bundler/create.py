@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gapseal.atomic import fsync_dir, write_new_file
 from gapseal.bundler import layout as oci
 from gapseal.bundler.descriptor import (
     DESCRIPTOR_API_VERSION,
@@ -135,24 +136,9 @@ class _BlobStore:
         target = self.root / oci.blob_path(digest)
         if not target.exists():
             tmp = self.incoming / uuid.uuid4().hex
-            _write_synced(tmp, data)
+            write_new_file(tmp, data)
             os.replace(tmp, target)
         return digest
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "xb") as f:  # noqa: PTH123 - "x": never clobber
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _title(spec: LoadedSpec, component: ComponentInputs, rel_path: str) -> str:
@@ -291,18 +277,18 @@ def create_bundle(
         sig_desc = oci.Descriptor(
             media_type=oci.MEDIA_MANIFEST, digest=store.add_bytes(sig_manifest_bytes), size=len(sig_manifest_bytes)
         )
-        _write_synced(
+        write_new_file(
             work / "index.json", oci.build_index(manifest_desc, [sig_desc], image_index_entries(descriptor)).to_bytes()
         )
-        _write_synced(work / "oci-layout", oci.OCI_LAYOUT_BYTES)
+        write_new_file(work / "oci-layout", oci.OCI_LAYOUT_BYTES)
         store.incoming.rmdir()
-        _fsync_dir(store.blobs)
-        _fsync_dir(work)
+        fsync_dir(store.blobs)
+        fsync_dir(work)
 
         if out.exists() and overwrite:
             shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
         os.rename(work, out)
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

@@ -21,6 +21,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from gapseal.atomic import fsync_dir
 from gapseal.bundler.inventory import LayoutEntry, LayoutSink, walk_archive
 from gapseal.bundler.tarformat import WRITEBACK_STEP
 from gapseal.errors import ArchiveError, BundleError, UsageError
@@ -84,14 +85,6 @@ class _DirectorySink(LayoutSink):
             self._fd = None
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def unpack_archive(archive: Path, out_dir: Path, *, overwrite: bool = False, progress: Progress = NO_PROGRESS) -> Path:
     """Extract the bundle tar (or split set, from its first part) ``archive`` into the new directory ``out_dir``.
 
@@ -130,9 +123,9 @@ def _unpack(archive: Path, out_dir: Path, parent: Path, progress: Progress) -> P
             sink.close()
             os.close(root_fd)
         for d in sorted(sink.dirs, key=len, reverse=True):
-            _fsync_dir(tmp / d)
+            fsync_dir(tmp / d)
         os.chmod(tmp, 0o755)  # noqa: S103 - mkdtemp made it 0700; a layout is readable data like its subdirs
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if out_dir.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".replaced", dir=parent))
             os.replace(out_dir, old / "old")
@@ -140,7 +133,7 @@ def _unpack(archive: Path, out_dir: Path, parent: Path, progress: Progress) -> P
             shutil.rmtree(old)
         else:
             os.rename(tmp, out_dir)
-        _fsync_dir(parent)
+        fsync_dir(parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(tmp)
