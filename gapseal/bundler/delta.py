@@ -4,7 +4,7 @@
   given bundles (directories, tars, split sets) whose content hashes to its name, and which bundles they were.
 - ``create_delta``: build the full signed bundle, then leave out every file blob and image blob the base has; the
   index, manifests, descriptor and signature are the full bundle's, unchanged, so the signed statement still lists
-  every blob. The layout gains a ``gapseal-delta.json`` marker (see ``delta_marker``).
+  every blob. The layout gains a ``gapseal.delta.json`` marker (see ``delta_marker``).
 - ``verify_delta``: the delta's files plus, from the base, exactly the blobs the marker lists as left out, verified
   together as one full bundle by the ordinary ``verify_inventory``.
 - ``apply_delta``: the same, then the full bundle written beside ``--out`` (hard links from directories where the
@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,10 +38,9 @@ from gapseal.bundler.delta_marker import (
     read_delta_marker,
 )
 from gapseal.bundler.descriptor import BundleDescriptor
-from gapseal.bundler.inventory import LayoutEntry, LayoutInventory, read_layout_dir
+from gapseal.bundler.inventory import LayoutEntry, LayoutInventory, LayoutSink, read_layout_dir, walk_archive
 from gapseal.bundler.rollback import RollbackState
 from gapseal.bundler.selfcontained import Wheelhouse
-from gapseal.bundler.unpack import unpack_archive
 from gapseal.bundler.verify import VerifiedBundle, read_inventory, verify_inventory
 from gapseal.errors import BundleError, UsageError, VerificationError
 from gapseal.progress import NO_PROGRESS, Progress
@@ -326,8 +325,20 @@ class _Merged:
     base: LayoutInventory
 
 
-def _read_delta(delta: Path, progress: Progress) -> tuple[LayoutInventory, DeltaMarker]:
-    inv = read_inventory(delta, progress=progress)
+_Reader = Callable[[Path, frozenset[str] | None], LayoutInventory]
+"""Reads a bundle (directory, tar, split set) into an inventory; ``wanted``: the paths the caller will need from it."""
+
+
+def _merge(delta: Path, base: Path, progress: Progress, reader: _Reader | None = None) -> _Merged:
+    """The delta's files plus the base's copies of the blobs the delta left out; refuse a base that lacks some."""
+    read: _Reader = reader or (lambda path, _wanted: read_inventory(path, progress=progress))
+    if _is_inventory_file(base):
+        raise UsageError(
+            "verifying or applying a delta needs the base bundle itself, not an inventory of it",
+            where=str(base),
+            hint="pass the earlier bundle (directory, tar or first part) already on this side as --base",
+        )
+    inv = read(delta, None)
     marker = read_delta_marker(inv)
     if marker is None:
         raise UsageError(
@@ -335,18 +346,6 @@ def _read_delta(delta: Path, progress: Progress) -> tuple[LayoutInventory, Delta
             where=str(delta),
             hint=f"verify it without --base: 'gapseal bundle verify {delta} --key …'",
         )
-    return inv, marker
-
-
-def _merge(delta: Path, base: Path, progress: Progress) -> _Merged:
-    """The delta's files plus the base's copies of the blobs the delta left out; refuse a base that lacks some."""
-    if _is_inventory_file(base):
-        raise UsageError(
-            "verifying or applying a delta needs the base bundle itself, not an inventory of it",
-            where=str(base),
-            hint="pass the earlier bundle (directory, tar or first part) already on this side as --base",
-        )
-    inv, marker = _read_delta(delta, progress)
     problems: list[str] = []
     index_entry = inv.entries.get("index.json")
     if index_entry is None or index_entry.content is None:
@@ -370,7 +369,7 @@ def _merge(delta: Path, base: Path, progress: Progress) -> _Merged:
     if problems:
         raise VerificationError("the delta is inconsistent: " + "; ".join(problems), where=str(delta))
 
-    base_inv = read_inventory(base, progress=progress)
+    base_inv = read(base, frozenset(oci.blob_path(b.digest) for b in marker.omitted))
     held = _good_blobs(base_inv)
     missing = [b for b in marker.omitted if b.digest not in held or held[b.digest].size != b.size]
     if missing:
@@ -427,6 +426,76 @@ def verify_delta(
     )
 
 
+class _Materializer(LayoutSink):
+    """Reads the delta and the base for ``_merge`` and, from archives, writes the files the full bundle needs.
+
+    Called as a ``_Reader``: a directory is only read (its files are linked or copied later, once everything verified);
+    a tar or split set is read in one pass that also writes the wanted members under ``root`` (every member but the
+    marker for the delta, the left-out blobs for the base), each created with ``O_EXCL | O_NOFOLLOW`` and checked
+    against its name as it ends.
+    """
+
+    def __init__(self, root: Path, progress: Progress) -> None:
+        self.root = root
+        self.progress = progress
+        self.directories: dict[Path, frozenset[str] | None] = {}
+        self.written: set[str] = set()
+        self._wanted: frozenset[str] | None = None
+        self._fd: int | None = None
+        self._source = ""
+
+    def __call__(self, path: Path, wanted: frozenset[str] | None) -> LayoutInventory:
+        if path.is_symlink():
+            raise VerificationError("the bundle path is a symbolic link", where=str(path), hint="name the real path")
+        if path.is_dir():
+            self.directories[path] = wanted
+            return read_layout_dir(path, progress=self.progress)
+        if not path.is_file():
+            raise VerificationError("no bundle at this path", where=str(path))
+        self._wanted, self._source = wanted, str(path)
+        try:
+            return walk_archive(path, self, progress=self.progress)
+        finally:
+            self.close()
+
+    def _want(self, path: str) -> bool:
+        return path != DELTA_MARKER_NAME if self._wanted is None else path in self._wanted
+
+    def begin(self, path: str) -> None:
+        """Open the member's target when it is wanted."""
+        if self._want(path):
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            self._fd = os.open(self.root / path, flags, 0o644)
+
+    def write(self, chunk: memoryview) -> None:
+        """Write the member's bytes (if wanted)."""
+        if self._fd is not None:
+            view = chunk
+            while view:
+                view = view[os.write(self._fd, view) :]
+
+    def end(self, entry: LayoutEntry) -> None:
+        """Close the member; a blob must hash to its name."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.written.add(entry.path)
+        if entry.path.startswith("blobs/sha256/") and entry.path.removeprefix("blobs/sha256/") != entry.sha256:
+            raise VerificationError(
+                f"blob {entry.path} is corrupt: its content hashes to sha256:{entry.sha256}", where=self._source
+            )
+
+    def close(self) -> None:
+        """Close a member left open by an error."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 @dataclass(frozen=True)
 class AppliedDelta:
     """The result of ``apply_delta``: the full bundle at ``path``, verified standalone."""
@@ -434,11 +503,11 @@ class AppliedDelta:
     path: Path
     verified: VerifiedBundle
     from_delta: int
-    """Blobs taken from the delta."""
+    """Files taken from the delta."""
     from_base: int
     """Blobs taken from the base."""
     linked: int
-    """Files hard-linked rather than copied."""
+    """Files hard-linked from a directory rather than copied or written from an archive."""
 
 
 def _place(source: Path, target: Path) -> bool:
@@ -451,11 +520,12 @@ def _place(source: Path, target: Path) -> bool:
     return True
 
 
-def _as_directory(path: Path, scratch: Path, progress: Progress) -> Path:
-    """A layout directory for ``path``: itself, or an archive unpacked into ``scratch``."""
-    if path.is_dir():
-        return path
-    return unpack_archive(path, scratch / uuid.uuid4().hex, progress=progress)
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def apply_delta(
@@ -470,35 +540,33 @@ def apply_delta(
 ) -> AppliedDelta:
     """Verify ``delta`` with ``base``, write the full bundle at ``out`` and verify it standalone before renaming.
 
-    Files are hard-linked from a delta or base directory when on the same filesystem (a tar is unpacked first, into a
-    scratch directory beside ``out`` removed at the end). Nothing appears at ``out`` unless the result verifies.
+    One read of each input: a directory is hashed, then its files hard-linked (or copied across filesystems); an
+    archive is hashed while the needed members are written out. Everything happens in a scratch directory beside
+    ``out``; nothing appears at ``out`` unless the result verifies on its own, and the scratch is always removed.
     """
     prepare_output(out, overwrite=overwrite)
-    merged = _merge(delta, base, progress)
-    verify_inventory(merged.inventory, trusted_keys, now=now)  # refuse before writing anything
-
     scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".applying", dir=out.parent))
     try:
-        delta_dir = _as_directory(delta, scratch, progress)
-        base_dir = _as_directory(base, scratch, progress)
         work = scratch / "bundle"
         (work / "blobs" / "sha256").mkdir(parents=True)
+        materializer = _Materializer(work, progress)
+        merged = _merge(delta, base, progress, reader=materializer)
+        verify_inventory(merged.inventory, trusted_keys, now=now)  # refuse before placing anything from directories
         from_base = {oci.blob_path(b.digest) for b in merged.marker.omitted}
         linked = 0
         for path in merged.inventory.entries:
-            source = (base_dir if path in from_base else delta_dir) / path
+            if path in materializer.written:
+                continue
+            source = (base if path in from_base else delta) / path
             linked += _place(source, work / path)
         work.chmod(0o755)
-        for d in (work, work / "blobs", work / "blobs" / "sha256"):
-            fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        for d in (work / "blobs" / "sha256", work / "blobs", work):
+            _fsync_dir(d)
         result = verify_inventory(read_layout_dir(work, progress=progress), trusted_keys, now=now)
         if out.exists() and overwrite:
             shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
         os.rename(work, out)
+        _fsync_dir(out.parent)
     except OSError as e:
         raise BundleError(f"applying the delta failed: {e.strerror or e}", where=e.filename or str(out)) from e
     finally:

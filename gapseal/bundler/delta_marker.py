@@ -1,4 +1,4 @@
-"""The marker a delta bundle carries: ``gapseal-delta.json`` at the top of its layout.
+"""The marker a delta bundle carries: ``gapseal.delta.json`` at the top of its layout.
 
 A delta is a full bundle's layout (index, manifests, descriptor, signature, all unchanged) with the blobs the far side
 already has left out. The marker says so, so that ``verify`` without ``--base`` can say "this is a delta of NAME
@@ -20,8 +20,11 @@ from gapseal.bundler.canonical import canonical_json
 from gapseal.bundler.inventory import LayoutInventory
 from gapseal.errors import VerificationError
 
-DELTA_MARKER_NAME = "gapseal-delta.json"
-"""The marker's file name at the top of a delta's layout, beside ``index.json``."""
+DELTA_MARKER_NAME = "gapseal.delta.json"
+"""The marker's file name at the top of a delta's layout, beside ``index.json``.
+
+Named to sort after ``gapseal-parts.json`` ('.' > '-'), which must stay the first member of a split set's first part.
+"""
 
 
 class _Model(BaseModel):

@@ -228,7 +228,7 @@ def test_marker_naming_another_bundle_manifest_fails(tmp_path: Path, keys: KeyPa
         update={"bundle": marker.bundle.model_copy(update={"manifest_digest": "sha256:" + "0" * 64})}
     )
     (delta / DELTA_MARKER_NAME).write_bytes(forged.to_bytes())
-    with pytest.raises(VerificationError, match="gapseal-delta.json names bundle manifest sha256:0000"):
+    with pytest.raises(VerificationError, match="gapseal.delta.json names bundle manifest sha256:0000"):
         verify_delta(delta, v.base, [keys.public])
 
 
@@ -251,7 +251,7 @@ def test_malformed_marker_is_refused(tmp_path: Path, keys: KeyPair) -> None:
     doc = json.loads((delta / DELTA_MARKER_NAME).read_bytes())
     doc["kind"] = "Bundle"
     (delta / DELTA_MARKER_NAME).write_text(json.dumps(doc))
-    with pytest.raises(VerificationError, match="holds gapseal-delta.json but it is malformed"):
+    with pytest.raises(VerificationError, match="holds gapseal.delta.json but it is malformed"):
         verify_bundle(delta, [keys.public])
 
 
@@ -317,3 +317,35 @@ def test_images_shared_with_the_base_are_left_out_and_walked_through_the_base(tm
         match=r"\n  - images/server/linux/amd64/layers/0, images/server/linux/arm64/layers/0: sha256:",
     ):
         verify_delta(made.full.path, base.path, [keys.public])
+
+
+def test_split_delta_applied_onto_a_tar_base_writes_only_what_it_needs(tmp_path: Path, keys: KeyPair) -> None:
+    v = _versions(tmp_path, keys)
+    (tmp_path / "in2/docs/README.md").write_text("revised at length\n" * 6000)  # ~100 KiB: cut into ranges
+    delta = _delta(tmp_path, keys, v)
+    pack_layout(v.base, tmp_path / "v1.tar", mtime=0)
+    parts = pack_layout(delta, tmp_path / "d.tar", mtime=0, part_size=40960).parts
+    assert len(parts) > 1
+    first = parts[0].path
+    assert verify_delta(first, tmp_path / "v1.tar", [keys.public]).descriptor.version == "2.0.0"
+    applied = apply_delta(first, tmp_path / "v1.tar", tmp_path / "full", [keys.public])
+    assert applied.linked == 0  # everything came out of the archives, in the same pass that hashed them
+    assert applied.from_base == len(_marker(delta).omitted)
+    assert verify_bundle(applied.path, [keys.public]).manifest_digest == _marker(delta).bundle.manifest_digest
+
+
+def test_corrupt_blob_in_a_tar_base_is_named_on_apply(tmp_path: Path, keys: KeyPair) -> None:
+    v = _versions(tmp_path, keys)
+    delta = _delta(tmp_path, keys, v)
+    descriptor = verify_bundle(v.base, [keys.public]).descriptor
+    weights = next(e for t, e in descriptor.layers() if t == "models/tiny/model.safetensors")
+    blob = v.base / oci.blob_path(weights.digest)
+    data = bytearray(blob.read_bytes())
+    data[-3] ^= 0x10
+    blob.write_bytes(bytes(data))
+    pack_layout(v.base, tmp_path / "v1.tar", mtime=0)
+    with pytest.raises(VerificationError, match=f"blob {oci.blob_path(weights.digest)} is corrupt") as info:
+        apply_delta(delta, tmp_path / "v1.tar", tmp_path / "full", [keys.public])
+    assert info.value.where == str(tmp_path / "v1.tar")
+    assert not (tmp_path / "full").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".full")]
