@@ -333,6 +333,13 @@ def _print_info(info: BundleInfo) -> None:
             out.print(
                 f"  build     {b['name']} {v['backend']}/{v['arch']}: {v['files']} files; requires {req or 'nothing'}"
             )
+    wheels, sbom = info.descriptor.wheels, info.descriptor.sbom
+    if wheels is not None:
+        size = sum(w.size for w in wheels.files)
+        target = f"Python {wheels.python_version}, {wheels.platform or 'the building machine'}"
+        out.print(f"  wheels    {len(wheels.files)} (gapseal and its dependencies, {target}), {size} bytes")
+    if sbom is not None:
+        out.print(f"  sbom      CycloneDX {sbom.path} ({sbom.size} bytes); print it with --sbom")
 
 
 @app.command("inspect")

@@ -203,3 +203,12 @@ def test_cli_options_that_need_include_self(tmp_path: Path, keys: KeyPair, capsy
     assert main([*args, "--include-self", "--wheels-from", str(tmp_path / "nowhere")]) == 2
     assert "--wheels-from is not a directory" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_inspect_shows_wheels_and_sbom(tmp_path: Path, keys: KeyPair, capsys: pytest.CaptureFixture[str]) -> None:
+    wheels = _wheelhouse(tmp_path / "wh")
+    created = create_bundle(make_inputs(tmp_path / "in"), keys.private, tmp_path / "b", link=False, wheels=wheels)
+    assert main(["bundle", "inspect", str(created.path)]) == 0
+    out = capsys.readouterr().out
+    assert "wheels    2 (gapseal and its dependencies, Python 3.11, the building machine)" in out
+    assert "sbom      CycloneDX bom.cdx.json" in out
