@@ -26,7 +26,7 @@ from pathlib import Path
 
 from gapseal.bundler.archive import pack_layout
 from gapseal.bundler.create import create_bundle
-from gapseal.bundler.delta import apply_delta, create_delta, verify_delta
+from gapseal.bundler.delta import apply_delta, create_delta, take_inventory, verify_delta, write_inventory
 from gapseal.bundler.verify import verify_bundle
 from gapseal.signing.keys import generate_key_pair, load_private_key, load_public_key
 
@@ -99,6 +99,14 @@ def main() -> int:
         delta = create_delta(tmp / "in2/bundle.yaml", key, tmp / "v2-delta", base)
         t_delta = time.perf_counter() - t0
         assert delta.full.manifest_digest == full.manifest_digest
+        t0 = time.perf_counter()
+        write_inventory(take_inventory([base]), tmp / "have.json")
+        t_inventory = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        from_file = create_delta(tmp / "in2/bundle.yaml", key, tmp / "v2-delta-from-file", tmp / "have.json")
+        t_delta_file = time.perf_counter() - t0
+        assert from_file.marker.omitted == delta.marker.omitted
+        shutil.rmtree(from_file.full.path)
 
         full_tar = pack_layout(full.path, tmp / "v2-full.tar", mtime=0).total_bytes
         shutil.rmtree(full.path)
@@ -130,6 +138,10 @@ def main() -> int:
             f"create {t_delta:.1f} s)"
         )
         print(f"  left out: {len(delta.marker.omitted)} blobs, {delta.marker.omitted_bytes():,} bytes")
+        print(
+            f"  far side 'bundle inventory' {t_inventory:.1f} s; create --base have.json {t_delta_file:.1f} s "
+            f"(--base OLD hashes the old bundle: {t_delta:.1f} s)"
+        )
         print(f"  delta / changed bytes = {delta_tar / changed:.5f}   delta / full = {delta_tar / full_tar:.4f}")
         print(
             f"  verify --base {t_verify:.1f} s; apply {t_apply:.1f} s ({applied.linked} of "
