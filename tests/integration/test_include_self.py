@@ -118,3 +118,19 @@ def test_offline_host_installs_gapseal_from_the_bundle_and_verifies_it(tmp_path:
     # The installed gapseal is the far side's own, not the test venv's.
     where = _in_ns(isolated_ns, ["venv/bin/python", "-c", "import gapseal; print(gapseal.__file__)"], env=env, cwd=far)
     assert where.startswith(str(far / "venv"))
+
+
+def test_a_target_the_wheelhouse_cannot_serve_fails_naming_the_target(tmp_path: Path) -> None:
+    """Offline resolution for another platform: the local wheelhouse holds x86_64 wheels only, so pip says so."""
+    from gapseal.bundler.selfcontained import SelfContainedError, prepare_wheelhouse
+
+    wheelhouse = default_cache_dir()
+    if not any(wheelhouse.glob("hatchling-*.whl")):
+        pytest.fail(f"no wheelhouse at {wheelhouse}: run `make wheels` (scripts/fetch-wheels.sh) first")
+    with pytest.raises(SelfContainedError) as info:
+        prepare_wheelhouse(
+            tmp_path / "w", python_version="3.11", platform="manylinux_2_28_aarch64", wheels_from=wheelhouse
+        )
+    message = info.value.message
+    assert message.startswith("resolving gapseal's dependencies as wheels for Python 3.11 (manylinux_2_28_aarch64)")
+    assert "No matching distribution found" in message
