@@ -245,6 +245,8 @@ class NftRule(_Model):
     """Input interface names matched."""
     ct_state: list[str] = Field(default_factory=list)
     """Conntrack states matched (``established``, ``related``...)."""
+    icmpv6_types: list[str] = Field(default_factory=list)
+    """ICMPv6 types matched (``icmpv6 type { nd-neighbor-solicit, ... }``), by nft's names."""
     negated: bool = False
     """True when any match uses ``!=``: the extracted lists then over-approximate and policies should be wary."""
     unparsed: bool = False

@@ -210,12 +210,6 @@ def test_unreachable_host_is_an_error_naming_it(
 INSTALLED = 65
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cross-area gap found by this test: the installer's egress ruleset (roles/egress/templates/egress.nft.j2) "
-    "has a rule the nftables facts collector reports as 'negated or unparsed' (handle 6, the icmpv6 "
-    "neighbour-discovery accept), so EGRESS-004 cannot verify where it accepts traffic and fails closed",
-)
 def test_host_installed_by_gapseal_install_audits_compliant(
     host_fleet: HostFleet,
     auditor_key: tuple[Path, Path],

@@ -79,6 +79,7 @@ def parse_rule(rule: dict[str, Any], sets: dict[str, list[Any]]) -> NftRule:
     oif: list[str] = []
     iif: list[str] = []
     ct: list[str] = []
+    icmpv6: list[str] = []
     negated = False
     unparsed = False
     for expr in rule.get("expr", []):
@@ -112,6 +113,10 @@ def parse_rule(rule: dict[str, Any], sets: dict[str, list[Any]]) -> NftRule:
                 unparsed = unparsed or not ok
                 if op != "!=":
                     (daddr if fld == "daddr" else saddr).extend(nets)
+            elif proto == "icmpv6" and fld == "type":
+                if op == "!=":
+                    unparsed = True  # "every type but ..." cannot be bounded to the link
+                icmpv6.extend(str(v) for v in values)
             elif fld == "dport":
                 for v in values:
                     if isinstance(v, range):
@@ -150,6 +155,7 @@ def parse_rule(rule: dict[str, Any], sets: dict[str, list[Any]]) -> NftRule:
         oifname=oif,
         iifname=iif,
         ct_state=ct,
+        icmpv6_types=icmpv6,
         negated=negated,
         unparsed=unparsed,
         comment=rule.get("comment"),

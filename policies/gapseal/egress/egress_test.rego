@@ -271,6 +271,35 @@ test_fail_egress_004_evaluator_annotation if {
 	)}
 }
 
+input_success_egress_004_neighbour_discovery_only := fixtures.host_with({"firewall": nft_with({"rules": array.concat(
+	fixtures.firewall_ok.nftables.rules,
+	[fixtures.with_keys(
+		fixtures.nft_rule("output", "accept", []),
+		{"icmpv6_types": ["nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-solicit"]},
+	)],
+)})})
+
+test_success_egress_004_neighbour_discovery_only if {
+	count(fixtures.of_rule(egress.deny, "EGRESS-004")) == 0
+}
+
+input_fail_egress_004_icmpv6_echo_leaves_the_link := fixtures.host_with({"firewall": nft_with({"rules": array.concat(
+	fixtures.firewall_ok.nftables.rules,
+	[fixtures.with_keys(
+		fixtures.nft_rule("output", "accept", []),
+		{"icmpv6_types": ["nd-neighbor-solicit", "echo-request"]},
+	)],
+)})})
+
+test_fail_egress_004_icmpv6_echo_leaves_the_link if {
+	fixtures.of_rule(egress.deny, "EGRESS-004") == {fixtures.expect(
+		"EGRESS-004",
+		"nftables rule inet gapseal output handle 7 accepts outgoing traffic to any destination",
+		"inet gapseal output handle 7",
+		["/firewall/nftables/rules/3"],
+	)}
+}
+
 input_fail_egress_004_nftables_unknown := fixtures.host_with({"firewall": fixtures.with_key(fixtures.firewall_ok, "nftables", {"status": "unknown", "reason": "nft missing", "present": false})})
 
 test_fail_egress_004_nftables_unknown if {

@@ -142,6 +142,21 @@ _limited(rule) if {
 	not _ct_not_reply(rule)
 }
 
+# IPv6 neighbour discovery (RFC 4861) is link-scoped: sent with hop limit 255 and dropped by any receiver that
+# sees less, so no router forwards it. An accept limited to these types cannot carry data beyond the link.
+_limited(rule) if {
+	types := object.get(rule, "icmpv6_types", [])
+	count(types) > 0
+	not _icmpv6_beyond_link(types)
+}
+
+_neighbour_discovery := {"nd-router-solicit", "nd-router-advert", "nd-neighbor-solicit", "nd-neighbor-advert"}
+
+_icmpv6_beyond_link(types) if {
+	some t in types
+	not t in _neighbour_discovery
+}
+
 # The evaluator's annotation decides directly (one comparison per network instead of a call into lib: this runs
 # for every accept rule); facts without it go through lib.in_enclave's hex comparison.
 _daddr_outside(rule) if {

@@ -77,7 +77,7 @@ routes_ok := {
 
 nft_rule(chain, verdict, daddr) := {
 	"family": "inet", "table": "gapseal", "chain": chain, "handle": 7, "verdict": verdict, "target": null,
-	"daddr": daddr, "saddr": [], "dports": [], "oifname": [], "iifname": [], "ct_state": [],
+	"daddr": daddr, "saddr": [], "dports": [], "oifname": [], "iifname": [], "ct_state": [], "icmpv6_types": [],
 	"negated": false, "unparsed": false, "comment": null,
 }
 

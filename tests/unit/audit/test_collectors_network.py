@@ -323,3 +323,30 @@ def test_live_listening_sockets_with_processes(ns: str) -> None:
 def test_live_sockets_of_other_namespaces_are_not_reported(ns: str) -> None:
     facts = collect_in(ns, "collect_sockets(RawStore(), list_processes(Path('/proc'), own_netns(Path('/proc'))))")
     assert facts["listening"] == []  # this machine's own listeners (sshd, registries) live in another namespace
+
+
+def test_neighbour_discovery_accept_is_parsed_not_unparsed() -> None:
+    """The installer's ICMPv6 ND rule, as `nft -j` prints it, yields its types instead of 'unparsed'."""
+    from gapseal.audit.collectors.firewall import parse_rule
+
+    nd = ["nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-solicit"]
+
+    def rule(op: str) -> dict[str, Any]:
+        icmp = {"op": op, "left": {"payload": {"protocol": "icmpv6", "field": "type"}}, "right": {"set": nd}}
+        return {
+            "family": "inet",
+            "table": "gapseal",
+            "chain": "output",
+            "handle": 6,
+            "expr": [
+                {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "ipv6-icmp"}},
+                {"match": icmp},
+                {"accept": None},
+            ],
+        }
+
+    parsed = parse_rule(rule("=="), {})
+    assert parsed.icmpv6_types == nd
+    assert parsed.unparsed is False
+    assert parsed.verdict == "accept"
+    assert parse_rule(rule("!="), {}).unparsed is True  # "any type but ND" cannot be bounded to the link
