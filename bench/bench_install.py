@@ -7,7 +7,8 @@ lockdown skipped (it has its own test). The same install is then run again on bo
 
 Targets (issue 4): 4 hosts take at most 1.5x the wall time of 1 host. Also printed: the 1-host first-install time per
 GiB of weights, and both idempotent reruns. The machine has 2 cores shared by everything that runs; the load
-average is printed with the numbers.
+average is printed with the numbers. Unlike a real fleet, the 4 namespace hosts share those 2 cores with the controller,
+so every host's own work (sshd, the module's Python, hashing on the host) adds to the wall time here.
 
 Run: ``.venv/bin/python -m bench.bench_install`` (root: it creates network namespaces).
 """
