@@ -335,6 +335,39 @@ class ComponentRef:
     """Index of the variant within its build (builds only)."""
 
 
+class ServiceSpec(_SpecModel):
+    """An inference service the installer defines as a systemd unit (offline environment, bound to ``bind``)."""
+
+    name: ComponentName
+    """Service name; the unit is ``gapseal-<name>.service``."""
+    build: ComponentName
+    """The build whose chosen variant runs the service (a name from ``builds``)."""
+    model: ComponentName | None = None
+    """The model it serves (a name from ``models``)."""
+    exec: str = "bin/serve"
+    """Executable, relative to the installed variant's directory."""
+    args: list[str] = Field(default_factory=list)
+    """Arguments; ``{model_dir}``, ``{build_dir}``, ``{bind}`` and ``{port}`` are filled in on each host."""
+    port: int | None = Field(default=None, ge=1, le=65535)
+    """TCP port the service listens on."""
+    bind: str = "127.0.0.1"
+    """Address the service binds to (an IP address)."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Extra environment; the offline/no-telemetry switches are always set and cannot be overridden."""
+
+    @model_validator(mode="after")
+    def _safe_exec_and_bind(self) -> ServiceSpec:
+        import ipaddress
+
+        if self.exec.startswith("/") or ".." in self.exec.split("/"):
+            raise ValueError(f"exec: {self.exec!r} must be a path inside the build")
+        try:
+            ipaddress.ip_address(self.bind)
+        except ValueError:
+            raise ValueError(f"bind: {self.bind!r} is not an IP address") from None
+        return self
+
+
 class BundleSpec(_SpecModel):
     """A whole spec file (``apiVersion: gapseal/v1``, ``kind: Bundle``)."""
 
@@ -352,6 +385,8 @@ class BundleSpec(_SpecModel):
     """Hardware-specific inference builds."""
     images: list[ImageSpec] = Field(default_factory=list)
     """Container images (inference servers, databases, UIs), each from an image source."""
+    services: list[ServiceSpec] = Field(default_factory=list)
+    """Services the installer defines as systemd units, each running a build's chosen variant."""
 
     def component_names(self) -> Iterator[tuple[str, str]]:
         """Yield ``(field path, name)`` of every named component, in spec order; names are unique across kinds."""
@@ -392,6 +427,15 @@ class BundleSpec(_SpecModel):
             seen[name] = field
         if not seen:
             raise ValueError("the spec bundles nothing: add models, files or builds")
+        names: set[str] = set()
+        for i, svc in enumerate(self.services):
+            if svc.name in names:
+                raise ValueError(f"services[{i}].name: duplicate service name {svc.name!r}")
+            names.add(svc.name)
+            if svc.build not in {b.name for b in self.builds}:
+                raise ValueError(f"services[{i}].build: {svc.build!r} is not a build of this spec")
+            if svc.model is not None and svc.model not in {m.name for m in self.models}:
+                raise ValueError(f"services[{i}].model: {svc.model!r} is not a model of this spec")
         return self
 
 
