@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gapseal import __version__
-from gapseal.bundler.canonical import canonical_json
+from gapseal.canonical import canonical_json
 
 if TYPE_CHECKING:
     from gapseal.audit.evidence import ControlInfo, EvidenceFile

@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
-import json
 import os
 import re
 import stat
@@ -47,6 +46,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gapseal.bundler import tarformat
+from gapseal.canonical import canonical_model_json
 from gapseal.errors import BundleError, InputError, UsageError
 from gapseal.progress import NO_PROGRESS, Progress
 
@@ -127,12 +127,7 @@ class PartsList(_Frozen):
 
     def expected_seal(self) -> str:
         """Return the ``sha256`` this list should carry."""
-        return hashlib.sha256(canonical_json(self.model_copy(update={"sha256": None}))).hexdigest()
-
-
-def canonical_json(model: BaseModel) -> bytes:
-    """Serialize ``model`` the one way gapseal writes it: sorted keys, no spaces, absent fields omitted."""
-    return json.dumps(model.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(canonical_model_json(self.model_copy(update={"sha256": None}))).hexdigest()
 
 
 def part_path(first_or_base: Path, number: int) -> Path:
@@ -565,7 +560,7 @@ def _plan_with_list(files: list[_Source], base: str, part_size: int) -> tuple[li
     reserved = 0
     for _ in range(64):
         plans = _plan_split(files, capacity, reserved)
-        list_len = len(canonical_json(_parts_list(plans, base, part_size, {})))
+        list_len = len(canonical_model_json(_parts_list(plans, base, part_size, {})))
         span = tarformat.member_span(list_len)
         if span <= reserved:
             return plans, list_len
@@ -613,7 +608,7 @@ def _pack_split(
                     raise InputError("layout file shrank while packing", where=str(piece.source.src))
                 digests[(1, piece.path)] = hashlib.sha256(data).hexdigest()
                 progress.advance(task, piece.length)
-            in_tar = canonical_json(_parts_list(plans, base, part_size, digests))
+            in_tar = canonical_model_json(_parts_list(plans, base, part_size, digests))
             fd, _tmp = temps.create(part_path(out, 1))
             try:
                 part_hash = hashlib.sha256()
@@ -635,7 +630,7 @@ def _pack_split(
                 )
             }
         )
-        _write_small(temps, sidecars[0], canonical_json(full.sealed()) + b"\n")
+        _write_small(temps, sidecars[0], canonical_model_json(full.sealed()) + b"\n")
         sums = "".join(f"{r.sha256}  {r.name}\n" for r in full.parts)
         _write_small(temps, sidecars[1], sums.encode())
         stale = [p for p in existing_parts(out) if (part_number(p) or 0) > len(plans)]

@@ -28,7 +28,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gapseal.bundler import layout as oci
-from gapseal.bundler.canonical import canonical_json
 from gapseal.bundler.create import CreatedBundle, create_bundle, prepare_output
 from gapseal.bundler.delta_marker import (
     DELTA_MARKER_NAME,
@@ -42,6 +41,7 @@ from gapseal.bundler.inventory import LayoutEntry, LayoutInventory, LayoutSink, 
 from gapseal.bundler.rollback import RollbackState
 from gapseal.bundler.selfcontained import Wheelhouse
 from gapseal.bundler.verify import VerifiedBundle, read_inventory, verify_inventory
+from gapseal.canonical import canonical_json
 from gapseal.errors import BundleError, UsageError, VerificationError
 from gapseal.progress import NO_PROGRESS, Progress
 from gapseal.signing.keys import SigningKey, VerifyingKey

@@ -16,8 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gapseal.bundler.canonical import canonical_json
 from gapseal.bundler.inventory import LayoutInventory
+from gapseal.canonical import canonical_json
 from gapseal.errors import VerificationError
 
 DELTA_MARKER_NAME = "gapseal.delta.json"

@@ -10,9 +10,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gapseal.bundler.canonical import canonical_json
 from gapseal.bundler.images import INDEX_MEDIA_TYPES, manifest_labels
 from gapseal.bundler.spec import Requirements
+from gapseal.canonical import canonical_json
 from gapseal.errors import VerificationError
 
 DESCRIPTOR_API_VERSION = "gapseal/v1"

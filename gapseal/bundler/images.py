@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from gapseal.bundler import layout as oci
-from gapseal.bundler.canonical import canonical_json
 from gapseal.bundler.inventory import KEEP_BLOB_CONTENT
+from gapseal.canonical import canonical_json
 from gapseal.errors import BundleError, InputError
 from gapseal.hashing import hash_file
 from gapseal.progress import NO_PROGRESS, Progress

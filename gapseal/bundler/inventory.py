@@ -25,13 +25,13 @@ from gapseal.bundler.archive import (
     PartMember,
     PartRecord,
     PartsList,
-    canonical_json,
     existing_parts,
     parse_range_name,
     part_number,
     part_path,
     range_name,
 )
+from gapseal.canonical import canonical_model_json
 from gapseal.errors import ArchiveError, VerificationError
 from gapseal.hashing import CHUNK, parallel_map
 from gapseal.progress import NO_PROGRESS, Progress
@@ -408,7 +408,7 @@ class _ArchiveWalk:
             plist = PartsList.model_validate_json(raw)
         except ValidationError as e:
             raise self.fail(first, f"the parts list is not valid: {e.errors()[0]['msg']}", PARTS_LIST_NAME) from e
-        if canonical_json(plist) != raw:
+        if canonical_model_json(plist) != raw:
             raise self.fail(first, "the parts list is not in canonical form", PARTS_LIST_NAME)
         if plist.sha256 != plist.expected_seal():
             raise self.fail(

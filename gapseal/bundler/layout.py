@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from gapseal.bundler.canonical import canonical_json
+from gapseal.canonical import canonical_json
 
 OCI_LAYOUT_BYTES = b'{"imageLayoutVersion":"1.0.0"}'
 """The exact content of ``oci-layout``."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from gapseal.bundler.canonical import canonical_json
+from gapseal.canonical import canonical_json
 from gapseal.errors import VerificationError
 
 STATE_ENV = "GAPSEAL_STATE_DIR"

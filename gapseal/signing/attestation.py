@@ -27,6 +27,7 @@ from sigstore_models.common.v1 import PublicKeyIdentifier
 from sigstore_models.intoto import Envelope
 from sigstore_models.intoto import Signature as EnvelopeSignature
 
+from gapseal.canonical import canonical_json
 from gapseal.errors import SignatureError, SigningError
 from gapseal.signing.keys import SigningKey, VerifyingKey
 
@@ -56,13 +57,6 @@ class VerifiedStatement:
     predicate: dict[str, Any]
     signer_key_id: str
     payload: bytes = field(repr=False)
-
-
-def canonical_json(document: Any) -> bytes:
-    """Return canonical JSON bytes: sorted keys, no whitespace, UTF-8, no NaN or infinities."""
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
-        "utf-8"
-    )
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -20,12 +20,12 @@ from gapseal.bundler import tarformat
 from gapseal.bundler.archive import (
     PARTS_LIST_NAME,
     PartsList,
-    canonical_json,
     pack_layout,
     parse_size,
     part_path,
 )
 from gapseal.bundler.inventory import LayoutEntry, read_layout_archive, read_layout_dir
+from gapseal.canonical import canonical_model_json
 from gapseal.errors import ArchiveError, InputError, UsageError
 from gapseal.progress import Progress
 
@@ -458,7 +458,7 @@ def test_part_from_another_pack_is_named(tmp_path: Path, layout: Path, split: li
 def test_parts_list_damaged_is_named(split: list[Path]) -> None:
     doc = json.loads(_parts_list_bytes(split[0]))
     doc["parts"][1]["members"][0]["path"] = "clobs" + doc["parts"][1]["members"][0]["path"][5:]
-    _replace_parts_list(split[0], canonical_json(PartsList.model_validate(doc)))
+    _replace_parts_list(split[0], canonical_model_json(PartsList.model_validate(doc)))
     rejected(split[0], split[0].name, "is damaged", "does not match its own digest")
 
 
@@ -474,7 +474,7 @@ def test_parts_list_claiming_a_wrong_digest_names_the_part(split: list[Path]) ->
     doc = json.loads(_parts_list_bytes(split[0]))
     member = doc["parts"][2]["members"][0]
     member["sha256"] = "0" * 64
-    _replace_parts_list(split[0], canonical_json(PartsList.model_validate(doc).sealed()))
+    _replace_parts_list(split[0], canonical_model_json(PartsList.model_validate(doc).sealed()))
     rejected(split[0], split[2].name, "does not match its digest in the parts list")
 
 

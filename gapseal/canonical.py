@@ -9,9 +9,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import BaseModel
+
 
 def canonical_json(document: Any) -> bytes:
-    """Return the canonical bytes of a JSON-compatible ``document``."""
+    """Return the canonical bytes of a JSON-compatible ``document`` (NaN and infinities are refused)."""
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
         "utf-8"
     )
+
+
+def canonical_model_json(model: BaseModel) -> bytes:
+    """Return the canonical bytes of a pydantic model, absent (None) fields omitted."""
+    return canonical_json(model.model_dump(mode="json", exclude_none=True))
