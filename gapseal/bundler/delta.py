@@ -40,7 +40,7 @@ from gapseal.bundler.descriptor import BundleDescriptor
 from gapseal.bundler.inventory import LayoutEntry, LayoutInventory, LayoutSink, read_layout_dir, walk_archive
 from gapseal.bundler.rollback import RollbackState
 from gapseal.bundler.selfcontained import Wheelhouse
-from gapseal.bundler.verify import VerifiedBundle, read_inventory, verify_inventory
+from gapseal.bundler.verify import VerifiedBundle, read_inventory, verify_inventory, verify_read_bundle
 from gapseal.canonical import canonical_json
 from gapseal.errors import BundleError, UsageError, VerificationError
 from gapseal.progress import NO_PROGRESS, Progress
@@ -408,21 +408,14 @@ def verify_delta(
 ) -> VerifiedBundle:
     """Verify ``delta`` completed by ``base`` as the full bundle it stands for; raise ``VerificationError`` if not."""
     merged = _merge(delta, base, progress)
-    verified = verify_inventory(merged.inventory, trusted_keys, now=now)
-    decision = None
-    if rollback is not None:
-        decision = rollback.check(
-            verified.descriptor.name, verified.descriptor.version, allow_downgrade=allow_downgrade
-        )
-        rollback.record(verified.descriptor.name, verified.descriptor.version, verified.manifest_digest)
-    return VerifiedBundle(
-        source=delta,
+    return verify_read_bundle(
+        delta,
+        merged.inventory,
+        trusted_keys,
         layout_dir=None,
-        manifest_digest=verified.manifest_digest,
-        descriptor=verified.descriptor,
-        signer_key_id=verified.statement.signer_key_id,
-        statement=verified.statement,
-        rollback=decision,
+        rollback=rollback,
+        allow_downgrade=allow_downgrade,
+        now=now,
     )
 
 

@@ -111,6 +111,28 @@ def verify_bundle(
     With ``rollback``, the version is checked against, then recorded in, that state file.
     """
     inventory = read_inventory(path, progress=progress)
+    return verify_read_bundle(
+        path,
+        inventory,
+        trusted_keys,
+        layout_dir=path if path.is_dir() else None,
+        rollback=rollback,
+        allow_downgrade=allow_downgrade,
+        now=now,
+    )
+
+
+def verify_read_bundle(
+    source: Path,
+    inventory: LayoutInventory,
+    trusted_keys: Sequence[VerifyingKey],
+    *,
+    layout_dir: Path | None,
+    rollback: RollbackState | None,
+    allow_downgrade: bool,
+    now: datetime | None,
+) -> VerifiedBundle:
+    """Verify an already-read bundle (a layout, or a delta completed by its base), then check and record rollback."""
     verified = verify_inventory(inventory, trusted_keys, now=now)
     decision = None
     if rollback is not None:
@@ -119,8 +141,8 @@ def verify_bundle(
         )
         rollback.record(verified.descriptor.name, verified.descriptor.version, verified.manifest_digest)
     return VerifiedBundle(
-        source=path,
-        layout_dir=path if path.is_dir() else None,
+        source=source,
+        layout_dir=layout_dir,
         manifest_digest=verified.manifest_digest,
         descriptor=verified.descriptor,
         signer_key_id=verified.statement.signer_key_id,
