@@ -40,7 +40,7 @@ def _summary_table(report: Any) -> Table:
 
 
 def install(
-    bundle: Path = typer.Argument(..., help="The bundle, as a layout directory (unpack a tar first)."),
+    bundle: Path = typer.Argument(..., help="A bundle directory, a bundle tar, or the first part of a split set."),
     inventory: Path = _INVENTORY,
     key: list[Path] = _KEYS,
     trust: Path | None = _TRUST,

@@ -12,6 +12,8 @@ Order matters and is the security argument:
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -182,16 +184,36 @@ def install_bundle(
     inventory = load_inventory(inventory_path)
     if not trusted_keys:
         raise InstallError("no trusted key given", hint="pass --key PUB or --trust trust.yaml")
-    progress.note(f"verifying {bundle_path}")
-    bundle = verify_bundle(
-        bundle_path, trusted_keys, rollback=rollback, allow_downgrade=allow_downgrade, progress=progress
-    )
-    if bundle.layout_dir is None:
-        raise InstallError(
-            "install needs the bundle as a layout directory",
-            where=str(bundle_path),
-            hint="unpack it first: gapseal bundle unpack BUNDLE.tar --out DIR",
+    unpacked: Path | None = None
+    try:
+        if bundle_path.is_file():  # a tar or the first part of a split set: unpack (strict reader), then verify that
+            from gapseal.bundler.unpack import unpack_archive
+
+            progress.note(f"unpacking {bundle_path}")
+            unpacked = Path(tempfile.mkdtemp(prefix=".gapseal-install-", dir=bundle_path.parent))
+            layout = unpack_archive(bundle_path, unpacked / "layout", progress=progress)
+        else:
+            layout = bundle_path
+        progress.note(f"verifying {bundle_path}")
+        bundle = verify_bundle(
+            layout, trusted_keys, rollback=rollback, allow_downgrade=allow_downgrade, progress=progress
         )
+        return _install_verified(bundle, inventory, inventory_path, options, progress, on_event)
+    finally:
+        if unpacked is not None:
+            shutil.rmtree(unpacked, ignore_errors=True)
+
+
+def _install_verified(
+    bundle: VerifiedBundle,
+    inventory: Inventory,
+    inventory_path: Path,
+    options: InstallOptions,
+    progress: Progress,
+    on_event: Callable[[dict[str, Any]], None] | None,
+) -> InstallReport:
+    if bundle.layout_dir is None:  # pragma: no cover - install_bundle always verifies a directory
+        raise InstallError("install needs the bundle as a layout directory", where=str(bundle.source))
     extravars = playbook_vars(bundle, options.services)
     playbook = options.playbook or playbooks_dir() / SITE_PLAYBOOK
     progress.note(

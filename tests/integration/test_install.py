@@ -461,3 +461,24 @@ def test_hosts_detect_shows_variants_and_reasons(env: Env, capsys: pytest.Captur
     cuda = host3["variants"]["server"]["variants"][0]
     assert cuda["satisfied"] is False
     assert any(c["requirement"] == "backend" and not c["met"] for c in cuda["checks"])
+
+
+def test_install_from_the_tar_form(env: Env) -> None:
+    """The transport form (one tar) is unpacked with the strict reader, verified, installed, and the unpacked copy
+    removed; the record names the same manifest digest as the directory form."""
+    from gapseal.bundler.archive import pack_layout
+
+    tar = env.work / "tarform" / "minilm-site-1.0.0.gapseal.tar"
+    tar.parent.mkdir()
+    pack_layout(env.bundle, tar, mtime=0)
+    report = env.work / "report-tar.json"
+    rc = main(
+        ["install", str(tar), "-i", str(_main_inventory(env)), "--key", str(env.pub), "--state-file", str(env.state)]
+        + ["--services", str(env.services), "--limit", "host3", "--tags", "record", "--quiet", "--report", str(report)]
+    )
+    doc = json.loads(report.read_text())
+    assert rc == 0, doc
+    assert _hosts(doc)["host3"]["changed"] == 0
+    assert sorted(p.name for p in tar.parent.iterdir()) == [tar.name]  # no unpacked copy left behind
+    record = load_record(env.root(env.cpu) / "var/lib/gapseal/installed.json")
+    assert record.bundle.manifest_digest == doc["bundle"]["manifest_digest"]
