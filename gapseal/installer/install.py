@@ -94,6 +94,17 @@ def playbook_vars(bundle: VerifiedBundle, services: Sequence[Mapping[str, Any]] 
             }
             for b in d.builds
         ],
+        "gapseal_wheels": (
+            {
+                "python_version": d.wheels.python_version,
+                "files": [
+                    {**f, "name": w.name, "version": w.version}
+                    for f, w in zip(_files(d.wheels.files, bundle), d.wheels.files, strict=True)
+                ],
+            }
+            if d.wheels is not None
+            else {}
+        ),
         # Services come from the bundle once its descriptor carries them (spec ``services:``), else from the caller.
         "gapseal_services": [dict(s) for s in services]
         or [s.model_dump(mode="json") for s in getattr(d, "services", None) or []],
