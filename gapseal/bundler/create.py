@@ -424,4 +424,5 @@ def _describe(
         models=models,
         files=files,
         builds=[Build(name=b.name, variants=builds.get(b.name, [])) for b in s.builds],
+        services=list(s.services) or None,
     )

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gapseal.bundler.images import INDEX_MEDIA_TYPES, manifest_labels
-from gapseal.bundler.spec import Requirements
+from gapseal.bundler.spec import Requirements, ServiceSpec
 from gapseal.canonical import canonical_json
 from gapseal.errors import VerificationError
 
@@ -158,6 +158,9 @@ class BundleDescriptor(_Model):
     models: list[ModelComponent] = Field(default_factory=list, description="Model weights.")
     files: list[FilesComponent] = Field(default_factory=list, description="Plain files.")
     builds: list[Build] = Field(default_factory=list, description="Inference builds.")
+    services: list[ServiceSpec] | None = Field(
+        default=None, description="Inference services the installer defines as units (absent when the spec has none)."
+    )
     images: list[ImageComponent] | None = Field(
         default=None, description="Container images, each listed in index.json under its name (absent: none)."
     )

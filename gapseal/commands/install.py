@@ -50,7 +50,9 @@ def install(
     skip_tags: list[str] = typer.Option([], "--skip-tags", help="Skip these roles (e.g. egress)."),
     forks: int | None = typer.Option(None, "--forks", min=1, help="Hosts in parallel (default 25)."),
     services_file: Path | None = typer.Option(
-        None, "--services", help="YAML list of services to define as systemd units ({name, build, model, args, ...})."
+        None,
+        "--services",
+        help="YAML list of services ({name, build, model, args, ...}) replacing the bundle's own.",
     ),
     report_file: Path | None = typer.Option(None, "--report", help="Also write the JSON install report here."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --report file."),

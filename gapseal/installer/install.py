@@ -55,7 +55,7 @@ class InstallOptions:
     forks: int | None = None
     """Parallel hosts (default: ansible.cfg's 25)."""
     services: Sequence[Mapping[str, Any]] = ()
-    """Services to define (``gapseal_services``), until bundles carry them."""
+    """Services to define (``gapseal_services``) instead of the bundle's own (the site chooses bind and port)."""
     playbook: Path | None = None
     """Another site playbook (default: the shipped ``site.yml``)."""
     envvars: Mapping[str, str] | None = None
@@ -105,9 +105,13 @@ def playbook_vars(bundle: VerifiedBundle, services: Sequence[Mapping[str, Any]] 
             if d.wheels is not None
             else {}
         ),
-        # Services come from the bundle once its descriptor carries them (spec ``services:``), else from the caller.
-        "gapseal_services": [dict(s) for s in services]
-        or [s.model_dump(mode="json") for s in getattr(d, "services", None) or []],
+        # Images are pulled by each host from the on-site registry `gapseal registry load` filled (images role),
+        # pinned by the digest the signed descriptor names; ``reference`` is the tag the load gave them.
+        "gapseal_images": [
+            {"name": i.name, "digest": i.digest, "reference": f"{i.name}:{d.version}"} for i in d.images or []
+        ],
+        # Services come from the signed descriptor (the spec's ``services:``); a --services file replaces them.
+        "gapseal_services": [dict(s) for s in services] or [s.model_dump(mode="json") for s in d.services or []],
     }
 
 
@@ -254,8 +258,7 @@ _SERVICE_KEYS = frozenset({"name", "build", "model", "exec", "args", "port", "bi
 def load_services(path: Path) -> list[dict[str, Any]]:
     """Read a services file: a YAML list of ``{name, build, model, exec, args, port, bind, env}``, checked.
 
-    Until bundle descriptors carry the spec's services, the operator names them here (the bind address and port
-    are the site's choice anyway).
+    They replace the services the bundle's spec declared: the bind address and port are the site's choice.
     """
     import ipaddress
 

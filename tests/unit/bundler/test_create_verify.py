@@ -304,3 +304,23 @@ def test_symlink_inside_the_layout(tmp_path: Path, keys: KeyPair) -> None:
     blob.symlink_to(target)
     with pytest.raises(VerificationError, match="symbolic link|symlink"):
         verify_bundle(bundle, [keys.public])
+
+
+def test_services_from_the_spec_travel_in_the_signed_descriptor(tmp_path: Path, keys: KeyPair) -> None:
+    from gapseal.installer.install import playbook_vars
+
+    spec = make_inputs(tmp_path / "in")
+    spec.write_text(
+        spec.read_text()
+        + "services:\n  - {name: embed, build: server, model: tiny, exec: bin/server, port: 8080, bind: 127.0.0.1}\n"
+    )
+    created = create_bundle(spec, keys.private, tmp_path / "bundle")
+    verified = verify_bundle(created.path, [keys.public])
+    assert [s.name for s in verified.descriptor.services or []] == ["embed"]
+    services = playbook_vars(verified)["gapseal_services"]
+    assert services[0]["exec"] == "bin/server"
+    assert services[0]["port"] == 8080
+    # A bundle without services has no services key at all in its descriptor.
+    plain = create_bundle(make_inputs(tmp_path / "in2"), keys.private, tmp_path / "plain")
+    assert plain.descriptor.services is None
+    assert b'"services"' not in plain.descriptor.to_bytes()
