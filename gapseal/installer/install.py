@@ -106,9 +106,9 @@ def playbook_vars(bundle: VerifiedBundle, services: Sequence[Mapping[str, Any]] 
             else {}
         ),
         # Images are pulled by each host from the on-site registry `gapseal registry load` filled (images role),
-        # pinned by the digest the signed descriptor names; ``reference`` is the tag the load gave them.
+        # pinned by the digest the signed descriptor names (``tag`` is the one the load gave them, for people).
         "gapseal_images": [
-            {"name": i.name, "digest": i.digest, "reference": f"{i.name}:{d.version}"} for i in d.images or []
+            {"name": i.name, "digest": i.digest, "tag": f"{i.name}:{d.version}"} for i in d.images or []
         ],
         # Services come from the signed descriptor (the spec's ``services:``); a --services file replaces them.
         "gapseal_services": [dict(s) for s in services] or [s.model_dump(mode="json") for s in d.services or []],

@@ -87,6 +87,17 @@ class RecordedService(_RecordModel):
     """``started``, ``enabled``, or ``not started: <why>`` (e.g. systemd is not running on the host)."""
 
 
+class RecordedImage(_RecordModel):
+    """A container image the images role put into the host's podman store."""
+
+    name: str
+    """Image name from the bundle."""
+    digest: str = Field(pattern=_DIGEST)
+    """Digest of the image's top document (manifest or index) the bundle signed, ``sha256:<hex>``."""
+    reference: str
+    """The pinned reference pulled, ``<registry>/<name>@<digest>``."""
+
+
 class InstalledRecord(_RecordModel):
     """``installed.json``: the bundle, the chosen variants and every installed file with its digest."""
 
@@ -104,6 +115,8 @@ class InstalledRecord(_RecordModel):
     """Per build name, the variant chosen for this host's hardware."""
     services: list[RecordedService] = Field(default_factory=list)
     """Service units written by the service role."""
+    images: list[RecordedImage] = Field(default_factory=list)
+    """Container images pulled into the host's podman store, sorted by name."""
     files: list[RecordedFile]
     """Every installed file, sorted by path."""
 

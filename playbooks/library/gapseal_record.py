@@ -36,6 +36,11 @@ options:
     type: list
     elements: dict
     default: []
+  images:
+    description: "Container images pulled into podman's store as {name, digest, reference}."
+    type: list
+    elements: dict
+    default: []
 """
 
 RETURN = r"""
@@ -77,6 +82,10 @@ def build_record(p):
             ({"name": s["name"], "unit": s["unit"], "state": s["state"]} for s in p["services"]),
             key=lambda s: s["name"],
         ),
+        "images": sorted(
+            ({"name": i["name"], "digest": i["digest"], "reference": i["reference"]} for i in p["images"]),
+            key=lambda i: i["name"],
+        ),
         "files": sorted(files, key=lambda f: f["path"]),
     }
 
@@ -90,6 +99,7 @@ def main():
             models=dict(type="list", elements="dict", default=[]),
             builds=dict(type="list", elements="dict", default=[]),
             services=dict(type="list", elements="dict", default=[]),
+            images=dict(type="list", elements="dict", default=[]),
         ),
         supports_check_mode=True,
     )
