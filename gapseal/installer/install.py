@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gapseal.bundler.descriptor import BundleDescriptor, FileEntry
+from gapseal.bundler.descriptor import BundleDescriptor, FileEntry, ImageComponent
 from gapseal.bundler.rollback import RollbackState
 from gapseal.bundler.verify import VerifiedBundle, verify_bundle
 from gapseal.errors import InstallError
@@ -68,6 +68,32 @@ def _files(entries: Sequence[FileEntry], bundle: VerifiedBundle) -> list[dict[st
     ]
 
 
+def _image(image: ImageComponent, version: str, bundle: VerifiedBundle) -> dict[str, Any]:
+    """One image for the images role: pinned digest, and every blob (for loading from the bundle, no registry)."""
+    blobs = {image.digest: image.size}
+    for m in image.manifests:
+        if m.digest != image.digest:
+            blobs[m.digest] = m.size
+        blobs[m.config.digest] = m.config.size
+        blobs.update({layer.digest: layer.size for layer in m.layers})
+    return {
+        "name": image.name,
+        "digest": image.digest,
+        "size": image.size,
+        "media_type": image.media_type,
+        "tag": f"{image.name}:{version}",
+        "blobs": [
+            {
+                "path": digest.removeprefix("sha256:"),
+                "digest": digest,
+                "size": size,
+                "src": str(bundle.blob_path(digest)),
+            }
+            for digest, size in sorted(blobs.items())
+        ],
+    }
+
+
 def playbook_vars(bundle: VerifiedBundle, services: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """Return the extra variables ``site.yml`` reads, from a verified bundle (see the playbook header)."""
     d: BundleDescriptor = bundle.descriptor
@@ -107,9 +133,7 @@ def playbook_vars(bundle: VerifiedBundle, services: Sequence[Mapping[str, Any]] 
         ),
         # Images are pulled by each host from the on-site registry `gapseal registry load` filled (images role),
         # pinned by the digest the signed descriptor names (``tag`` is the one the load gave them, for people).
-        "gapseal_images": [
-            {"name": i.name, "digest": i.digest, "tag": f"{i.name}:{d.version}"} for i in d.images or []
-        ],
+        "gapseal_images": [_image(i, d.version, bundle) for i in d.images or []],
         # Services come from the signed descriptor (the spec's ``services:``); a --services file replaces them.
         "gapseal_services": [dict(s) for s in services] or [s.model_dump(mode="json") for s in d.services or []],
     }

@@ -95,7 +95,7 @@ class RecordedImage(_RecordModel):
     digest: str = Field(pattern=_DIGEST)
     """Digest of the image's top document (manifest or index) the bundle signed, ``sha256:<hex>``."""
     reference: str
-    """The pinned reference pulled, ``<registry>/<name>@<digest>``."""
+    """Where podman holds it: ``<registry>/<name>@<digest>``, or ``localhost/<name>:<version>`` from the bundle."""
 
 
 class InstalledRecord(_RecordModel):

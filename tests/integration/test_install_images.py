@@ -167,6 +167,25 @@ def test_host_pulls_the_image_by_digest_from_the_on_site_registry(env: Env) -> N
     assert (_host(doc)["changed"], _host(doc)["changed_tasks"]) == (0, [])
 
 
+def test_without_a_registry_the_host_loads_the_images_from_the_bundle(env: Env) -> None:
+    root = env.work / "roots" / "bundle"
+    inv = env.inventory("bundle", root, images_from_bundle=True)
+    rc, doc = env.install(inv, "--tags", "images,record")
+    assert rc == 0, json.dumps(doc, indent=2)
+    assert any("Load each image" in t for t in _host(doc)["changed_tasks"]), _host(doc)["changed_tasks"]
+    inspected = env.podman(root, "bundle", "image", "inspect", "--format", "{{.Digest}}", "localhost/busybox:2.1.0")
+    assert inspected.returncode == 0, inspected.stderr
+    assert inspected.stdout.strip() == env.digest
+    record = load_record(root / "var/lib/gapseal/installed.json")
+    assert [(i.name, i.digest, i.reference) for i in record.images] == [
+        ("busybox", env.digest, "localhost/busybox:2.1.0")
+    ]
+
+    rc, doc = env.install(inv, "--tags", "images,record")
+    assert rc == 0, json.dumps(doc, indent=2)
+    assert (_host(doc)["changed"], _host(doc)["changed_tasks"]) == (0, [])
+
+
 def test_images_without_a_registry_fail_the_host_telling_what_to_do(env: Env) -> None:
     root = env.work / "roots" / "noreg"
     rc, doc = env.install(env.inventory("noreg", root), "--tags", "images")
@@ -177,6 +196,7 @@ def test_images_without_a_registry_fail_the_host_telling_what_to_do(env: Env) ->
     assert "busybox" in failure["message"]
     assert "images_registry is not set" in failure["message"]
     assert "gapseal registry load" in failure["message"]
+    assert "images_from_bundle=true" in failure["message"]
     assert not (root / "var/lib/containers/storage").exists()
 
 
