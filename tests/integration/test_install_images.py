@@ -28,7 +28,7 @@ from gapseal.installer.record import load_record
 from gapseal.signing.keys import SigningKey
 from tests.fixtures.hardware.fakebin import install_fake_tools
 from tests.hosts.netns import HostFleet, NamespaceHost
-from tests.registry.images import build_busybox, tool
+from tests.registry.images import BuiltImage, build_busybox, tool, write_image
 from tests.registry.server import LoopbackRegistry
 
 pytestmark = pytest.mark.integration
@@ -76,6 +76,8 @@ class Env:
     bundle: Path
     pub: Path
     digest: str
+    multi: BuiltImage
+    """A two-platform image (an OCI index): the host keeps its own platform's image."""
     version: str
     host: NamespaceHost
     registry: VethRegistry
@@ -113,11 +115,12 @@ class Env:
 def env(host_fleet: HostFleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     work = Path(tmp_path_factory.mktemp("install-images"))
     digest = build_busybox(work / "src" / "layout", "bb")
+    multi = write_image(work / "src" / "layout", "multi", ["linux/amd64", "linux/arm64/v8"])
     spec = {
         "apiVersion": "gapseal/v1",
         "kind": "Bundle",
         "metadata": {"name": "images-site", "version": "2.1.0", "created": "2026-01-01T00:00:00Z"},
-        "images": [{"name": "busybox", "source": "oci:layout:bb"}],
+        "images": [{"name": "busybox", "source": "oci:layout:bb"}, {"name": "app", "source": "oci:layout:multi"}],
     }
     (work / "src" / "spec.yaml").write_text(yaml.safe_dump(spec))
     key = SigningKey.generate()
@@ -130,10 +133,20 @@ def env(host_fleet: HostFleet, tmp_path_factory: pytest.TempPathFactory) -> Iter
     try:
         load = ["registry", "load", str(work / "bundle"), "--registry", registry.host, "--insecure"]
         assert main([*load, "--key", str(pub), "--quiet"]) == 0
-        yield Env(work, work / "bundle", pub, digest, "2.1.0", host, registry, host_fleet, runroot)
+        yield Env(work, work / "bundle", pub, digest, multi, "2.1.0", host, registry, host_fleet, runroot)
     finally:
         registry.stop()
         shutil.rmtree(runroot, ignore_errors=True)
+
+
+def _inspect(env: Env, root: Path, name: str, ref: str, fmt: str) -> str:
+    inspected = env.podman(root, name, "image", "inspect", "--format", fmt, ref)
+    assert inspected.returncode == 0, (ref, inspected.stderr)
+    return inspected.stdout.strip()
+
+
+def _digest(env: Env, root: Path, name: str, ref: str) -> str:
+    return _inspect(env, root, name, ref, "{{.Digest}}")
 
 
 def _host(doc: dict[str, Any]) -> dict[str, Any]:
@@ -153,13 +166,19 @@ def test_host_pulls_the_image_by_digest_from_the_on_site_registry(env: Env) -> N
     assert rc == 0, json.dumps(doc, indent=2)
     assert any("Pull the missing images" in t for t in _host(doc)["changed_tasks"]), _host(doc)["changed_tasks"]
     pinned = f"{env.registry.host}/busybox@{env.digest}"
-    exists = env.podman(root, "main", "image", "exists", pinned)
-    assert exists.returncode == 0, exists.stderr
-    inspected = env.podman(root, "main", "image", "inspect", "--format", "{{json .RepoDigests}}", pinned)
-    assert inspected.returncode == 0, inspected.stderr
-    assert pinned in json.loads(inspected.stdout)
+    pinned_app = f"{env.registry.host}/app@{env.multi.digest}"
+    for ref in (pinned, pinned_app):
+        exists = env.podman(root, "main", "image", "exists", ref)
+        assert exists.returncode == 0, (ref, exists.stderr)
+    assert _digest(env, root, "main", pinned) == env.digest
+    # Of the two-platform index, the host keeps its own platform's image, known by the index's digest.
+    assert _digest(env, root, "main", pinned_app) == env.multi.digest
+    assert _inspect(env, root, "main", pinned_app, "{{.Architecture}}") == "amd64"
     record = load_record(root / "var/lib/gapseal/installed.json")
-    assert [(i.name, i.digest, i.reference) for i in record.images] == [("busybox", env.digest, pinned)]
+    assert [(i.name, i.digest, i.reference) for i in record.images] == [
+        ("app", env.multi.digest, pinned_app),
+        ("busybox", env.digest, pinned),
+    ]
 
     # A second install pulls nothing and changes nothing.
     rc, doc = env.install(inv)
@@ -173,12 +192,13 @@ def test_without_a_registry_the_host_loads_the_images_from_the_bundle(env: Env) 
     rc, doc = env.install(inv, "--tags", "images,record")
     assert rc == 0, json.dumps(doc, indent=2)
     assert any("Load each image" in t for t in _host(doc)["changed_tasks"]), _host(doc)["changed_tasks"]
-    inspected = env.podman(root, "bundle", "image", "inspect", "--format", "{{.Digest}}", "localhost/busybox:2.1.0")
-    assert inspected.returncode == 0, inspected.stderr
-    assert inspected.stdout.strip() == env.digest
+    assert _digest(env, root, "bundle", "localhost/busybox:2.1.0") == env.digest
+    assert _digest(env, root, "bundle", "localhost/app:2.1.0") == env.multi.digest
+    assert _inspect(env, root, "bundle", "localhost/app:2.1.0", "{{.Architecture}}") == "amd64"
     record = load_record(root / "var/lib/gapseal/installed.json")
     assert [(i.name, i.digest, i.reference) for i in record.images] == [
-        ("busybox", env.digest, "localhost/busybox:2.1.0")
+        ("app", env.multi.digest, "localhost/app:2.1.0"),
+        ("busybox", env.digest, "localhost/busybox:2.1.0"),
     ]
 
     rc, doc = env.install(inv, "--tags", "images,record")
@@ -193,7 +213,7 @@ def test_images_without_a_registry_fail_the_host_telling_what_to_do(env: Env) ->
     host = _host(doc)
     assert host["status"] == "failed"
     (failure,) = host["failures"]
-    assert "busybox" in failure["message"]
+    assert "2 container image(s) (busybox, app)" in failure["message"]
     assert "images_registry is not set" in failure["message"]
     assert "gapseal registry load" in failure["message"]
     assert "images_from_bundle=true" in failure["message"]
