@@ -181,7 +181,7 @@ def test_host_pulls_the_image_by_digest_from_the_on_site_registry(env: Env) -> N
     ]
 
     # A second install pulls nothing and changes nothing.
-    rc, doc = env.install(inv)
+    rc, doc = env.install(inv, "--tags", "images,record")
     assert rc == 0, json.dumps(doc, indent=2)
     assert (_host(doc)["changed"], _host(doc)["changed_tasks"]) == (0, [])
 
@@ -189,6 +189,10 @@ def test_host_pulls_the_image_by_digest_from_the_on_site_registry(env: Env) -> N
 def test_without_a_registry_the_host_loads_the_images_from_the_bundle(env: Env) -> None:
     root = env.work / "roots" / "bundle"
     inv = env.inventory("bundle", root, images_from_bundle=True)
+    rc, doc = env.install(inv, "--check", "--tags", "images")
+    assert rc == 0, json.dumps(doc, indent=2)
+    assert not (root / "var").exists()  # check mode: no layout, no store, no staging
+
     rc, doc = env.install(inv, "--tags", "images,record")
     assert rc == 0, json.dumps(doc, indent=2)
     assert any("Load each image" in t for t in _host(doc)["changed_tasks"]), _host(doc)["changed_tasks"]
