@@ -199,6 +199,8 @@ def test_without_a_registry_the_host_loads_the_images_from_the_bundle(env: Env) 
     assert _digest(env, root, "bundle", "localhost/busybox:2.1.0") == env.digest
     assert _digest(env, root, "bundle", "localhost/app:2.1.0") == env.multi.digest
     assert _inspect(env, root, "bundle", "localhost/app:2.1.0", "{{.Architecture}}") == "amd64"
+    names = env.podman(root, "bundle", "images", "--format", "{{.Repository}}:{{.Tag}}")
+    assert sorted(names.stdout.split()) == ["localhost/app:2.1.0", "localhost/busybox:2.1.0"], names.stderr
     record = load_record(root / "var/lib/gapseal/installed.json")
     assert [(i.name, i.digest, i.reference) for i in record.images] == [
         ("app", env.multi.digest, "localhost/app:2.1.0"),
