@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,46 +27,13 @@ from gapseal.installer.record import load_record
 from gapseal.signing.keys import SigningKey
 from tests.fixtures.hardware.fakebin import install_fake_tools
 from tests.hosts.netns import HostFleet, NamespaceHost
-from tests.registry.images import BuiltImage, build_busybox, tool, write_image
+from tests.registry.images import BuiltImage, build_busybox, write_image
 from tests.registry.server import LoopbackRegistry
 
 pytestmark = pytest.mark.integration
 
 HOST_INDEX = 40
 PODMAN_ARGS = ["--events-backend", "file", "--cgroup-manager", "cgroupfs"]
-
-
-class VethRegistry(LoopbackRegistry):
-    """docker-registry listening on ``address`` (the controller side of a namespace host's veth link)."""
-
-    def __init__(self, root: Path, address: str, port: int) -> None:
-        self.address = address
-        self.wanted_port = port
-        super().__init__(root)
-
-    def _start(self) -> bool:
-        self.port = self.wanted_port
-        self.host = f"{self.address}:{self.port}"
-        self.config = self.root / "config.yml"
-        self.config.write_text(
-            "version: 0.1\nlog:\n  level: info\n"
-            f"storage:\n  filesystem:\n    rootdirectory: {self.root / 'storage'}\n"
-            f"http:\n  addr: {self.host}\n  secret: gapseal-test-only\n"
-        )
-        self._log_file = self.log.open("wb")
-        self.process = subprocess.Popen(  # noqa: S603 - argument list
-            [tool("docker-registry"), "serve", str(self.config)], stdout=self._log_file, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2) as r:  # noqa: S310 - test's own addr
-                    if r.status == 200:
-                        return True
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        return False
 
 
 @dataclass
@@ -80,7 +46,7 @@ class Env:
     """A two-platform image (an OCI index): the host keeps its own platform's image."""
     version: str
     host: NamespaceHost
-    registry: VethRegistry
+    registry: LoopbackRegistry
     fleet: HostFleet
     runroot: Path
 
@@ -128,7 +94,7 @@ def env(host_fleet: HostFleet, tmp_path_factory: pytest.TempPathFactory) -> Iter
     pub.write_bytes(key.public.pem())
     create_bundle(work / "src" / "spec.yaml", key, work / "bundle")
     host = host_fleet.add(HOST_INDEX, extra_path=[install_fake_tools(work / "tools", "none")], own_mounts=True)
-    registry = VethRegistry(work / "registry", host.gateway, 5000)
+    registry = LoopbackRegistry(work / "registry", address=host.gateway, port=5000)
     runroot = Path(tempfile.mkdtemp(prefix="gs-img-", dir="/tmp"))  # noqa: S108 - private mkdtemp dir, short path
     try:
         load = ["registry", "load", str(work / "bundle"), "--registry", registry.host, "--insecure"]
@@ -227,7 +193,7 @@ def test_images_without_a_registry_fail_the_host_telling_what_to_do(env: Env) ->
 
 
 def test_a_registry_without_the_image_fails_naming_the_pinned_reference(env: Env) -> None:
-    empty = VethRegistry(env.work / "empty-registry", env.host.gateway, 5001)
+    empty = LoopbackRegistry(env.work / "empty-registry", address=env.host.gateway, port=5001)
     try:
         root = env.work / "roots" / "empty"
         inv = env.inventory("empty", root, images_registry=empty.host, images_insecure=True)

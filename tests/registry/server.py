@@ -38,9 +38,15 @@ def free_port() -> int:
 
 
 class LoopbackRegistry:
-    """docker-registry serving from ``root/storage`` on 127.0.0.1:<free port>."""
+    """docker-registry serving from ``root/storage`` on 127.0.0.1:<free port>.
 
-    def __init__(self, root: Path) -> None:
+    ``address``/``port`` put it elsewhere: on the controller side of a namespace host's veth link (an address the
+    tests assigned themselves), so that the host can pull from it.
+    """
+
+    def __init__(self, root: Path, *, address: str = "127.0.0.1", port: int | None = None) -> None:
+        self.address = address
+        self.wanted_port = port
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.log = root / "registry.log"
@@ -51,8 +57,8 @@ class LoopbackRegistry:
         raise RuntimeError(f"docker-registry did not start: {self.log.read_text()[-2000:]}")
 
     def _start(self) -> bool:
-        self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
+        self.port = self.wanted_port or free_port()
+        self.host = f"{self.address}:{self.port}"
         self.config = self.root / "config.yml"
         self.config.write_text(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n"
@@ -67,7 +73,7 @@ class LoopbackRegistry:
         while time.monotonic() < deadline and self.process.poll() is None:
             if f"listening on {self.host}" in self.log.read_text(errors="replace"):
                 try:
-                    with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2) as r:  # noqa: S310 - loopback
+                    with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2) as r:  # noqa: S310 - the test's own address
                         if r.status == 200 and self.process.poll() is None:
                             return True
                 except OSError:
