@@ -7,7 +7,7 @@ hint, and the output says so. With keys, inspection runs the full ``verify_inven
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +93,48 @@ def _content(inv: LayoutInventory, digest: str) -> bytes:
     return entry.content
 
 
+def _describe_unverified(
+    index_json: bytes | None, blob: Callable[[str], bytes], source: str
+) -> tuple[str, BundleDescriptor, str | None]:
+    """(manifest digest, descriptor, signer key hint) from the index and the few small blobs it leads to."""
+    if index_json is None:
+        raise VerificationError("index.json is missing", where=source)
+    index = oci.Index.model_validate_json(index_json)
+    named = [m for m in index.manifests if (m.annotations or {}).get(oci.ANNOTATION_REF_NAME) == oci.BUNDLE_REF_NAME]
+    if len(named) != 1:
+        raise VerificationError("not a gapseal bundle: no single 'gapseal-bundle' manifest", where=source)
+    manifest = oci.Manifest.model_validate_json(blob(named[0].digest))
+    descriptor = BundleDescriptor.load(blob(manifest.config.digest))
+    hint = None
+    for sig in index.manifests:
+        if sig.artifact_type == oci.ARTIFACT_SIGSTORE:
+            sig_manifest = oci.Manifest.model_validate_json(blob(sig.digest))
+            sigstore = json.loads(blob(sig_manifest.layers[0].digest))
+            hint = sigstore.get("verificationMaterial", {}).get("publicKey", {}).get("hint")
+            break
+    return named[0].digest, descriptor, hint
+
+
+def read_layout_descriptor(layout_dir: Path) -> BundleDescriptor:
+    """The descriptor of a layout directory, unverified, reading only index.json, the manifest and its config.
+
+    For callers that need a bundle's metadata before the real work (``pack`` takes its tar mtime from ``created``)
+    and must not read every weight file just for that. Each blob read is still checked against its digest.
+    """
+
+    def blob(digest: str) -> bytes:
+        try:
+            data = (layout_dir / oci.blob_path(digest)).read_bytes()
+        except OSError as e:
+            raise VerificationError(f"blob {digest} cannot be read: {e.strerror}", where=str(layout_dir)) from e
+        if oci.sha256_digest(data) != digest:
+            raise VerificationError(f"blob {digest} is corrupt", where=str(layout_dir))
+        return data
+
+    index = layout_dir / "index.json"
+    return _describe_unverified(index.read_bytes() if index.is_file() else None, blob, str(layout_dir))[1]
+
+
 def inspect_bundle(
     path: Path, trusted_keys: Sequence[VerifyingKey] = (), *, progress: Progress = NO_PROGRESS
 ) -> BundleInfo:
@@ -104,19 +146,7 @@ def inspect_bundle(
         v = verify_inventory(inv, trusted_keys)
         return BundleInfo(path, v.manifest_digest, v.descriptor, v.statement.signer_key_id, True, blobs, stored)
     index_entry = inv.entries.get("index.json")
-    if index_entry is None or index_entry.content is None:
-        raise VerificationError("index.json is missing", where=inv.source)
-    index = oci.Index.model_validate_json(index_entry.content)
-    named = [m for m in index.manifests if (m.annotations or {}).get(oci.ANNOTATION_REF_NAME) == oci.BUNDLE_REF_NAME]
-    if len(named) != 1:
-        raise VerificationError("not a gapseal bundle: no single 'gapseal-bundle' manifest", where=inv.source)
-    manifest = oci.Manifest.model_validate_json(_content(inv, named[0].digest))
-    descriptor = BundleDescriptor.load(_content(inv, manifest.config.digest))
-    hint = None
-    for sig in index.manifests:
-        if sig.artifact_type == oci.ARTIFACT_SIGSTORE:
-            sig_manifest = oci.Manifest.model_validate_json(_content(inv, sig.digest))
-            sigstore = json.loads(_content(inv, sig_manifest.layers[0].digest))
-            hint = sigstore.get("verificationMaterial", {}).get("publicKey", {}).get("hint")
-            break
-    return BundleInfo(path, named[0].digest, descriptor, hint, False, blobs, stored)
+    digest, descriptor, hint = _describe_unverified(
+        index_entry.content if index_entry else None, lambda d: _content(inv, d), inv.source
+    )
+    return BundleInfo(path, digest, descriptor, hint, False, blobs, stored)

@@ -207,10 +207,10 @@ def _created_epoch(bundle: Path) -> int:
     """The bundle's created time as tar mtime, so packing is deterministic without SOURCE_DATE_EPOCH."""
     from datetime import datetime
 
-    from gapseal.bundler.inspect import inspect_bundle
+    from gapseal.bundler.inspect import read_layout_descriptor
 
-    info = inspect_bundle(bundle)
-    return int(datetime.fromisoformat(info.descriptor.created.replace("Z", "+00:00")).timestamp())
+    created = read_layout_descriptor(bundle).created
+    return int(datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp())
 
 
 @app.command("unpack")

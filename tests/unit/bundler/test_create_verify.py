@@ -324,3 +324,20 @@ def test_services_from_the_spec_travel_in_the_signed_descriptor(tmp_path: Path, 
     plain = create_bundle(make_inputs(tmp_path / "in2"), keys.private, tmp_path / "plain")
     assert plain.descriptor.services is None
     assert b'"services"' not in plain.descriptor.to_bytes()
+
+
+def test_read_layout_descriptor_reads_only_the_metadata_and_checks_it(tmp_path: Path, keys: KeyPair) -> None:
+    """pack takes its tar mtime from here: the descriptor without hashing weights, but never from a corrupt blob."""
+    from gapseal.bundler.inspect import read_layout_descriptor
+
+    bundle = make_bundle(tmp_path, keys).path
+    weights = bundle / oci.blob_path(_layer(bundle, "models/tiny/model.safetensors").digest)
+    weights.unlink()  # not needed for the metadata, so not read
+    assert read_layout_descriptor(bundle).created == "2026-01-01T00:00:00Z"
+    config = bundle / oci.blob_path(_manifest(bundle).config.digest)
+    config.write_bytes(config.read_bytes().replace(b"2026-01-01", b"2027-01-01"))
+    with pytest.raises(VerificationError, match="is corrupt"):
+        read_layout_descriptor(bundle)
+    config.unlink()
+    with pytest.raises(VerificationError, match="cannot be read"):
+        read_layout_descriptor(bundle)
