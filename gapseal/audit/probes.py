@@ -20,7 +20,7 @@ import socket
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from gapseal.audit.collectors._common import RawStore, Trace, family_of
 from gapseal.audit.facts import ProbeResult, ProbesFacts
@@ -167,12 +167,16 @@ def tcp_probe(target: ProbeTarget, timeout: float) -> ProbeResult:
             return ProbeResult(**base, outcome="refused", egress_possible=True, detail="connection refused (RST)",
                                errno=_errno_name(e.errno))  # fmt: skip
         except OSError as e:
-            if e.errno in _NO_ROUTE_ERRNOS:
-                return ProbeResult(**base, outcome="no_route", egress_possible=False,
-                                   detail=os.strerror(e.errno or 0), errno=_errno_name(e.errno))  # fmt: skip
-            return ProbeResult(**base, outcome="error", egress_possible=False, detail=str(e),
-                               errno=_errno_name(e.errno))  # fmt: skip
+            return _socket_failure(base, e)
     return ProbeResult(**base, outcome="connected", egress_possible=True, detail="TCP handshake completed")
+
+
+def _socket_failure(base: dict[str, Any], e: OSError) -> ProbeResult:
+    """An active probe's socket error: no route (nothing left the host) or another error."""
+    if e.errno in _NO_ROUTE_ERRNOS:
+        return ProbeResult(**base, outcome="no_route", egress_possible=False,
+                           detail=os.strerror(e.errno or 0), errno=_errno_name(e.errno))  # fmt: skip
+    return ProbeResult(**base, outcome="error", egress_possible=False, detail=str(e), errno=_errno_name(e.errno))
 
 
 def dns_query_packet(name: str = DNS_PROBE_NAME, query_id: int = 0x6770) -> bytes:
@@ -200,11 +204,7 @@ def dns_probe(target: ProbeTarget, timeout: float) -> ProbeResult:
             return ProbeResult(**base, outcome="refused", egress_possible=True, detail="ICMP port unreachable",
                                errno=_errno_name(e.errno))  # fmt: skip
         except OSError as e:
-            if e.errno in _NO_ROUTE_ERRNOS:
-                return ProbeResult(**base, outcome="no_route", egress_possible=False,
-                                   detail=os.strerror(e.errno or 0), errno=_errno_name(e.errno))  # fmt: skip
-            return ProbeResult(**base, outcome="error", egress_possible=False, detail=str(e),
-                               errno=_errno_name(e.errno))  # fmt: skip
+            return _socket_failure(base, e)
     if len(reply) >= 2 and reply[:2] == packet[:2]:
         return ProbeResult(**base, outcome="answered", egress_possible=True, detail=f"{len(reply)}-byte DNS reply")
     return ProbeResult(**base, outcome="answered", egress_possible=True, detail=f"{len(reply)}-byte non-matching reply")
