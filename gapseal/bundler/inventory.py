@@ -9,9 +9,10 @@ it compares the inventory against the signed manifests.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from gapseal.bundler.archive import (
 )
 from gapseal.canonical import canonical_model_json
 from gapseal.errors import ArchiveError, VerificationError
-from gapseal.hashing import CHUNK, parallel_map
+from gapseal.hashing import hash_stream, parallel_map
 from gapseal.progress import NO_PROGRESS, Progress
 
 KEEP_BLOB_CONTENT = 1024 * 1024
@@ -128,8 +129,8 @@ def read_layout_dir(path: Path, *, progress: Progress = NO_PROGRESS) -> LayoutIn
     task = progress.begin(f"hashing {root.name}", total)
 
     def hash_one(item: tuple[str, Path, int]) -> LayoutEntry:
-        name, file_path, size = item
-        return _hash_file(name, file_path, size, lambda n: progress.advance(task, n))
+        name, file_path, _ = item
+        return _hash_file(name, file_path, progress, task)
 
     try:
         ordered = sorted(files, key=lambda f: -f[2])
@@ -155,7 +156,7 @@ def _kind(mode: int) -> str:
     return "a special file"
 
 
-def _hash_file(name: str, file_path: Path, size: int, on_bytes: Callable[[int], None]) -> LayoutEntry:
+def _hash_file(name: str, file_path: Path, progress: Progress, task: int) -> LayoutEntry:
     try:
         fd = os.open(file_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as e:
@@ -167,23 +168,11 @@ def _hash_file(name: str, file_path: Path, size: int, on_bytes: Callable[[int], 
         keep = _keep(name, st.st_size)
         if keep and st.st_size > MAX_METADATA_FILE:
             raise VerificationError(f"layout file outside blobs/ is too large ({st.st_size} bytes): {name}")
-        h = hashlib.sha256()
-        kept: list[bytes] = []
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
-        total = 0
-        while True:
-            n = f.readinto(view)
-            if not n:
-                break
-            h.update(view[:n])
-            if keep:
-                kept.append(bytes(view[:n]))
-            total += n
-            on_bytes(n)
-        if total != st.st_size:
+        kept = io.BytesIO() if keep else None
+        digest = hash_stream(f, sink=kept, progress=progress, task=task)
+        if digest.size != st.st_size:
             raise VerificationError(f"layout file changed while it was read: {name}", where=str(file_path))
-    return LayoutEntry(name, total, h.hexdigest(), b"".join(kept) if keep else None)
+    return LayoutEntry(name, digest.size, digest.sha256, kept.getvalue() if kept is not None else None)
 
 
 # ---------------------------------------------------------------------------------------------------------------
