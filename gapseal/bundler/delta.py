@@ -27,6 +27,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gapseal.atomic import fsync_dir
 from gapseal.bundler import layout as oci
 from gapseal.bundler.create import CreatedBundle, create_bundle, prepare_output
 from gapseal.bundler.delta_marker import (
@@ -513,14 +514,6 @@ def _place(source: Path, target: Path) -> bool:
     return True
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def apply_delta(
     delta: Path,
     base: Path,
@@ -554,12 +547,12 @@ def apply_delta(
             linked += _place(source, work / path)
         work.chmod(0o755)
         for d in (work / "blobs" / "sha256", work / "blobs", work):
-            _fsync_dir(d)
+            fsync_dir(d)
         result = verify_inventory(read_layout_dir(work, progress=progress), trusted_keys, now=now)
         if out.exists() and overwrite:
             shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
         os.rename(work, out)
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
     except OSError as e:
         raise BundleError(f"applying the delta failed: {e.strerror or e}", where=e.filename or str(out)) from e
     finally:
