@@ -27,7 +27,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gapseal.atomic import fsync_dir
+from gapseal.atomic import fsync_dir, write_new_file
 from gapseal.bundler import layout as oci
 from gapseal.bundler.create import CreatedBundle, create_bundle, prepare_output
 from gapseal.bundler.delta_marker import (
@@ -155,10 +155,7 @@ def write_inventory(inventory: BlobInventory, out: Path, *, overwrite: bool = Fa
     prepare_output(out, overwrite=overwrite)
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}")
     try:
-        with tmp.open("xb") as f:
-            f.write(inventory.to_bytes())
-            f.flush()
-            os.fsync(f.fileno())
+        write_new_file(tmp, inventory.to_bytes())
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -266,10 +263,7 @@ def create_delta(
             base_source=str(base),
             omitted=omitted,
         )
-        with (work / DELTA_MARKER_NAME).open("xb") as f:
-            f.write(marker.to_bytes())
-            f.flush()
-            os.fsync(f.fileno())
+        write_new_file(work / DELTA_MARKER_NAME, marker.to_bytes())
         stored = [p.stat().st_size for p in blobs_dir.iterdir()]
         if out.exists() and overwrite:
             shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
