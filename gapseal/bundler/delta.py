@@ -398,6 +398,7 @@ def verify_delta(
     *,
     rollback: RollbackState | None = None,
     allow_downgrade: bool = False,
+    record: bool = False,
     now: datetime | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> VerifiedBundle:
@@ -410,6 +411,7 @@ def verify_delta(
         layout_dir=None,
         rollback=rollback,
         allow_downgrade=allow_downgrade,
+        record=record,
         now=now,
     )
 

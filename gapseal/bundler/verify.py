@@ -103,12 +103,15 @@ def verify_bundle(
     *,
     rollback: RollbackState | None = None,
     allow_downgrade: bool = False,
+    record: bool = False,
     now: datetime | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> VerifiedBundle:
     """Verify the bundle at ``path`` (see the module docstring); raise ``VerificationError`` on any problem.
 
-    With ``rollback``, the version is checked against, then recorded in, that state file.
+    With ``rollback``, the version is checked against that state file; with ``record`` too (a command that *uses*
+    the bundle: install, apply, extract, registry load), the high-water mark is then moved to it. Merely looking at
+    a bundle (verify, inspect) never moves the mark.
     """
     inventory = read_inventory(path, progress=progress)
     return verify_read_bundle(
@@ -118,6 +121,7 @@ def verify_bundle(
         layout_dir=path if path.is_dir() else None,
         rollback=rollback,
         allow_downgrade=allow_downgrade,
+        record=record,
         now=now,
     )
 
@@ -130,16 +134,19 @@ def verify_read_bundle(
     layout_dir: Path | None,
     rollback: RollbackState | None,
     allow_downgrade: bool,
+    record: bool = False,
     now: datetime | None,
 ) -> VerifiedBundle:
-    """Verify an already-read bundle (a layout, or a delta completed by its base), then check and record rollback."""
+    """Verify an already-read bundle (a layout, or a delta completed by its base), then check rollback (and record
+    the use when ``record``)."""
     verified = verify_inventory(inventory, trusted_keys, now=now)
     decision = None
     if rollback is not None:
         decision = rollback.check(
             verified.descriptor.name, verified.descriptor.version, allow_downgrade=allow_downgrade
         )
-        rollback.record(verified.descriptor.name, verified.descriptor.version, verified.manifest_digest)
+        if record:
+            rollback.record(verified.descriptor.name, verified.descriptor.version, verified.manifest_digest)
     return VerifiedBundle(
         source=source,
         layout_dir=layout_dir,

@@ -235,7 +235,7 @@ def install_bundle(
             layout = bundle_path
         progress.note(f"verifying {bundle_path}")
         bundle = verify_bundle(
-            layout, trusted_keys, rollback=rollback, allow_downgrade=allow_downgrade, progress=progress
+            layout, trusted_keys, rollback=rollback, allow_downgrade=allow_downgrade, record=True, progress=progress
         )
         return _install_verified(bundle, inventory, inventory_path, options, progress, on_event)
     finally:

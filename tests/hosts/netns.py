@@ -38,8 +38,19 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-SUBNET_PREFIX = "10.231"
-"""All test hosts live in 10.231.0.0/16; the third octet is the host index."""
+def _subnet_prefix() -> str:
+    """``10.231`` unless ``GAPSEAL_TEST_SUBNET`` names another ``10.2xx`` (so two test runs on one machine, e.g. two
+    developers' work trees, never assign the same veth address twice). Always inside 10.0.0.0/8, the enclave the
+    default site data names."""
+    prefix = os.environ.get("GAPSEAL_TEST_SUBNET", "10.231")
+    first, _, second = prefix.partition(".")
+    if first != "10" or not second.isdigit() or not 200 <= int(second) <= 254:
+        raise ValueError(f"GAPSEAL_TEST_SUBNET={prefix!r}: expected 10.N with N in 200..254")
+    return prefix
+
+
+SUBNET_PREFIX = _subnet_prefix()
+"""All test hosts live in 10.231.0.0/16 (or GAPSEAL_TEST_SUBNET); the third octet is the host index."""
 
 SSHD = "/usr/sbin/sshd"
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
