@@ -32,6 +32,7 @@ from gapseal.bundler.descriptor import (
     ImageManifest,
     ModelComponent,
 )
+from gapseal.bundler.elf import describe_binaries, scan_files
 from gapseal.bundler.images import ChildRef, ImportedImage, import_image
 from gapseal.bundler.inputs import ComponentInputs, InputFile, collect_inputs
 from gapseal.bundler.model_formats import ModelFormatInfo, detect_model_format
@@ -410,8 +411,15 @@ def _describe(
         else:
             assert comp.variant is not None  # noqa: S101 - collect_inputs sets it for builds
             vspec = variant_specs[(comp.name, comp.variant)]
+            binaries = describe_binaries(scan_files((f.rel_path, f.source) for f in comp.files))
             builds.setdefault(comp.name, []).append(
-                BuildVariant(backend=vspec.backend, arch=vspec.arch, requires=vspec.requires, files=comp_entries)
+                BuildVariant(
+                    backend=vspec.backend,
+                    arch=vspec.arch,
+                    requires=vspec.requires,
+                    files=comp_entries,
+                    binaries=binaries,
+                )
             )
     return BundleDescriptor(
         api_version=DESCRIPTOR_API_VERSION,

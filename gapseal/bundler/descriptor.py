@@ -53,6 +53,26 @@ class FilesComponent(_Model):
     files: list[FileEntry] = Field(description="Every file, sorted by path.")
 
 
+class NeededLibrary(_Model):
+    """A shared library some ELF file of a build needs and no file of the build provides."""
+
+    name: str = Field(description="The DT_NEEDED name, e.g. 'libstdc++.so.6'.")
+    needed_by: str = Field(description="The first file (by path) that needs it; 'x.whl!member' inside a wheel.")
+
+
+class BinaryRequirements(_Model):
+    """What the build's ELF executables and shared objects need from a host (read at create, gapseal.bundler.elf)."""
+
+    elf_files: int = Field(ge=0, description="How many ELF files the variant holds (wheels' members included).")
+    machines: list[str] = Field(description="Instruction sets of those files (e_machine, binutils names), sorted.")
+    glibc: str | None = Field(default=None, description="Highest GLIBC_x.y symbol version needed, e.g. '2.34'.")
+    glibc_needed_by: str | None = Field(default=None, description="The first file that needs that glibc version.")
+    libraries: list[NeededLibrary] = Field(description="Needed libraries the host's loader must resolve, sorted.")
+    unreadable: dict[str, str] = Field(
+        default_factory=dict, description="Files that look like ELF but could not be read, with why (fail closed)."
+    )
+
+
 class BuildVariant(_Model):
     """One hardware-specific build of an inference server."""
 
@@ -60,6 +80,9 @@ class BuildVariant(_Model):
     arch: Literal["amd64", "arm64"] = Field(description="CPU architecture.")
     requires: Requirements = Field(description="What a host must have for this variant.")
     files: list[FileEntry] = Field(description="Every file of the build, sorted by path.")
+    binaries: BinaryRequirements | None = Field(
+        default=None, description="What the variant's ELF files need from a host; absent when it has none."
+    )
 
 
 class Build(_Model):
