@@ -42,6 +42,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gapseal.bundler.elf import parse_ldconfig
 from gapseal.errors import InstallError
 
 __all__ = [
@@ -81,6 +82,8 @@ PROBE_COMMANDS: dict[str, list[str]] = {
     "rocminfo": ["rocminfo"],
     "vulkaninfo": ["vulkaninfo", "--summary"],
     "uname_m": ["uname", "-m"],
+    "glibc": ["getconf", "GNU_LIBC_VERSION"],
+    "ldconfig": ["ldconfig", "-p"],
 }
 CPUINFO_PATH = "/proc/cpuinfo"
 PROBE_TIMEOUT_SECONDS = 60
@@ -209,6 +212,13 @@ class HostHardware(_Model):
     nvidia: NvidiaInfo | None = Field(description="NVIDIA driver and GPUs; None if nvidia-smi is absent or failed.")
     rocm: RocmInfo | None = Field(description="ROCm GPU agents; None if rocminfo is absent or failed.")
     vulkan: VulkanInfo | None = Field(description="Vulkan devices; None if vulkaninfo is absent or failed.")
+    glibc: str | None = Field(
+        default=None, description="The C library's version from `getconf GNU_LIBC_VERSION` ('2.36'); None if unknown."
+    )
+    loader_libraries: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="Libraries in the dynamic loader's cache (`ldconfig -p`): name -> flags such as 'x86-64'.",
+    )
     tools_absent: tuple[str, ...] = Field(description="Tools that are not installed (so: no such GPU).")
     probe_errors: tuple[ProbeError, ...] = Field(description="Tools that are installed but failed, with why.")
 
@@ -236,6 +246,10 @@ class HardwareProbe(_Model):
     vulkaninfo: ToolOutput = Field(description="`vulkaninfo --summary`.")
     cpuinfo: ToolOutput = Field(description="Content of /proc/cpuinfo.")
     uname_m: ToolOutput = Field(description="`uname -m`.")
+    glibc: ToolOutput = Field(
+        default_factory=lambda: ToolOutput(present=False), description="`getconf GNU_LIBC_VERSION`."
+    )
+    ldconfig: ToolOutput = Field(default_factory=lambda: ToolOutput(present=False), description="`ldconfig -p`.")
 
 
 def hardware_schema() -> dict[str, Any]:
@@ -663,7 +677,14 @@ def hardware_from_probe(probe: HardwareProbe | Mapping[str, object]) -> HostHard
     machine = parsed("uname_m", probe.uname_m, lambda text: _value(text))
     if probe.uname_m.present and probe.uname_m.rc == 0 and not machine:
         errors.append(ProbeError(probe="uname_m", command="uname -m", exit_code=0, message="uname -m printed nothing"))
+    # The C library and the loader cache decide whether a build's binaries can start (gapseal.bundler.elf); they are
+    # not GPU tools, so their absence is no "tools_absent" entry: it leaves them unknown, and a variant with ELF
+    # files is then unmet with that reason (fail closed).
+    glibc = probe.glibc.stdout.strip() if probe.glibc.present and probe.glibc.rc == 0 else ""
+    loader = parse_ldconfig(probe.ldconfig.stdout) if probe.ldconfig.present and probe.ldconfig.rc == 0 else {}
     return HostHardware(
+        glibc=glibc.split()[-1] if glibc else None,
+        loader_libraries={name: tuple(sorted(flags)) for name, flags in sorted(loader.items())},
         arch=normalize_arch(machine) if isinstance(machine, str) else "unknown",
         machine=machine if isinstance(machine, str) else None,
         cpu_flags=flags if isinstance(flags, tuple) else (),

@@ -113,6 +113,7 @@ def playbook_vars(bundle: VerifiedBundle, services: Sequence[Mapping[str, Any]] 
                         "backend": v.backend,
                         "arch": v.arch,
                         "requires": v.requires.model_dump(mode="json", exclude_none=True),
+                        **({"binaries": v.binaries.model_dump(mode="json")} if v.binaries is not None else {}),
                         "files": _files(v.files, bundle),
                     }
                     for v in b.variants

@@ -12,6 +12,9 @@ Semantics (fail closed: anything unknown is unmet, with the reason):
   other CPU devices never count), ``cpu`` nothing.
 * ``nvidia_driver``: the driver version (``535.104.05``) is in the specifier set (``>=535``).
 * ``cpu_flags``: all of them are in the host's flags (a flag every processor lists).
+* A variant's ELF files (recorded at create, ``gapseal.bundler.elf``): their machine is the host's (``uname -m``), the
+  highest ``GLIBC_x.y`` they need is at most the host's glibc, and every library they need that the build does not
+  carry is in the host's loader cache (``ldconfig -p``, with the host's arch flag). An unknown glibc or cache is unmet.
 * GPU requirements, several GPUs: ``compute_capability`` is checked per NVIDIA GPU, ``gfx`` (any-of) per ROCm GPU
   agent, ``vulkan_api`` per Vulkan GPU device. A family's requirements are met when *one* device of that family meets
   all of that variant's requirements for the family (so a host with a T4 and an A100 meets ``>=8.0`` through the
@@ -27,6 +30,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gapseal.bundler.descriptor import BinaryRequirements
+from gapseal.bundler.elf import LDCONFIG_TAGS, UNAME_TO_MACHINE, parse_version
 from gapseal.bundler.spec import Requirements
 from gapseal.errors import InstallError
 from gapseal.installer.hardware import HostHardware, NvidiaGpu, RocmAgent, VulkanDevice
@@ -83,7 +88,19 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-RequirementName = Literal["arch", "backend", "nvidia_driver", "compute_capability", "gfx", "vulkan_api", "cpu_flags"]
+RequirementName = Literal[
+    "arch",
+    "backend",
+    "nvidia_driver",
+    "compute_capability",
+    "gfx",
+    "vulkan_api",
+    "cpu_flags",
+    "binary_machine",
+    "glibc",
+    "libraries",
+    "binaries_readable",
+]
 
 
 class RequirementCheck(_Model):
@@ -325,6 +342,75 @@ def _vulkan_checks(requires: Requirements, hardware: HostHardware) -> list[Requi
     return _gpu_family_checks("Vulkan GPU", devices, lambda d: f"device {d.index} {d.name}", tests, nothing)
 
 
+def _check_binaries(binaries: BinaryRequirements, hardware: HostHardware) -> list[RequirementCheck]:
+    """Can the host's loader start the variant's ELF files? Machine, glibc version, every needed library."""
+    checks: list[RequirementCheck] = []
+    host_machine = UNAME_TO_MACHINE.get(hardware.machine or "", None)
+    wanted = ", ".join(binaries.machines) or "-"
+    if host_machine is None:
+        reason = f"host machine {hardware.machine or 'unknown'} (uname -m) is not one gapseal knows"
+        checks.append(RequirementCheck(requirement="binary_machine", wanted=wanted, met=False, reason=reason))
+    else:
+        other = [m for m in binaries.machines if m != host_machine]
+        reason = (
+            f"the build's ELF files are {', '.join(other)}, the host runs {host_machine}"
+            if other
+            else f"host runs {host_machine}"
+        )
+        checks.append(RequirementCheck(requirement="binary_machine", wanted=wanted, met=not other, reason=reason))
+    if binaries.glibc is not None:
+        needed, host = parse_version(binaries.glibc), parse_version(hardware.glibc or "")
+        if host is None:
+            met, reason = False, "the host's glibc version is unknown (getconf GNU_LIBC_VERSION gave none)"
+        elif needed is not None and host >= needed:
+            met, reason = True, f"host has glibc {hardware.glibc}"
+        else:
+            met = False
+            reason = f"{binaries.glibc_needed_by} needs GLIBC_{binaries.glibc}, the host has glibc {hardware.glibc}"
+        checks.append(RequirementCheck(requirement="glibc", wanted=f">={binaries.glibc}", met=met, reason=reason))
+    if binaries.libraries:
+        tag = LDCONFIG_TAGS.get(host_machine or "")
+        if not hardware.loader_libraries:
+            missing = [lib.name for lib in binaries.libraries]
+            reason = "the host's loader cache is unknown (ldconfig -p gave nothing)"
+        else:
+            missing = [
+                lib.name
+                for lib in binaries.libraries
+                if lib.name not in hardware.loader_libraries
+                or (tag is not None and tag not in hardware.loader_libraries[lib.name])
+            ]
+            by = {lib.name: lib.needed_by for lib in binaries.libraries}
+            reason = (
+                "not in the host's loader cache: " + ", ".join(f"{m} (needed by {by[m]})" for m in missing)
+                if missing
+                else f"all {len(binaries.libraries)} found in the host's loader cache"
+            )
+        names = ", ".join(lib.name for lib in binaries.libraries)
+        checks.append(RequirementCheck(requirement="libraries", wanted=names, met=not missing, reason=reason))
+    if binaries.unreadable:
+        listed = "; ".join(f"{path}: {why}" for path, why in binaries.unreadable.items())
+        checks.append(
+            RequirementCheck(
+                requirement="binaries_readable",
+                wanted="every ELF file readable",
+                met=False,
+                reason=f"could not read at create, so cannot be proven to run: {listed}",
+            )
+        )
+    return checks
+
+
+def _variant_binaries(variant: VariantLike | Mapping[str, Any]) -> BinaryRequirements | None:
+    raw = variant.get("binaries") if isinstance(variant, Mapping) else getattr(variant, "binaries", None)
+    if raw is None or isinstance(raw, BinaryRequirements):
+        return raw
+    try:
+        return BinaryRequirements.model_validate(raw)
+    except ValidationError as e:
+        raise InstallError(f"variant binaries record is invalid: {e.errors()[0]['msg']}", where="variants") from e
+
+
 def _variant_fields(variant: VariantLike | Mapping[str, Any]) -> tuple[str, str, str | None, Requirements]:
     """Read backend, arch, path and requires from a spec/descriptor variant or a plain mapping (Ansible args)."""
     if isinstance(variant, Mapping):
@@ -355,6 +441,9 @@ def _check_variant(index: int, variant: VariantLike | Mapping[str, Any], hardwar
         raise InstallError(f"variant {index} has an invalid version constraint: {e}", where="variants") from e
     if requires.cpu_flags is not None:
         checks.append(_check_cpu_flags(requires.cpu_flags, hardware))
+    binaries = _variant_binaries(variant)
+    if binaries is not None:
+        checks += _check_binaries(binaries, hardware)
     return VariantCheck(
         index=index,
         backend=backend,

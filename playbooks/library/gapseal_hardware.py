@@ -12,10 +12,11 @@ from ansible.module_utils.basic import AnsibleModule
 DOCUMENTATION = r"""
 ---
 module: gapseal_hardware
-short_description: Run nvidia-smi, rocminfo, vulkaninfo, read /proc/cpuinfo and uname -m; return raw outputs
+short_description: Run the GPU tools, uname -m, getconf and ldconfig -p, read /proc/cpuinfo; return raw outputs
 description:
   - Runs C(nvidia-smi -q -x), C(nvidia-smi --query-gpu=name,compute_cap,driver_version,uuid --format=csv),
-    C(rocminfo), C(vulkaninfo --summary) and C(uname -m), and reads C(/proc/cpuinfo), on the managed host.
+    C(rocminfo), C(vulkaninfo --summary), C(uname -m), C(getconf GNU_LIBC_VERSION) and C(ldconfig -p) (what a
+    build's binaries need: glibc version, loader cache), and reads C(/proc/cpuinfo), on the managed host.
   - Returns each probe's raw stdout, stderr and exit status. A tool that is not installed is reported with
     C(present=false) (meaning no such GPU); a tool that fails is reported as it failed, never dropped.
   - Parsing and variant selection happen on the controller, in the C(gapseal_hardware) action plugin, with
@@ -67,7 +68,7 @@ ansible_facts:
       description: Per build name, gapseal.VariantSelection JSON plus C(chosen) ({index, backend, arch, path} or null).
       type: dict
 probes:
-  description: Per probe (nvidia_smi_xml, nvidia_smi_query, rocminfo, vulkaninfo, cpuinfo, uname_m) the raw result.
+  description: Per probe (nvidia_smi_xml, nvidia_smi_query, rocminfo, vulkaninfo, cpuinfo, uname_m, glibc, ldconfig) the raw result.
   returned: always
   type: dict
   sample:
@@ -81,6 +82,8 @@ PROBE_COMMANDS = {
     "rocminfo": ["rocminfo"],
     "vulkaninfo": ["vulkaninfo", "--summary"],
     "uname_m": ["uname", "-m"],
+    "glibc": ["getconf", "GNU_LIBC_VERSION"],
+    "ldconfig": ["ldconfig", "-p"],
 }
 MAX_OUTPUT = 8 * 1024 * 1024
 
