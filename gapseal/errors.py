@@ -90,3 +90,24 @@ class AuditError(GapsealError):
 
 class EvidenceError(AuditError):
     """Evidence that does not verify: a signature, a digest, a missing or extra file."""
+
+
+class OutputError(GapsealError):
+    """An output that cannot be written: its directory is missing or read-only, or the disk is full."""
+
+
+# One wording per situation, whichever command meets it (tests/e2e/test_cli_errors.py holds every command to it).
+
+
+def output_exists(path: object) -> UsageError:
+    """The error for an output that exists and ``--overwrite`` was not given (exit 2: a usage question)."""
+    return UsageError(f"output {path} already exists", where=str(path), hint="choose another path or pass --overwrite")
+
+
+def output_not_writable(path: object, reason: str) -> OutputError:
+    """The error for an output that cannot be written (exit 1: the machine's state, not the arguments)."""
+    return OutputError(
+        f"cannot write output {path}: {reason}",
+        where=str(path),
+        hint="choose a writable directory with enough free space",
+    )

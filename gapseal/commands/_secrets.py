@@ -16,6 +16,8 @@ from gapseal.errors import UsageError
 from gapseal.signing.keys import SigningKey, inspect_key_file, load_private_key
 
 PASSPHRASE_ENV = "GAPSEAL_KEY_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
+MIN_PASSPHRASE_CHARS = 12
+"""A new key's passphrase is at least this long unless ``--weak-passphrase`` is given by name."""
 
 
 def _interactive() -> bool:
@@ -38,11 +40,21 @@ def _from_env() -> bytes | None:
     return value.encode("utf-8")
 
 
-def new_key_passphrase(*, unencrypted: bool) -> bytes | None:
+def _strong_enough(passphrase: bytes, *, weak_ok: bool) -> bytes:
+    if weak_ok or len(passphrase.decode("utf-8")) >= MIN_PASSPHRASE_CHARS:
+        return passphrase
+    raise UsageError(
+        f"the passphrase is shorter than {MIN_PASSPHRASE_CHARS} characters",
+        hint="choose a longer one (a few words), or pass --weak-passphrase to accept it anyway",
+    )
+
+
+def new_key_passphrase(*, unencrypted: bool, weak_ok: bool = False) -> bytes | None:
     """Return the passphrase for a new private key, or None when ``unencrypted`` was asked for by name.
 
     Order: ``--unencrypted``, then ``GAPSEAL_KEY_PASSPHRASE``, then a hidden prompt with confirmation. With none of
-    them possible (no terminal), raise ``UsageError`` (exit 2) naming the three options.
+    them possible (no terminal), raise ``UsageError`` (exit 2) naming the three options. A passphrase shorter than
+    ``MIN_PASSPHRASE_CHARS`` is refused unless ``weak_ok`` (``--weak-passphrase``).
     """
     if unencrypted:
         if os.environ.get(PASSPHRASE_ENV):
@@ -50,7 +62,7 @@ def new_key_passphrase(*, unencrypted: bool) -> bytes | None:
         return None
     passphrase = _from_env()
     if passphrase is not None:
-        return passphrase
+        return _strong_enough(passphrase, weak_ok=weak_ok)
     if not _interactive():
         raise UsageError(
             "no passphrase for the new private key and no terminal to ask for one",
@@ -59,6 +71,7 @@ def new_key_passphrase(*, unencrypted: bool) -> bytes | None:
     first = _prompt("Passphrase for the new key: ")
     if not first:
         raise UsageError("an empty passphrase is not a passphrase", hint="type one, or pass --unencrypted")
+    _strong_enough(first.encode("utf-8"), weak_ok=weak_ok)
     if _prompt("Repeat the passphrase: ") != first:
         raise UsageError("the two passphrases differ", hint="run the command again")
     _output.info("using the passphrase typed at the prompt")

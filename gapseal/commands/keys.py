@@ -22,17 +22,23 @@ app = typer.Typer(help="Create and inspect signing keys.", no_args_is_help=True)
 
 @app.command("generate")
 def generate(
-    name: Annotated[Path, typer.Argument(help="Path stem: writes NAME.key (private, 0600) and NAME.pub (public).")],
+    name: Annotated[
+        Path,
+        typer.Argument(help="Path stem: writes NAME.key (private, 0600) and NAME.pub; NAME.key or NAME.pub work too."),
+    ],
     unencrypted: bool = typer.Option(
         False, "--unencrypted", help="Store the private key without a passphrase (unsafe; ask for it by name)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace NAME.key and NAME.pub if they exist."),
+    weak_passphrase: bool = typer.Option(
+        False, "--weak-passphrase", help="Accept a passphrase shorter than 12 characters (unsafe; ask for it by name)."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> int:
     """Generate an ECDSA P-256 key pair; the passphrase comes from GAPSEAL_KEY_PASSPHRASE or a prompt."""
     _output.configure(json_output=json_output)
     check_key_pair_writable(name, overwrite=overwrite)  # before asking for a passphrase
-    passphrase = _secrets.new_key_passphrase(unencrypted=unencrypted)
+    passphrase = _secrets.new_key_passphrase(unencrypted=unencrypted, weak_ok=weak_passphrase)
     private_path, public_path = generate_key_pair(name, passphrase, overwrite=overwrite)
     key_id = load_public_key(public_path).key_id
     result = {

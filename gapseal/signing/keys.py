@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
-from gapseal.errors import KeyLoadError, UsageError
+from gapseal.errors import KeyLoadError, UsageError, output_exists, output_not_writable
 
 PRIVATE_KEY_SUFFIX = ".key"
 PUBLIC_KEY_SUFFIX = ".pub"
@@ -153,38 +153,48 @@ class KeyFileInfo:
 
 
 def key_paths(stem: Path) -> tuple[Path, Path]:
-    """Return (STEM.key, STEM.pub); the suffix is appended, never substituted."""
-    return stem.with_name(stem.name + PRIVATE_KEY_SUFFIX), stem.with_name(stem.name + PUBLIC_KEY_SUFFIX)
+    """Return (STEM.key, STEM.pub); the suffix is appended, never substituted.
+
+    A stem that already ends in ``.key`` or ``.pub`` names the pair too: ``foo.key`` gives ``foo.key``/``foo.pub``,
+    never ``foo.key.key``.
+    """
+    name = stem.name
+    for suffix in (PRIVATE_KEY_SUFFIX, PUBLIC_KEY_SUFFIX):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
+    return stem.with_name(name + PRIVATE_KEY_SUFFIX), stem.with_name(name + PUBLIC_KEY_SUFFIX)
 
 
 def _write_new_file(path: Path, data: bytes, mode: int, *, overwrite: bool) -> None:
     """Write ``data`` to ``path`` atomically; the file has ``mode`` from its creation on."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), mode)  # the umask may have narrowed it; never widen beyond ``mode``
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # atomic and refuses an existing target
-            except FileExistsError:
-                raise UsageError(
-                    f"refusing to overwrite {path}", where=str(path), hint="pass --overwrite to replace it"
-                ) from None
-            os.unlink(tmp)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fchmod(f.fileno(), mode)  # the umask may have narrowed it; never widen beyond ``mode``
+                os.fsync(f.fileno())
+            if overwrite:
+                os.replace(tmp, path)
+            else:
+                try:
+                    os.link(tmp, path)  # atomic and refuses an existing target
+                except FileExistsError:
+                    raise output_exists(path) from None
+                os.unlink(tmp)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as e:  # read-only directory, full disk, quota: the machine's state, named with the path
+        raise output_not_writable(path, e.strerror or str(e)) from e
 
 
 def check_key_pair_writable(stem: Path, *, overwrite: bool) -> tuple[Path, Path]:
@@ -193,9 +203,14 @@ def check_key_pair_writable(stem: Path, *, overwrite: bool) -> tuple[Path, Path]
     if not overwrite:
         for p in (private_path, public_path):
             if p.exists() or p.is_symlink():
-                raise UsageError(f"refusing to overwrite {p}", where=str(p), hint="pass --overwrite to replace it")
+                raise output_exists(p)
+    for p in (private_path, public_path):
+        if p.is_dir():
+            raise UsageError(f"output {p} is a directory", where=str(p), hint="name a file stem, e.g. keys/team")
     if not stem.parent.is_dir():
-        raise UsageError(f"directory {stem.parent} does not exist", where=str(stem.parent))
+        raise output_not_writable(private_path, f"directory {stem.parent} does not exist")
+    if not os.access(stem.parent, os.W_OK | os.X_OK):
+        raise output_not_writable(private_path, f"directory {stem.parent} is not writable")
     return private_path, public_path
 
 

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from gapseal.errors import KeyLoadError, UsageError
+from gapseal.errors import KeyLoadError, OutputError, UsageError
 from gapseal.signing.keys import (
     SigningKey,
     generate_key_pair,
@@ -90,7 +90,7 @@ def test_generate_keeps_dotted_stem(tmp_path: Path) -> None:
 def test_generate_refuses_to_overwrite(tmp_path: Path) -> None:
     private, public = generate_key_pair(tmp_path / "k", None)
     before = (private.read_bytes(), public.read_bytes())
-    with pytest.raises(UsageError, match="refusing to overwrite") as e:
+    with pytest.raises(UsageError, match="already exists") as e:
         generate_key_pair(tmp_path / "k", None)
     assert e.value.hint is not None
     assert "--overwrite" in e.value.hint
@@ -99,14 +99,14 @@ def test_generate_refuses_to_overwrite(tmp_path: Path) -> None:
 
 def test_generate_refuses_when_only_the_public_half_exists(tmp_path: Path) -> None:
     (tmp_path / "k.pub").write_text("something else")
-    with pytest.raises(UsageError, match=r"refusing to overwrite .*k\.pub"):
+    with pytest.raises(UsageError, match=r"k\.pub already exists"):
         generate_key_pair(tmp_path / "k", None)
     assert not (tmp_path / "k.key").exists()
 
 
 def test_generate_refuses_a_dangling_symlink_target(tmp_path: Path) -> None:
     (tmp_path / "k.key").symlink_to(tmp_path / "elsewhere")
-    with pytest.raises(UsageError, match="refusing to overwrite"):
+    with pytest.raises(UsageError, match="already exists"):
         generate_key_pair(tmp_path / "k", None)
     assert not (tmp_path / "elsewhere").exists()
 
@@ -125,9 +125,16 @@ def test_generate_refuses_an_empty_passphrase(tmp_path: Path) -> None:
         generate_key_pair(tmp_path / "k", b"")
 
 
-def test_generate_into_a_missing_directory_is_a_usage_error(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="does not exist"):
+def test_generate_into_a_missing_directory_is_an_output_error(tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match="does not exist"):
         generate_key_pair(tmp_path / "nope" / "k", None)
+
+
+@pytest.mark.parametrize("given", ["team.key", "team.pub", "team"])
+def test_generate_names_the_pair_from_a_stem_with_or_without_suffix(tmp_path: Path, given: str) -> None:
+    private, public = generate_key_pair(tmp_path / given, None)
+    assert (private.name, public.name) == ("team.key", "team.pub")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["team.key", "team.pub"]
 
 
 # --- round trips ----------------------------------------------------------------------------------------------------

@@ -125,7 +125,7 @@ def test_generate_refuses_overwrite_before_asking(
     generate_key_pair(tmp_path / "k", None)
     prompts = _typed(monkeypatch, PASS, PASS)
     assert main(["keys", "generate", str(tmp_path / "k")]) == 2
-    assert "refusing to overwrite" in capsys.readouterr().err
+    assert "already exists" in capsys.readouterr().err
     assert prompts == [], "no passphrase is asked for a command that cannot write its output"
     assert main(["keys", "generate", str(tmp_path / "k"), "--overwrite"]) == 0
 
@@ -220,3 +220,34 @@ def test_private_key_from_a_public_key(tmp_path: Path) -> None:
     _, pub = generate_key_pair(tmp_path / "k", None)
     with pytest.raises(KeyLoadError, match="this is a public key"):
         _secrets.private_key_from(pub)
+
+
+def test_generate_refuses_a_short_passphrase(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GAPSEAL_KEY_PASSPHRASE", "short")
+    assert main(["keys", "generate", str(tmp_path / "k")]) == 2
+    err = capsys.readouterr().err
+    assert "shorter than 12 characters" in err
+    assert "--weak-passphrase" in err
+    assert not list(tmp_path.iterdir()), "nothing written"
+
+
+def test_generate_refuses_a_short_typed_passphrase_before_asking_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prompts = _typed(monkeypatch, "short", "short")
+    assert main(["keys", "generate", str(tmp_path / "k")]) == 2
+    assert len(prompts) == 1
+
+
+def test_generate_accepts_a_short_passphrase_asked_for_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GAPSEAL_KEY_PASSPHRASE", "short")
+    assert main(["keys", "generate", str(tmp_path / "k"), "--weak-passphrase"]) == 0
+    load_private_key(tmp_path / "k.key", b"short")
+
+
+def test_generate_with_a_key_suffix_writes_the_pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GAPSEAL_KEY_PASSPHRASE", PASS)
+    assert main(["keys", "generate", str(tmp_path / "foo.key")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["foo.key", "foo.pub"]
