@@ -4,8 +4,9 @@ The bundle's build has three variants, in preference order: cuda, whose server n
 (a compiled binary with its version need patched; the real loader refuses it, see tests/unit/bundler/test_elf.py),
 rocm, compiled for another machine (aarch64), and cpu, which runs. The host has both GPUs (fake tools printing
 recorded real outputs), so only the binary checks can turn the choice away from cuda. ``gapseal hosts detect``
-probes host 30 through Ansible (the real ``getconf``/``ldconfig -p``/``uname -m`` of the host), shows why the first two cannot run, and
-picks the third; ``gapseal install --tags record`` installs that one. Host 30 (installer range, 10.231.30.0/30).
+probes host 30 through Ansible (the real ``getconf``/``ldconfig -p``/``uname -m`` of the host), shows why the first
+two cannot run, and picks the third; ``gapseal install --tags record`` installs that one. Host 30 (installer
+range, 10.231.30.0/30).
 """
 
 from __future__ import annotations
