@@ -39,10 +39,11 @@ from gapseal.bundler.model_formats import ModelFormatInfo, detect_model_format
 from gapseal.bundler.model_signature import MODEL_SIGNATURE_NAME, sign_model
 from gapseal.bundler.selfcontained import Wheelhouse, complete_descriptor
 from gapseal.bundler.spec import LoadedSpec, load_spec
+from gapseal.bundler.statement import bundle_predicate, image_index_entries, statement_subjects
 from gapseal.errors import InputError, UsageError
 from gapseal.hashing import FileDigest, copy_and_hash, hash_file, parallel_map
 from gapseal.progress import NO_PROGRESS, Progress
-from gapseal.signing.attestation import Subject, sign_statement
+from gapseal.signing.attestation import sign_statement
 from gapseal.signing.keys import SigningKey
 
 
@@ -305,25 +306,6 @@ def create_bundle(
     )
 
 
-def statement_subjects(manifest_digest: str, config_digest: str, descriptor: BundleDescriptor) -> list[Subject]:
-    """The signed statement's subjects: the bundle manifest, its config, and every file by its layer title."""
-    subjects = [
-        Subject(name=oci.MANIFEST_SUBJECT_NAME, sha256=manifest_digest.removeprefix("sha256:")),
-        Subject(name="gapseal-bundle-descriptor", sha256=config_digest.removeprefix("sha256:")),
-    ]
-    subjects += [Subject(name=title, sha256=e.digest.removeprefix("sha256:")) for title, e in descriptor.layers()]
-    for image in descriptor.images or []:
-        subjects += [Subject(name=name, sha256=digest.removeprefix("sha256:")) for name, digest in image.subjects()]
-    return subjects
-
-
-def image_index_entries(descriptor: BundleDescriptor) -> list[tuple[str, oci.Descriptor]]:
-    """The ``index.json`` entry of every image: its name and the descriptor of its stored top document."""
-    return [
-        (i.name, oci.Descriptor(media_type=i.media_type, digest=i.digest, size=i.size)) for i in descriptor.images or []
-    ]
-
-
 def _image_component(image: ImportedImage) -> ImageComponent:
     def blob(ref: ChildRef) -> ImageBlob:
         return ImageBlob(digest=ref.digest, size=ref.size, media_type=ref.media_type)
@@ -349,19 +331,6 @@ def _image_component(image: ImportedImage) -> ImageComponent:
             for m in image.manifests
         ],
     )
-
-
-def bundle_predicate(descriptor: BundleDescriptor, manifest_digest: str) -> dict[str, object]:
-    """The signed predicate: what the bundle is, when it was made, until when it may be used."""
-    predicate: dict[str, object] = {
-        "name": descriptor.name,
-        "version": descriptor.version,
-        "created": descriptor.created,
-        "manifestDigest": manifest_digest,
-    }
-    if descriptor.expires is not None:
-        predicate["expires"] = descriptor.expires
-    return predicate
 
 
 def _describe(

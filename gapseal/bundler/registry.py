@@ -40,9 +40,10 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from gapseal.bundler import layout as oci
-from gapseal.bundler.create import image_index_entries, prepare_output
+from gapseal.bundler.create import prepare_output
 from gapseal.bundler.descriptor import BundleDescriptor
 from gapseal.bundler.images import INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES, MAX_IMAGE_DOCUMENT, parse_image_document
+from gapseal.bundler.statement import image_index_entries
 from gapseal.bundler.verify import VerifiedBundle, verify_bundle
 from gapseal.errors import BundleError, UsageError
 from gapseal.progress import NO_PROGRESS, Progress

@@ -21,12 +21,12 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from gapseal.bundler import layout as oci
-from gapseal.bundler.create import bundle_predicate, image_index_entries, statement_subjects
 from gapseal.bundler.delta_marker import delta_needs_base_error, read_delta_marker
 from gapseal.bundler.descriptor import BundleDescriptor, ImageBlob, ImageComponent
 from gapseal.bundler.images import ChildRef, manifest_labels, parse_image_document
 from gapseal.bundler.inventory import LayoutEntry, LayoutInventory, read_layout_archive, read_layout_dir
 from gapseal.bundler.rollback import RollbackDecision, RollbackState
+from gapseal.bundler.statement import bundle_predicate, image_index_entries, statement_subjects
 from gapseal.errors import GapsealError, SignatureError, VerificationError
 from gapseal.progress import NO_PROGRESS, Progress
 from gapseal.signing.attestation import VerifiedStatement, verify_statement
@@ -137,8 +137,10 @@ def verify_read_bundle(
     record: bool = False,
     now: datetime | None,
 ) -> VerifiedBundle:
-    """Verify an already-read bundle (a layout, or a delta completed by its base), then check rollback (and record
-    the use when ``record``)."""
+    """Verify an already-read bundle (a layout, or a delta completed by its base), then check rollback.
+
+    With ``record`` the use is recorded: the high-water mark moves to this version.
+    """
     verified = verify_inventory(inventory, trusted_keys, now=now)
     decision = None
     if rollback is not None:

@@ -276,7 +276,10 @@ def test_downgrade_is_refused_unless_allowed(tmp_path: Path, keys: KeyPair) -> N
     state = RollbackState(tmp_path / "state" / "rollback.json")
     new = make_bundle(tmp_path / "new", keys, version="1.5.0").path
     old = make_bundle(tmp_path / "old", keys, version="1.4.0").path
-    verify_bundle(new, [keys.public], rollback=state)
+    verify_bundle(new, [keys.public], rollback=state)  # only looked at: the mark does not move
+    verify_bundle(old, [keys.public], rollback=state)
+    verify_bundle(new, [keys.public], rollback=state, record=True)  # used: the mark moves to 1.5.0
+    verify_bundle(new, [keys.public], rollback=state, record=True)  # the same version is always usable again
     with pytest.raises(VerificationError, match=r"rollback refused: clinic 1.4.0 is older than 1.5.0"):
         verify_bundle(old, [keys.public], rollback=state)
     allowed = verify_bundle(old, [keys.public], rollback=state, allow_downgrade=True)
