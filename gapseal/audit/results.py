@@ -21,6 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gapseal.audit.site import SiteRecord
 from gapseal.errors import AuditError
 
 RESULTS_API_VERSION = "gapseal/v1"
@@ -125,6 +126,10 @@ class Results(_Model):
         description="sha256 over the policy set (every .rego, the data files and the catalog), 'sha256:<hex>'."
     )
     waivers_digest: str | None = Field(default=None, description="sha256 of the waivers file used, if any.")
+    site: SiteRecord | None = Field(
+        default=None,
+        description="The site data the verdict rests on: the site file's path, sha256 and scope, or the defaults.",
+    )
     hosts: tuple[HostResults, ...] = Field(description="Per-host results, sorted by host name.")
     summary: Summary = Field(description="Counts and the overall verdict.")
 

@@ -30,6 +30,7 @@ from gapseal.audit.evidence import (
 )
 from gapseal.audit.facts import HostFacts, load_facts
 from gapseal.audit.results import Results
+from gapseal.audit.site import SiteRecord, load_site, site_record
 from gapseal.audit.waivers import WaiverSet
 from gapseal.errors import AuditError, UsageError
 from gapseal.progress import NO_PROGRESS, Progress
@@ -59,6 +60,8 @@ class AuditRunRequest:
     overwrite: bool = False
     root: Path = Path("/")
     """File-system prefix for a local audit (tests and prefixed installs)."""
+    site: Path | None = None
+    """The site data file (``gapseal.audit.site``); None: the documented defaults apply and the evidence says so."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ class AuditRunOutcome:
     evidence: WrittenEvidence
     results: Results
     timings: dict[str, float]
+    site: SiteRecord
+    """The site data the verdict rests on (also in ``results.json``)."""
 
 
 def controls_from_catalog(catalog: ControlsCatalog | None = None) -> dict[str, ControlInfo]:
@@ -181,7 +186,7 @@ def run_audit(request: AuditRunRequest, progress: Progress = NO_PROGRESS) -> Aud
     """Collect, evaluate, write and sign; return the written evidence and the phase timings.
 
     Everything that can be refused is refused before the first host is touched: the output directory, the probe
-    targets, the policy set and the waivers file.
+    targets, the site file, the policy set and the waivers file.
     """
     from gapseal.audit.engines import load_policy_set
     from gapseal.audit.probes import parse_probe_target
@@ -191,15 +196,17 @@ def run_audit(request: AuditRunRequest, progress: Progress = NO_PROGRESS) -> Aud
     check_output_dir(request.out_dir, overwrite=request.overwrite)
     for p in request.probes:
         parse_probe_target(p)
-    # One load: the catalog the report names is the one hashed into the results' policy digest.
-    policy_set = load_policy_set()
+    loaded = load_site(request.site) if request.site is not None else None
+    # One load: the catalog the report names is the one hashed into the results' policy digest (site data included).
+    policy_set = load_policy_set(data_override=loaded.site.data_override() if loaded else None)
     waivers = load_waivers(request.waivers) if request.waivers else NO_WAIVERS
     waivers.check_rules(r.id for r in policy_set.rules)
 
     t0 = time.perf_counter()
     hosts = collect_inventory(request, progress) if request.inventory else collect_local(request, progress)
     t1 = time.perf_counter()
-    results = evaluate(hosts, policy_set, waivers=waivers, opa_url=request.opa_url)
+    record = site_record(loaded)
+    results = evaluate(hosts, policy_set, waivers=waivers, opa_url=request.opa_url).model_copy(update={"site": record})
     t2 = time.perf_counter()
     written = write_evidence(
         request.out_dir,
@@ -219,4 +226,4 @@ def run_audit(request: AuditRunRequest, progress: Progress = NO_PROGRESS) -> Aud
         "write_and_sign": t3 - t2,
         "total": t3 - start,
     }
-    return AuditRunOutcome(evidence=written, results=results, timings=timings)
+    return AuditRunOutcome(evidence=written, results=results, timings=timings, site=record)

@@ -165,6 +165,17 @@ def audit_run(
     root: Annotated[
         Path, typer.Option("--root", help="Prefix of this host's files, for a local audit (a gapseal_root).")
     ] = Path("/"),
+    site: Annotated[
+        Path | None,
+        typer.Option(
+            "--site",
+            help="Site data file (apiVersion: gapseal/v1, kind: Site): scope, and the allowlist of enclave networks, "
+            "default-route gateways, resolvers, NTP servers, proxies, registries and log hosts; its sha256 is "
+            "recorded in the evidence. Without it the defaults apply: enclave = RFC 1918, ULA and link-local "
+            "ranges; no gateway, resolver, NTP server, proxy, registry or log host allowed (and the evidence "
+            "says so).",
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing evidence directory.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
@@ -187,6 +198,8 @@ def audit_run(
         raise UsageError(f"inventory {inventory} is not a file")
     if waivers is not None and not waivers.is_file():
         raise UsageError(f"waivers file {waivers} is not a file")
+    if site is not None and not site.is_file():
+        raise UsageError(f"site file {site} is not a file", hint="write one as described in `gapseal audit run --help`")
     if inventory is None and not root.is_dir():
         raise UsageError(f"--root {root} is not a directory")
     check_output_dir(out, overwrite=overwrite)  # before the long work
@@ -203,6 +216,7 @@ def audit_run(
         probes=tuple(probes),
         overwrite=overwrite,
         root=root,
+        site=site,
     )
     with _output.progress() as prog:
         outcome = run_audit(request, prog)
@@ -215,6 +229,7 @@ def audit_run(
                 "evidence": str(out),
                 "report": str(out / "report.html"),
                 "summary": s.model_dump(mode="json"),
+                "site": outcome.site.model_dump(mode="json"),
                 "findings": [
                     {
                         "host": h.host,
@@ -249,24 +264,16 @@ def audit_run(
 
 
 def _load_data_override(path: Path | None) -> dict[str, object] | None:
-    """Read a ``--data`` file (YAML or JSON mapping of data documents, deep-merged over policies/data)."""
+    """Read a ``--data`` file: a site file (``kind: Site``) or a plain mapping deep-merged over policies/data."""
     if path is None:
         return None
-    import yaml
-
-    from gapseal.errors import UsageError
+    from gapseal.audit.site import load_data_file
+    from gapseal.errors import AuditError, UsageError
 
     try:
-        value = yaml.safe_load(path.read_bytes())
-    except OSError as e:
-        raise UsageError(f"cannot read --data file: {e.strerror}", where=str(path)) from e
-    except yaml.YAMLError as e:
-        raise UsageError(f"--data file is not valid YAML/JSON: {e}", where=str(path)) from e
-    if not isinstance(value, dict):
-        raise UsageError(
-            "--data file must hold a mapping, e.g. {allowlist: {enclave: [10.20.0.0/16]}}", where=str(path)
-        )
-    return value
+        return load_data_file(path)[0]
+    except AuditError as e:  # a bad --data argument is a usage error (exit 2), as it always was
+        raise UsageError(e.message, where=e.where, hint=e.hint) from e
 
 
 @audit_app.command("evaluate")
@@ -279,7 +286,9 @@ def audit_evaluate(
     data: Annotated[
         Path | None,
         typer.Option(
-            "--data", help="Site data (YAML/JSON) deep-merged over policies/data, e.g. the enclave allowlist."
+            "--data",
+            help="Site data: a site file (kind: Site, as `audit run --site` takes) or a YAML/JSON mapping "
+            "deep-merged over policies/data, e.g. {allowlist: {enclave: [10.20.0.0/16]}}.",
         ),
     ] = None,
     policies: Annotated[

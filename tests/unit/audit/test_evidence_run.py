@@ -62,3 +62,12 @@ def test_waiver_for_an_unknown_rule_refused_before_collecting(tmp_path: Path) ->
     with pytest.raises(AuditError, match="names unknown rule EGRESS-999"):
         run_audit(request)
     assert not (tmp_path / "ev").exists()
+
+
+def test_bad_site_file_refused_before_collecting(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text("apiVersion: gapseal/v1\nkind: Site\nscope: {organisation: O, system: S}\n")
+    request = AuditRunRequest(out_dir=tmp_path / "ev", key=SigningKey.generate(), site=site)
+    with pytest.raises(AuditError, match=r"site file is invalid: scope.assessor: Field required"):
+        run_audit(request)
+    assert not (tmp_path / "ev").exists()
