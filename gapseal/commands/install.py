@@ -26,17 +26,150 @@ def _split(values: list[str]) -> list[str]:
     return [t.strip() for v in values for t in v.split(",") if t.strip()]
 
 
+def _run_dir(log_dir: Path | None) -> Path:
+    """A fresh directory for this run's log, events and report (kept: the operator reads it after a failure)."""
+    import os
+    import time
+
+    from gapseal.bundler.rollback import default_state_file
+    from gapseal.errors import output_not_writable
+
+    base = log_dir if log_dir is not None else default_state_file().parent / "runs"
+    path = base.absolute() / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}"
+    try:
+        path.mkdir(parents=True, mode=0o700)
+    except OSError as e:
+        raise output_not_writable(path, e.strerror or str(e)) from e
+    return path
+
+
+class _RunWatcher:
+    """Sees every ansible-runner event: keeps the run's log files, the check-mode plan, and plain progress lines.
+
+    The log directory holds ``events.jsonl`` (every runner event, the artifacts ansible-runner itself would keep)
+    and ``install.log`` (one line per host and task, what a CI log shows); the plan is what check mode would change.
+    """
+
+    def __init__(self, run_dir: Path, *, plain: bool) -> None:
+        import threading
+
+        self.run_dir = run_dir
+        self.plain = plain
+        self.plan: dict[str, list[tuple[str, list[str]]]] = {}
+        self._lock = threading.Lock()
+        self._events = (run_dir / "events.jsonl").open("a", encoding="utf-8")
+        self._log = (run_dir / "install.log").open("a", encoding="utf-8")
+
+    def close(self) -> None:
+        self._events.close()
+        self._log.close()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = str(event.get("event", ""))
+        data = event.get("event_data") or {}
+        with self._lock:
+            self._events.write(json.dumps(event, sort_keys=True, default=str) + "\n")
+            status = {
+                "runner_on_ok": "ok",
+                "runner_on_failed": "FAILED",
+                "runner_on_unreachable": "UNREACHABLE",
+                "runner_on_skipped": "skipped",
+            }.get(kind)
+            if status is None:
+                return
+            res = data.get("res") or {}
+            if status == "ok" and res.get("changed"):
+                status = "changed"
+                self.plan.setdefault(str(data.get("host")), []).append((str(data.get("task", "")), _details(res)))
+            line = f"{data.get('host')} | {status} | {data.get('task', '')}"
+            if status in ("FAILED", "UNREACHABLE"):
+                line += f" | {_failure_message(res)}"
+            self._log.write(line + "\n")
+            self._log.flush()
+            if self.plain and status != "skipped" and not str(data.get("task", "")).startswith("Validating arguments"):
+                _output.info(line)
+
+
+def _failure_message(res: dict[str, Any]) -> str:
+    msg = res.get("msg") or res.get("stderr") or res.get("module_stderr") or res.get("reason") or "failed"
+    return " ".join(str(msg).split())
+
+
+_DIFF_LINES = 40
+
+
+def _details(res: dict[str, Any]) -> list[str]:
+    """What one changed task would write, remove or edit (gapseal_files' plan, Ansible's diff mode), loops included."""
+    lines: list[str] = []
+    for item in res.get("results") or []:
+        if isinstance(item, dict) and item.get("changed"):
+            lines += _details(item)
+    paths = {f.get("digest"): f.get("path") for f in res.get("files") or [] if isinstance(f, dict)}
+    lines += [f"write  {paths.get(d, d)}" for d in res.get("missing") or []]
+    lines += [f"remove {p}" for p in res.get("extra") or []]
+    lines += [f"mode   {p}" for p in res.get("stale_modes") or []]
+    diffs = res.get("diff") or []
+    for diff in diffs if isinstance(diffs, list) else [diffs]:
+        if isinstance(diff, dict):
+            lines += _diff_lines(diff)
+    if not lines and isinstance(res.get("path"), str) and not res.get("results"):
+        lines.append(f"write  {res['path']}")
+    return lines
+
+
+def _diff_lines(diff: dict[str, Any]) -> list[str]:
+    import difflib
+
+    before, after = diff.get("before"), diff.get("after")
+    header = str(diff.get("after_header") or diff.get("before_header") or "")
+    if isinstance(before, str) and isinstance(after, str):
+        text = list(
+            difflib.unified_diff(
+                before.splitlines(), after.splitlines(), f"{header} (now)", f"{header} (would be)", lineterm=""
+            )
+        )
+        if len(text) > _DIFF_LINES:
+            text = [*text[:_DIFF_LINES], f"… {len(text) - _DIFF_LINES} more diff lines (see the run log)"]
+        return text
+    if isinstance(before, dict) and isinstance(after, dict):  # the file module: {"state": "absent"} -> "directory"
+        path = after.get("path") or before.get("path") or header
+        changes = [f"{k} {before.get(k)} -> {after[k]}" for k in sorted(after) if k != "path"]
+        return [f"{path}: {', '.join(changes)}"]
+    return [f"edit   {header}"] if header else []
+
+
 def _summary_table(report: Any) -> Table:
-    table = Table(title=f"{report.bundle.name} {report.bundle.version}" + (" (check mode)" if report.check else ""))
-    for column in ("host", "status", "variant", "changed", "failed", "services", "reason"):
+    title = f"{report.bundle.name} {report.bundle.version}" + (" (check mode: nothing changed)" if report.check else "")
+    table = Table(title=title)
+    changed = "would change" if report.check else "changed"
+    for column in ("host", "status", "variant", changed, "failed", "services"):
         table.add_column(column)
     for h in report.hosts:
         colour = {"ok": "green", "failed": "red", "unreachable": "red"}[h.status]
         variants = ", ".join(f"{b}={v}" for b, v in sorted(h.variants.items())) or "-"
         services = ", ".join(f"{s.name}: {s.state}" for s in h.services) or "-"
-        reason = h.failures[0].message.splitlines()[0] if h.failures else ""
-        table.add_row(h.name, f"[{colour}]{h.status}[/]", variants, str(h.changed), str(h.failed), services, reason)
+        table.add_row(h.name, f"[{colour}]{h.status}[/]", variants, str(h.changed), str(h.failed), services)
     return table
+
+
+def _print_failures(report: Any) -> None:
+    """The full reason per failed host: every failing task with its whole message (unmet variant requirements)."""
+    for h in report.hosts:
+        for f in h.failures:
+            kind = "unreachable" if f.unreachable else "failed"
+            _output.stdout.print(f"[red]{h.name}[/] {kind} at task '{f.task}':", highlight=False)
+            for line in f.message.splitlines() or [""]:
+                _output.stdout.print(f"    {line}", highlight=False, markup=False)
+
+
+def _print_plan(report: Any, watcher: _RunWatcher) -> None:
+    for h in report.hosts:
+        items = watcher.plan.get(h.name, [])
+        _output.stdout.print(f"[bold]{h.name}[/]: " + (f"{len(items)} task(s) would change" if items else "no change"))
+        for task, lines in items:
+            _output.stdout.print(f"  ~ {task}", highlight=False, markup=False)
+            for line in lines:
+                _output.stdout.print(f"      {line}", highlight=False, markup=False)
 
 
 def install(
@@ -44,7 +177,9 @@ def install(
     inventory: Path = _INVENTORY,
     key: list[Path] = _KEYS,
     trust: Path | None = _TRUST,
-    check: bool = typer.Option(False, "--check", help="Ansible check mode: report what would change, change nothing."),
+    check: bool = typer.Option(
+        False, "--check", help="Ansible check and diff mode: print per host what would change, change nothing."
+    ),
     limit: str | None = _LIMIT,
     tags: list[str] = typer.Option([], "--tags", "-t", help="Only these roles (comma-separated or repeated)."),
     skip_tags: list[str] = typer.Option([], "--skip-tags", help="Skip these roles (e.g. egress)."),
@@ -55,6 +190,9 @@ def install(
         help="YAML list of services ({name, build, model, args, ...}) replacing the bundle's own.",
     ),
     report_file: Path | None = typer.Option(None, "--report", help="Also write the JSON install report here."),
+    log_dir: Path | None = typer.Option(
+        None, "--log-dir", help="Keep this run's log and events under here (default: the state directory's runs/)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --report file."),
     allow_downgrade: bool = typer.Option(
         False, "--allow-downgrade", help="Accept a version older than one this controller already accepted."
@@ -70,14 +208,24 @@ def install(
     A bundle that does not verify is refused before any host is contacted. Exit 0 only if every host succeeded.
     """
     from gapseal.bundler.rollback import RollbackState, default_state_file
-    from gapseal.installer.install import InstallOptions, install_bundle, load_services
+    from gapseal.errors import output_exists
+    from gapseal.installer.install import SITE_PLAYBOOK, InstallOptions, install_bundle, load_services
+    from gapseal.installer.inventory import load_inventory
+    from gapseal.installer.selection import check_limit, check_tags, playbook_tags
+    from gapseal.resources import playbooks_dir
     from gapseal.signing.trust import trusted_keys
 
     _output.configure(json_output=json_output, quiet=quiet)
-    if report_file is not None and report_file.exists() and not overwrite:
-        raise UsageError(f"{report_file} exists", where=str(report_file), hint="pass --overwrite to replace it")
+    # Ansible runs in the playbooks' directory: every path handed to it must not depend on this shell's cwd.
+    bundle, inventory = bundle.absolute(), inventory.absolute()
+    if report_file is not None and (report_file.exists() or report_file.is_symlink()) and not overwrite:
+        raise output_exists(report_file)
     if not key and trust is None:
         raise UsageError("no trusted key given", hint="pass --key PUB (repeatable) or --trust trust.yaml")
+    valid_tags = playbook_tags(playbooks_dir() / SITE_PLAYBOOK)
+    check_tags(_split(tags), valid_tags, "--tags")
+    check_tags(_split(skip_tags), valid_tags, "--skip-tags")
+    check_limit(load_inventory(inventory), limit)
     keys = trusted_keys(key, trust)
     options = InstallOptions(
         check=check,
@@ -86,29 +234,45 @@ def install(
         skip_tags=tuple(_split(skip_tags)),
         forks=forks,
         services=tuple(load_services(services_file)) if services_file else (),
+        # diff mode: template/copy/file tasks and gapseal's modules say what they would change
+        envvars={"ANSIBLE_DIFF_ALWAYS": "True"} if check else None,
     )
-    with _output.progress() as progress:
-        report = install_bundle(
-            bundle,
-            inventory,
-            keys,
-            options=options,
-            rollback=RollbackState(state_file or default_state_file()),
-            allow_downgrade=allow_downgrade,
-            progress=progress,
-        )
+    run_dir = _run_dir(log_dir)
+    watcher = _RunWatcher(run_dir, plain=not _output.state.quiet and not _output.stderr.is_terminal)
+    try:
+        with _output.progress() as progress:
+            report = install_bundle(
+                bundle,
+                inventory,
+                keys,
+                options=options,
+                rollback=RollbackState(state_file or default_state_file()),
+                allow_downgrade=allow_downgrade,
+                progress=progress,
+                on_event=watcher,
+            )
+    finally:
+        watcher.close()
     document = report.model_dump(mode="json")
+    text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+    (run_dir / "report.json").write_text(text)
     if report_file is not None:
-        report_file.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        report_file.write_text(text)
     if json_output:
         _output.emit_json(document)
+        return 0 if report.ok else 1
+    _output.stdout.print(_summary_table(report))
+    if check:
+        _print_plan(report, watcher)
+    _print_failures(report)
+    failed = [h.name for h in report.hosts if h.status != "ok"]
+    if failed:
+        _output.stdout.print(f"[red]{len(failed)} of {len(report.hosts)} host(s) failed:[/] {', '.join(failed)}")
+    elif check:
+        _output.stdout.print(f"check mode: nothing changed on {len(report.hosts)} host(s)")
     else:
-        _output.stdout.print(_summary_table(report))
-        failed = [h.name for h in report.hosts if h.status != "ok"]
-        if failed:
-            _output.stdout.print(f"[red]{len(failed)} of {len(report.hosts)} host(s) failed:[/] {', '.join(failed)}")
-        else:
-            _output.stdout.print(f"[green]installed on {len(report.hosts)} host(s)[/] in {report.duration_seconds}s")
+        _output.stdout.print(f"[green]installed on {len(report.hosts)} host(s)[/] in {report.duration_seconds}s")
+    _output.stdout.print(f"run log: {run_dir}", highlight=False)
     return 0 if report.ok else 1
 
 
@@ -127,13 +291,21 @@ def detect(
     json_output: bool = _JSON,
     quiet: bool = _QUIET,
 ) -> int:
-    """Show each host's hardware and, with --bundle, the variant each build would get there, and why."""
+    """Show each host's hardware and, with --bundle, the variant each build would get there, and why.
+
+    Exit 1 when a host is unreachable or some build has no variant a host satisfies (install would fail there).
+    """
     from gapseal.installer.detect import detect_hosts
     from gapseal.installer.install import playbook_vars
+    from gapseal.installer.inventory import load_inventory
+    from gapseal.installer.selection import check_limit
 
     _output.configure(json_output=json_output, quiet=quiet)
+    inventory = inventory.absolute()  # Ansible runs elsewhere: no path may depend on this shell's cwd
+    check_limit(load_inventory(inventory), limit)
     builds: list[dict[str, Any]] = []
     if bundle is not None:
+        bundle = bundle.absolute()
         from gapseal.bundler.verify import verify_bundle
         from gapseal.signing.trust import trusted_keys
 
@@ -144,10 +316,9 @@ def detect(
         builds = playbook_vars(verified)["gapseal_builds"] if verified.layout_dir else []
     with _output.progress() as progress:
         hosts = detect_hosts(inventory, builds, limit=limit, progress=progress)
+    ok = all(h.reachable and not h.errors and not h.unfit for h in hosts)
     if json_output:
-        _output.emit_json(
-            {"ok": all(h.reachable and not h.errors for h in hosts), "hosts": [h.as_dict() for h in hosts]}
-        )
+        _output.emit_json({"ok": ok, "hosts": [h.as_dict() for h in hosts]})
     else:
         for h in hosts:
             _output.stdout.print(f"[bold]{h.name}[/]" + ("" if h.reachable else " [red]unreachable[/]"))
@@ -172,4 +343,7 @@ def detect(
                     _output.stdout.print(f"    - {v['backend']}/{v['arch']}: {mark}", highlight=False)
             for e in h.errors:
                 _output.stdout.print(f"  [red]{e}[/]", highlight=False)
-    return 0 if all(h.reachable and not h.errors for h in hosts) else 1
+        unfit = [f"{h.name} ({', '.join(h.unfit)})" for h in hosts if h.unfit]
+        if unfit:
+            _output.stdout.print(f"[red]no variant fits:[/] {'; '.join(unfit)}", highlight=False)
+    return 0 if ok else 1

@@ -31,6 +31,11 @@ class HostDetection:
     """Per build, ``gapseal.VariantSelection`` as JSON with ``chosen``."""
     errors: list[str] = field(default_factory=list)
 
+    @property
+    def unfit(self) -> list[str]:
+        """Builds for which no variant fits this host (an install would fail it), sorted."""
+        return sorted(b for b, sel in self.variants.items() if isinstance(sel, dict) and not sel.get("chosen"))
+
     def as_dict(self) -> dict[str, Any]:
         """Return the JSON form for ``--json``."""
         return {
@@ -39,6 +44,7 @@ class HostDetection:
             "hardware": self.hardware,
             "variants": self.variants,
             "errors": self.errors,
+            "unfit_builds": self.unfit,
         }
 
 

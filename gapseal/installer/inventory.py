@@ -8,8 +8,10 @@ refuses unknown keys in a group, so a typo (``host:`` for ``hosts:``) is an erro
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import posixpath
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +63,52 @@ class Inventory:
     def names(self) -> list[str]:
         """Host names in the order the inventory lists them."""
         return list(self.hosts)
+
+    def groups(self) -> list[str]:
+        """Every group name, ``all`` included, sorted."""
+        return sorted({"all", *(g for h in self.hosts.values() for g in h.groups)})
+
+    def match(self, pattern: str) -> list[str]:
+        """Return the hosts an Ansible ``--limit`` pattern selects, in inventory order.
+
+        Covers what operators type: names and groups, ``*``/``?`` wildcards, ``~regex``, lists joined by ``,`` or
+        ``:``, ``!`` to exclude and ``&`` to intersect. An invalid regex is an ``InventoryError``.
+        """
+        selected: set[str] | None = None
+        excluded: set[str] = set()
+        intersect: list[set[str]] = []
+        for raw in re.split(r"[,:]", pattern):
+            term = raw.strip()
+            if not term:
+                continue
+            op, term = (term[0], term[1:]) if term[0] in "!&" else ("", term)
+            hits = self._term(term)
+            if op == "!":
+                excluded |= hits
+            elif op == "&":
+                intersect.append(hits)
+            else:
+                selected = (selected or set()) | hits
+        chosen = set(self.hosts) if selected is None else selected
+        for hits in intersect:
+            chosen &= hits
+        chosen -= excluded
+        return [n for n in self.names() if n in chosen]
+
+    def _term(self, term: str) -> set[str]:
+        if term.startswith("~"):
+            try:
+                rx = re.compile(term[1:])
+            except re.error as e:
+                raise InventoryError(f"--limit: {term!r} is not a valid regular expression ({e})") from e
+            return {n for n, h in self.hosts.items() if rx.search(n) or any(rx.search(g) for g in h.groups)}
+        if term == "all" or term == "*":
+            return set(self.hosts)
+        return {
+            n
+            for n, h in self.hosts.items()
+            if fnmatch.fnmatchcase(n, term) or any(fnmatch.fnmatchcase(g, term) for g in h.groups)
+        }
 
 
 def _check_vars(where: str, values: Any) -> dict[str, Any]:

@@ -82,8 +82,10 @@ def main():
     except FileNotFoundError:
         on_disk = None
     changed = on_disk != rules or not current
+    # Diff mode (gapseal install --check): the firewall rules as they are on disk and as they would be.
+    diff = {"before": on_disk or "", "after": rules, "before_header": path, "after_header": path}
     if module.check_mode or not changed:
-        module.exit_json(changed=changed, digest=digest, live=live)
+        module.exit_json(changed=changed, digest=digest, live=live, **({"diff": diff} if module._diff else {}))
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o755, exist_ok=True)
     if on_disk != rules:
@@ -97,7 +99,7 @@ def main():
     rc, out, err = module.run_command([nft, "-f", path])
     if rc != 0:
         module.fail_json(msg=f"nft -f {path} failed: {(err or out).strip()}")
-    module.exit_json(changed=True, digest=digest, live=live)
+    module.exit_json(changed=True, digest=digest, live=live, **({"diff": diff} if module._diff else {}))
 
 
 if __name__ == "__main__":
