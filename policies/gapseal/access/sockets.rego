@@ -15,7 +15,7 @@ import data.gapseal.lib
 #   remediation: >-
 #     Bind the service named in the finding to the enclave address it serves (or to 127.0.0.1), e.g. sshd
 #     ListenAddress, vLLM --host, Ollama OLLAMA_HOST, and restart it.
-#   controls: [hipaa:164.312(a)(1), hipaa:164.312(e)(1), eu-ai-act:art-15]
+#   controls: [hipaa:164.312(a)(1), eu-ai-act:art-15]
 deny contains violation if {
 	input.sockets.status == "ok"
 	some i, sock in input.sockets.exposed

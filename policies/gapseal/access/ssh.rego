@@ -14,7 +14,7 @@ import data.gapseal.lib
 #   remediation: >-
 #     Set PasswordAuthentication no, KbdInteractiveAuthentication no and PermitEmptyPasswords no in
 #     sshd_config (before any Match block) and reload sshd.
-#   controls: [hipaa:164.312(d), hipaa:164.312(a)(1), eu-ai-act:art-15]
+#   controls: [hipaa:164.312(d), eu-ai-act:art-15]
 deny contains violation if {
 	input.ssh.status == "ok"
 	input.ssh.present == true

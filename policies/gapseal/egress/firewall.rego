@@ -15,7 +15,7 @@ import data.gapseal.lib
 #     Load an nftables ruleset with an output filter chain whose policy is drop, e.g.
 #     table inet gapseal { chain output { type filter hook output priority 0; policy drop; ... } }
 #     (the installer's egress lockdown role writes one).
-#   controls: [eu-ai-act:art-15, hipaa:164.312(e)(1), hipaa:164.312(a)(1)]
+#   controls: [eu-ai-act:art-15, hipaa:164.312(e)(1)]
 deny contains violation if {
 	input.firewall.nftables.status == "ok"
 	some family, name in {"ip": "IPv4", "ip6": "IPv6"}

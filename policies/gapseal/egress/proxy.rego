@@ -15,7 +15,7 @@ import data.gapseal.lib
 #   remediation: >-
 #     Remove the variable from the file or unit named in the finding (and restart the process it was found
 #     in), or list the internal proxy's URL in data.allowlist.proxies.
-#   controls: [eu-ai-act:art-15, eu-ai-act:art-10, hipaa:164.312(e)(1)]
+#   controls: [eu-ai-act:art-15, hipaa:164.312(e)(1)]
 deny contains violation if {
 	input.proxy.status == "ok"
 	some i, setting in input.proxy.proxies

@@ -15,7 +15,7 @@ import data.gapseal.lib
 #     Delete the default route (ip route del default; ip -6 route del default) and the configuration that
 #     creates it (DHCP, netplan, NetworkManager, systemd-networkd), or list the enclave router's address in
 #     data.allowlist.default_route_gateways.
-#   controls: [eu-ai-act:art-15, eu-ai-act:art-10, hipaa:164.312(e)(1)]
+#   controls: [eu-ai-act:art-15, hipaa:164.312(e)(1)]
 deny contains violation if {
 	input.routes.status == "ok"
 	some i, route in input.routes.default_routes

@@ -14,7 +14,7 @@ import data.gapseal.lib
 #   remediation: >-
 #     Reinstall from the verified bundle (gapseal install), which writes the record, or restore the record
 #     from the installation's evidence.
-#   controls: [eu-ai-act:art-15, hipaa:164.312(c)(1), hipaa:164.312(c)(2)]
+#   controls: [eu-ai-act:art-15, hipaa:164.308(a)(5)(ii)(B)]
 deny contains violation if {
 	input.integrity.status == "ok"
 	input.integrity.record_present != true
@@ -42,7 +42,7 @@ deny contains violation if {
 #   remediation: >-
 #     Find out who changed the file (the evidence keeps its digest), then reinstall it from the verified
 #     bundle (gapseal install) and audit again.
-#   controls: [eu-ai-act:art-15, hipaa:164.312(c)(1), hipaa:164.312(c)(2)]
+#   controls: [eu-ai-act:art-15, hipaa:164.308(a)(5)(ii)(B)]
 deny contains violation if {
 	input.integrity.status == "ok"
 	some i, file in input.integrity.files

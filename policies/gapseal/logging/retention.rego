@@ -13,7 +13,7 @@ import data.gapseal.lib
 #   severity: medium
 #   remediation: >-
 #     Set Storage=persistent in /etc/systemd/journald.conf (or a drop-in) and restart systemd-journald.
-#   controls: [eu-ai-act:art-12, eu-ai-act:art-19, hipaa:164.312(b), hipaa:164.308(a)(1)(ii)(D)]
+#   controls: [eu-ai-act:art-12, eu-ai-act:art-19, eu-ai-act:art-26(6), hipaa:164.312(b)]
 deny contains violation if {
 	input.logging.status == "ok"
 	input.logging.journald.persistent != true
@@ -41,7 +41,7 @@ deny contains violation if {
 #   remediation: >-
 #     Remove MaxRetentionSec= from journald.conf or set it to at least 6month, and make sure SystemMaxUse= leaves
 #     room for six months of logs (or forward them to the internal log host).
-#   controls: [eu-ai-act:art-19, eu-ai-act:art-26, eu-ai-act:art-12, hipaa:164.312(b)]
+#   controls: [eu-ai-act:art-19, eu-ai-act:art-26(6), hipaa:164.308(a)(1)(ii)(D), hipaa:164.312(b)]
 deny contains violation if {
 	input.logging.status == "ok"
 	seconds := input.logging.journald.max_retention_sec

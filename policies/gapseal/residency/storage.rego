@@ -15,7 +15,7 @@ import data.gapseal.lib
 #   remediation: >-
 #     Move the path named in the finding to a local disk (and unmount the remote file system), or mount the
 #     remote storage elsewhere than model and data paths.
-#   controls: [eu-ai-act:art-10, hipaa:164.310(d)(1), hipaa:164.312(a)(1)]
+#   controls: [eu-ai-act:art-15, hipaa:164.312(a)(1), hipaa:164.312(e)(1)]
 deny contains violation if {
 	input.storage.status == "ok"
 	some i, entry in input.storage.paths

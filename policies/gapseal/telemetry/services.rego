@@ -16,7 +16,7 @@ import data.gapseal.lib
 #   remediation: >-
 #     Set the switch named in the finding in the service's environment (its systemd unit Environment= or
 #     EnvironmentFile=) and restart it; the installer's service role sets them all.
-#   controls: [eu-ai-act:art-10, eu-ai-act:art-26, hipaa:164.312(e)(1)]
+#   controls: [eu-ai-act:art-15, hipaa:164.312(e)(1)]
 deny contains violation if {
 	input.telemetry.status == "ok"
 	some i, service in input.telemetry.services

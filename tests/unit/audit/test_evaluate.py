@@ -202,7 +202,7 @@ def test_cli_findings_exit_3_and_name_controls(tmp_path: Path, capsys: pytest.Ca
     assert main(["audit", "evaluate", str(leaky)]) == 3
     out = capsys.readouterr().out
     assert (
-        "h2: FAIL EGRESS-001 (high) No default route [eu-ai-act:art-15, eu-ai-act:art-10, hipaa:164.312(e)(1)]" in out
+        "h2: FAIL EGRESS-001 (high) No default route [eu-ai-act:art-15, hipaa:164.312(e)(1)]" in out
     )
     assert "    - proxy variable HTTPS_PROXY=http://proxy.example:3128 is set in /etc/environment:1" in out
     assert "NOT COMPLIANT: 1 host(s), 18 rule(s): 16 passed, 2 failed, 0 unknown, 0 waived" in out
