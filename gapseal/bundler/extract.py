@@ -1,22 +1,30 @@
 """``extract_component``: a component of a verified bundle as an ordinary directory.
 
 A model comes out as the directory an inference server (or ``model_signing verify``) expects: its files under their
-original paths plus ``model.sig``, the OpenSSF model signature. Files are hard-linked from the layout where the
-filesystem allows, else copied and re-hashed on the way, and the directory appears only when complete.
+original paths plus ``model.sig``, the OpenSSF model signature.
+
+What is written is what was verified: every file is copied (never hard-linked or reflinked, so editing an extracted
+file can never change the bundle or create's inputs) and hashed in the same pass as it is written; the digest of the
+bytes written must equal the signed digest, else the partial output is removed and the error names the file. A blob
+swapped on shared media between ``verify`` and the copy is therefore never written out. Every path is checked by
+``gapseal.names`` (the signed descriptor is still untrusted input) and its final form with ``join_under`` right before
+it is created. The directory appears at ``out`` only when complete.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import uuid
+import tempfile
 from pathlib import Path
 
+from gapseal.atomic import fsync_dir
 from gapseal.bundler.create import prepare_output
 from gapseal.bundler.descriptor import FileEntry
 from gapseal.bundler.verify import VerifiedBundle
-from gapseal.errors import UsageError, VerificationError
+from gapseal.errors import BundleError, UsageError, VerificationError
 from gapseal.hashing import copy_and_hash
+from gapseal.names import UnsafeNameError, collisions, join_under, path_problem
 from gapseal.progress import NO_PROGRESS, Progress
 
 
@@ -41,6 +49,26 @@ def component_files(bundle: VerifiedBundle, kind: str, name: str, backend: str |
     raise UsageError(f"the bundle has no {kind} named {name!r}")
 
 
+def check_file_paths(files: list[FileEntry], where: str) -> None:
+    """Refuse the whole set before anything is written: an unsafe path, or two paths that are one file on disk."""
+    for entry in files:
+        problem = path_problem(entry.path)
+        if problem is not None:
+            raise VerificationError(
+                f"the signed bundle names an unsafe file path: {problem}",
+                where=where,
+                hint="do not use this bundle; report it to the security team (their key signed a hostile name)",
+            )
+    clash = collisions(e.path for e in files)
+    if clash:
+        first, later = clash[0]
+        raise VerificationError(
+            f"the signed bundle names two files that would be one on disk: {first!r} and {later!r}",
+            where=where,
+            hint="do not use this bundle; report it to the security team",
+        )
+
+
 def extract_component(
     bundle: VerifiedBundle,
     files: list[FileEntry],
@@ -49,26 +77,66 @@ def extract_component(
     overwrite: bool = False,
     progress: Progress = NO_PROGRESS,
 ) -> Path:
-    """Write ``files`` of a verified bundle under ``out``; return ``out``."""
+    """Write ``files`` of a verified bundle under the new directory ``out``; return ``out``.
+
+    Raises ``VerificationError`` for an unsafe path or a file whose bytes no longer match the signed digest (the
+    partial output removed), ``BundleError`` naming ``out`` when writing fails (a full disk), ``UsageError`` for an
+    output that exists without ``overwrite``.
+    """
     prepare_output(out, overwrite=overwrite)
-    work = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
-    work.mkdir()
+    check_file_paths(files, str(bundle.source))
     try:
+        work = Path(os.path.realpath(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".extracting", dir=out.parent)))
+    except OSError as e:
+        raise BundleError(f"cannot write the output {out}: {e.strerror or e}", where=str(out)) from e
+    try:
+        made: set[Path] = set()
         for entry in files:
-            target = work / entry.path
-            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                target = join_under(work, entry.path, what=f"file {entry.path!r}")
+            except UnsafeNameError as e:  # pragma: no cover - check_file_paths refused it already
+                raise VerificationError(str(e), where=str(bundle.source)) from e
+            for parent in reversed(target.relative_to(work).parents[:-1]):
+                if work / parent not in made:
+                    (work / parent).mkdir(exist_ok=True)
+                    made.add(work / parent)
             source = bundle.blob_path(entry.digest)
             try:
-                os.link(source, target)
-            except OSError:
-                got = copy_and_hash(source, target, progress=progress, label=f"copying {entry.path}")
-                if got.digest != entry.digest:
+                got = copy_and_hash(
+                    source, target, progress=progress, label=f"extracting {entry.path}", follow_symlinks=False
+                )
+            except OSError as e:
+                if e.filename is not None and Path(e.filename) == source:
                     raise VerificationError(
-                        f"{entry.path} changed after verification (now {got.digest})", where=str(source)
-                    ) from None
+                        f"{entry.path}: its blob cannot be read since verification ({e.strerror or e})",
+                        where=str(source),
+                        hint="the bundle changed after it was verified; obtain a fresh copy and extract again",
+                    ) from e
+                raise
+            if got.digest != entry.digest or got.size != entry.size:
+                raise VerificationError(
+                    f"{entry.path} changed after verification: the bytes read hash to {got.digest} "
+                    f"({got.size} bytes), the signed bundle says {entry.digest} ({entry.size} bytes); "
+                    "nothing was extracted",
+                    where=str(source),
+                    hint="the bundle was modified while in use; obtain a fresh copy and extract again",
+                )
+        for d in sorted(made, key=lambda p: len(p.parts), reverse=True):
+            d.chmod(0o755)
+            fsync_dir(d)
+        work.chmod(0o755)
+        fsync_dir(work)
         if out.exists() and overwrite:
-            shutil.rmtree(out)
+            shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
         os.rename(work, out)
+        fsync_dir(out.parent)
+    except OSError as e:
+        shutil.rmtree(work, ignore_errors=True)
+        raise BundleError(
+            f"cannot write the output {out}: {e.strerror or e}; nothing was extracted",
+            where=str(out),
+            hint="free space on the output's file system (or choose another --out) and extract again",
+        ) from e
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

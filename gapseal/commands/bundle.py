@@ -381,21 +381,40 @@ def extract(
     ),
     key: list[Path] = _KEYS,
     trust: Path | None = _TRUST,
+    allow_downgrade: bool = typer.Option(
+        False, "--allow-downgrade", help="Accept a version older than one this host already used."
+    ),
+    state_file: Path | None = typer.Option(
+        None, "--state-file", help="Rollback state file (default: $GAPSEAL_STATE_DIR or ~/.local/state/gapseal)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
     json_output: bool = _JSON,
     quiet: bool = _QUIET,
 ) -> int:
-    """Verify a bundle, then write one model or files component out as a plain directory."""
+    """Verify a bundle, then write one model or files component out as a plain directory.
+
+    Every file is copied (never linked) and hashed as it is written; a byte that differs from the signed one removes
+    the output. Extracting uses the bundle: the rollback check applies and this host's high-water mark moves to it.
+    """
     from gapseal.bundler.extract import component_files, extract_component
+    from gapseal.bundler.rollback import RollbackState, default_state_file
     from gapseal.bundler.verify import verify_bundle
     from gapseal.signing.trust import trusted_keys
 
     _output.configure(json_output=json_output, quiet=quiet)
     if [model is not None, files is not None, wheels].count(True) != 1:
         raise UsageError("name exactly one of --model, --files or --wheels")
+    if not bundle.is_dir() or bundle.is_symlink():
+        raise UsageError(
+            f"extract reads a bundle directory: {bundle} is not one",
+            hint=f"run 'gapseal bundle unpack {bundle} --out DIR --key …' first, then extract from DIR",
+        )
     keys = trusted_keys(key, trust)
+    state = RollbackState(state_file or default_state_file())
     with _output.progress() as progress:
-        verified = verify_bundle(bundle, keys, progress=progress)
+        verified = verify_bundle(
+            bundle, keys, rollback=state, allow_downgrade=allow_downgrade, record=True, progress=progress
+        )
         kind, name = ("model", model) if model is not None else ("files", files) if files is not None else ("", "")
         if wheels:
             from gapseal.bundler.selfcontained import wheel_entries
@@ -405,10 +424,14 @@ def extract(
         else:
             entries = component_files(verified, kind, name)
         extract_component(verified, entries, out, overwrite=overwrite, progress=progress)
+    downgrade = bool(verified.rollback and verified.rollback.downgrade)
     if json_output:
-        _output.emit_json({"ok": True, "out": str(out), "files": len(entries)})
+        _output.emit_json({"ok": True, "out": str(out), "files": len(entries), "downgrade_allowed": downgrade})
     else:
         _output.stdout.print(f"extracted {kind} {name} ({len(entries)} files) into {out}")
+        if downgrade and verified.rollback:
+            seen = verified.rollback.highest_seen
+            _output.stdout.print(f"  [yellow]downgrade from {seen} allowed by the operator[/]")
     return 0
 
 
