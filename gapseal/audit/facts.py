@@ -123,6 +123,8 @@ class HostInfo(_Model):
     """``uname -r``."""
     machine_id: str | None = None
     """``{root}/etc/machine-id`` when present."""
+    os: str | None = None
+    """``PRETTY_NAME`` of ``{root}/etc/os-release`` (or ``usr/lib/os-release``); null when neither is readable."""
 
 
 class CollectorInfo(_Model):
@@ -415,8 +417,19 @@ class ProxySetting(_Model):
     """The value with any URL userinfo replaced by ``***``."""
     is_exclusion: bool
     """True for ``no_proxy`` (a list of exclusions, not a proxy)."""
-    origin: Literal["etc_environment", "profile_d", "systemd_unit", "systemd_system_conf", "process"]
-    """Kind of place the variable was set in."""
+    origin: Literal[
+        "etc_environment",
+        "environment_d",
+        "profile",
+        "profile_d",
+        "shell_rc",
+        "systemd_unit",
+        "systemd_system_conf",
+        "process",
+    ]
+    """Kind of place the variable was set in: ``/etc/environment``, ``/etc/environment.d``, ``/etc/profile``,
+    ``/etc/profile.d``, ``/etc/bash.bashrc`` (``shell_rc``), a unit or its drop-ins (top-level ``service.d/``
+    included), systemd's ``DefaultEnvironment``, or a running process's environment."""
     location: str
     """File path (with ``:line``) or ``pid:<n>`` the setting was found in."""
 
@@ -428,6 +441,10 @@ class ProxyFacts(_Domain):
     """Every proxy variable found, exclusions (``no_proxy``) included."""
     proxies: list[ProxySetting] = Field(default_factory=list)
     """The settings that route traffic through a proxy: non-empty and not ``no_proxy``."""
+    processes_scanned: int = 0
+    """Running processes of this host whose environment was read (every process, not only inference services)."""
+    processes_unreadable: int = 0
+    """Processes whose ``/proc/<pid>/environ`` could not be read (then the domain is ``unknown``)."""
 
 
 # --------------------------------------------------------------------------------------------------- sockets
@@ -643,6 +660,8 @@ class PathStorage(_Model):
     """Block device names from the mounted device down to the disk."""
     reason: str | None = None
     """Why ``kind`` or ``encryption`` is ``unknown``."""
+    below: str | None = None
+    """For a mount found at or below a model/data/install path: that path (``path`` is then the mount point)."""
 
 
 class StorageFacts(_Domain):
@@ -735,6 +754,30 @@ class SshFacts(_Domain):
     """``Port`` values."""
     match_blocks: int = 0
     """Number of ``Match`` blocks (their settings are not reflected above)."""
+    forwarding: list[SshForwarding] = Field(default_factory=list)
+    """Forwarding and tunnelling as sshd applies it: the global context first, then one entry per ``Match`` block
+    (that block applied over the global settings, as sshd does for a connection the block matches)."""
+
+
+class SshForwarding(_Model):
+    """What an ssh connection in one context may forward or tunnel (sshd_config(5))."""
+
+    context: str
+    """``global`` (a connection no Match block matches) or the Match block's criteria (``Match User alice``)."""
+    method: Literal["sshd -T", "sshd -T -C", "sshd_config"]
+    """``sshd -T`` (-C with a connection spec built from the Match criteria) or the configuration parsed."""
+    settings: dict[str, str] = Field(default_factory=dict)
+    """Effective values, lower-case keywords: ``allowtcpforwarding``, ``allowstreamlocalforwarding``,
+    ``permittunnel``, ``gatewayports``, ``permitopen``, ``permitlisten``, ``disableforwarding`` (defaults applied)."""
+    tcp_forwarding: bool
+    """True when ``-L``/``-R``/``-D`` forwarding works: AllowTcpForwarding not ``no``, DisableForwarding not ``yes``,
+    and not both PermitOpen and PermitListen ``none``."""
+    streamlocal_forwarding: bool
+    """True when Unix-socket forwarding works: AllowStreamLocalForwarding not ``no``, DisableForwarding not ``yes``."""
+    tunnel: bool
+    """True when tun/tap tunnels (``ssh -w``) are allowed: PermitTunnel not ``no``."""
+    gateway_ports: bool
+    """True when remote forwards may bind non-loopback addresses (GatewayPorts not ``no``) and TCP forwarding works."""
 
 
 # --------------------------------------------------------------------------------------------------- logging
@@ -777,6 +820,74 @@ class LoggingFacts(_Domain):
     """auditd settings."""
 
 
+# --------------------------------------------------------------------------------------------------- package sources
+
+
+class PackageSource(_Model):
+    """One place a package manager or container engine fetches from (or through)."""
+
+    manager: Literal["apt", "pip", "npm", "conda", "podman", "docker"]
+    """The tool whose configuration names it."""
+    kind: Literal["source", "mirror", "registry", "proxy"]
+    """``source``: a repository or index; ``mirror``: a registry mirror; ``registry``: a registry searched for
+    unqualified names or named in a ``[[registry]]`` table; ``proxy``: a proxy the tool sends its requests through."""
+    value: str
+    """The URL or name as configured, URL credentials replaced by ``***``."""
+    host: str | None = None
+    """The host part (lower-case; no brackets for IPv6); null for local sources."""
+    port: int | None = None
+    """The port when one is written."""
+    hostport: str | None = None
+    """``host`` or ``host:port`` as written, for comparison with ``data.allowlist.registries``."""
+    network: Network | None = None
+    """The host as a /32 or /128 network when it is an IP address (for enclave containment)."""
+    local: bool
+    """True when fetching needs no network: ``file:``/``cdrom:``/``copy:`` URIs, a local path, a loopback host, or
+    a registry that is ``blocked``."""
+    location: str
+    """The file (and line or key) it was found in."""
+
+
+class PackageSourcesFacts(_Domain):
+    """apt sources and proxies, pip/npm/conda indexes and proxies, podman registries.conf and docker daemon.json."""
+
+    entries: list[PackageSource] = Field(default_factory=list)
+    """Every configured source, mirror, registry and proxy."""
+
+
+# --------------------------------------------------------------------------------------------------- time
+
+
+class TimeServer(_Model):
+    """A time server a time daemon is configured to ask."""
+
+    daemon: Literal["chrony", "timesyncd", "ntpsec", "ntp", "networkd"]
+    """The configuration it comes from (``networkd``: a ``.network`` file's ``NTP=``, used by timesyncd)."""
+    directive: str
+    """``server``, ``pool``, ``peer``, ``NTP``, ``FallbackNTP`` or ``compiled-in FallbackNTP``."""
+    address: str
+    """The server as written (a host name or an address)."""
+    network: Network | None = None
+    """The address as a /32 or /128 network when it is an IP address."""
+    local: bool
+    """True for loopback addresses and the local clock (``127.127.*``)."""
+    location: str
+    """File and line (or the reason for a compiled-in default)."""
+
+
+class TimeFacts(_Domain):
+    """chrony, systemd-timesyncd (and networkd ``NTP=``), ntpsec/ntp configuration."""
+
+    daemons: list[str] = Field(default_factory=list)
+    """Time daemons whose configuration or enabled unit was found."""
+    servers: list[TimeServer] = Field(default_factory=list)
+    """Every configured server, pool and peer."""
+
+
+def _not_collected(domain: type[_Domain]) -> Any:
+    return lambda: domain(status="unknown", reason="not collected (facts written by an older gapseal)")
+
+
 # --------------------------------------------------------------------------------------------------- the document
 
 
@@ -817,13 +928,17 @@ class HostFacts(_Model):
     """sshd authentication settings."""
     logging: LoggingFacts
     """Log retention."""
+    package_sources: PackageSourcesFacts = Field(default_factory=_not_collected(PackageSourcesFacts))
+    """Package and container sources (``unknown`` in facts from a gapseal that did not collect them)."""
+    time: TimeFacts = Field(default_factory=_not_collected(TimeFacts))
+    """Time servers (``unknown`` in facts from a gapseal that did not collect them)."""
     raw_outputs: dict[str, RawOutput] = Field(default_factory=dict)
     """Raw bytes of every stored source, keyed ``sha256:<hex>`` of those bytes."""
 
     def unknown_domains(self) -> list[str]:
         """Names of the domains whose status is ``unknown``."""
         names = ["routes", "firewall", "dns", "processes", "proxy", "sockets", "probes", "telemetry", "storage"]
-        names += ["integrity", "ssh", "logging"]
+        names += ["integrity", "ssh", "logging", "package_sources", "time"]
         return [n for n in names if getattr(self, n).status == "unknown"]
 
     def to_json(self) -> str:
