@@ -161,6 +161,7 @@ def collect_facts(
             netns=netns,
             kernel=os.uname().release,
             machine_id=_machine_id(root),
+            os=_os_name(root),
         ),
         routes=_guard("routes", progress, lambda: collect_routes(store)),
         firewall=_guard("firewall", progress, lambda: collect_firewall(store)),
@@ -180,6 +181,20 @@ def collect_facts(
         logging=_guard("logging", progress, lambda: collect_logging(store, root)),
         raw_outputs=store.items(),
     )
+
+
+def _os_name(root: Path) -> str | None:
+    """``PRETTY_NAME`` from os-release (the report names each host's OS); None when it cannot be read."""
+    for rel in ("etc/os-release", "usr/lib/os-release"):
+        try:
+            text = (root / rel).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.strip() == "PRETTY_NAME":
+                return value.strip().strip("\"'") or None
+    return None
 
 
 def _machine_id(root: Path) -> str | None:
