@@ -125,11 +125,11 @@ def take_inventory(paths: Sequence[Path], *, insecure: bool = False, progress: P
     bundles: list[BundleRef] = []
     for path in paths:
         if _is_registry_reference(path):
-            inv = _registry_inventory(str(path), insecure=insecure, progress=progress)
+            held, ref = _registry_inventory(str(path), insecure=insecure, progress=progress)
         else:
             inv = read_inventory(path, progress=progress)
-        blobs.update({d: e.size for d, e in _good_blobs(inv).items()})
-        ref = _bundle_ref(inv)
+            held, ref = {d: e.size for d, e in _good_blobs(inv).items()}, _bundle_ref(inv)
+        blobs.update(held)
         if ref is not None and ref not in bundles:
             bundles.append(ref)
     return BlobInventory(
@@ -141,13 +141,19 @@ def take_inventory(paths: Sequence[Path], *, insecure: bool = False, progress: P
     )
 
 
-def _registry_inventory(reference: str, *, insecure: bool, progress: Progress) -> LayoutInventory:
+def _registry_inventory(
+    reference: str, *, insecure: bool, progress: Progress
+) -> tuple[dict[str, int], BundleRef | None]:
+    """Digest -> size of the good blobs of a bundle on a registry, and which bundle it is.
+
+    Both are read before the scratch copy is removed: an inventory entry reads its content again from where it was.
+    """
     from gapseal.bundler.registry import pull_bundle
 
     with tempfile.TemporaryDirectory(prefix="gapseal-inventory-") as scratch:
         pulled = pull_bundle(reference, Path(scratch) / "bundle", insecure=insecure, progress=progress)
         inv = read_layout_dir(pulled.path, progress=progress)
-    return LayoutInventory(entries=inv.entries, source=reference, directories=inv.directories)
+        return {d: e.size for d, e in _good_blobs(inv).items()}, _bundle_ref(inv)
 
 
 def write_inventory(inventory: BlobInventory, out: Path, *, overwrite: bool = False) -> None:

@@ -9,7 +9,6 @@ it compares the inventory against the signed manifests.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import stat
 from collections.abc import Iterator
@@ -35,25 +34,78 @@ from gapseal.bundler.archive import (
 from gapseal.canonical import canonical_model_json
 from gapseal.errors import ArchiveError, VerificationError
 from gapseal.hashing import hash_stream, parallel_map
+from gapseal.jsonlimits import MAX_DOCUMENT
 from gapseal.progress import NO_PROGRESS, Progress
 
 KEEP_BLOB_CONTENT = 1024 * 1024
-"""Blobs up to this size (manifests, configs, signatures) are kept in memory; larger ones only hashed."""
+"""The size of the largest image document (manifest, index) ``images`` accepts; kept for its callers."""
+MAX_CONTENT = MAX_DOCUMENT
+"""A file's ``content`` is available up to this size (manifests and descriptors grow with the file count)."""
 MAX_METADATA_FILE = 64 * 1024 * 1024
-"""A file outside ``blobs/`` larger than this is refused rather than read into memory (index.json is kilobytes)."""
+"""A file outside ``blobs/`` larger than this is refused (index.json is kilobytes)."""
+
+Segment = tuple[str, int, int]
+"""Where bytes of a layout file lie: (file holding them, offset, length)."""
 
 
 @dataclass(frozen=True)
 class LayoutEntry:
-    """One regular file of a layout."""
+    """One regular file of a layout: its digest and size, and where to read it again.
+
+    Readers keep digests, never bytes: memory does not grow with the size or the number of files in a layout, junk
+    included. ``content`` reads a file again from where it was found (a directory, a tar, the parts of a split set)
+    when a caller needs to parse it, and checks that what it read hashes to ``sha256``, so a file swapped after it
+    was hashed is refused, not parsed.
+    """
 
     path: str
     """Relative POSIX path: ``oci-layout``, ``index.json``, ``blobs/sha256/<hex>``."""
     size: int
     sha256: str
     """Lower-case hex of the content's SHA-256."""
-    content: bytes | None = field(default=None, repr=False)
-    """The bytes, for every file outside ``blobs/`` and blobs up to 1 MiB; None for larger blobs."""
+    kept: bytes | None = field(default=None, repr=False)
+    """The bytes, when the reader could not read them again later (its source is gone once it returns)."""
+    segments: tuple[Segment, ...] = field(default=(), repr=False, compare=False)
+    """Where the bytes lie, in order (one segment for a file or a tar member, several for a blob cut into ranges)."""
+
+    @property
+    def content(self) -> bytes | None:
+        """The file's bytes, read again and checked against ``sha256``; None for a file over ``MAX_CONTENT``.
+
+        Raises ``VerificationError`` when the bytes read now are not the ones hashed before.
+        """
+        if self.kept is not None:
+            return self.kept
+        if self.size > MAX_CONTENT or not self.segments:
+            return None
+        data = bytearray()
+        for source, offset, length in self.segments:
+            try:
+                fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    while length:
+                        chunk = os.pread(fd, length, offset)
+                        if not chunk:
+                            break
+                        data += chunk
+                        offset += len(chunk)
+                        length -= len(chunk)
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                raise VerificationError(
+                    f"{self.path} cannot be read again: {e.strerror or e}",
+                    where=source,
+                    hint="the bundle changed while it was being verified; obtain a fresh copy and verify again",
+                ) from e
+        if len(data) != self.size or hashlib.sha256(data).hexdigest() != self.sha256:
+            raise VerificationError(
+                f"{self.path} changed while the bundle was being verified (its bytes no longer hash to "
+                f"sha256:{self.sha256})",
+                where=self.segments[0][0],
+                hint="the bundle is on media that someone else writes to; copy it somewhere private and verify again",
+            )
+        return bytes(data)
 
 
 @dataclass(frozen=True)
@@ -81,10 +133,6 @@ class LayoutInventory:
     """Every directory of the layout (relative, no trailing ``/``), for an exact file-set check."""
     mtime: int | None = None
     """The archive's member mtime (None for a directory)."""
-
-
-def _keep(path: str, size: int) -> bool:
-    return not path.startswith("blobs/") or size <= KEEP_BLOB_CONTENT
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -165,14 +213,12 @@ def _hash_file(name: str, file_path: Path, progress: Progress, task: int) -> Lay
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise VerificationError(f"layout file changed into {_kind(st.st_mode)}: {name}", where=str(file_path))
-        keep = _keep(name, st.st_size)
-        if keep and st.st_size > MAX_METADATA_FILE:
+        if "/" not in name and st.st_size > MAX_METADATA_FILE:
             raise VerificationError(f"layout file outside blobs/ is too large ({st.st_size} bytes): {name}")
-        kept = io.BytesIO() if keep else None
-        digest = hash_stream(f, sink=kept, progress=progress, task=task)
+        digest = hash_stream(f, progress=progress, task=task)
         if digest.size != st.st_size:
             raise VerificationError(f"layout file changed while it was read: {name}", where=str(file_path))
-    return LayoutEntry(name, digest.size, digest.sha256, kept.getvalue() if kept is not None else None)
+    return LayoutEntry(name, digest.size, digest.sha256, segments=((str(file_path), 0, digest.size),))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -199,10 +245,9 @@ class LayoutSink:
 @dataclass
 class _OpenFile:
     path: str
-    keep: bool
     hasher: hashlib._Hash
     size: int = 0
-    kept: list[bytes] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
     next_range: int = 0
     """For a blob being reassembled from ranges: the index of the range expected next (0: not a ranged blob)."""
     blob_size: int = 0
@@ -252,14 +297,13 @@ class _ArchiveWalk:
     def _begin_file(self, path: str, size_hint: int) -> _OpenFile:
         if path in self.entries:
             raise ArchiveError(f"layout file {path!r} appears twice in the set", where=str(self.archive))
-        keep = _keep(path, size_hint)
-        if keep and size_hint > MAX_METADATA_FILE:
+        if "/" not in path and size_hint > MAX_METADATA_FILE:
             raise ArchiveError(f"layout file outside blobs/ is too large ({size_hint} bytes): {path}")
         self.sink.begin(path)
-        return _OpenFile(path=path, keep=keep, hasher=hashlib.sha256())
+        return _OpenFile(path=path, hasher=hashlib.sha256())
 
     def _end_file(self, f: _OpenFile) -> None:
-        entry = LayoutEntry(f.path, f.size, f.hasher.hexdigest(), b"".join(f.kept) if f.keep else None)
+        entry = LayoutEntry(f.path, f.size, f.hasher.hexdigest(), segments=tuple(f.segments))
         self.entries[f.path] = entry
         self.sink.end(entry)
 
@@ -273,8 +317,6 @@ class _ArchiveWalk:
     ) -> None:
         def chunk(view: memoryview) -> None:
             f.hasher.update(view)
-            if f.keep:
-                f.kept.append(bytes(view))
             self.sink.write(view)
 
         def on_bytes(n: int) -> None:
@@ -293,6 +335,7 @@ class _ArchiveWalk:
                 pending.result()
 
             reader.read_data(member, chunk_and_range, on_bytes)
+        f.segments.append((reader.name, member.offset + tarformat.BLOCK, member.size))
         f.size += member.size
 
     def _pool(self) -> ThreadPoolExecutor:

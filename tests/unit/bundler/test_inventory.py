@@ -73,10 +73,8 @@ def test_directory_entries_digests_and_kept_content(layout: Path) -> None:
         assert entry.path == path
         assert entry.size == len(data)
         assert entry.sha256 == hashlib.sha256(data).hexdigest()
-        if path.startswith("blobs/") and len(data) > KEEP_BLOB_CONTENT:
-            assert entry.content is None  # a weight file is never held in memory
-        else:
-            assert entry.content == data
+        assert entry.kept is None  # digests, never bytes, are held
+        assert entry.content == data  # read again on demand, checked against the digest
     assert list(inv.entries) == sorted(inv.entries)
 
 
@@ -270,3 +268,61 @@ def test_parts_list_consistency(lst: PartsList, problem: str | None) -> None:
     else:
         assert found is not None
         assert problem in found
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Content is read again on demand, never held
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_content_over_the_document_limit_is_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A blob larger than any gapseal document has no content: a weight file is never read into memory."""
+    root = tmp_path / "layout"
+    root.mkdir()
+    digest = blob(root, b"w" * 2048)
+    monkeypatch.setattr(inventory, "MAX_CONTENT", 1024)
+    entry = read_layout_dir(root).entries[f"blobs/sha256/{digest}"]
+    assert entry.content is None
+
+
+@pytest.mark.parametrize("form", ["dir", "tar", "split"])
+def test_content_swapped_after_hashing_is_refused_not_parsed(tmp_path: Path, layout: Path, form: str) -> None:
+    """A file changed on the media between the hashing pass and the parse raises instead of returning new bytes."""
+    digest = hashlib.sha256(b"manifest").hexdigest()
+    path = f"blobs/sha256/{digest}"
+    if form == "dir":
+        inv = read_layout_dir(layout)
+        target, offset = layout / path, 0
+    else:
+        out = tmp_path / "b.tar"
+        pack_layout(layout, out, mtime=0, part_size=(64 * 1024 if form == "split" else None))
+        first = tmp_path / "b.part0001.tar" if form == "split" else out
+        inv = read_layout_archive(first)
+        target, offset = Path(inv.entries[path].segments[0][0]), inv.entries[path].segments[0][1]
+    assert inv.entries[path].content == b"manifest"
+    with target.open("r+b") as f:
+        f.seek(offset)
+        f.write(b"MANIFEST")
+    with pytest.raises(VerificationError, match="changed while the bundle was being verified"):
+        _ = inv.entries[path].content
+
+
+def test_content_of_a_removed_source_is_a_clear_error(layout: Path) -> None:
+    inv = read_layout_dir(layout)
+    (layout / "index.json").unlink()
+    with pytest.raises(VerificationError, match="index.json cannot be read again"):
+        _ = inv.entries["index.json"].content
+
+
+def test_a_split_blob_in_ranges_reads_back_across_parts(tmp_path: Path) -> None:
+    root = tmp_path / "layout"
+    root.mkdir()
+    (root / "oci-layout").write_bytes(b'{"imageLayoutVersion":"1.0.0"}')
+    (root / "index.json").write_bytes(b'{"schemaVersion":2}')
+    data = os.urandom(100 * 1024)
+    digest = blob(root, data)
+    pack_layout(root, tmp_path / "s.tar", mtime=0, part_size=40 * 1024)
+    inv = read_layout_archive(tmp_path / "s.part0001.tar")
+    entry = inv.entries[f"blobs/sha256/{digest}"]
+    assert len(entry.segments) >= 3  # cut across at least three parts
+    assert entry.content == data
