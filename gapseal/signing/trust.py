@@ -68,6 +68,11 @@ def _first_error(e: ValidationError) -> str:
 
 def load_trust(path: Path) -> list[VerifyingKey]:
     """Load the trusted public keys a ``trust.yaml`` names; errors name the field and the file."""
+    return [key for _, key in load_named_trust(path)]
+
+
+def load_named_trust(path: Path) -> list[tuple[str, VerifyingKey]]:
+    """Load a ``trust.yaml`` as (name, key) pairs, in file order (evidence names its signer by these names)."""
     where = str(path)
     try:
         if path.stat().st_size > _MAX_TRUST_FILE:
@@ -87,7 +92,7 @@ def load_trust(path: Path) -> list[VerifyingKey]:
         trust = TrustFile.model_validate(document)
     except ValidationError as e:
         raise KeyLoadError(f"invalid trust file: {_first_error(e)}", where=where) from e
-    keys: list[VerifyingKey] = []
+    keys: list[tuple[str, VerifyingKey]] = []
     names: dict[str, str] = {}
     for i, entry in enumerate(trust.keys):
         if entry.name in names.values():
@@ -101,7 +106,7 @@ def load_trust(path: Path) -> list[VerifyingKey]:
                 f"invalid trust file: keys.{i} ({entry.name!r}) is the same key as {names[key.key_id]!r}", where=where
             )
         names[key.key_id] = entry.name
-        keys.append(key)
+        keys.append((entry.name, key))
     return keys
 
 
