@@ -305,6 +305,41 @@ class IptablesFacts(_Model):
     """Every chain of every table."""
 
 
+class EgressAnswer(_Model):
+    """The firewall's answer, as netfilter evaluates it, for NEW packets from this host to a class of destinations."""
+
+    family: Family
+    """``inet`` or ``inet6``."""
+    protocol: Literal["tcp", "udp", "icmp"]
+    """Layer 4 protocol (``icmp`` is an echo request, ICMPv6 for ``inet6``)."""
+    destinations: list[Network]
+    """The destination addresses, as networks (one address range the rules cannot tell apart)."""
+    ports: list[str]
+    """Destination ports (``443``, ``1000-2000``) with this answer; empty for icmp."""
+    verdict: Literal["accept", "drop", "unknown"]
+    """``accept``: every base chain lets such a packet out; ``drop``: one drops it; ``unknown``: it depends on a rule
+    gapseal does not model (quoted in ``decided_by``)."""
+    decided_by: list[str]
+    """The rules (quoted as the ruleset prints them) or chain policies that decided, or the rules not understood."""
+
+
+class FirewallEgress(_Model):
+    """The evaluator's answers (``gapseal.audit.netfilter``): which destinations NEW packets from this host reach."""
+
+    status: Status
+    """``unknown`` when the ruleset could not be read or evaluated."""
+    reason: str | None = None
+    """Why the status is ``unknown``."""
+    base_chains: list[str] = Field(default_factory=list)
+    """Every base chain evaluated (hook, priority, policy; dormant tables say so)."""
+    notes: list[str] = Field(default_factory=list)
+    """What was left out and why (tables of other families, sources that could not be read)."""
+    probes: list[EgressAnswer] = Field(default_factory=list)
+    """The answers for the documentation addresses that stand for "anywhere outside", drops included."""
+    classes: list[EgressAnswer] = Field(default_factory=list)
+    """Every destination class whose answer is not ``drop`` (accepted, or unknown), both families, tcp/udp/icmp."""
+
+
 class FirewallFacts(_Domain):
     """Packet filtering: nftables, and iptables where present."""
 
@@ -312,6 +347,9 @@ class FirewallFacts(_Domain):
     """The nftables ruleset."""
     iptables: IptablesFacts
     """iptables/ip6tables rules, where the tools exist."""
+    egress: FirewallEgress | None = None
+    """nftables, iptables-nft and iptables-legacy evaluated together; null in facts from before the evaluator
+    (policies treat that as unknown)."""
 
 
 # --------------------------------------------------------------------------------------------------- DNS
