@@ -31,6 +31,7 @@ from gapseal.bundler.descriptor import (
     ImageComponent,
     ImageManifest,
     ModelComponent,
+    format_time,
 )
 from gapseal.bundler.elf import describe_binaries, scan_files
 from gapseal.bundler.images import ChildRef, ImportedImage, import_image
@@ -39,8 +40,13 @@ from gapseal.bundler.model_formats import ModelFormatInfo, detect_model_format
 from gapseal.bundler.model_signature import MODEL_SIGNATURE_NAME, sign_model
 from gapseal.bundler.selfcontained import Wheelhouse, complete_descriptor
 from gapseal.bundler.spec import LoadedSpec, load_spec
-from gapseal.bundler.statement import bundle_predicate, image_index_entries, statement_subjects
-from gapseal.errors import InputError, UsageError
+from gapseal.bundler.statement import (
+    SUBJECT_TOOL_LIMIT,
+    bundle_predicate,
+    image_index_entries,
+    statement_subjects,
+)
+from gapseal.errors import InputError, SpecError, UsageError, output_not_writable
 from gapseal.hashing import FileDigest, copy_and_hash, hash_file, parallel_map
 from gapseal.progress import NO_PROGRESS, Progress
 from gapseal.signing.attestation import sign_statement
@@ -58,11 +64,8 @@ class CreatedBundle:
     total_bytes: int
     linked_files: int
     copied_files: int
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 UTC with second precision: the one time format in bundles."""
-    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    warnings: tuple[str, ...] = ()
+    """What the operator should know but does not stop the bundle (an unknown model format, many subjects)."""
 
 
 def creation_time(spec: LoadedSpec, source_date_epoch: int | None) -> str:
@@ -83,6 +86,10 @@ def prepare_output(out: Path, *, overwrite: bool) -> None:
         raise UsageError(f"output directory {parent} does not exist", where=str(out))
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"output directory {parent} is not writable", where=str(out))
+
+
+_OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+"""OSErrors that mean the output cannot be written (reported naming the output, not an input)."""
 
 
 class _BlobStore:
@@ -121,6 +128,8 @@ class _BlobStore:
             try:
                 digest = copy_and_hash(source.source, tmp, progress=self.progress, label=f"copying {label}")
             except OSError as e:
+                if e.errno in _OUTPUT_ERRNOS:
+                    raise  # a full or read-only disk is the output's problem: create_bundle names the output
                 raise InputError(f"cannot read {source.source}: {e.strerror}", where=label) from e
             self.copied += 1
         if digest.size != source.size:
@@ -130,6 +139,9 @@ class _BlobStore:
                 hint="stop whatever writes to the input and run create again",
             )
         os.replace(tmp, self.blobs / digest.sha256)
+        # rename() between two links of one inode does nothing (POSIX): the same input listed twice (two variants
+        # with the same path) leaves its second link behind.
+        tmp.unlink(missing_ok=True)
         return digest
 
     def add_bytes(self, data: bytes) -> str:
@@ -174,10 +186,18 @@ def create_bundle(
     """
     spec = load_spec(spec_path)
     prepare_output(out, overwrite=overwrite)
+    now = datetime.now(UTC)
+    meta = spec.spec.metadata
+    if meta.expires is not None and meta.expires <= now:
+        raise SpecError(
+            f"{spec.path}: metadata.expires: the bundle would already be expired ({format_time(meta.expires)})",
+            where=str(spec.path),
+            hint="set a later expires, or leave it out",
+        )
     components = collect_inputs(spec, follow_symlinks=follow_symlinks)
     created = creation_time(spec, source_date_epoch)
-    meta = spec.spec.metadata
     expires = format_time(meta.expires) if meta.expires is not None else None
+    warnings: list[str] = []
 
     work = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
     work.mkdir(mode=0o755)
@@ -213,6 +233,12 @@ def create_bundle(
             for comp in components
             if comp.kind == "model"
         }
+        warnings += [
+            f"model {name!r}: format not recognised (no safetensors, GGUF, PyTorch or ONNX weights found); "
+            "it is carried as plain files with no header facts"
+            for name, info in formats.items()
+            if info.format == "unknown"
+        ]
         # Largest first, so the two hashing threads finish together.
         order = sorted(range(len(items)), key=lambda i: -items[i][1].size)
         progress.note(f"hashing {len(items)} files ({sum(f.size for _, f in items)} bytes)")
@@ -237,6 +263,14 @@ def create_bundle(
         if images:
             descriptor = descriptor.model_copy(update={"images": [_image_component(i) for i in images]})
         descriptor = complete_descriptor(descriptor, store, wheels=wheels, sbom=sbom)  # wheels, then the SBOM
+        # The rules verify applies to the signed descriptor, applied before signing: never write what verify refuses.
+        problems = descriptor.problems(now=now)
+        if problems:
+            raise InputError(
+                "the bundle would not verify: " + "; ".join(problems),
+                where=str(spec.path),
+                hint="rename the inputs or fix the spec",
+            )
         config_bytes = descriptor.to_bytes()
         config = oci.Descriptor(
             media_type=oci.MEDIA_BUNDLE_CONFIG, digest=store.add_bytes(config_bytes), size=len(config_bytes)
@@ -267,8 +301,14 @@ def create_bundle(
             media_type=oci.MEDIA_MANIFEST, digest=store.add_bytes(manifest_bytes), size=len(manifest_bytes)
         )
 
+        subjects = statement_subjects(manifest_desc.digest, config.digest, descriptor)
+        if len(subjects) > SUBJECT_TOOL_LIMIT:
+            warnings.append(
+                f"the signed statement has {len(subjects)} subjects; cosign and sigstore-go accept at most "
+                f"{SUBJECT_TOOL_LIMIT}, so only gapseal can verify this bundle's signature"
+            )
         statement = sign_statement(
-            statement_subjects(manifest_desc.digest, config.digest, descriptor),
+            subjects,
             oci.BUNDLE_PREDICATE_TYPE,
             bundle_predicate(descriptor, manifest_desc.digest),
             key,
@@ -291,6 +331,11 @@ def create_bundle(
             shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
         os.rename(work, out)
         fsync_dir(out.parent)
+    except OSError as e:
+        shutil.rmtree(work, ignore_errors=True)
+        if e.errno in _OUTPUT_ERRNOS:
+            raise output_not_writable(out, e.strerror or str(e)) from e
+        raise
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -303,6 +348,7 @@ def create_bundle(
         total_bytes=descriptor.total_size(),
         linked_files=store.linked,
         copied_files=store.copied,
+        warnings=tuple(warnings),
     )
 
 

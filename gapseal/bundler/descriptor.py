@@ -6,17 +6,43 @@ statement, it is covered by the signature. Readers (verify, inspect, the install
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from gapseal.bundler.images import INDEX_MEDIA_TYPES, manifest_labels
-from gapseal.bundler.spec import Requirements, ServiceSpec
+from gapseal.bundler.rollback import version_problem
+from gapseal.bundler.spec import Requirements, ServiceSpec, bundle_name_problem
 from gapseal.canonical import canonical_json
 from gapseal.errors import VerificationError
+from gapseal.jsonlimits import load_model
+from gapseal.names import collision_key, collisions, name_problem, path_problem
 
 DESCRIPTOR_API_VERSION = "gapseal/v1"
 DESCRIPTOR_KIND = "BundleDescriptor"
+DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
+"""A blob's name is its digest: anything else could name a path outside ``blobs/sha256/``."""
+CLOCK_SKEW = timedelta(days=1)
+"""How far in the future a bundle's ``created`` may lie (clock differences between the two sides)."""
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def parse_time(value: str) -> datetime:
+    """An RFC 3339 date-time with a time zone (``2026-01-31T12:00:00Z``); ``ValueError`` saying why otherwise."""
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError(f"{value!r} is not an RFC 3339 date-time with a time zone (e.g. 2026-01-31T12:00:00Z)")
+    try:
+        return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a real date and time") from None
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 UTC with second precision: the one time format in bundles."""
+    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class _Model(BaseModel):
@@ -27,7 +53,9 @@ class FileEntry(_Model):
     """One file of a component, stored as one blob."""
 
     path: str = Field(description="Path inside the component, posix, relative (e.g. 'model.safetensors').")
-    digest: str = Field(description="sha256 digest of the content, 'sha256:<hex>'; the blob's name.")
+    digest: str = Field(
+        pattern=DIGEST_PATTERN, description="sha256 digest of the content, 'sha256:<hex>'; the blob's name."
+    )
     size: int = Field(ge=0, description="Size in bytes.")
     media_type: str = Field(description="Layer media type (ModelPack types for models).")
 
@@ -95,7 +123,7 @@ class Build(_Model):
 class ImageBlob(_Model):
     """A blob an image manifest references: its config or one layer."""
 
-    digest: str = Field(description="sha256 digest, 'sha256:<hex>'; the blob's name.")
+    digest: str = Field(pattern=DIGEST_PATTERN, description="sha256 digest, 'sha256:<hex>'; the blob's name.")
     size: int = Field(ge=0, description="Size in bytes.")
     media_type: str = Field(description="Media type, as the manifest states it.")
 
@@ -106,7 +134,9 @@ class ImageManifest(_Model):
     platform: str | None = Field(
         default=None, description="os/arch[/variant] from the index; None for a single-manifest image."
     )
-    digest: str = Field(description="Digest of the manifest as stored (unchanged from the source).")
+    digest: str = Field(
+        pattern=DIGEST_PATTERN, description="Digest of the manifest as stored (unchanged from the source)."
+    )
     size: int = Field(ge=0, description="Size of the manifest in bytes.")
     media_type: str = Field(description="OCI (or Docker v2) image manifest media type.")
     config: ImageBlob = Field(description="The image config blob.")
@@ -118,7 +148,7 @@ class ImageComponent(_Model):
 
     name: str = Field(description="Component name from the spec; the image's ref.name in index.json.")
     source: str = Field(description="Where the image was read from, as the spec wrote it.")
-    digest: str = Field(description="Digest of the stored top document (index or manifest).")
+    digest: str = Field(pattern=DIGEST_PATTERN, description="Digest of the stored top document (index or manifest).")
     size: int = Field(ge=0, description="Size of the stored top document in bytes.")
     media_type: str = Field(description="Media type of the stored top document.")
     source_digest: str = Field(
@@ -197,12 +227,111 @@ class BundleDescriptor(_Model):
         return canonical_json(self.model_dump(mode="json", exclude_none=True))
 
     @classmethod
-    def load(cls, data: bytes) -> BundleDescriptor:
-        """Parse stored descriptor bytes; a malformed descriptor is a verification failure."""
+    def load(cls, data: bytes, where: str | None = None) -> BundleDescriptor:
+        """Parse stored descriptor bytes (bounded, strict JSON); a malformed descriptor is a verification failure.
+
+        Parsing checks the structure only: call ``problems`` before using any name or path in it.
+        """
+        return load_model(cls, data, "the bundle descriptor", error=VerificationError, where=where)
+
+    def problems(self, *, now: datetime | None = None) -> list[str]:
+        """Every reason this descriptor must not be used, each naming the component; empty when it is sound.
+
+        The same rules at ``create`` and at ``verify`` (a trusted key can be careless or stolen): names and paths by
+        ``gapseal.names``, no two files that would be the same file on disk, a version the rollback check can
+        compare, RFC 3339 times with a time zone, ``expires`` after ``created``, ``created`` not more than a day
+        ahead of ``now`` (when given), and services that name a build and model of this bundle.
+        """
+        found: list[str] = []
+
+        def name(what: str, value: str) -> None:
+            problem = name_problem(value)
+            if problem is not None:
+                found.append(f"{what}: {problem}")
+
+        def path(what: str, value: str) -> None:
+            problem = path_problem(value)
+            if problem is not None:
+                found.append(f"{what}: {problem}")
+
+        bundle_problem = bundle_name_problem(self.name)
+        if bundle_problem is not None:
+            found.append(f"bundle name: {bundle_problem}")
+        problem = version_problem(self.version)
+        if problem is not None:
+            found.append(f"version: {problem}")
+        created = expires = None
         try:
-            return cls.model_validate_json(data)
-        except ValidationError as e:
-            raise VerificationError(f"bundle descriptor is malformed: {e.errors()[0]['msg']}") from e
+            created = parse_time(self.created)
+        except ValueError as e:
+            found.append(f"created: {e}")
+        if self.expires is not None:
+            try:
+                expires = parse_time(self.expires)
+            except ValueError as e:
+                found.append(f"expires: {e}")
+        if created is not None and expires is not None and expires <= created:
+            found.append(f"expires: {self.expires} is not later than created {self.created}")
+        if created is not None and now is not None and created > now + CLOCK_SKEW:
+            found.append(f"created: {self.created} is more than a day in the future")
+
+        components: list[tuple[str, str]] = []
+        for m in self.models:
+            name(f"model {m.name!r}", m.name)
+            components.append((f"model {m.name!r}", m.name))
+            for f in m.files:
+                path(f"model {m.name!r} file", f.path)
+            if m.signature is not None:
+                path(f"model {m.name!r} signature", m.signature.path)
+        for c in self.files:
+            name(f"files {c.name!r}", c.name)
+            components.append((f"files {c.name!r}", c.name))
+            for f in c.files:
+                path(f"files {c.name!r} file", f.path)
+        for b in self.builds:
+            name(f"build {b.name!r}", b.name)
+            components.append((f"build {b.name!r}", b.name))
+            seen: set[str] = set()
+            for v in b.variants:
+                label = f"{v.backend}-{v.arch}"
+                if label in seen:
+                    found.append(f"build {b.name!r}: two variants are both {label} (stored in the same directory)")
+                seen.add(label)
+                for f in v.files:
+                    path(f"build {b.name!r} {label} file", f.path)
+        for i in self.images or []:
+            name(f"image {i.name!r}", i.name)
+            components.append((f"image {i.name!r}", i.name))
+        by_key: dict[str, str] = {}
+        for what, value in components:
+            key = collision_key(value)
+            if key in by_key:
+                found.append(f"{what}: its name collides with {by_key[key]} (names are unique across kinds)")
+            by_key.setdefault(key, what)
+        if self.wheels is not None:
+            for w in self.wheels.files:
+                name(f"wheel {w.path!r}", w.path)
+        if self.sbom is not None:
+            path("sbom", self.sbom.path)
+        builds = {b.name for b in self.builds}
+        models = {m.name for m in self.models}
+        services: set[str] = set()
+        for s in self.services or []:
+            name(f"service {s.name!r}", s.name)
+            if collision_key(s.name) in services:
+                found.append(f"service {s.name!r}: listed twice")
+            services.add(collision_key(s.name))
+            path(f"service {s.name!r} exec", s.exec)
+            if s.build not in builds:
+                found.append(f"service {s.name!r}: its build {s.build!r} is not a build of this bundle")
+            if s.model is not None and s.model not in models:
+                found.append(f"service {s.name!r}: its model {s.model!r} is not a model of this bundle")
+        if not found:  # titles are only meaningful once every part is a safe name or path
+            for first, later in collisions(title for title, _ in self.layers()):
+                found.append(
+                    f"{later!r} collides with {first!r} (the same file on a case-insensitive or normalising disk)"
+                )
+        return found
 
     def layers(self) -> list[tuple[str, FileEntry]]:
         """Every file as (layer title, entry), in manifest order."""

@@ -29,6 +29,7 @@ from typing import Literal
 
 from gapseal.bundler.spec import ComponentRef, LoadedSpec
 from gapseal.errors import InputError
+from gapseal.names import collisions, path_problem
 
 ComponentKind = Literal["model", "files", "build", "image"]
 """What a component is; ``collect_inputs`` lists models, files and builds (images are read by their own source)."""
@@ -285,9 +286,18 @@ def collect_component(spec: LoadedSpec, ref: ComponentRef, *, follow_symlinks: b
     files = sorted(walker.files, key=lambda f: f.rel_path)
     if not files:
         raise InputError(f"{root}: holds no files; nothing to bundle for {ref.kind} {ref.name!r}", where=str(root))
-    for a, b in zip(files, files[1:], strict=False):
-        if a.rel_path == b.rel_path:  # only possible through case-folding file systems or odd links
-            raise InputError(f"{root}: {a.rel_path!r} appears twice", where=str(root))
+    # The names rule verify applies to the signed descriptor, applied here first: create never writes a bundle
+    # that verify refuses, and the error names the input file instead of a layer title.
+    for f in files:
+        problem = path_problem(f.rel_path)
+        if problem is not None:
+            raise InputError(f"{root}: {problem}", where=str(f.source), hint="rename the file")
+    for first, later in collisions(f.rel_path for f in files):
+        raise InputError(
+            f"{root}: {later!r} collides with {first!r} (one file on a case-insensitive or normalising disk)",
+            where=str(root),
+            hint="rename one of them",
+        )
     return ComponentInputs(
         kind=ref.kind, name=ref.name, variant=ref.variant, root=root, files=tuple(files), single_file=single
     )

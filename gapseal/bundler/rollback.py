@@ -42,11 +42,24 @@ class RollbackDecision:
     downgrade: bool
 
 
-def _parse(version: str, where: str) -> Version:
+def version_problem(version: str) -> str | None:
+    """Why ``version`` cannot be compared for rollback (PEP 440), or None: the one rule for spec, create, verify."""
+    if not isinstance(version, str):
+        return f"{version!r} is not a string"
+    if len(version) > 128:
+        return f"the version is {len(version)} characters long, over 128"
     try:
-        return Version(version)
-    except InvalidVersion as e:
-        raise VerificationError(f"version {version!r} cannot be compared for rollback", where=where) from e
+        Version(version)
+    except InvalidVersion:
+        return f"{version!r} is not a version (PEP 440, e.g. 1.4.0); it is compared to refuse rollbacks"
+    return None
+
+
+def _parse(version: str, where: str) -> Version:
+    problem = version_problem(version)
+    if problem is not None:
+        raise VerificationError(f"version cannot be compared for rollback: {problem}", where=where)
+    return Version(version)
 
 
 class RollbackState:

@@ -35,9 +35,9 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from gapseal.bundler.rollback import version_problem
 from gapseal.errors import SpecError
 
 API_VERSION = "gapseal/v1"
@@ -58,12 +58,20 @@ _EMBEDDED_FIELD = re.compile(r"([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*): 
 # Field types
 
 
-def _check_bundle_name(value: str) -> str:
-    if not _DNS_LABEL.fullmatch(value):
-        raise ValueError(
+def bundle_name_problem(value: str) -> str | None:
+    """Why ``value`` is not a bundle name (the rollback state and install records are keyed by it), or None."""
+    if not isinstance(value, str) or not _DNS_LABEL.fullmatch(value):
+        return (
             f"{value!r} is not a valid bundle name: use 1-63 lowercase letters, digits and '-', "
             "starting and ending with a letter or digit"
         )
+    return None
+
+
+def _check_bundle_name(value: str) -> str:
+    problem = bundle_name_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
@@ -84,12 +92,9 @@ def _require_string(value: Any) -> Any:
 
 
 def _check_version(value: str) -> str:
-    try:
-        Version(value)
-    except InvalidVersion:
-        raise ValueError(
-            f"{value!r} is not a version (PEP 440, e.g. 1.4.0); it is compared to refuse rollbacks"
-        ) from None
+    problem = version_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
@@ -272,13 +277,14 @@ class BuildSpec(_SpecModel):
 
     @model_validator(mode="after")
     def _distinct_variants(self) -> BuildSpec:
-        seen: dict[tuple[str, str, str], int] = {}
+        seen: dict[tuple[str, str], int] = {}
         for i, v in enumerate(self.variants):
-            key = (v.backend, v.arch, v.requires.model_dump_json())
+            key = (v.backend, v.arch)
             if key in seen:
                 raise ValueError(
-                    f"variants[{i}]: same backend, arch and requires as variants[{seen[key]}]; "
-                    "the installer could not choose between them"
+                    f"variants[{i}]: same backend and arch ({v.backend}-{v.arch}) as variants[{seen[key]}]; "
+                    f"a variant is stored as builds/{self.name}/{v.backend}-{v.arch}/, so give the second one "
+                    "its own build name"
                 )
             seen[key] = i
         return self
@@ -335,6 +341,59 @@ class ComponentRef:
     """Index of the variant within its build (builds only)."""
 
 
+_DURATION = re.compile(r"([0-9]{1,5})(s|m)?")
+
+
+def _duration_seconds(value: Any) -> Any:
+    """``180``, ``"180s"`` or ``"3m"`` -> seconds (an int); anything else is left for pydantic to refuse."""
+    if isinstance(value, str):
+        m = _DURATION.fullmatch(value.strip())
+        if m is None:
+            raise ValueError(f"{value!r} is not a duration: use seconds, e.g. 180s or 3m")
+        return int(m.group(1)) * (60 if m.group(2) == "m" else 1)
+    return value
+
+
+class HealthRequest(_SpecModel):
+    """One real request after the health check passed (for llama.cpp: a short completion); any 2xx passes."""
+
+    path: str
+    """HTTP path, POSTed to the service's bind address and port (``/v1/completions``)."""
+    body: dict[str, Any] = Field(default_factory=dict)
+    """The JSON body (``{prompt: "...", max_tokens: 4}``)."""
+
+    @model_validator(mode="after")
+    def _path_is_a_path(self) -> HealthRequest:
+        if not self.path.startswith("/") or any(c in self.path for c in " \t\r\n#"):
+            raise ValueError(f"path: {self.path!r} must be an absolute HTTP path such as /v1/completions")
+        return self
+
+
+class HealthCheck(_SpecModel):
+    """How the installer knows a started service works: an HTTP path or a command, within ``timeout``."""
+
+    http: str | None = None
+    """HTTP path on the service's bind address and port that answers 2xx once it is ready (``/health``)."""
+    command: list[str] | None = None
+    """Or a command (argument list, run on the host) that exits 0 once it is ready."""
+    timeout: Annotated[int, BeforeValidator(_duration_seconds), Field(ge=1, le=3600)] = 180
+    """How long to wait for readiness, in seconds (``180s`` and ``3m`` are accepted too)."""
+    request: HealthRequest | None = None
+    """One real request after readiness (HTTP services only)."""
+
+    @model_validator(mode="after")
+    def _one_probe(self) -> HealthCheck:
+        if (self.http is None) == (self.command is None):
+            raise ValueError("give exactly one of http (a path) or command (an argument list)")
+        if self.http is not None and not self.http.startswith("/"):
+            raise ValueError(f"http: {self.http!r} must be an absolute HTTP path such as /health")
+        if self.command is not None and not self.command:
+            raise ValueError("command: must not be empty")
+        if self.request is not None and self.http is None:
+            raise ValueError("request: needs an http health check (the request goes to the same address and port)")
+        return self
+
+
 class ServiceSpec(_SpecModel):
     """An inference service the installer defines as a systemd unit (offline environment, bound to ``bind``)."""
 
@@ -354,6 +413,12 @@ class ServiceSpec(_SpecModel):
     """Address the service binds to (an IP address)."""
     env: dict[str, str] = Field(default_factory=dict)
     """Extra environment; the offline/no-telemetry switches are always set and cannot be overridden."""
+    health: HealthCheck | None = None
+    """Checked after the unit starts (then one real request); a failure fails the host with the unit's exit status
+    and last journal lines."""
+    fallback: bool = False
+    """On a failed health check, try the build's next variant that fits the host; otherwise restore the version the
+    host ran before."""
 
     @model_validator(mode="after")
     def _safe_exec_and_bind(self) -> ServiceSpec:
@@ -365,6 +430,8 @@ class ServiceSpec(_SpecModel):
             ipaddress.ip_address(self.bind)
         except ValueError:
             raise ValueError(f"bind: {self.bind!r} is not an IP address") from None
+        if self.health is not None and self.health.http is not None and self.port is None:
+            raise ValueError("health.http: the service needs a port for an HTTP health check")
         return self
 
 

@@ -13,7 +13,7 @@ from gapseal.bundler import layout as oci
 from gapseal.bundler.create import create_bundle
 from gapseal.bundler.rollback import RollbackState
 from gapseal.bundler.verify import verify_bundle
-from gapseal.errors import InputError, UsageError, VerificationError
+from gapseal.errors import InputError, SpecError, UsageError, VerificationError
 from gapseal.signing.attestation import sign_statement
 from tests.bundles import KeyPair, make_bundle, make_inputs, make_keys
 
@@ -266,10 +266,18 @@ def test_unsigned_bundle(tmp_path: Path, keys: KeyPair) -> None:
 
 
 def test_expired_bundle(tmp_path: Path, keys: KeyPair) -> None:
-    bundle = make_bundle(tmp_path, keys, expires="2026-02-01T00:00:00Z").path
-    assert verify_bundle(bundle, [keys.public], now=datetime(2026, 1, 15, tzinfo=UTC))
-    with pytest.raises(VerificationError, match="expired at 2026-02-01T00:00:00Z"):
-        verify_bundle(bundle, [keys.public], now=datetime(2026, 3, 1, tzinfo=UTC))
+    bundle = make_bundle(tmp_path, keys, expires="2099-02-01T00:00:00Z").path
+    assert verify_bundle(bundle, [keys.public], now=datetime(2099, 1, 15, tzinfo=UTC))
+    with pytest.raises(VerificationError, match="expired at 2099-02-01T00:00:00Z"):
+        verify_bundle(bundle, [keys.public], now=datetime(2099, 3, 1, tzinfo=UTC))
+
+
+def test_create_refuses_a_bundle_that_is_already_expired(tmp_path: Path, keys: KeyPair) -> None:
+    with pytest.raises(
+        SpecError, match=r"metadata.expires: the bundle would already be expired \(2026-02-01T00:00:00Z\)"
+    ):
+        make_bundle(tmp_path, keys, expires="2026-02-01T00:00:00Z")
+    assert not (tmp_path / "bundle").exists()
 
 
 def test_downgrade_is_refused_unless_allowed(tmp_path: Path, keys: KeyPair) -> None:
