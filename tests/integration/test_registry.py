@@ -18,7 +18,7 @@ import pytest
 
 from gapseal.bundler import layout as oci
 from gapseal.bundler.create import CreatedBundle, create_bundle
-from gapseal.bundler.registry import RegistryError, _Client, _push_verified, fallback_tag, load_bundle, pull_bundle
+from gapseal.bundler.registry import RegistryError, connect, fallback_tag, load_bundle, pull_bundle, push_verified
 from gapseal.bundler.verify import verify_bundle
 from gapseal.cli import main
 from gapseal.errors import UsageError, VerificationError
@@ -348,16 +348,13 @@ def test_uploads_are_concurrent_within_the_bound(stack: CreatedBundle, keys: Key
     assert proxy.state.max_uploads_in_flight == 2
 
 
-def test_large_blobs_go_up_in_chunks_and_come_back_intact(
-    stack: CreatedBundle, keys: KeyPair, proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_large_blobs_go_up_in_one_streamed_put_and_come_back_intact(
+    stack: CreatedBundle, keys: KeyPair, proxy: FaultProxy, tmp_path: Path
 ) -> None:
-    """Blobs over the monolithic limit (lowered here to 256 KiB) are sent as PATCH chunks, then a closing PUT."""
-    monkeypatch.setattr("gapseal.bundler.registry.MONOLITHIC_LIMIT", 256 * 1024)
-    busybox = next(i for i in stack.descriptor.images or [] if i.name == "busybox")
-    size = busybox.manifests[0].layers[0].size
-    assert size > 3 * 256 * 1024
+    """Every blob is one POST (upload session) and one PUT carrying the whole file; no PATCH round trips."""
     load_bundle(stack.path, [keys.public], proxy.host, insecure=True)
-    assert proxy.state.count("PATCH", r"/v2/busybox/blobs/uploads/") == -(-size // (256 * 1024))
+    assert proxy.state.count("PATCH", r"/blobs/uploads/") == 0
+    assert proxy.state.count("PUT", r"/blobs/uploads/") == proxy.state.upload_starts() == _blob_count(stack)
     pull_bundle(f"{proxy.host}/gapseal/stack:1.0.0", tmp_path / "pulled", insecure=True)
     verify_bundle(tmp_path / "pulled", [keys.public])
 
@@ -410,11 +407,16 @@ def test_docker_manifest_list_from_a_registry_is_converted_and_filtered(
 def test_corrupt_manifest_from_the_registry_is_rejected_naming_it(
     stack: CreatedBundle, keys: KeyPair, proxy: FaultProxy, tmp_path: Path
 ) -> None:
-    """The image index served for its digest is altered (valid JSON, other bytes): refused before anything is kept."""
+    """The image index served for its digest is altered (one byte longer): refused before a byte past its signed size
+    is read, and nothing is kept."""
     load_bundle(stack.path, [keys.public], proxy.host, insecure=True)
     app = next(i for i in stack.descriptor.images or [] if i.name == "app")
     proxy.state.corrupt_blob = app.digest
-    with pytest.raises(RegistryError, match=rf"manifest that does not match its digest: app@{app.digest} hashes to"):
+    with pytest.raises(
+        RegistryError,
+        match=rf"fetching manifest app@{app.digest}: the registry announces a manifest of {app.size + 1} bytes, more "
+        rf"than the {app.size} allowed; nothing of it was read",
+    ):
         pull_bundle(f"{proxy.host}/gapseal/stack:1.0.0", tmp_path / "pulled", insecure=True)
     assert not (tmp_path / "pulled").exists()
 
@@ -434,13 +436,13 @@ def test_bundle_altered_after_verification_is_not_pushed(
     copy = tmp_path / "copy"
     subprocess.run(["cp", "-a", str(stack.path), str(copy)], check=True)  # noqa: S607 - coreutils
     verified = verify_bundle(copy, [keys.public])
-    client = _Client(registry.host, insecure=True)
+    client = connect(registry.host, insecure=True)
     docs = copy / oci.blob_path(stack.descriptor.files[0].files[0].digest)
     docs.write_bytes(b"swapped after verify\n")
     with pytest.raises(
         RegistryError, match=r"uploading blob sha256:[0-9a-f]{64} \(\d+ bytes\) to gapseal/stack: .*400"
     ):
-        _push_verified(verified, client, concurrency=2, progress=NO_PROGRESS)
+        push_verified(verified, client, concurrency=2, progress=NO_PROGRESS)
     subprocess.run(
         ["cp", "-a", str(stack.path / oci.blob_path(stack.descriptor.files[0].files[0].digest)), str(docs)], check=True
     )  # noqa: S607
@@ -448,7 +450,7 @@ def test_bundle_altered_after_verification_is_not_pushed(
     index = copy / oci.blob_path(app.digest)
     index.write_bytes(index.read_bytes().replace(b'"schemaVersion":2', b'"schemaVersion": 2', 1))
     with pytest.raises(RegistryError, match=f"the manifest {app.digest} changed on disk after the bundle was verified"):
-        _push_verified(verified, client, concurrency=2, progress=NO_PROGRESS)
+        push_verified(verified, client, concurrency=2, progress=NO_PROGRESS)
     assert _status(registry.host, "/v2/app/manifests/1.0.0") == 404
 
 

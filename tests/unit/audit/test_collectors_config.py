@@ -265,8 +265,8 @@ def test_sshd_on_this_machine_uses_sshd_t() -> None:
     assert f.present is True
     assert f.method in {"sshd -T", "sshd_config"}
     if f.method == "sshd -T":
-        assert f.sources[0].argv == ["sshd", "-T"]
-        assert f.sources[0].exit_code == 0
+        (run,) = [s for s in f.sources if s.argv == ["sshd", "-T"]]
+        assert run.exit_code == 0
         assert "passwordauthentication" in f.settings
     assert f.password_authentication in {"yes", "no"}
 
