@@ -1,4 +1,9 @@
-"""Packet filtering: the nftables ruleset (``nft -j list ruleset``) and iptables (``iptables-save``) where present."""
+"""Packet filtering: the nftables ruleset (``nft -j list ruleset``) and iptables (``iptables-save``) where present.
+
+``firewall.egress`` holds what the kernel would do with NEW packets from this host, from every source netfilter runs:
+nftables (JSON for the rules, the ``nft -a`` listing for quotes and table flags), the iptables-nft rules behind nft's
+``xt`` expressions, and iptables-legacy tables (``gapseal.audit.netfilter`` evaluates them).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,12 @@ import json
 import shutil
 from typing import Any
 
-from gapseal.audit.collectors._common import RawStore, Trace, try_network
+from gapseal.audit import netfilter
+from gapseal.audit.collectors._common import RawStore, Trace, network, try_network
 from gapseal.audit.facts import (
+    EgressAnswer,
     Family,
+    FirewallEgress,
     FirewallFacts,
     IptablesChain,
     IptablesFacts,
@@ -17,6 +25,7 @@ from gapseal.audit.facts import (
     NftChain,
     NftRule,
 )
+from gapseal.audit.probes import DEFAULT_ROUTE_TARGETS
 
 _VERDICTS = ("accept", "drop", "reject", "jump", "goto", "return", "continue", "queue")
 _MAX_PORTS = 64
@@ -239,6 +248,7 @@ def parse_iptables_save(text: str, family: Family) -> list[IptablesChain]:
 def collect_firewall(store: RawStore) -> FirewallFacts:
     """Collect nftables and iptables state of the collector's network namespace."""
     trace = Trace(store)
+    nft_json: Any = None
     if shutil.which("nft") is None:
         trace.run(["nft", "-j", "list", "ruleset"])  # records "command not found" as the source's error
         nft = NftablesFacts(status="unknown", reason="nft not installed", present=False)
@@ -248,7 +258,8 @@ def collect_firewall(store: RawStore) -> FirewallFacts:
             nft = NftablesFacts(status="unknown", reason=f"nft: {out.error}", present=True)
         else:
             try:
-                chains, rules, policy, items = parse_nft_ruleset(json.loads(out.stdout))
+                nft_json = json.loads(out.stdout)
+                chains, rules, policy, items = parse_nft_ruleset(nft_json)
                 nft = NftablesFacts(
                     status="ok", present=True, chains=chains, rules=rules, output_policy=policy, ruleset=items
                 )
@@ -276,4 +287,110 @@ def collect_firewall(store: RawStore) -> FirewallFacts:
     reason = None
     if status == "unknown":
         reason = "no firewall state could be read: " + "; ".join(x for x in (nft.reason, ipt.reason) if x)
-    return FirewallFacts(status=status, reason=reason, sources=trace.sources, nftables=nft, iptables=ipt)
+    egress = collect_egress(trace, nft_json, nft.status == "ok" or not nft.present)
+    return FirewallFacts(status=status, reason=reason, sources=trace.sources, nftables=nft, iptables=ipt, egress=egress)
+
+
+# ------------------------------------------------------------------------------------------------ egress
+
+
+def _family(fam: netfilter.Family) -> Family:
+    return "inet" if fam == "ip" else "inet6"
+
+
+def _ports(ranges: tuple[tuple[int, int], ...]) -> list[str]:
+    return [str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in ranges]
+
+
+def egress_answers(classes: list[netfilter.DestinationClass]) -> list[EgressAnswer]:
+    """The evaluator's classes as facts."""
+    return [
+        EgressAnswer(
+            family=_family(c.family),
+            protocol=c.protocol,
+            destinations=[network(n) for n in c.networks()],
+            ports=_ports(c.ports),
+            verdict=c.verdict,
+            decided_by=list(c.decided_by),
+        )
+        for c in classes
+    ]
+
+
+def _save_output(trace: Trace, tool: str, notes: list[str]) -> str | None:
+    if shutil.which(tool) is None:
+        return None
+    out = trace.run([tool])
+    if not out.ok:
+        notes.append(f"{tool}: {out.error}")
+        return None
+    return out.text
+
+
+def _local_addresses(trace: Trace, notes: list[str]) -> list[str]:
+    out = trace.run(["ip", "-j", "addr", "show"])
+    try:
+        links = json.loads(out.stdout or b"[]") if out.ok else []
+    except ValueError:
+        links = []
+    if not out.ok or not isinstance(links, list):
+        notes.append(f"ip addr: {out.error or 'unparseable output'} (fib/addrtype 'local' matches cover loopback only)")
+    addresses = ["127.0.0.1", "::1"]
+    for link in links if isinstance(links, list) else []:
+        for a in link.get("addr_info", []) if isinstance(link, dict) else []:
+            if isinstance(a, dict) and isinstance(a.get("local"), str):
+                addresses.append(a["local"].split("%")[0])
+    return addresses
+
+
+def collect_egress(
+    trace: Trace, nft_json: Any, nft_readable: bool, probe_addresses: tuple[str, ...] = ()
+) -> FirewallEgress:
+    """Evaluate every netfilter source of this namespace for NEW outgoing packets (``gapseal.audit.netfilter``).
+
+    ``nft_readable``: nft ran (or is absent). When it failed the answer is ``unknown``: a ruleset that cannot be
+    read cannot be evaluated, even though the other sources could only add drops.
+    """
+    if not nft_readable:
+        return FirewallEgress(status="unknown", reason="the nftables ruleset could not be read")
+    notes: list[str] = []
+    listing = None
+    if nft_json is not None:
+        out = trace.run(["nft", "-a", "list", "ruleset"])
+        listing = out.text if out.ok else None
+        if listing is None:
+            notes.append(f"nft -a list ruleset: {out.error} (rules quoted as JSON; dormant flags from JSON only)")
+    ipt_nft: dict[netfilter.Family, str] = {}
+    legacy: dict[netfilter.Family, str] = {}
+    for fam, prefix in (("ip", "iptables"), ("ip6", "ip6tables")):
+        text = _save_output(trace, f"{prefix}-nft-save", notes)
+        if text is not None:
+            ipt_nft[fam] = text  # type: ignore[index]
+        text = _save_output(trace, f"{prefix}-legacy-save", notes)
+        if text is not None:
+            legacy[fam] = text  # type: ignore[index]
+    try:
+        ruleset = netfilter.build_ruleset(
+            nft_json=nft_json,
+            nft_listing=listing,
+            iptables_nft=ipt_nft,
+            iptables_legacy=legacy,
+            local_addresses=_local_addresses(trace, notes),
+        )
+        probes = netfilter.probe_verdicts(ruleset, probe_addresses or DEFAULT_ROUTE_TARGETS)
+        classes = netfilter.egress_classes(ruleset)
+    except ValueError as e:
+        return FirewallEgress(status="unknown", reason=f"the ruleset could not be evaluated: {e}", notes=notes)
+    return FirewallEgress(
+        status="ok",
+        base_chains=[describe_base_chain(bc) for bc in ruleset.base_chains],
+        notes=notes + ruleset.notes,
+        probes=egress_answers(probes),
+        classes=egress_answers(classes),
+    )
+
+
+def describe_base_chain(bc: netfilter.BaseChain) -> str:
+    """E.g. ``nftables inet gapseal output: hook output priority 0 policy drop``."""
+    state = {True: "", False: " (table dormant: not run)", None: " (table flags unreadable)"}[bc.active]
+    return f"{bc.label}: hook {bc.hook} priority {bc.priority} policy {bc.policy}{state}"

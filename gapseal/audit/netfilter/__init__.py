@@ -18,11 +18,13 @@ from typing import Any
 
 from gapseal.audit.netfilter import iptables, nft
 from gapseal.audit.netfilter.classes import DestinationClass, answer, egress_classes, probe_verdicts
-from gapseal.audit.netfilter.model import Context, Family, Outcome, Packet, Ruleset
+from gapseal.audit.netfilter.model import BaseChain, Context, Family, Outcome, Packet, Ruleset
 
 __all__ = [
+    "BaseChain",
     "Context",
     "DestinationClass",
+    "Family",
     "Outcome",
     "Packet",
     "Ruleset",
