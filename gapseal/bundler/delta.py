@@ -27,7 +27,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gapseal.atomic import fsync_dir, write_new_file
+from gapseal.atomic import DurableWriter, fsync_dir, write_new_file
 from gapseal.bundler import layout as oci
 from gapseal.bundler.create import CreatedBundle, create_bundle, prepare_output
 from gapseal.bundler.delta_marker import (
@@ -41,9 +41,10 @@ from gapseal.bundler.descriptor import BundleDescriptor
 from gapseal.bundler.inventory import LayoutEntry, LayoutInventory, LayoutSink, read_layout_dir, walk_archive
 from gapseal.bundler.rollback import RollbackState
 from gapseal.bundler.selfcontained import Wheelhouse
-from gapseal.bundler.verify import VerifiedBundle, read_inventory, verify_inventory, verify_read_bundle
+from gapseal.bundler.verify import VerifiedBundle, read_inventory, verify_read_bundle
 from gapseal.canonical import canonical_json
 from gapseal.errors import BundleError, UsageError, VerificationError
+from gapseal.names import UnsafeNameError, join_under
 from gapseal.progress import NO_PROGRESS, Progress
 from gapseal.signing.keys import SigningKey, VerifyingKey
 
@@ -423,29 +424,34 @@ def verify_delta(
 
 
 class _Materializer(LayoutSink):
-    """Reads the delta and the base for ``_merge`` and, from archives, writes the files the full bundle needs.
+    """Reads the delta and the base for ``_merge`` and writes, in the same pass, the files the full bundle needs.
 
-    Called as a ``_Reader``: a directory is only read (its files are linked or copied later, once everything verified);
-    a tar or split set is read in one pass that also writes the wanted members under ``root`` (every member but the
-    marker for the delta, the left-out blobs for the base), each created with ``O_EXCL | O_NOFOLLOW`` and checked
-    against its name as it ends.
+    Called as a ``_Reader``, for every form alike: the wanted files (every file but the marker for the delta, the
+    left-out blobs for the base) are written under ``root`` while they are hashed, so the merged inventory describes
+    exactly the bytes written and nothing is read twice. A directory's files are copied (never hard-linked: the full
+    bundle must not share an inode with the base or the delta); an archive's members are written as they stream.
+    Every target is created with ``O_EXCL | O_NOFOLLOW`` after ``join_under`` checked it stays under ``root``.
     """
 
     def __init__(self, root: Path, progress: Progress) -> None:
         self.root = root
         self.progress = progress
-        self.directories: dict[Path, frozenset[str] | None] = {}
-        self.written: set[str] = set()
         self._wanted: frozenset[str] | None = None
         self._fd: int | None = None
+        self._writer: DurableWriter | None = None
         self._source = ""
 
     def __call__(self, path: Path, wanted: frozenset[str] | None) -> LayoutInventory:
         if path.is_symlink():
             raise VerificationError("the bundle path is a symbolic link", where=str(path), hint="name the real path")
         if path.is_dir():
-            self.directories[path] = wanted
-            return read_layout_dir(path, progress=self.progress)
+            return read_layout_dir(
+                path,
+                progress=self.progress,
+                only=wanted,
+                copy_to=self.root,
+                not_copied=frozenset({DELTA_MARKER_NAME}),
+            )
         if not path.is_file():
             raise VerificationError("no bundle at this path", where=str(path))
         self._wanted, self._source = wanted, str(path)
@@ -457,29 +463,35 @@ class _Materializer(LayoutSink):
     def _want(self, path: str) -> bool:
         return path != DELTA_MARKER_NAME if self._wanted is None else path in self._wanted
 
+    def directory(self, path: str) -> None:
+        """Directories are made on demand, under ``root`` only."""
+
     def begin(self, path: str) -> None:
         """Open the member's target when it is wanted."""
         if self._want(path):
+            try:
+                target = join_under(self.root, path, what="layout file")
+            except UnsafeNameError as e:  # pragma: no cover - the strict tar reader refuses such names first
+                raise VerificationError(str(e), where=self._source) from e
+            target.parent.mkdir(parents=True, exist_ok=True)
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            self._fd = os.open(self.root / path, flags, 0o644)
+            self._fd = os.open(target, flags, 0o644)
+            self._writer = DurableWriter(self._fd)
 
     def write(self, chunk: memoryview) -> None:
         """Write the member's bytes (if wanted)."""
-        if self._fd is not None:
-            view = chunk
-            while view:
-                view = view[os.write(self._fd, view) :]
+        if self._writer is not None:
+            self._writer.write(chunk)
 
     def end(self, entry: LayoutEntry) -> None:
         """Close the member; a blob must hash to its name."""
-        if self._fd is None:
+        if self._fd is None or self._writer is None:
             return
-        fd, self._fd = self._fd, None
+        fd, writer, self._fd, self._writer = self._fd, self._writer, None, None
         try:
-            os.fsync(fd)
+            writer.finish()
         finally:
             os.close(fd)
-        self.written.add(entry.path)
         if entry.path.startswith("blobs/sha256/") and entry.path.removeprefix("blobs/sha256/") != entry.sha256:
             raise VerificationError(
                 f"blob {entry.path} is corrupt: its content hashes to sha256:{entry.sha256}", where=self._source
@@ -490,6 +502,7 @@ class _Materializer(LayoutSink):
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+            self._writer = None
 
 
 @dataclass(frozen=True)
@@ -502,18 +515,8 @@ class AppliedDelta:
     """Files taken from the delta."""
     from_base: int
     """Blobs taken from the base."""
-    linked: int
-    """Files hard-linked from a directory rather than copied or written from an archive."""
-
-
-def _place(source: Path, target: Path) -> bool:
-    """Hard-link ``source`` to ``target``, or copy it across filesystems; True when linked."""
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
-        return False
-    return True
+    linked: int = 0
+    """Always 0: files are copied or written, never hard-linked (kept for the ``--json`` document)."""
 
 
 def apply_delta(
@@ -523,49 +526,56 @@ def apply_delta(
     trusted_keys: Sequence[VerifyingKey],
     *,
     overwrite: bool = False,
+    rollback: RollbackState | None = None,
+    allow_downgrade: bool = False,
     now: datetime | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> AppliedDelta:
-    """Verify ``delta`` with ``base``, write the full bundle at ``out`` and verify it standalone before renaming.
+    """Verify ``delta`` with ``base`` and write the full bundle at ``out``, in one pass over each input.
 
-    One read of each input: a directory is hashed, then its files hard-linked (or copied across filesystems); an
-    archive is hashed while the needed members are written out. Everything happens in a scratch directory beside
-    ``out``; nothing appears at ``out`` unless the result verifies on its own, and the scratch is always removed.
+    Every file the full bundle needs is written into a scratch directory beside ``out`` while it is hashed (copied
+    from a directory, streamed from a tar or split set); the merged inventory of those written bytes is then verified
+    as one full bundle, with the same rollback and expiry checks as ``verify``. Applying uses the bundle: with
+    ``rollback`` the high-water mark moves to its version. Nothing appears at ``out`` unless everything verified;
+    the scratch is always removed, and a write failure (a full disk) names ``out``.
     """
     prepare_output(out, overwrite=overwrite)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".applying", dir=out.parent))
     try:
-        work = scratch / "bundle"
+        scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".applying", dir=out.parent))
+    except OSError as e:
+        raise BundleError(f"cannot write the output {out}: {e.strerror or e}", where=str(out)) from e
+    try:
+        work = Path(os.path.realpath(scratch)) / "bundle"
         (work / "blobs" / "sha256").mkdir(parents=True)
         materializer = _Materializer(work, progress)
         merged = _merge(delta, base, progress, reader=materializer)
-        verify_inventory(merged.inventory, trusted_keys, now=now)  # refuse before placing anything from directories
-        from_base = {oci.blob_path(b.digest) for b in merged.marker.omitted}
-        linked = 0
-        for path in merged.inventory.entries:
-            if path in materializer.written:
-                continue
-            source = (base if path in from_base else delta) / path
-            linked += _place(source, work / path)
-        work.chmod(0o755)
-        for d in (work / "blobs" / "sha256", work / "blobs", work):
+        # What was written is exactly what the merged inventory hashed: verifying it verifies the files at ``work``.
+        verified = verify_read_bundle(
+            out,
+            merged.inventory,
+            trusted_keys,
+            layout_dir=out,
+            rollback=rollback,
+            allow_downgrade=allow_downgrade,
+            record=rollback is not None,
+            now=now,
+        )
+        for d in sorted((p for p in work.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            d.chmod(0o755)
             fsync_dir(d)
-        result = verify_inventory(read_layout_dir(work, progress=progress), trusted_keys, now=now)
+        work.chmod(0o755)
+        fsync_dir(work)
         if out.exists() and overwrite:
             shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
         os.rename(work, out)
         fsync_dir(out.parent)
     except OSError as e:
-        raise BundleError(f"applying the delta failed: {e.strerror or e}", where=e.filename or str(out)) from e
+        raise BundleError(
+            f"cannot write the output {out}: {e.strerror or e}; nothing was applied",
+            where=str(out),
+            hint="free space on the output's file system (or choose another --out) and apply again",
+        ) from e
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    verified = VerifiedBundle(
-        source=out,
-        layout_dir=out,
-        manifest_digest=result.manifest_digest,
-        descriptor=result.descriptor,
-        signer_key_id=result.statement.signer_key_id,
-        statement=result.statement,
-    )
-    n_base = len(from_base)
-    return AppliedDelta(out, verified, len(merged.inventory.entries) - n_base, n_base, linked)
+    n_base = len(merged.marker.omitted)
+    return AppliedDelta(out, verified, len(merged.inventory.entries) - n_base, n_base)

@@ -33,8 +33,9 @@ from gapseal.bundler.archive import (
 )
 from gapseal.canonical import canonical_model_json
 from gapseal.errors import ArchiveError, VerificationError
-from gapseal.hashing import hash_stream, parallel_map
+from gapseal.hashing import copy_and_hash, hash_stream, parallel_map
 from gapseal.jsonlimits import MAX_DOCUMENT
+from gapseal.names import UnsafeNameError, join_under
 from gapseal.progress import NO_PROGRESS, Progress
 
 KEEP_BLOB_CONTENT = 1024 * 1024
@@ -140,11 +141,22 @@ class LayoutInventory:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def read_layout_dir(path: Path, *, progress: Progress = NO_PROGRESS) -> LayoutInventory:
+def read_layout_dir(
+    path: Path,
+    *,
+    progress: Progress = NO_PROGRESS,
+    only: frozenset[str] | None = None,
+    copy_to: Path | None = None,
+    not_copied: frozenset[str] = frozenset(),
+) -> LayoutInventory:
     """Hash every file of the layout directory ``path``; links and special files raise ``VerificationError``.
 
     The walk never follows a link; files are opened with ``O_NOFOLLOW`` and re-checked after opening. Hard links are
     fine (``create`` makes them). Files are hashed on several threads, largest first.
+
+    ``only`` limits the files read to those paths. With ``copy_to``, every file read (but those in ``not_copied``) is
+    copied under that directory in the same pass that hashes it (the final path checked with ``join_under``), and its
+    entry describes the copy: what was hashed is exactly what was written, and a second read is never needed.
     """
     root = Path(path)
     files: list[tuple[str, Path, int]] = []
@@ -160,7 +172,8 @@ def read_layout_dir(path: Path, *, progress: Progress = NO_PROGRESS) -> LayoutIn
                 directories.add(name)
                 walk(Path(item.path), name + "/")
             elif stat.S_ISREG(st.st_mode):
-                files.append((name, Path(item.path), st.st_size))
+                if only is None or name in only:
+                    files.append((name, Path(item.path), st.st_size))
             else:
                 raise VerificationError(
                     f"layout holds {_kind(st.st_mode)}: {name}",
@@ -178,7 +191,9 @@ def read_layout_dir(path: Path, *, progress: Progress = NO_PROGRESS) -> LayoutIn
 
     def hash_one(item: tuple[str, Path, int]) -> LayoutEntry:
         name, file_path, _ = item
-        return _hash_file(name, file_path, progress, task)
+        if copy_to is None or name in not_copied:
+            return _hash_file(name, file_path, progress, task)
+        return _copy_file(name, file_path, copy_to, progress, task)
 
     try:
         ordered = sorted(files, key=lambda f: -f[2])
@@ -190,6 +205,21 @@ def read_layout_dir(path: Path, *, progress: Progress = NO_PROGRESS) -> LayoutIn
         source=str(path),
         directories=frozenset(directories),
     )
+
+
+def _copy_file(name: str, file_path: Path, copy_to: Path, progress: Progress, task: int) -> LayoutEntry:
+    try:
+        target = join_under(copy_to, name, what="layout file")
+    except UnsafeNameError as e:
+        raise VerificationError(str(e), where=str(file_path)) from e
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        digest = copy_and_hash(file_path, target, progress=progress, label=f"copying {name}", follow_symlinks=False)
+    except OSError as e:
+        if e.filename is not None and Path(e.filename) == file_path:
+            raise VerificationError(f"cannot read layout file {name}: {e.strerror or e}", where=str(file_path)) from e
+        raise
+    return LayoutEntry(name, digest.size, digest.sha256, segments=((str(target), 0, digest.size),))
 
 
 def _kind(mode: int) -> str:

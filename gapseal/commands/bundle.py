@@ -528,22 +528,40 @@ def apply(
     out: Path = typer.Option(..., "--out", help="The full bundle directory to create."),
     key: list[Path] = _KEYS,
     trust: Path | None = _TRUST,
+    allow_downgrade: bool = typer.Option(
+        False, "--allow-downgrade", help="Accept a version older than one this host already used."
+    ),
+    state_file: Path | None = typer.Option(
+        None, "--state-file", help="Rollback state file (default: $GAPSEAL_STATE_DIR or ~/.local/state/gapseal)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
     json_output: bool = _JSON,
     quiet: bool = _QUIET,
 ) -> int:
-    """Complete a delta with its base into a full bundle, verified before and after it is written.
+    """Complete a delta with its base into a full bundle, verified as it is written.
 
-    Blobs are hard-linked from directories where the filesystem allows; --out appears only once the result verifies
-    on its own. A base lacking some of the blobs the delta left out is refused, naming them.
+    Every file is copied or streamed (never linked) and hashed as it is written; --out appears only once what was
+    written verifies as the signed bundle. A base lacking some of the blobs the delta left out is refused, naming
+    them. Applying uses the bundle: the rollback check applies and this host's high-water mark moves to it.
     """
     from gapseal.bundler.delta import apply_delta
+    from gapseal.bundler.rollback import RollbackState, default_state_file
     from gapseal.signing.trust import trusted_keys
 
     _output.configure(json_output=json_output, quiet=quiet)
     keys = trusted_keys(key, trust)
+    state = RollbackState(state_file or default_state_file())
     with _output.progress() as progress:
-        result = apply_delta(delta, base, out, keys, overwrite=overwrite, progress=progress)
+        result = apply_delta(
+            delta,
+            base,
+            out,
+            keys,
+            overwrite=overwrite,
+            rollback=state,
+            allow_downgrade=allow_downgrade,
+            progress=progress,
+        )
     d = result.verified.descriptor
     doc = {
         "ok": True,
@@ -555,6 +573,7 @@ def apply(
         "from_delta": result.from_delta,
         "from_base": result.from_base,
         "linked": result.linked,
+        "downgrade_allowed": bool(result.verified.rollback and result.verified.rollback.downgrade),
     }
     if json_output:
         _output.emit_json(doc)
@@ -562,7 +581,8 @@ def apply(
         _output.stdout.print(f"[green]applied[/] {delta} onto {base}: {out} ({d.name} {d.version})", highlight=False)
         _output.stdout.print(f"  manifest {result.verified.manifest_digest}, verified standalone")
         _output.stdout.print(
-            f"  {result.from_delta} files from the delta, {result.from_base} from the base ({result.linked} linked)"
+            f"  {result.from_delta} files from the delta, {result.from_base} from the base; "
+            "every byte hashed as it was written"
         )
     return 0
 

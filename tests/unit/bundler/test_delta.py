@@ -93,7 +93,7 @@ def test_verify_without_base_says_it_is_a_delta(tmp_path: Path, keys: KeyPair) -
         inspect_bundle(delta, [keys.public])
 
 
-def test_apply_writes_a_full_bundle_that_verifies_alone_with_links_from_the_base(tmp_path: Path, keys: KeyPair) -> None:
+def test_apply_writes_a_full_bundle_that_verifies_alone_sharing_no_inode(tmp_path: Path, keys: KeyPair) -> None:
     v = _versions(tmp_path, keys)
     delta = _delta(tmp_path, keys, v)
     applied = apply_delta(delta, v.base, tmp_path / "full", [keys.public])
@@ -104,7 +104,15 @@ def test_apply_writes_a_full_bundle_that_verifies_alone_with_links_from_the_base
     assert not (applied.path / DELTA_MARKER_NAME).exists()
     weights = next(e for t, e in full.descriptor.layers() if t == "models/tiny/model.safetensors")
     path = oci.blob_path(weights.digest)
-    assert (applied.path / path).stat().st_ino == (v.base / path).stat().st_ino  # hard-linked, not copied
+    assert (applied.path / path).stat().st_ino != (v.base / path).stat().st_ino  # copied, never hard-linked
+    assert (applied.path / path).stat().st_nlink == 1
+    for p in (applied.path / "blobs/sha256").iterdir():  # nothing shares an inode with the delta either
+        twin = delta / "blobs/sha256" / p.name
+        assert not twin.exists() or twin.stat().st_ino != p.stat().st_ino
+    before = (v.base / path).read_bytes()
+    with (applied.path / path).open("r+b") as f:  # editing the result must not change the base
+        f.write(b"X")
+    assert (v.base / path).read_bytes() == before
     assert applied.from_base == len(_marker(delta).omitted)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".full")]  # no scratch left behind
 
