@@ -108,20 +108,23 @@ def _details(res: dict[str, Any]) -> list[str]:
     lines += [f"write  {paths.get(d, d)}" for d in res.get("missing") or []]
     lines += [f"remove {p}" for p in res.get("extra") or []]
     lines += [f"mode   {p}" for p in res.get("stale_modes") or []]
+    invocation = res.get("invocation") or {}
+    dest = res.get("dest") or invocation.get("dest") or (invocation.get("module_args") or {}).get("dest")
     diffs = res.get("diff") or []
     for diff in diffs if isinstance(diffs, list) else [diffs]:
         if isinstance(diff, dict):
-            lines += _diff_lines(diff)
+            lines += _diff_lines(diff, str(dest) if dest else None)
     if not lines and isinstance(res.get("path"), str) and not res.get("results"):
         lines.append(f"write  {res['path']}")
     return lines
 
 
-def _diff_lines(diff: dict[str, Any]) -> list[str]:
+def _diff_lines(diff: dict[str, Any], dest: str | None) -> list[str]:
     import difflib
 
     before, after = diff.get("before"), diff.get("after")
-    header = str(diff.get("after_header") or diff.get("before_header") or "")
+    # the file on the host: the task's dest (a template's after_header is the controller's temporary template)
+    header = dest or str(diff.get("before_header") or diff.get("after_header") or "")
     if isinstance(before, str) and isinstance(after, str):
         text = list(
             difflib.unified_diff(
@@ -276,9 +279,99 @@ def install(
     return 0 if report.ok else 1
 
 
+def uninstall(
+    inventory: Path = _INVENTORY,
+    check: bool = typer.Option(False, "--check", help="Show per host what would be removed; remove nothing."),
+    limit: str | None = _LIMIT,
+    remove_egress: bool = typer.Option(
+        False, "--remove-egress", help="Also remove the egress lockdown (kept by default: the host stays closed)."
+    ),
+    json_output: bool = _JSON,
+    quiet: bool = _QUIET,
+) -> int:
+    """Remove what each host's install record lists: stop and remove the units, the files, the record.
+
+    Idempotent: a host with nothing installed is left alone. Exit 0 when every host is clean.
+    """
+    from gapseal.installer.inventory import load_inventory
+    from gapseal.installer.selection import check_limit
+    from gapseal.installer.uninstall import uninstall_hosts
+
+    _output.configure(json_output=json_output, quiet=quiet)
+    inventory = inventory.absolute()
+    check_limit(load_inventory(inventory), limit)
+    with _output.progress() as progress:
+        report = uninstall_hosts(inventory, check=check, limit=limit, remove_egress=remove_egress, progress=progress)
+    if json_output:
+        _output.emit_json(report.model_dump(mode="json"))
+        return 0 if report.ok else 1
+    for h in report.hosts:
+        colour = "green" if h.status in ("removed", "nothing installed") else "red"
+        what = h.status if not (check and h.status == "removed") else "would remove"
+        _output.stdout.print(
+            f"[bold]{h.name}[/]: [{colour}]{what}[/]" + (f" {h.bundle}" if h.bundle else ""), highlight=False
+        )
+        for action in h.actions:
+            _output.stdout.print(f"  {action}", highlight=False, markup=False)
+        for problem in h.problems:
+            _output.stdout.print(f"  {problem}", highlight=False, markup=False)
+        if h.status == "removed" and h.egress_kept:
+            _output.stdout.print("  egress lockdown kept (--remove-egress removes it)")
+    if check:
+        _output.stdout.print("check mode: nothing changed")
+    return 0 if report.ok else 1
+
+
 def register(root: typer.Typer) -> None:
-    """Add the top-level ``gapseal install`` command to the root application."""
+    """Add the top-level ``gapseal install`` and ``gapseal uninstall`` commands to the root application."""
     root.command("install")(install)
+    root.command("uninstall")(uninstall)
+
+
+@hosts_app.command("status")
+def status(
+    inventory: Path = _INVENTORY,
+    limit: str | None = _LIMIT,
+    full: bool = typer.Option(False, "--full", help="Re-hash every installed file (default: presence and size)."),
+    json_output: bool = _JSON,
+    quiet: bool = _QUIET,
+) -> int:
+    """Show each host's install: bundle, version, variant per build, unit state, and whether its files are intact.
+
+    Exit 0 when every host is reached, installed and intact; 1 otherwise.
+    """
+    from gapseal.installer.inventory import load_inventory
+    from gapseal.installer.selection import check_limit
+    from gapseal.installer.status import hosts_status
+
+    _output.configure(json_output=json_output, quiet=quiet)
+    inventory = inventory.absolute()
+    check_limit(load_inventory(inventory), limit)
+    with _output.progress() as progress:
+        result = hosts_status(inventory, limit=limit, full=full, progress=progress)
+    if json_output:
+        _output.emit_json(result.model_dump(mode="json"))
+        return 0 if result.ok else 1
+    table = Table(title="hosts status")
+    for column in ("host", "bundle", "variants", "units", "files"):
+        table.add_column(column)
+    for h in result.hosts:
+        files = "-"
+        if h.files is not None:
+            colour = "green" if h.files.ok == h.files.total else "red"
+            files = f"[{colour}]{h.files.ok}/{h.files.total} ok[/] ({h.files.method})"
+        table.add_row(
+            h.name,
+            f"{h.bundle} {h.version}" if h.installed else ("[red]unreachable[/]" if not h.reachable else "-"),
+            ", ".join(f"{b}={v}" for b, v in sorted(h.variants.items())) or "-",
+            ", ".join(f"{u.name}: {u.state}" for u in h.units) or "-",
+            files,
+        )
+    _output.stdout.print(table)
+    for h in result.hosts:
+        for problem in h.problems:
+            _output.stdout.print(f"[red]{h.name}[/]: {problem}", highlight=False)
+    return 0 if result.ok else 1
 
 
 @hosts_app.command("detect")
