@@ -77,7 +77,7 @@ def env(host_fleet: HostFleet, tmp_path_factory: pytest.TempPathFactory) -> Env:
     locked = host_fleet.add(101, extra_path=[tools])
     open_host = host_fleet.add(102, extra_path=[tools])
     e = Env(work, host_fleet, locked, open_host)
-    host_vars = {
+    host_vars: dict[str, dict[str, Any]] = {
         locked.name: {"gapseal_root": str(e.root(locked)), "egress_allow": [f"{locked.gateway}/32"]},
         open_host.name: {"gapseal_root": str(e.root(open_host)), "egress_lockdown": False},
     }
