@@ -113,7 +113,14 @@ def _is_registry_reference(path: Path) -> bool:
     return not path.exists() and "/" in text and ":" in text.split("/", 1)[0] + text.rsplit("/", 1)[-1]
 
 
-def take_inventory(paths: Sequence[Path], *, insecure: bool = False, progress: Progress = NO_PROGRESS) -> BlobInventory:
+def take_inventory(
+    paths: Sequence[Path],
+    *,
+    insecure: bool = False,
+    allow_hosts: Sequence[str] = (),
+    timeout: float | None = None,
+    progress: Progress = NO_PROGRESS,
+) -> BlobInventory:
     """Hash every blob of the bundles at ``paths`` (directory, tar or split set each); return what is held.
 
     A path that does not exist locally but reads as ``HOST:PORT/gapseal/NAME:VERSION`` is a bundle on an on-site
@@ -126,7 +133,9 @@ def take_inventory(paths: Sequence[Path], *, insecure: bool = False, progress: P
     bundles: list[BundleRef] = []
     for path in paths:
         if _is_registry_reference(path):
-            held, ref = _registry_inventory(str(path), insecure=insecure, progress=progress)
+            held, ref = _registry_inventory(
+                str(path), insecure=insecure, allow_hosts=allow_hosts, timeout=timeout, progress=progress
+            )
         else:
             inv = read_inventory(path, progress=progress)
             held, ref = {d: e.size for d, e in _good_blobs(inv).items()}, _bundle_ref(inv)
@@ -143,16 +152,23 @@ def take_inventory(paths: Sequence[Path], *, insecure: bool = False, progress: P
 
 
 def _registry_inventory(
-    reference: str, *, insecure: bool, progress: Progress
+    reference: str, *, insecure: bool, allow_hosts: Sequence[str], timeout: float | None, progress: Progress
 ) -> tuple[dict[str, int], BundleRef | None]:
     """Digest -> size of the good blobs of a bundle on a registry, and which bundle it is.
 
     Both are read before the scratch copy is removed: an inventory entry reads its content again from where it was.
     """
-    from gapseal.bundler.registry import pull_bundle
+    from gapseal.bundler.registry import DEFAULT_TIMEOUT, pull_bundle
 
     with tempfile.TemporaryDirectory(prefix="gapseal-inventory-") as scratch:
-        pulled = pull_bundle(reference, Path(scratch) / "bundle", insecure=insecure, progress=progress)
+        pulled = pull_bundle(
+            reference,
+            Path(scratch) / "bundle",
+            insecure=insecure,
+            allow_hosts=allow_hosts,
+            timeout=timeout or DEFAULT_TIMEOUT,
+            progress=progress,
+        )
         inv = read_layout_dir(pulled.path, progress=progress)
         return {d: e.size for d, e in _good_blobs(inv).items()}, _bundle_ref(inv)
 
