@@ -26,6 +26,11 @@ _JSON = typer.Option(False, "--json", help="Print the result as one JSON documen
 _QUIET = typer.Option(False, "--quiet", "-q", help="No progress display.")
 _KEYS = typer.Option([], "--key", help="A trusted public key (NAME.pub); repeatable.")
 _TRUST = typer.Option(None, "--trust", help="A trust.yaml listing trusted public keys.")
+_ALLOW_HOST_HELP = (
+    "Also accept redirects, upload locations and token realms pointing at this HOST:PORT (repeatable); "
+    "by default only the registry named is ever contacted. Credentials are never sent there."
+)
+_TIMEOUT_HELP = "Seconds a stalled registry transfer may wait before it fails (each request also has a deadline)."
 
 
 def _source_date_epoch() -> int | None:
@@ -439,22 +444,53 @@ def extract(
 def pull(
     reference: str = typer.Argument(..., help="HOST:PORT/gapseal/NAME:VERSION on an on-site registry."),
     out: Path = typer.Option(..., "--out", help="The bundle directory to create."),
+    key: list[Path] = _KEYS,
+    trust: Path | None = _TRUST,
     insecure: bool = typer.Option(
         False, "--insecure", help="Talk plain HTTP (or TLS without certificate checks) to the registry."
+    ),
+    allow_host: list[str] = typer.Option([], "--allow-host", help=_ALLOW_HOST_HELP),
+    timeout: float = typer.Option(20.0, "--timeout", min=0.1, help=_TIMEOUT_HELP),
+    max_blob_size: str | None = typer.Option(
+        None, "--max-blob-size", help="Without --key: read no blob past this size (e.g. 10GiB; default 64GiB)."
+    ),
+    allow_downgrade: bool = typer.Option(
+        False, "--allow-downgrade", help="Accept a version older than one this host already used."
+    ),
+    state_file: Path | None = typer.Option(
+        None, "--state-file", help="Rollback state file (default: $GAPSEAL_STATE_DIR or ~/.local/state/gapseal)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
     json_output: bool = _JSON,
     quiet: bool = _QUIET,
 ) -> int:
-    """Fetch a bundle, its signature and its images from a registry into a directory; then run 'bundle verify'.
+    """Fetch a bundle, its signature and its images from a registry into a directory, and verify it (--key/--trust).
 
-    Every blob is checked against its digest while it arrives; --out appears only when everything arrived.
+    Only the registry in REFERENCE is contacted. The signature is checked before any blob it sizes is read; the
+    bundle must be the name and version asked for; with a key the whole bundle is verified (expiry and the rollback
+    check included; a pull never moves the high-water mark) before --out appears. Without a key nothing is verified.
     """
-    from gapseal.bundler.registry import pull_bundle
+    from gapseal.bundler.archive import parse_size
+    from gapseal.bundler.registry import DEFAULT_MAX_BLOB, pull_bundle
+    from gapseal.bundler.rollback import RollbackState, default_state_file
+    from gapseal.signing.trust import trusted_keys
 
     _output.configure(json_output=json_output, quiet=quiet)
+    keys = trusted_keys(key, trust) if key or trust else []
     with _output.progress() as progress:
-        result = pull_bundle(reference, out, insecure=insecure, overwrite=overwrite, progress=progress)
+        result = pull_bundle(
+            reference,
+            out,
+            trusted_keys=keys,
+            rollback=RollbackState(state_file or default_state_file()) if keys else None,
+            allow_downgrade=allow_downgrade,
+            insecure=insecure,
+            allow_hosts=allow_host,
+            timeout=timeout,
+            max_blob=parse_size(max_blob_size) if max_blob_size else DEFAULT_MAX_BLOB,
+            overwrite=overwrite,
+            progress=progress,
+        )
     doc = {
         "ok": True,
         "bundle": str(result.path),
@@ -464,13 +500,21 @@ def pull(
         "blobs": result.blobs,
         "bytes": result.bytes,
         "signature": result.signature_mode,
+        "verified": result.verified_by is not None,
+        "signer_key_id": result.verified_by,
     }
     if json_output:
         _output.emit_json(doc)
     else:
         _output.stdout.print(f"pulled {reference} into {result.path}: {result.name} {result.version}", highlight=False)
         _output.stdout.print(f"  manifest {result.manifest_digest}; {result.blobs} blobs, {result.bytes} bytes")
-        _output.stdout.print(f"  not verified yet: run 'gapseal bundle verify {result.path} --key …' next")
+        if result.verified_by is not None:
+            _output.stdout.print(f"  [green]verified[/]: signed by {result.verified_by} (trusted)", highlight=False)
+        else:
+            _output.stdout.print(
+                f"  [yellow]NOT verified[/]: no --key given; run 'gapseal bundle verify {result.path} --key …'",
+                highlight=False,
+            )
     return 0
 
 
@@ -487,6 +531,8 @@ def inventory(
     insecure: bool = typer.Option(
         False, "--insecure", help="For a registry reference: plain HTTP (or TLS without certificate checks)."
     ),
+    allow_host: list[str] = typer.Option([], "--allow-host", help=_ALLOW_HOST_HELP),
+    timeout: float = typer.Option(20.0, "--timeout", min=0.1, help=_TIMEOUT_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
     json_output: bool = _JSON,
     quiet: bool = _QUIET,
@@ -502,7 +548,7 @@ def inventory(
     _output.configure(json_output=json_output, quiet=quiet)
     prepare_output(out, overwrite=overwrite)
     with _output.progress() as progress:
-        result = take_inventory(bundles, insecure=insecure, progress=progress)
+        result = take_inventory(bundles, insecure=insecure, allow_hosts=allow_host, timeout=timeout, progress=progress)
     write_inventory(result, out, overwrite=overwrite)
     size = sum(b.size for b in result.blobs)
     if json_output:
