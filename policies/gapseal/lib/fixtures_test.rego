@@ -21,6 +21,8 @@ compliant := {
 	"integrity": integrity_ok,
 	"ssh": ssh_ok,
 	"logging": logging_ok,
+	"package_sources": {"status": "ok", "reason": null, "entries": []},
+	"time": {"status": "ok", "reason": null, "daemons": [], "servers": []},
 }
 
 # The compliant host with the domains in `overrides` replaced whole (object.union would merge nested objects
@@ -175,6 +177,17 @@ ssh_ok := {
 	"status": "ok", "reason": null, "present": true, "method": "sshd -T",
 	"password_authentication": "no", "kbd_interactive_authentication": "no", "permit_empty_passwords": "no",
 	"permit_root_login": "prohibit-password", "pubkey_authentication": "yes",
+	"forwarding": [ssh_forwarding("global", false, false, false, false)],
+}
+
+# One sshd forwarding context with its four verdicts (settings shown as sshd -T prints them).
+ssh_forwarding(context, tcp, streamlocal, tunnel, gateway_ports) := {
+	"context": context, "method": "sshd -T",
+	"settings": {
+		"allowtcpforwarding": "no", "allowstreamlocalforwarding": "no", "permittunnel": "no", "gatewayports": "no",
+		"permitopen": "any", "permitlisten": "any", "disableforwarding": "yes",
+	},
+	"tcp_forwarding": tcp, "streamlocal_forwarding": streamlocal, "tunnel": tunnel, "gateway_ports": gateway_ports,
 }
 
 logging_ok := {
