@@ -12,7 +12,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -345,32 +345,47 @@ class _ArchiveWalk:
     def _stream(
         self, reader: tarformat.TarReader, member: tarformat.TarMember, f: _OpenFile, member_hash: hashlib._Hash | None
     ) -> None:
-        def chunk(view: memoryview) -> None:
-            f.hasher.update(view)
-            self.sink.write(view)
+        """Hash and hand on ``member``'s data; hashing of a large member runs on helper threads.
+
+        The reader alternates two buffers, so while chunk N is written by the sink (and the next is read), chunk N's
+        digests are computed on the helpers: a large member costs the longest of reading, writing and hashing rather
+        than their sum. Every digest is complete before this returns.
+        """
+        sink = self.sink
+        hashers = [f.hasher] if member_hash is None else [f.hasher, member_hash]
 
         def on_bytes(n: int) -> None:
             self.progress.advance(self.task, n)
 
-        if member_hash is None:
+        if member.size <= tarformat.COPY_CHUNK:  # one chunk: a thread would cost more than it saves
+
+            def chunk(view: memoryview) -> None:
+                for h in hashers:
+                    h.update(view)
+                sink.write(view)
+
             reader.read_data(member, chunk, on_bytes)
         else:
-            range_hash = member_hash
+            pool = self._pool()
+            pending: list[Future[None]] = []
 
-            def chunk_and_range(view: memoryview) -> None:
-                # A range is hashed twice (its own digest names the part; the blob's is what verify checks): the
-                # second hash runs on another thread over the same chunk, done before the reader reuses its buffer.
-                pending = self._pool().submit(range_hash.update, view)
-                chunk(view)
-                pending.result()
+            def pipelined(view: memoryview) -> None:
+                for p in pending:
+                    p.result()  # the previous chunk is hashed: its buffer may be read into next
+                pending[:] = [pool.submit(h.update, view) for h in hashers]
+                sink.write(view)
 
-            reader.read_data(member, chunk_and_range, on_bytes)
+            try:
+                reader.read_data(member, pipelined, on_bytes)
+            finally:
+                for p in pending:
+                    p.result()
         f.segments.append((reader.name, member.offset + tarformat.BLOCK, member.size))
         f.size += member.size
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="gapseal-range-hash")
+            self._executor = ThreadPoolExecutor(2, thread_name_prefix="gapseal-tar-hash")
         return self._executor
 
     def close(self) -> None:

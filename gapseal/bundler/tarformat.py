@@ -503,15 +503,24 @@ class TarReader:
     def read_data(
         self, member: TarMember, sink: ChunkSink | None = None, on_bytes: Callable[[int], None] | None = None
     ) -> None:
-        """Stream ``member``'s data to ``sink`` in chunks, then check its zero padding."""
+        """Stream ``member``'s data to ``sink`` in chunks, then check its zero padding.
+
+        Chunks alternate between two buffers: a view passed to ``sink`` stays valid until the sink's *next* call
+        returns, so a sink may hash one chunk on another thread while this reads the next.
+        """
         if self._pending is None or self._pending != member:
             raise RuntimeError(f"read_data({member.path!r}) out of sequence")
         self._pending = None
         remaining = member.size
-        buf = bytearray(min(COPY_CHUNK, max(member.size, 1)))
-        view = memoryview(buf)
+        size = min(COPY_CHUNK, max(member.size, 1))
+        views = [memoryview(bytearray(size))]
+        if member.size > size:
+            views.append(memoryview(bytearray(size)))
+        k = 0
         while remaining:
-            want = min(len(buf), remaining)
+            view = views[k]
+            k = (k + 1) % len(views)
+            want = min(size, remaining)
             try:
                 n = self._f.readinto(view[:want])  # type: ignore[attr-defined]
             except OSError as e:

@@ -8,8 +8,11 @@ ever created or followed; ranges of a split set are concatenated back into their
 is written and fsynced. Only a complete, consistent extraction is renamed to ``out_dir``: an interrupted unpack
 leaves nothing there.
 
-A blob whose content does not hash to its name is refused here already (fail closed); the signature, the file set
-and everything else are ``verify``'s to check on the unpacked directory.
+A blob whose content does not hash to its name is refused here already (fail closed). Given trusted keys, unpack
+also verifies in the same pass: the inventory it builds while writing (every byte hashed as it is written) is checked
+by ``verify`` (signature, file set, expiry, rollback) before the directory is renamed into place, so a bundle that
+does not verify never appears at ``out`` and nothing is read twice. Unpacking only moves the bundle to another form:
+like ``verify`` it checks the rollback mark but does not move it (extract, apply, install and registry load do).
 """
 
 from __future__ import annotations
@@ -19,56 +22,58 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
-from gapseal.atomic import fsync_dir
-from gapseal.bundler.inventory import LayoutEntry, LayoutSink, walk_archive
-from gapseal.bundler.tarformat import WRITEBACK_STEP
+from gapseal.atomic import DurableWriter, fsync_dir
+from gapseal.bundler.inventory import LayoutEntry, LayoutInventory, LayoutSink, walk_archive
+from gapseal.bundler.rollback import RollbackState
+from gapseal.bundler.verify import VerifiedBundle, verify_read_bundle
 from gapseal.errors import ArchiveError, BundleError, UsageError
+from gapseal.names import UnsafeNameError, join_under
 from gapseal.progress import NO_PROGRESS, Progress
+from gapseal.signing.keys import VerifyingKey
 
 _SHA256_BLOB = re.compile(r"^blobs/sha256/([0-9a-f]{64})$")
 
 
 class _DirectorySink(LayoutSink):
-    """Writes the layout files under one directory descriptor."""
+    """Writes the layout files under one directory (``root``, opened as ``root_fd``)."""
 
-    def __init__(self, root_fd: int, where: str) -> None:
-        self._root = root_fd
+    def __init__(self, root: Path, root_fd: int, where: str) -> None:
+        self._root = root
+        self._root_fd = root_fd
         self._where = where
         self._fd: int | None = None
-        self._path = ""
-        self._written = self._flushed = 0
+        self._writer: DurableWriter | None = None
         self.dirs: list[str] = []
 
     def directory(self, path: str) -> None:
-        os.mkdir(path, 0o755, dir_fd=self._root)
+        os.mkdir(path, 0o755, dir_fd=self._root_fd)
         self.dirs.append(path)
 
     def begin(self, path: str) -> None:
+        try:
+            join_under(self._root, path, what="layout file")  # the final path, checked before a byte is written
+        except UnsafeNameError as e:  # pragma: no cover - the strict tar reader refuses such names first
+            raise ArchiveError(str(e), where=f"{self._where}, member {path!r}") from e
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        self._fd = os.open(path, flags, 0o644, dir_fd=self._root)
-        self._path = path
-        self._written = self._flushed = 0
+        self._fd = os.open(path, flags, 0o644, dir_fd=self._root_fd)
+        self._writer = DurableWriter(self._fd)
 
     def write(self, chunk: memoryview) -> None:
-        if self._fd is None:  # pragma: no cover - the walk always begins a file first
+        if self._writer is None:  # pragma: no cover - the walk always begins a file first
             raise RuntimeError("write before begin")
-        view = chunk
-        while view:
-            view = view[os.write(self._fd, view) :]
-        self._written += len(chunk)
-        if self._written - self._flushed >= WRITEBACK_STEP:
-            # Start disk writes now rather than all at the fsync (see tarformat.TarWriter._writeback).
-            os.posix_fadvise(self._fd, self._flushed, self._written - self._flushed, os.POSIX_FADV_DONTNEED)
-            self._flushed = self._written
+        self._writer.write(chunk)
 
     def end(self, entry: LayoutEntry) -> None:
-        if self._fd is None:  # pragma: no cover
+        if self._fd is None or self._writer is None:  # pragma: no cover
             raise RuntimeError("end before begin")
-        fd, self._fd = self._fd, None
+        fd, writer, self._fd, self._writer = self._fd, self._writer, None, None
         try:
-            os.fsync(fd)
+            writer.finish()
         finally:
             os.close(fd)
         m = _SHA256_BLOB.match(entry.path)
@@ -83,14 +88,46 @@ class _DirectorySink(LayoutSink):
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+            self._writer = None
+
+
+@dataclass(frozen=True)
+class UnpackResult:
+    """What ``unpack_archive`` wrote, and the verification when trusted keys were given."""
+
+    path: Path
+    files: int
+    bytes: int
+    verified: VerifiedBundle | None
 
 
 def unpack_archive(archive: Path, out_dir: Path, *, overwrite: bool = False, progress: Progress = NO_PROGRESS) -> Path:
+    """Extract the bundle tar (or split set, from its first part) ``archive`` into ``out_dir``, unverified.
+
+    The transport is checked (strict reader, every blob against its name); the signature is not: run ``verify`` on
+    ``out_dir`` next, or use ``unpack_and_verify``. Returns ``out_dir``; errors as for ``unpack_and_verify``.
+    """
+    return unpack_and_verify(archive, out_dir, overwrite=overwrite, progress=progress).path
+
+
+def unpack_and_verify(
+    archive: Path,
+    out_dir: Path,
+    *,
+    overwrite: bool = False,
+    trusted_keys: Sequence[VerifyingKey] = (),
+    rollback: RollbackState | None = None,
+    allow_downgrade: bool = False,
+    now: datetime | None = None,
+    progress: Progress = NO_PROGRESS,
+) -> UnpackResult:
     """Extract the bundle tar (or split set, from its first part) ``archive`` into the new directory ``out_dir``.
 
-    Refuses an existing ``out_dir`` unless ``overwrite`` (then it is replaced only once extraction succeeded).
-    Raises ``ArchiveError`` for an unsafe or damaged archive, ``UsageError`` for a bad output.
-    Returns ``out_dir``.
+    With ``trusted_keys``, the bundle is verified in the same pass (``rollback`` checked, never moved) and appears
+    at ``out_dir`` only if it verifies. Refuses an existing ``out_dir`` unless ``overwrite`` (then it is replaced
+    only once extraction succeeded). Raises ``ArchiveError`` for an unsafe or damaged archive, ``VerificationError``
+    for one that does not verify, ``UsageError`` for a bad output, ``BundleError`` naming the output when writing
+    fails (a full disk).
     """
     archive = Path(archive)
     out_dir = Path(out_dir)
@@ -103,25 +140,50 @@ def unpack_archive(archive: Path, out_dir: Path, *, overwrite: bool = False, pro
         raise UsageError(f"output directory's parent does not exist: {parent}")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"cannot write in {parent}")
+    if archive.is_dir():
+        raise UsageError(f"{archive} is a directory, already unpacked", hint="verify or use it as it is")
+
+    def check(inventory: LayoutInventory) -> VerifiedBundle | None:
+        if not trusted_keys:
+            return None
+        return verify_read_bundle(
+            archive,
+            inventory,
+            trusted_keys,
+            layout_dir=out_dir,
+            rollback=rollback,
+            allow_downgrade=allow_downgrade,
+            record=False,
+            now=now,
+        )
 
     try:
-        return _unpack(archive, out_dir, parent, progress)
+        return _unpack(archive, out_dir, parent, check, progress)
     except OSError as e:
         raise BundleError(
-            f"unpacking failed: {e.strerror or e}", where=e.filename or str(out_dir), hint="check free space"
+            f"cannot write the output {out_dir}: {e.strerror or e}; nothing was unpacked",
+            where=str(out_dir),
+            hint="free space on the output's file system (or choose another --out) and unpack again",
         ) from e
 
 
-def _unpack(archive: Path, out_dir: Path, parent: Path, progress: Progress) -> Path:
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".unpacking", dir=parent))
+def _unpack(
+    archive: Path,
+    out_dir: Path,
+    parent: Path,
+    check: Callable[[LayoutInventory], VerifiedBundle | None],
+    progress: Progress,
+) -> UnpackResult:
+    tmp = Path(os.path.realpath(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".unpacking", dir=parent)))
     try:
         root_fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        sink = _DirectorySink(root_fd, str(archive))
+        sink = _DirectorySink(tmp, root_fd, str(archive))
         try:
-            walk_archive(archive, sink, progress=progress)
+            inventory = walk_archive(archive, sink, progress=progress)
         finally:
             sink.close()
             os.close(root_fd)
+        verified = check(inventory)  # before anything appears at out_dir
         for d in sorted(sink.dirs, key=len, reverse=True):
             fsync_dir(tmp / d)
         os.chmod(tmp, 0o755)  # noqa: S103 - mkdtemp made it 0700; a layout is readable data like its subdirs
@@ -138,4 +200,5 @@ def _unpack(archive: Path, out_dir: Path, parent: Path, progress: Progress) -> P
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(tmp)
         raise
-    return out_dir
+    entries = inventory.entries.values()
+    return UnpackResult(out_dir, len(entries), sum(e.size for e in entries), verified)

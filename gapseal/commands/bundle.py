@@ -222,20 +222,71 @@ def _created_epoch(bundle: Path) -> int:
 def unpack(
     archive: Path = typer.Argument(..., help="A bundle tar, or the first part of a split set."),
     out: Path = typer.Option(..., "--out", help="The bundle directory to create."),
+    key: list[Path] = _KEYS,
+    trust: Path | None = _TRUST,
+    allow_downgrade: bool = typer.Option(
+        False, "--allow-downgrade", help="With --key/--trust: accept a version older than one this host accepted."
+    ),
+    state_file: Path | None = typer.Option(
+        None, "--state-file", help="Rollback state file (default: $GAPSEAL_STATE_DIR or ~/.local/state/gapseal)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
     json_output: bool = _JSON,
     quiet: bool = _QUIET,
 ) -> int:
-    """Extract a bundle tar safely: no absolute paths, no '..', no links, no devices, no duplicates."""
-    from gapseal.bundler.unpack import unpack_archive
+    """Extract a bundle tar safely: no absolute paths, no '..', no links, no devices, no duplicates.
+
+    With --key or --trust the bundle is verified in the same pass (every byte hashed as it is written; signature,
+    file set, expiry, rollback) and --out appears only if it verifies. Like verify, unpack never moves the rollback
+    mark.
+    """
+    from gapseal.bundler.rollback import RollbackState, default_state_file
+    from gapseal.bundler.unpack import unpack_and_verify
+    from gapseal.signing.trust import trusted_keys
 
     _output.configure(json_output=json_output, quiet=quiet)
+    if allow_downgrade and not (key or trust):
+        raise UsageError("--allow-downgrade goes with --key or --trust (unpack checks rollback only when it verifies)")
+    keys = trusted_keys(key, trust) if key or trust else []
+    state = RollbackState(state_file or default_state_file()) if keys else None
     with _output.progress() as progress:
-        path = unpack_archive(archive, out, overwrite=overwrite, progress=progress)
+        result = unpack_and_verify(
+            archive,
+            out,
+            overwrite=overwrite,
+            trusted_keys=keys,
+            rollback=state,
+            allow_downgrade=allow_downgrade,
+            progress=progress,
+        )
+    verified = result.verified
+    doc: dict[str, object] = {
+        "ok": True,
+        "bundle": str(result.path),
+        "files": result.files,
+        "bytes": result.bytes,
+        "verified": verified is not None,
+    }
+    if verified is not None:
+        doc |= {
+            "name": verified.descriptor.name,
+            "version": verified.descriptor.version,
+            "manifest_digest": verified.manifest_digest,
+            "signer_key_id": verified.signer_key_id,
+            "downgrade_allowed": bool(verified.rollback and verified.rollback.downgrade),
+        }
     if json_output:
-        _output.emit_json({"ok": True, "bundle": str(path)})
+        _output.emit_json(doc)
+    elif verified is not None:
+        d = verified.descriptor
+        _output.stdout.print(f"[green]verified[/] and unpacked {archive} into {result.path}: {d.name} {d.version}")
+        _output.stdout.print(f"  manifest {verified.manifest_digest}, signed by {verified.signer_key_id} (trusted)")
+        _output.stdout.print(f"  {result.files} files, {result.bytes} bytes, every byte hashed as it was written")
     else:
-        _output.stdout.print(f"unpacked {archive} into {path}; run 'gapseal bundle verify {path} --key …' next")
+        _output.stdout.print(
+            f"unpacked {archive} into {result.path} (not verified); run 'gapseal bundle verify {result.path} --key …'"
+            " next, or unpack with --key"
+        )
     return 0
 
 
@@ -515,6 +566,56 @@ def pull(
                 f"  [yellow]NOT verified[/]: no --key given; run 'gapseal bundle verify {result.path} --key …'",
                 highlight=False,
             )
+    return 0
+
+
+@app.command("diff")
+def diff(
+    old: Path = typer.Argument(..., help="The earlier bundle (directory, tar or first part)."),
+    new: Path = typer.Argument(..., help="The later bundle (directory, tar or first part)."),
+    key: list[Path] = _KEYS,
+    trust: Path | None = _TRUST,
+    json_output: bool = _JSON,
+    quiet: bool = _QUIET,
+) -> int:
+    """Show what changed from OLD to NEW: components, files, variants and images, and the bytes a delta would carry.
+
+    With --key/--trust both bundles are verified first; without, they are compared as they claim to be (said so).
+    """
+    from gapseal.bundler.diff import diff_bundles
+    from gapseal.bundler.inspect import inspect_bundle
+    from gapseal.signing.trust import trusted_keys
+
+    _output.configure(json_output=json_output, quiet=quiet)
+    keys = trusted_keys(key, trust) if key or trust else []
+    with _output.progress() as progress:
+        a, b = (inspect_bundle(p, keys, progress=progress) for p in (old, new))
+    result = diff_bundles(a.descriptor, a.manifest_digest, b.descriptor, b.manifest_digest, verified=bool(keys))
+    if json_output:
+        _output.emit_json(result.model_dump(mode="json"))
+        return 0
+    out = _output.stdout
+    out.print(f"{result.old.name} {result.old.version} -> {result.new.name} {result.new.version}", highlight=False)
+    if not result.verified:
+        out.print("  [yellow]not verified[/] (pass --key or --trust to verify both bundles first)")
+    for label, changes in (
+        ("components", result.components),
+        ("variants", result.variants),
+        ("images", result.images),
+        ("files", result.files),
+    ):
+        if changes.empty:
+            out.print(f"  {label}: no change")
+            continue
+        out.print(f"  {label}:")
+        for mark, names in (("+", changes.added), ("-", changes.removed), ("~", changes.changed)):
+            for name in names:
+                out.print(f"    {mark} {name}", highlight=False, markup=False)
+    out.print(
+        f"  a delta from {result.old.version} would carry {result.delta_blobs} blobs, {result.delta_bytes} bytes"
+        f" (the full bundle: {result.new.bytes} bytes)",
+        highlight=False,
+    )
     return 0
 
 
