@@ -124,187 +124,161 @@ test_fail_egress_002_routes_unknown if {
 	)}
 }
 
-# ------------------------------------------------------------------ EGRESS-003 output policy
+# ------------------------------------------------------------------ EGRESS-003 the outside is dropped
 
-nft_with(changes) := fixtures.with_key(fixtures.firewall_ok, "nftables", fixtures.with_keys(fixtures.firewall_ok.nftables, changes))
+egress_with(changes) := fixtures.with_key(fixtures.firewall_ok, "egress", fixtures.with_keys(fixtures.egress_ok, changes))
 
-input_success_egress_003_separate_ip_and_ip6_chains := fixtures.host_with({"firewall": nft_with({"output_policy": {"ip": "drop", "ip6": "drop"}})})
+doc_net := fixtures.net("203.0.113.1/32", "inet", 32, "cb007101", "cb007101", "documentation")
 
-test_success_egress_003_separate_ip_and_ip6_chains if {
+dormant_accept := ["nftables inet gapseal output: table is dormant"]
+
+input_success_egress_003_outside_dropped := fixtures.compliant
+
+test_success_egress_003_outside_dropped if {
 	count(fixtures.of_rule(egress.deny, "EGRESS-003")) == 0
 }
 
-input_fail_egress_003_ipv6_not_dropped := fixtures.host_with({"firewall": nft_with({"output_policy": {"ip": "drop", "ip6": "accept"}})})
+# The lockdown table is dormant: the kernel runs none of its chains, so the outside is reachable.
+input_fail_egress_003_dormant_table := fixtures.host_with({"firewall": egress_with({"probes": [
+	fixtures.egress_answer("inet", "tcp", [doc_net], ["1-65535"], "accept", dormant_accept),
+	fixtures.egress_answer("inet", "udp", [doc_net], ["1-65535"], "drop", fixtures.drop_policy),
+]})})
 
-test_fail_egress_003_ipv6_not_dropped if {
+test_fail_egress_003_dormant_table if {
 	fixtures.of_rule(egress.deny, "EGRESS-003") == {fixtures.expect(
 		"EGRESS-003",
-		"IPv6 output is not dropped by default: no ip6 or inet filter chain on hook output has policy drop",
-		"nftables ip6 output policy",
-		["/firewall/nftables/output_policy"],
+		"tcp to 203.0.113.1/32 port 1-65535 leaves the host: accepted by nftables inet gapseal output: table is dormant",
+		"tcp to 203.0.113.1/32 port 1-65535",
+		["/firewall/egress/probes/0"],
 	)}
 }
 
-input_fail_egress_003_no_ruleset := fixtures.host_with({"firewall": nft_with({"output_policy": {}, "chains": [], "rules": []})})
+input_fail_egress_003_unknown_rule := fixtures.host_with({"firewall": egress_with({"probes": [fixtures.egress_answer(
+	"inet", "icmp", [doc_net], [], "unknown",
+	["nftables inet gapseal output: meta l4proto icmp queue num 3 # handle 9"],
+)]})})
 
-test_fail_egress_003_no_ruleset if {
-	fixtures.of_rule(egress.deny, "EGRESS-003") == {
-		fixtures.expect(
-			"EGRESS-003",
-			"IPv4 output is not dropped by default: no ip or inet filter chain on hook output has policy drop",
-			"nftables ip output policy",
-			["/firewall/nftables/output_policy"],
-		),
-		fixtures.expect(
-			"EGRESS-003",
-			"IPv6 output is not dropped by default: no ip6 or inet filter chain on hook output has policy drop",
-			"nftables ip6 output policy",
-			["/firewall/nftables/output_policy"],
-		),
-	}
-}
-
-input_fail_egress_003_nftables_unknown := fixtures.host_with({"firewall": fixtures.with_key(fixtures.firewall_ok, "nftables", {"status": "unknown", "reason": "nft: permission denied", "present": true})})
-
-test_fail_egress_003_nftables_unknown if {
+test_fail_egress_003_unknown_rule if {
 	fixtures.of_rule(egress.deny, "EGRESS-003") == {fixtures.expect_unknown(
 		"EGRESS-003",
-		"firewall.nftables could not be collected: nft: permission denied",
-		"firewall.nftables",
-		["/firewall/nftables"],
+		"cannot tell whether icmp to 203.0.113.1/32 is dropped: it depends on what gapseal does not understand: nftables inet gapseal output: meta l4proto icmp queue num 3 # handle 9",
+		"icmp to 203.0.113.1/32",
+		["/firewall/egress/probes/0"],
 	)}
 }
 
-# ------------------------------------------------------------------ EGRESS-004 accept rules
+input_fail_egress_003_not_evaluated := fixtures.host_with({"firewall": fixtures.with_key(fixtures.firewall_ok, "egress", null)})
 
-input_success_egress_004_lo_replies_and_enclave := fixtures.compliant
-
-test_success_egress_004_lo_replies_and_enclave if {
-	count(fixtures.of_rule(egress.deny, "EGRESS-004")) == 0
-}
-
-input_success_egress_004_accept_in_unhooked_chain_ignored := fixtures.host_with({"firewall": nft_with({"rules": array.concat(
-	fixtures.firewall_ok.nftables.rules,
-	[fixtures.nft_rule("unused", "accept", [])],
-)})})
-
-test_success_egress_004_accept_in_unhooked_chain_ignored if {
-	count(fixtures.of_rule(egress.deny, "EGRESS-004")) == 0
-}
-
-input_fail_egress_004_accept_beyond_enclave := fixtures.host_with({"firewall": nft_with({"rules": array.concat(
-	fixtures.firewall_ok.nftables.rules,
-	[fixtures.nft_rule("output", "accept", [fixtures.enclave_net, public_net])],
-)})})
-
-test_fail_egress_004_accept_beyond_enclave if {
-	fixtures.of_rule(egress.deny, "EGRESS-004") == {fixtures.expect(
-		"EGRESS-004",
-		"nftables rule inet gapseal output handle 7 accepts outgoing traffic to 203.0.113.0/24, outside the enclave",
-		"inet gapseal output handle 7",
-		["/firewall/nftables/rules/3"],
+test_fail_egress_003_not_evaluated if {
+	fixtures.of_rule(egress.deny, "EGRESS-003") == {fixtures.expect_unknown(
+		"EGRESS-003", "firewall.egress could not be collected: no reason recorded", "firewall.egress", ["/firewall/egress"],
 	)}
 }
 
-extra_chain := {
-	"family": "inet", "table": "gapseal", "name": "extra", "type": null, "hook": null,
-	"priority": null, "policy": null, "rule_count": 1,
-}
-
-input_fail_egress_004_accept_anything_in_jumped_chain := fixtures.host_with({"firewall": nft_with({
-	"rules": array.concat(fixtures.firewall_ok.nftables.rules, [
-		fixtures.with_keys(fixtures.nft_rule("output", "jump", []), {"target": "extra"}),
-		fixtures.nft_rule("extra", "accept", []),
-	]),
-	"chains": array.concat(fixtures.firewall_ok.nftables.chains, [extra_chain]),
+input_fail_egress_003_evaluation_unknown := fixtures.host_with({"firewall": egress_with({
+	"status": "unknown", "reason": "the nftables ruleset could not be read",
 })})
 
-test_fail_egress_004_accept_anything_in_jumped_chain if {
-	fixtures.of_rule(egress.deny, "EGRESS-004") == {fixtures.expect(
-		"EGRESS-004",
-		"nftables rule inet gapseal extra handle 7 accepts outgoing traffic to any destination",
-		"inet gapseal extra handle 7",
-		["/firewall/nftables/rules/4"],
+test_fail_egress_003_evaluation_unknown if {
+	fixtures.of_rule(egress.deny, "EGRESS-003") == {fixtures.expect_unknown(
+		"EGRESS-003",
+		"firewall.egress could not be collected: the nftables ruleset could not be read",
+		"firewall.egress",
+		["/firewall/egress"],
 	)}
 }
 
-input_fail_egress_004_negated_match := fixtures.host_with({"firewall": nft_with({"rules": array.concat(
-	fixtures.firewall_ok.nftables.rules,
-	[fixtures.with_keys(fixtures.nft_rule("output", "accept", [fixtures.enclave_net]), {"negated": true})],
+# ------------------------------------------------------------------ EGRESS-004 accepted only towards the enclave
+
+outside_net := fixtures.net("198.51.100.0/24", "inet", 24, "c6336400", "c63364ff", "documentation")
+
+wide_net := fixtures.net("10.0.0.0/7", "inet", 7, "0a000000", "0bffffff", "private")
+
+accept_outside := "nftables inet gapseal web: ip daddr 198.51.100.0/24 accept # handle 6"
+
+input_success_egress_004_enclave_only := fixtures.compliant
+
+test_success_egress_004_enclave_only if {
+	count(fixtures.of_rule(egress.deny, "EGRESS-004")) == 0
+}
+
+input_fail_egress_004_outside_accepted := fixtures.host_with({"firewall": egress_with({"classes": array.concat(
+	fixtures.egress_ok.classes,
+	[fixtures.egress_answer("inet", "tcp", [outside_net], ["80"], "accept", [accept_outside])],
 )})})
 
-test_fail_egress_004_negated_match if {
+test_fail_egress_004_outside_accepted if {
 	fixtures.of_rule(egress.deny, "EGRESS-004") == {fixtures.expect(
 		"EGRESS-004",
-		"nftables rule inet gapseal output handle 7 has negated or unparsed matches, so where it accepts traffic to cannot be verified",
-		"inet gapseal output handle 7",
-		["/firewall/nftables/rules/3"],
+		"tcp to 198.51.100.0/24 port 80 (outside the enclave) leaves the host: accepted by nftables inet gapseal web: ip daddr 198.51.100.0/24 accept # handle 6",
+		"tcp to 198.51.100.0/24 port 80",
+		["/firewall/egress/classes/1"],
 	)}
 }
 
-input_fail_egress_004_oifname_not_lo := fixtures.host_with({"firewall": nft_with({"rules": array.concat(
-	fixtures.firewall_ok.nftables.rules,
-	[fixtures.with_keys(fixtures.nft_rule("output", "accept", []), {"oifname": ["lo", "eth0"]})],
-)})})
+# 10.0.0.0/7 covers the enclave's 10.0.0.0/8 and 11.0.0.0/8 beyond it: partly outside is outside.
+input_fail_egress_004_partly_outside := fixtures.host_with({"firewall": egress_with({"classes": [
+	fixtures.egress_answer("inet", "udp", [fixtures.enclave_net, wide_net], ["53"], "accept", ["iptables-legacy filter OUTPUT: -A OUTPUT -d 10.0.0.0/7 -p udp -m udp --dport 53 -j ACCEPT"]),
+]})})
 
-test_fail_egress_004_oifname_not_lo if {
+test_fail_egress_004_partly_outside if {
 	fixtures.of_rule(egress.deny, "EGRESS-004") == {fixtures.expect(
 		"EGRESS-004",
-		"nftables rule inet gapseal output handle 7 accepts outgoing traffic to any destination",
-		"inet gapseal output handle 7",
-		["/firewall/nftables/rules/3"],
+		"udp to 10.0.0.0/7 port 53 (outside the enclave) leaves the host: accepted by iptables-legacy filter OUTPUT: -A OUTPUT -d 10.0.0.0/7 -p udp -m udp --dport 53 -j ACCEPT",
+		"udp to 10.0.0.0/7 port 53",
+		["/firewall/egress/classes/0"],
 	)}
 }
 
-# gapseal's evaluator annotates networks with enclave: true|false; the annotation decides for accept rules too.
-input_fail_egress_004_evaluator_annotation := fixtures.host_with({"firewall": nft_with({"rules": array.concat(
-	fixtures.firewall_ok.nftables.rules,
-	[fixtures.nft_rule("output", "accept", [fixtures.with_keys(fixtures.enclave_net, {"enclave": false})])],
-)})})
+input_fail_egress_004_unknown_outside := fixtures.host_with({"firewall": egress_with({"classes": [
+	fixtures.egress_answer("inet", "udp", [outside_net], ["1-65535"], "unknown", ["nftables inet gapseal output: udp dport 53 meta mark set 0x00000001 # handle 17"]),
+]})})
+
+test_fail_egress_004_unknown_outside if {
+	fixtures.of_rule(egress.deny, "EGRESS-004") == {fixtures.expect_unknown(
+		"EGRESS-004",
+		"cannot tell whether udp to 198.51.100.0/24 port 1-65535 (outside the enclave) is dropped: it depends on what gapseal does not understand: nftables inet gapseal output: udp dport 53 meta mark set 0x00000001 # handle 17",
+		"udp to 198.51.100.0/24 port 1-65535",
+		["/firewall/egress/classes/0"],
+	)}
+}
+
+# Not understood, but only for enclave destinations: nothing the policy forbids can follow from it.
+input_success_egress_004_unknown_inside_enclave := fixtures.host_with({"firewall": egress_with({"classes": [
+	fixtures.egress_answer("inet", "udp", [fixtures.enclave_net], ["1-65535"], "unknown", ["nftables inet gapseal output: limit rate 5/second accept # handle 3"]),
+]})})
+
+test_success_egress_004_unknown_inside_enclave if {
+	count(fixtures.of_rule(egress.deny, "EGRESS-004")) == 0
+}
+
+# gapseal's evaluator annotates networks with enclave: true|false; the annotation decides.
+input_fail_egress_004_evaluator_annotation := fixtures.host_with({"firewall": egress_with({"classes": [
+	fixtures.egress_answer("inet", "tcp", [fixtures.with_keys(fixtures.enclave_net, {"enclave": false})], ["22"], "accept", ["x"]),
+]})})
 
 test_fail_egress_004_evaluator_annotation if {
 	fixtures.of_rule(egress.deny, "EGRESS-004") == {fixtures.expect(
 		"EGRESS-004",
-		"nftables rule inet gapseal output handle 7 accepts outgoing traffic to 10.231.1.0/30, outside the enclave",
-		"inet gapseal output handle 7",
-		["/firewall/nftables/rules/3"],
+		"tcp to 10.231.1.0/30 port 22 (outside the enclave) leaves the host: accepted by x",
+		"tcp to 10.231.1.0/30 port 22",
+		["/firewall/egress/classes/0"],
 	)}
 }
 
-input_success_egress_004_neighbour_discovery_only := fixtures.host_with({"firewall": nft_with({"rules": array.concat(
-	fixtures.firewall_ok.nftables.rules,
-	[fixtures.with_keys(
-		fixtures.nft_rule("output", "accept", []),
-		{"icmpv6_types": ["nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-solicit"]},
-	)],
-)})})
+# The enclave is the site's: narrowed, the same accept is outside it.
+input_fail_egress_004_enclave_narrowed := fixtures.compliant
 
-test_success_egress_004_neighbour_discovery_only if {
-	count(fixtures.of_rule(egress.deny, "EGRESS-004")) == 0
+test_fail_egress_004_enclave_narrowed if {
+	narrowed := [{"cidr": "10.99.0.0/16", "family": "inet", "prefixlen": 16, "first": "0a630000", "last": "0a63ffff"}]
+	count(fixtures.of_rule(egress.deny, "EGRESS-004")) == 1 with data.allowlist.enclave_networks as narrowed
 }
 
-input_fail_egress_004_icmpv6_echo_leaves_the_link := fixtures.host_with({"firewall": nft_with({"rules": array.concat(
-	fixtures.firewall_ok.nftables.rules,
-	[fixtures.with_keys(
-		fixtures.nft_rule("output", "accept", []),
-		{"icmpv6_types": ["nd-neighbor-solicit", "echo-request"]},
-	)],
-)})})
+input_fail_egress_004_evaluation_unknown := fixtures.host_with({"firewall": egress_with({"status": "unknown", "reason": "nft: permission denied"})})
 
-test_fail_egress_004_icmpv6_echo_leaves_the_link if {
-	fixtures.of_rule(egress.deny, "EGRESS-004") == {fixtures.expect(
-		"EGRESS-004",
-		"nftables rule inet gapseal output handle 7 accepts outgoing traffic to any destination",
-		"inet gapseal output handle 7",
-		["/firewall/nftables/rules/3"],
-	)}
-}
-
-input_fail_egress_004_nftables_unknown := fixtures.host_with({"firewall": fixtures.with_key(fixtures.firewall_ok, "nftables", {"status": "unknown", "reason": "nft missing", "present": false})})
-
-test_fail_egress_004_nftables_unknown if {
+test_fail_egress_004_evaluation_unknown if {
 	fixtures.of_rule(egress.deny, "EGRESS-004") == {fixtures.expect_unknown(
-		"EGRESS-004", "firewall.nftables could not be collected: nft missing", "firewall.nftables", ["/firewall/nftables"],
+		"EGRESS-004", "firewall.egress could not be collected: nft: permission denied", "firewall.egress", ["/firewall/egress"],
 	)}
 }
 

@@ -99,6 +99,26 @@ firewall_ok := {
 		"output_policy": {"inet": "drop"},
 	},
 	"iptables": {"status": "ok", "reason": null, "present": false, "chains": []},
+	"egress": egress_ok,
+}
+
+# The netfilter evaluator's answers for the compliant host: the outside dropped by the output policy, tcp 22 to
+# the enclave accepted.
+drop_policy := ["nftables inet gapseal output: policy drop"]
+
+egress_answer(family, protocol, destinations, ports, verdict, decided_by) := {
+	"family": family, "protocol": protocol, "destinations": destinations, "ports": ports,
+	"verdict": verdict, "decided_by": decided_by,
+}
+
+egress_ok := {
+	"status": "ok", "reason": null,
+	"base_chains": ["nftables inet gapseal output: hook output priority 0 policy drop"], "notes": [],
+	"probes": [
+		egress_answer("inet", "tcp", [net("203.0.113.1/32", "inet", 32, "cb007101", "cb007101", "documentation")], ["1-65535"], "drop", drop_policy),
+		egress_answer("inet", "udp", [net("203.0.113.1/32", "inet", 32, "cb007101", "cb007101", "documentation")], ["1-65535"], "drop", drop_policy),
+	],
+	"classes": [egress_answer("inet", "tcp", [enclave_net], ["22"], "accept", ["nftables inet gapseal output: ip daddr 10.231.1.0/30 tcp dport 22 accept # handle 4"])],
 }
 
 dns_ok := {
