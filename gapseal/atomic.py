@@ -6,6 +6,8 @@ fsync it, and fsync a directory so a rename into it survives a crash.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 from pathlib import Path
 
@@ -58,3 +60,28 @@ class DurableWriter:
     def finish(self) -> None:
         """Flush everything written to disk."""
         os.fsync(self.fd)
+
+
+def _libc_syncfs() -> object | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.syncfs
+    except (OSError, AttributeError):  # pragma: no cover - not glibc/musl on Linux
+        return None
+
+
+_SYNCFS = _libc_syncfs()
+
+
+def sync_filesystem(path: Path) -> None:
+    """Flush every file written on the file system holding ``path`` (``syncfs``; ``sync`` where it is missing).
+
+    One call after writing many files costs one journal commit instead of one per file's fsync: what ``tar xf``
+    followed by ``sync`` pays, and as durable.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _SYNCFS is None or _SYNCFS(fd) != 0:  # type: ignore[operator]
+            os.sync()
+    finally:
+        os.close(fd)

@@ -5,8 +5,8 @@ Extraction goes through the same strict reader as ``verify`` (``gapseal.bundler.
 writer would not have written. Files are created inside a fresh temporary directory beside ``out_dir`` with
 ``O_EXCL | O_NOFOLLOW`` relative to that directory's descriptor, so nothing is written outside it and no link is
 ever created or followed; ranges of a split set are concatenated back into their blob; every file is hashed while it
-is written and fsynced. Only a complete, consistent extraction is renamed to ``out_dir``: an interrupted unpack
-leaves nothing there.
+is written, and the whole file system is flushed once (``syncfs``, as ``tar xf`` and ``sync``) before the rename.
+Only a complete, consistent extraction is renamed to ``out_dir``: an interrupted unpack leaves nothing there.
 
 A blob whose content does not hash to its name is refused here already (fail closed). Given trusted keys, unpack
 also verifies in the same pass: the inventory it builds while writing (every byte hashed as it is written) is checked
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from gapseal.atomic import DurableWriter, fsync_dir
+from gapseal.atomic import DurableWriter, fsync_dir, sync_filesystem
 from gapseal.bundler.inventory import LayoutEntry, LayoutInventory, LayoutSink, walk_archive
 from gapseal.bundler.rollback import RollbackState
 from gapseal.bundler.verify import VerifiedBundle, verify_read_bundle
@@ -71,11 +71,8 @@ class _DirectorySink(LayoutSink):
     def end(self, entry: LayoutEntry) -> None:
         if self._fd is None or self._writer is None:  # pragma: no cover
             raise RuntimeError("end before begin")
-        fd, writer, self._fd, self._writer = self._fd, self._writer, None, None
-        try:
-            writer.finish()
-        finally:
-            os.close(fd)
+        fd, self._fd, self._writer = self._fd, None, None
+        os.close(fd)  # made durable all at once by sync_filesystem before the rename
         m = _SHA256_BLOB.match(entry.path)
         if m and m.group(1) != entry.sha256:
             raise ArchiveError(
@@ -184,10 +181,8 @@ def _unpack(
             sink.close()
             os.close(root_fd)
         verified = check(inventory)  # before anything appears at out_dir
-        for d in sorted(sink.dirs, key=len, reverse=True):
-            fsync_dir(tmp / d)
         os.chmod(tmp, 0o755)  # noqa: S103 - mkdtemp made it 0700; a layout is readable data like its subdirs
-        fsync_dir(tmp)
+        sync_filesystem(tmp)  # every file and directory durable before the rename makes them visible
         if out_dir.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".replaced", dir=parent))
             os.replace(out_dir, old / "old")
