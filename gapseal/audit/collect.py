@@ -146,7 +146,7 @@ def collect_facts(
     def sockets() -> SocketsFacts:
         return collect_sockets(store, list_processes(proc, netns), proc)
 
-    proxy = _guard("proxy", progress, lambda: collect_proxy(store, root, units, processes))
+    proxy = _guard("proxy", progress, lambda: collect_proxy(store, root, units, processes, proc=proc))
     telemetry = _guard("telemetry", progress, lambda: collect_telemetry(store, processes, units, root, build_dirs))
     if units_error is not None:
         proxy = proxy.model_copy(update={"status": "unknown", "reason": units_error})

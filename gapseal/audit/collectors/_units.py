@@ -1,7 +1,8 @@
 """systemd unit files under a root: ``ExecStart=`` and the environment each service gets.
 
 Only what the auditor needs: the effective ``Environment=`` / ``EnvironmentFile=`` of every ``*.service`` (drop-ins
-applied in systemd's order) and its ``ExecStart=``. The caller decides which units matter and records those as sources.
+applied in systemd's order: top-level ``service.d/``, prefix ``foo-.service.d/``, template ``foo@.service.d/``, the
+unit's own ``.d/``) and its ``ExecStart=``. The caller decides which units matter and records those as sources.
 """
 
 from __future__ import annotations
@@ -122,6 +123,22 @@ def _apply(unit: Unit, root: Path, path: Path, text: str) -> None:
                 unit.env_origin[k] = f"{env_path}:{ln}"
 
 
+def dropin_dirs(name: str) -> list[str]:
+    """Drop-in directories that apply to unit ``name``, least specific first (systemd.unit(5)).
+
+    ``service.d/`` applies to every service; ``foo-.service.d/`` to ``foo-bar.service`` and ``foo-bar-baz.service``;
+    ``foo@.service.d/`` to every instance of the template; then the unit's own ``foo-bar.service.d/``.
+    """
+    stem, _, suffix = name.rpartition(".")
+    dirs = [f"{suffix}.d"]
+    parts = stem.split("-")
+    dirs += [f"{'-'.join(parts[:i])}-.{suffix}.d" for i in range(1, len(parts))]
+    if "@" in stem and not stem.endswith("@"):
+        dirs.append(f"{stem.split('@', 1)[0]}@.{suffix}.d")
+    dirs.append(f"{name}.d")
+    return dirs
+
+
 def load_units(root: Path) -> list[Unit]:
     """Every ``*.service`` under ``root`` (first found on the search path wins), drop-ins applied."""
     seen: dict[str, Path] = {}
@@ -140,11 +157,12 @@ def load_units(root: Path) -> list[Unit]:
         unit = Unit(name=name, path=path, files=[path])
         _apply(unit, root, path, text)
         dropins: dict[str, Path] = {}
-        for d in reversed(UNIT_DIRS):
-            dd = root / d / f"{name}.d"
-            if dd.is_dir():
-                for p in sorted(dd.glob("*.conf")):
-                    dropins[p.name] = p  # same name in a higher-priority dir replaces
+        for level in dropin_dirs(name):
+            for d in reversed(UNIT_DIRS):
+                dd = root / d / level
+                if dd.is_dir():
+                    for p in sorted(dd.glob("*.conf")):
+                        dropins[p.name] = p  # same name in a higher-priority or more specific dir replaces
         for _, p in sorted(dropins.items()):
             t = _read(p)
             if t is not None:

@@ -330,3 +330,75 @@ def test_programs_of_an_installed_build_are_gapseal_services(tmp_path: Path) -> 
     (svc,) = f.services
     assert (svc.service, svc.telemetry_disabled) == ("gapseal-service", True)
     assert {r.purpose for r in svc.requirements} == {"hub telemetry", "hub offline", "do not track"}
+
+
+def test_proxy_from_environment_d_profile_shell_rc_and_system_conf_d(tmp_path: Path) -> None:
+    write(tmp_path, "etc/environment.d/50-proxy.conf", "https_proxy=http://10.231.0.10:3128\n")
+    write(tmp_path, "usr/lib/environment.d/50-proxy.conf", "https_proxy=http://shadowed:1\n")  # same name: /etc wins
+    write(tmp_path, "etc/profile", 'if [ -x /usr/bin/id ]; then :; fi\nexport http_proxy="http://10.231.0.11:3128"\n')
+    write(tmp_path, "etc/bash.bashrc", "export ALL_PROXY=socks5h://10.231.0.12:1080\n")
+    write(tmp_path, "root/.bashrc", "export https_proxy=http://10.231.0.13:3128\n")
+    write(tmp_path, "home/op/.profile", "export ftp_proxy=http://10.231.0.14:21\n")
+    write(
+        tmp_path,
+        "run/systemd/system.conf.d/proxy.conf",
+        "[Manager]\nDefaultEnvironment=http_proxy=http://10.231.0.15:3128\n",
+    )
+    f = collect_proxy(RawStore(), tmp_path, [], NO_PROCESSES)
+    got = {(s.origin, s.variable, s.value, s.location.split(str(tmp_path))[-1]) for s in f.settings}
+    assert got == {
+        ("environment_d", "https_proxy", "http://10.231.0.10:3128", "/etc/environment.d/50-proxy.conf:1"),
+        ("profile", "http_proxy", "http://10.231.0.11:3128", "/etc/profile:2"),
+        ("shell_rc", "ALL_PROXY", "socks5h://10.231.0.12:1080", "/etc/bash.bashrc:1"),
+        ("shell_rc", "https_proxy", "http://10.231.0.13:3128", "/root/.bashrc:1"),
+        ("shell_rc", "ftp_proxy", "http://10.231.0.14:21", "/home/op/.profile:1"),
+        ("systemd_system_conf", "http_proxy", "http://10.231.0.15:3128", "/run/systemd/system.conf.d/proxy.conf"),
+    }
+
+
+def test_proxy_from_top_level_service_d_dropin_applies_to_every_unit(tmp_path: Path) -> None:
+    write(tmp_path, "etc/systemd/system/a.service", "[Service]\nExecStart=/bin/true\n")
+    write(tmp_path, "usr/lib/systemd/system/b-c.service", "[Service]\nExecStart=/bin/true\n")
+    write(
+        tmp_path,
+        "etc/systemd/system/service.d/10-proxy.conf",
+        "[Service]\nEnvironment=HTTPS_PROXY=http://10.231.0.20:3128\n",
+    )
+    write(
+        tmp_path,
+        "etc/systemd/system/b-.service.d/20-proxy.conf",
+        "[Service]\nEnvironment=http_proxy=http://10.231.0.21:1\n",
+    )
+    units = load_units(tmp_path)
+    f = collect_proxy(RawStore(), tmp_path, units, NO_PROCESSES)
+    got = sorted((s.location.split("/")[-1], s.variable) for s in f.settings)
+    assert got == [
+        ("10-proxy.conf:2", "HTTPS_PROXY"),
+        ("10-proxy.conf:2", "HTTPS_PROXY"),
+        ("20-proxy.conf:2", "http_proxy"),
+    ]
+    assert {u.name for u in units} == {"a.service", "b-c.service"}
+
+
+def test_proxy_in_the_environment_of_any_running_process(tmp_path: Path) -> None:
+    """A real process (not an inference service) started with a proxy variable is found by scanning /proc."""
+    import subprocess
+
+    from gapseal.audit.collectors.processes import own_netns
+
+    child = subprocess.Popen(
+        ["sleep", "60"], env={"PATH": "/usr/bin:/bin", "https_proxy": "http://u:pw@10.231.0.30:3128"}
+    )
+    try:
+        procs = ProcessesFacts(status="ok", netns=own_netns(Path("/proc")), inference=[])
+        f = collect_proxy(RawStore(), tmp_path, [], procs, proc=Path("/proc"))
+    finally:
+        child.kill()
+        child.wait()
+    mine = [s for s in f.settings if s.location == f"pid:{child.pid} (sleep)"]
+    assert [(s.origin, s.variable, s.value) for s in mine] == [
+        ("process", "https_proxy", "http://***@10.231.0.30:3128")
+    ]
+    assert f.processes_scanned > 1
+    src = next(s for s in f.sources if s.path == f"/proc/{child.pid}/environ")
+    assert (src.kind, src.stored) == ("procfs", False)
