@@ -17,22 +17,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel
 
 from gapseal.bundler import layout as oci
 from gapseal.bundler.delta_marker import delta_needs_base_error, read_delta_marker
-from gapseal.bundler.descriptor import BundleDescriptor, ImageBlob, ImageComponent
+from gapseal.bundler.descriptor import BundleDescriptor, ImageBlob, ImageComponent, parse_time
 from gapseal.bundler.images import ChildRef, manifest_labels, parse_image_document
 from gapseal.bundler.inventory import LayoutEntry, LayoutInventory, read_layout_archive, read_layout_dir
 from gapseal.bundler.rollback import RollbackDecision, RollbackState
 from gapseal.bundler.statement import bundle_predicate, image_index_entries, statement_subjects
 from gapseal.errors import GapsealError, SignatureError, VerificationError
+from gapseal.jsonlimits import MAX_DOCUMENT, json_problem, load_model
 from gapseal.progress import NO_PROGRESS, Progress
 from gapseal.signing.attestation import VerifiedStatement, verify_statement
 from gapseal.signing.keys import VerifyingKey
 
 _TOP_LEVEL = frozenset({"oci-layout", "index.json"})
+_M = TypeVar("_M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class VerifiedBundle:
     signer_key_id: str
     statement: VerifiedStatement = field(repr=False)
     rollback: RollbackDecision | None = None
+    ignored_signatures: tuple[SignatureReport, ...] = ()
+    """Signature referrers that were not relied on (not by a trusted key, or for another manifest), with why."""
 
     def blob_path(self, digest: str) -> Path:
         """The file holding blob ``digest`` in the verified layout directory."""
@@ -157,7 +162,44 @@ def verify_read_bundle(
         signer_key_id=verified.statement.signer_key_id,
         statement=verified.statement,
         rollback=decision,
+        ignored_signatures=verified.ignored_signatures,
     )
+
+
+MAX_SIGNATURES = 8
+"""At most this many signature referrers: a co-signature or two, never a pile an attacker can hide things in."""
+MAX_SIGNATURE_MANIFEST = 64 * 1024
+"""A signature manifest is one descriptor and an annotation or two: about a kilobyte."""
+
+
+@dataclass(frozen=True)
+class SignatureReport:
+    """A signature referrer that was checked and not relied on (it is still signature material, never content)."""
+
+    position: int
+    """Its place among the signature entries of index.json, from 1."""
+    digest: str
+    """Digest of its signature manifest."""
+    key_id: str | None
+    """The key that signed it when it verified with a trusted key; else the bundle's unverified key hint."""
+    key_verified: bool
+    reason: str
+
+    def as_dict(self) -> dict[str, object]:
+        """The ``--json`` form."""
+        return {
+            "position": self.position,
+            "digest": self.digest,
+            "key_id": self.key_id,
+            "key_verified": self.key_verified,
+            "reason": self.reason,
+        }
+
+    def describe(self) -> str:
+        """One line for people."""
+        key = "no key hint" if self.key_id is None else f"key {self.key_id[:16]}"
+        key += "" if self.key_verified or self.key_id is None else " (unverified hint)"
+        return f"signature #{self.position} ({self.digest[:19]}…, {key}): {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -165,10 +207,13 @@ class _Verified:
     manifest_digest: str
     descriptor: BundleDescriptor
     statement: VerifiedStatement
+    ignored_signatures: tuple[SignatureReport, ...] = ()
 
 
-def _blob(inv: LayoutInventory, desc: oci.Descriptor, what: str, problems: _Problems) -> bytes:
-    """The content of a small blob the verifier must parse, checked against its descriptor first."""
+def _blob(
+    inv: LayoutInventory, desc: oci.Descriptor, what: str, problems: _Problems, *, max_bytes: int = MAX_DOCUMENT
+) -> bytes:
+    """The content of a document the verifier must parse, checked against its descriptor and size cap first."""
     path = oci.blob_path(desc.digest)
     entry = inv.entries.get(path)
     if entry is None:
@@ -177,16 +222,146 @@ def _blob(inv: LayoutInventory, desc: oci.Descriptor, what: str, problems: _Prob
         raise problems.fatal(f"{what} is corrupt: {path} hashes to sha256:{entry.sha256}")
     if entry.size != desc.size:
         raise problems.fatal(f"{what} has size {entry.size}, its descriptor says {desc.size}: {path}")
+    if entry.size > max_bytes:
+        raise problems.fatal(f"{what} is {entry.size} bytes, over the {max_bytes}-byte limit: {path}")
     if entry.content is None:
         raise problems.fatal(f"{what} is too large to be a manifest or signature ({entry.size} bytes): {path}")
     return entry.content
 
 
-def _parse_manifest(data: bytes, what: str, problems: _Problems) -> oci.Manifest:
+def _parse(model: type[_M], data: bytes, what: str, problems: _Problems, *, max_bytes: int = MAX_DOCUMENT) -> _M:
     try:
-        return oci.Manifest.model_validate_json(data)
-    except ValidationError as e:
-        raise problems.fatal(f"{what} is malformed: {e.errors()[0]['msg']} at {e.errors()[0]['loc']}") from e
+        return load_model(model, data, what, error=VerificationError, max_bytes=max_bytes)
+    except VerificationError as e:
+        raise problems.fatal(e.message) from e
+
+
+@dataclass(frozen=True)
+class _IndexEntries:
+    bundle: oci.Descriptor
+    images: list[oci.Descriptor]
+    signatures: list[oci.Descriptor]
+
+
+def _classify_index(index: oci.Index, problems: _Problems) -> _IndexEntries:
+    """Sort index.json's entries into the bundle manifest, images and signatures; anything else is fatal."""
+    seen: set[str] = set()
+    bundles: list[oci.Descriptor] = []
+    images: list[oci.Descriptor] = []
+    signatures: list[oci.Descriptor] = []
+    for d in index.manifests:
+        if d.digest in seen:
+            raise problems.fatal(f"index.json lists {d.digest} twice")
+        seen.add(d.digest)
+        annotations = d.annotations or {}
+        ref = annotations.get(oci.ANNOTATION_REF_NAME)
+        if ref == oci.BUNDLE_REF_NAME:
+            bundles.append(d)
+        elif d.artifact_type == oci.ARTIFACT_SIGSTORE and not annotations and d.media_type == oci.MEDIA_MANIFEST:
+            signatures.append(d)
+        elif d.artifact_type is None and ref is not None and set(annotations) == {oci.ANNOTATION_REF_NAME}:
+            images.append(d)
+        else:
+            raise problems.fatal(
+                f"index.json lists an unexpected manifest: {d.digest} ({d.artifact_type or d.media_type}); "
+                "a bundle's index holds only the bundle manifest, its images and signatures of it"
+            )
+    if len(bundles) != 1:
+        raise problems.fatal(f"index.json must name exactly one {oci.BUNDLE_REF_NAME!r} manifest, found {len(bundles)}")
+    if not signatures:
+        raise problems.fatal("the bundle is not signed: index.json lists no signature")
+    if len(signatures) > MAX_SIGNATURES:
+        raise problems.fatal(f"index.json lists {len(signatures)} signatures; at most {MAX_SIGNATURES} are accepted")
+    return _IndexEntries(bundles[0], images, signatures)
+
+
+def _key_hint(sigstore_bundle: bytes) -> str | None:
+    """The unverified key hint of a Sigstore bundle, for reports only (shortened, printable)."""
+    doc, problem = json_problem(sigstore_bundle, max_bytes=MAX_DOCUMENT)
+    if problem is not None or not isinstance(doc, dict):
+        return None
+    material = doc.get("verificationMaterial")
+    key = material.get("publicKey") if isinstance(material, dict) else None
+    hint = key.get("hint") if isinstance(key, dict) else None
+    if not isinstance(hint, str) or not hint:
+        return None
+    return "".join(c if c.isprintable() else "?" for c in hint[:64])
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    position: int
+    digest: str
+    statement: VerifiedStatement
+
+
+def _check_signatures(
+    inv: LayoutInventory,
+    entries: _IndexEntries,
+    trusted_keys: Sequence[VerifyingKey],
+    problems: _Problems,
+    referenced: set[str],
+) -> tuple[list[_Candidate], list[SignatureReport]]:
+    """Check every signature referrer; return those that can be relied on and reports of the others.
+
+    A referrer's shape is fatal when wrong; whether it is by a trusted key over this very manifest decides only whether
+    it can be relied on. Order never matters: every one is checked.
+    """
+    b = entries.bundle
+    subject = oci.Descriptor(media_type=b.media_type, digest=b.digest, size=b.size)
+    candidates: list[_Candidate] = []
+    reports: list[SignatureReport] = []
+    for position, sd in enumerate(entries.signatures, start=1):
+        what = f"signature manifest #{position} ({sd.digest[:19]}…)"
+        sig_manifest = _parse(
+            oci.Manifest,
+            _blob(inv, sd, what, problems, max_bytes=MAX_SIGNATURE_MANIFEST),
+            what,
+            problems,
+            max_bytes=MAX_SIGNATURE_MANIFEST,
+        )
+        if sig_manifest.subject != subject:
+            raise problems.fatal(f"{what} refers to another manifest than the bundle's")
+        if sig_manifest.artifact_type != oci.ARTIFACT_SIGSTORE or len(sig_manifest.layers) != 1:
+            raise problems.fatal(
+                f"{what} is not a single Sigstore bundle: it carries {len(sig_manifest.layers)} layers"
+            )
+        if sig_manifest.layers[0].media_type != oci.ARTIFACT_SIGSTORE:
+            raise problems.fatal(f"{what} carries a {sig_manifest.layers[0].media_type} layer, not a Sigstore bundle")
+        if sig_manifest.config != oci.empty_config():
+            raise problems.fatal(f"{what} has an unexpected config")
+        if _blob(inv, sig_manifest.config, f"{what} config", problems, max_bytes=len(oci.EMPTY_BLOB)) != oci.EMPTY_BLOB:
+            raise problems.fatal(f"{what} config is not the empty blob")
+        sig_bytes = _blob(inv, sig_manifest.layers[0], f"{what} Sigstore bundle", problems)
+        referenced.update(
+            oci.blob_path(d) for d in (sd.digest, sig_manifest.config.digest, sig_manifest.layers[0].digest)
+        )
+        try:
+            statement = verify_statement(
+                sig_bytes, trusted_keys, allowed_predicate_types=frozenset({oci.BUNDLE_PREDICATE_TYPE})
+            )
+        except SignatureError as e:
+            reports.append(SignatureReport(position, sd.digest, _key_hint(sig_bytes), False, e.message))
+            continue
+        signed = [s.sha256 for s in statement.subjects if s.name == oci.MANIFEST_SUBJECT_NAME]
+        if signed != [entries.bundle.digest.removeprefix("sha256:")]:
+            reports.append(
+                SignatureReport(
+                    position,
+                    sd.digest,
+                    statement.signer_key_id,
+                    True,
+                    "signed by a trusted key, but for another bundle manifest than the one in index.json",
+                )
+            )
+            continue
+        candidates.append(_Candidate(position, sd.digest, statement))
+    if not candidates:
+        raise problems.fatal(
+            "no valid signature by a trusted key: " + "; ".join(r.describe() for r in reports),
+            hint="check that --key/--trust names the security team's public key; if it does, the bundle was altered",
+        )
+    return candidates, reports
 
 
 def verify_inventory(
@@ -197,6 +372,7 @@ def verify_inventory(
     marker = read_delta_marker(inv)
     if marker is not None:  # a delta is verified through gapseal.bundler.delta, with its base
         raise delta_needs_base_error(marker, inv.source)
+    moment = now or datetime.now(UTC)
 
     # 1. Only layout files. A blob's content is checked where it is referenced, so its message can name it.
     for path in sorted(inv.entries):
@@ -211,79 +387,53 @@ def verify_inventory(
     elif layout_entry.content != oci.OCI_LAYOUT_BYTES:
         problems.add("oci-layout has been altered")
 
-    # 2. The index: one bundle manifest, signature referrers.
+    # 2. The index: one bundle manifest, its images, and at most a few signature referrers of it; nothing twice.
     index_entry = inv.entries.get("index.json")
     if index_entry is None or index_entry.content is None:
         raise problems.fatal("index.json is missing")
-    try:
-        index = oci.Index.model_validate_json(index_entry.content)
-    except ValidationError as e:
-        raise problems.fatal(f"index.json is malformed: {e.errors()[0]['msg']}") from e
-    bundles = [d for d in index.manifests if (d.annotations or {}).get(oci.ANNOTATION_REF_NAME) == oci.BUNDLE_REF_NAME]
-    if len(bundles) != 1:
-        raise problems.fatal(f"index.json must name exactly one {oci.BUNDLE_REF_NAME!r} manifest, found {len(bundles)}")
-    bundle_desc = bundles[0]
+    index = _parse(oci.Index, index_entry.content, "index.json", problems)
+    entries = _classify_index(index, problems)
+    bundle_desc = entries.bundle
     subject = oci.Descriptor(media_type=bundle_desc.media_type, digest=bundle_desc.digest, size=bundle_desc.size)
-    image_descs = [
-        d
-        for d in index.manifests
-        if d is not bundle_desc and d.artifact_type is None and oci.ANNOTATION_REF_NAME in (d.annotations or {})
-    ]
-    sig_descs = [d for d in index.manifests if d is not bundle_desc and all(d is not i for i in image_descs)]
-    if not sig_descs:
-        raise problems.fatal("the bundle is not signed: index.json lists no signature")
-
     manifest_bytes = _blob(inv, bundle_desc, "the bundle manifest", problems)
-    manifest = _parse_manifest(manifest_bytes, "the bundle manifest", problems)
 
     # 3. Signatures: at least one by a trusted key over a statement about this very manifest.
-    statement: VerifiedStatement | None = None
     referenced: set[str] = {oci.blob_path(bundle_desc.digest)}
-    reasons: list[str] = []
-    for i, sd in enumerate(sig_descs):
-        what = f"signature manifest #{i + 1} ({sd.digest[:19]}…)"
-        if sd.artifact_type != oci.ARTIFACT_SIGSTORE:
-            raise problems.fatal(f"index.json lists an unexpected manifest: {sd.digest} ({sd.artifact_type})")
-        sig_manifest = _parse_manifest(_blob(inv, sd, what, problems), what, problems)
-        referenced.add(oci.blob_path(sd.digest))
-        if sig_manifest.subject != subject:
-            raise problems.fatal(f"{what} refers to another manifest than the bundle's")
-        if sig_manifest.artifact_type != oci.ARTIFACT_SIGSTORE or len(sig_manifest.layers) != 1:
-            raise problems.fatal(f"{what} is not a single Sigstore bundle")
-        if sig_manifest.config != oci.empty_config():
-            raise problems.fatal(f"{what} has an unexpected config")
-        _blob(inv, sig_manifest.config, f"{what} config", problems)
-        referenced.add(oci.blob_path(sig_manifest.config.digest))
-        sig_bytes = _blob(inv, sig_manifest.layers[0], f"{what} Sigstore bundle", problems)
-        referenced.add(oci.blob_path(sig_manifest.layers[0].digest))
-        try:
-            candidate = verify_statement(
-                sig_bytes, trusted_keys, allowed_predicate_types=frozenset({oci.BUNDLE_PREDICATE_TYPE})
-            )
-        except SignatureError as e:
-            reasons.append(f"{what}: {e.message}")
-            continue
-        if statement is None:
-            statement = candidate
-    if statement is None:
-        raise problems.fatal(
-            "no valid signature by a trusted key: " + "; ".join(reasons),
-            hint="check that --key/--trust names the security team's public key; if it does, the bundle was altered",
-        )
-    signed_manifest = [s.sha256 for s in statement.subjects if s.name == oci.MANIFEST_SUBJECT_NAME]
-    if signed_manifest != [bundle_desc.digest.removeprefix("sha256:")]:
-        raise problems.fatal("the signature is valid but for another bundle manifest than the one in index.json")
+    candidates, reports = _check_signatures(inv, entries, trusted_keys, problems, referenced)
 
-    # 4. The descriptor and every file, against the signed statement.
+    # 4. The descriptor, signed through the manifest: its names, paths, version and times before anything uses them.
+    manifest = _parse(oci.Manifest, manifest_bytes, "the bundle manifest", problems)
     if manifest.artifact_type != oci.ARTIFACT_BUNDLE or manifest.config.media_type != oci.MEDIA_BUNDLE_CONFIG:
         raise problems.fatal("the bundle manifest is not a gapseal bundle")
-    descriptor = BundleDescriptor.load(_blob(inv, manifest.config, "the bundle descriptor", problems))
+    descriptor = _parse(
+        BundleDescriptor,
+        _blob(inv, manifest.config, "the bundle descriptor", problems),
+        "the bundle descriptor",
+        problems,
+    )
     referenced.add(oci.blob_path(manifest.config.digest))
-    expected_subjects = statement_subjects(bundle_desc.digest, manifest.config.digest, descriptor)
-    if sorted((s.name, s.sha256) for s in statement.subjects) != sorted((s.name, s.sha256) for s in expected_subjects):
-        raise problems.fatal("the signed statement's subjects do not match the bundle's files")
-    if statement.predicate != bundle_predicate(descriptor, bundle_desc.digest):
-        raise problems.fatal("the signed predicate does not match the bundle descriptor")
+    for problem in descriptor.problems(now=moment):
+        problems.add(f"the signed descriptor is unsafe: {problem}")
+    problems.raise_if_any()
+
+    # 5. The statement relied on must say exactly what the descriptor says; other trusted ones are reported.
+    expected_subjects = sorted(
+        (s.name, s.sha256) for s in statement_subjects(bundle_desc.digest, manifest.config.digest, descriptor)
+    )
+    expected_predicate = bundle_predicate(descriptor, bundle_desc.digest)
+    statement: VerifiedStatement | None = None
+    mismatch = ""
+    for c in candidates:
+        if sorted((s.name, s.sha256) for s in c.statement.subjects) != expected_subjects:
+            mismatch = "the signed statement's subjects do not match the bundle's files"
+        elif c.statement.predicate != expected_predicate:
+            mismatch = "the signed predicate does not match the bundle descriptor"
+        else:
+            statement = statement or c.statement
+            continue
+        reports.append(SignatureReport(c.position, c.digest, c.statement.signer_key_id, True, mismatch))
+    if statement is None:
+        raise problems.fatal(mismatch)
     expected_layers = [
         oci.Descriptor(media_type=e.media_type, digest=e.digest, size=e.size, annotations={oci.ANNOTATION_TITLE: title})
         for title, e in descriptor.layers()
@@ -302,12 +452,12 @@ def verify_inventory(
         elif f"sha256:{entry.sha256}" != layer.digest:
             problems.add(f"{title} is corrupt: {path} hashes to sha256:{entry.sha256}")
 
-    # 4b. Images: every stored index and manifest as the signed descriptor lists it, and every blob they reference.
+    # 5b. Images: every stored index and manifest as the signed descriptor lists it, and every blob they reference.
     signed_images = {i.name: i for i in descriptor.images or []}
-    for d in image_descs:
+    for d in entries.images:
         name = (d.annotations or {})[oci.ANNOTATION_REF_NAME]
         if name not in signed_images:
-            problems.add(f"index.json lists an image the signed bundle does not hold: {name} ({d.digest})")
+            problems.add(f"index.json lists an image the signed bundle does not hold: {name!r} ({d.digest})")
         elif (d.digest, d.size, d.media_type) != (
             signed_images[name].digest,
             signed_images[name].size,
@@ -317,29 +467,31 @@ def verify_inventory(
     for image in descriptor.images or []:
         _verify_image(inv, image, problems, referenced)
 
-    # 5. Exactly the referenced files, and an index that is byte for byte what create writes.
+    # 6. Exactly the referenced files, and an index that is byte for byte what create writes.
     for path in sorted(set(inv.entries) - referenced - _TOP_LEVEL):
         if path.startswith("blobs/sha256/"):
             problems.add(f"unexpected file not referenced by the signed bundle: {path}")
     expected_index = oci.build_index(
         subject,
-        [oci.Descriptor(media_type=d.media_type, digest=d.digest, size=d.size) for d in sig_descs],
+        [oci.Descriptor(media_type=d.media_type, digest=d.digest, size=d.size) for d in entries.signatures],
         image_index_entries(descriptor),
     ).to_bytes()
     if index_entry.content != expected_index:
         problems.add("index.json has been edited: it differs from the index of the signed bundle")
     problems.raise_if_any()
 
-    # 6. Expiry.
-    if descriptor.expires is not None:
-        moment = now or datetime.now(UTC)
-        expires = datetime.fromisoformat(descriptor.expires.replace("Z", "+00:00"))
-        if moment >= expires:
-            raise problems.fatal(
-                f"the bundle expired at {descriptor.expires}",
-                hint="ask the security team for a current bundle",
-            )
-    return _Verified(manifest_digest=bundle_desc.digest, descriptor=descriptor, statement=statement)
+    # 7. Expiry (the times were checked to parse in step 4).
+    if descriptor.expires is not None and moment >= parse_time(descriptor.expires):
+        raise problems.fatal(
+            f"the bundle expired at {descriptor.expires}",
+            hint="ask the security team for a current bundle",
+        )
+    return _Verified(
+        manifest_digest=bundle_desc.digest,
+        descriptor=descriptor,
+        statement=statement,
+        ignored_signatures=tuple(sorted(reports, key=lambda r: r.position)),
+    )
 
 
 def _image_document(
