@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 
 from gapseal.audit.netfilter.model import (
     Family,
@@ -26,8 +26,10 @@ from gapseal.audit.netfilter.model import (
     Outcome,
     Packet,
     Protocol,
+    Rule,
     Ruleset,
     Step,
+    Uncertain,
     Verdict,
     VerdictMap,
 )
@@ -37,6 +39,7 @@ MAX_QUOTES = 8
 """Deciding rules quoted per class (the first ones met; the facts stay small on a large ruleset)."""
 MAX_SENDERS = 64
 """Sender combinations (interface x uid x gid) tried per destination; beyond it they stay unfixed (unknown)."""
+_DADDR = {"ip daddr", "ip6 daddr"}
 _TOP = {"ip": 2**32 - 1, "ip6": 2**128 - 1}
 _SPECIAL = {
     "ip": [Interval(0xE0000000, 0xEFFFFFFF), Interval(0xFFFFFFFF, 0xFFFFFFFF)],
@@ -133,75 +136,177 @@ def _port_cells(ruleset: Ruleset, family: Family, protocol: Protocol) -> list[tu
     return list(_cells(_cuts(ivs, 1, 65535), 65535))
 
 
+_Group = tuple[Verdict, tuple[str, ...], tuple[tuple[int, int], ...]]
+
+
+class _Analysis:
+    """One family of one ruleset: senders and port cells (computed once), and restricted rulesets.
+
+    A restricted ruleset keeps only the rules that can match a given destination address, so a 1000-rule chain
+    costs the few rules per address cell that matter.
+    """
+
+    def __init__(self, ruleset: Ruleset, family: Family) -> None:
+        self.ruleset = ruleset
+        self.family = family
+        self.senders = _senders(ruleset, family)
+        self.ports = {p: _port_cells(ruleset, family, p) for p in PROTOCOLS}
+        self._guards: dict[int, tuple[str, tuple[Interval, ...]] | None] = {}
+
+    def _guard(self, rule: Rule) -> tuple[str, tuple[Interval, ...]] | None:
+        """The destination networks a rule needs (its first plain daddr match, side-effect-free steps before it)."""
+        key = id(rule)
+        if key not in self._guards:
+            guard = None
+            for step in rule.steps:
+                if isinstance(step, Match) and len(step.keys) == 1 and step.keys[0] in _DADDR and not step.negate:
+                    ivs = tuple(e[0] for e in step.elements if isinstance(e[0], Interval))
+                    if len(ivs) == len(step.elements):
+                        guard = (step.keys[0], ivs)
+                    break
+                if not isinstance(step, (Match, Uncertain)):
+                    break
+            self._guards[key] = guard
+        return self._guards[key]
+
+    def _keeps(self, rule: Rule, address: int) -> bool:
+        guard = self._guard(rule)
+        if guard is None:
+            return True
+        key, ivs = guard
+        return key == f"{self.family} daddr" and any(iv.lo <= address <= iv.hi for iv in ivs)
+
+    def restricted(self, address: int) -> Ruleset:
+        """The ruleset without the rules that cannot match ``address`` (same answers for every packet to it)."""
+        return next(self.sweep([(address, address)]))[1]
+
+    def sweep(self, cells: Sequence[tuple[int, int]]) -> Iterator[tuple[tuple[int, int], Ruleset]]:
+        """For each cell (ascending, not overlapping any guard's edge): the ruleset restricted to it.
+
+        A sweep over the guards' edges keeps the set of guarded rules that contain the cell, so each cell costs
+        the rules that can match it, not the whole chain.
+        """
+        own = f"{self.family} daddr"
+        tables: dict[int, dict[str, tuple[list[int], list[tuple[int, int, int]], tuple[Rule, ...]]]] = {}
+        bases = self.ruleset.output_chains(self.family)
+        for bc in bases:
+            if id(bc.chains) in tables:
+                continue
+            per_chain = {}
+            for name, rules in bc.chains.items():
+                free: list[int] = []
+                events: list[tuple[int, int, int]] = []  # (position, +1 add / -1 remove, rule index)
+                for i, rule in enumerate(rules):
+                    guard = self._guard(rule)
+                    if guard is None:
+                        free.append(i)
+                    elif guard[0] == own:
+                        for iv in guard[1]:
+                            events += [(iv.lo, 1, i), (iv.hi + 1, -1, i)]
+                events.sort()
+                per_chain[name] = (free, events, rules)
+            tables[id(bc.chains)] = per_chain
+        positions = {(key, name): 0 for key, chains in tables.items() for name in chains}
+        actives: dict[tuple[int, str], dict[int, int]] = {k: {} for k in positions}
+        for cell in cells:
+            views: dict[int, dict[str, tuple[Rule, ...]]] = {}
+            for key, chains in tables.items():
+                view = {}
+                for name, (free, events, rules) in chains.items():
+                    pos, active = positions[(key, name)], actives[(key, name)]
+                    while pos < len(events) and events[pos][0] <= cell[0]:
+                        _, delta, i = events[pos]
+                        active[i] = active.get(i, 0) + delta
+                        if not active[i]:
+                            del active[i]
+                        pos += 1
+                    positions[(key, name)] = pos
+                    keep = sorted([*free, *active]) if active else free
+                    view[name] = tuple(rules[i] for i in keep)
+                views[key] = view
+            yield cell, Ruleset([replace(bc, chains=views[id(bc.chains)]) for bc in bases], self.ruleset.context)
+
+    def answer(self, ruleset: Ruleset, address: int, protocol: Protocol, port: int | None) -> Outcome:
+        """The answer over every sender the rules tell apart (any accept wins, then unknown)."""
+        unknown: list[str] = []
+        drop: Outcome | None = None
+        for oif, uid, gid in self.senders:
+            packet = Packet(self.family, address, protocol, port, oifname=oif, skuid=uid, skgid=gid)
+            outcome = ruleset.evaluate(packet)
+            if outcome.verdict == "accept":
+                if len(self.senders) > 1:
+                    return Outcome("accept", (*outcome.decided_by, f"(a packet from {packet.describe()})"))
+                return outcome
+            if outcome.verdict == "unknown":
+                unknown += outcome.decided_by
+            elif drop is None:
+                drop = outcome
+        if unknown:
+            return Outcome("unknown", tuple(dict.fromkeys(unknown)))
+        assert drop is not None  # noqa: S101 - senders is never empty
+        return drop
+
+    def port_groups(self, ruleset: Ruleset, address: int, protocol: Protocol) -> list[_Group]:
+        """The ports of ``protocol`` to ``address`` grouped by answer (the first deciding quotes of each)."""
+        groups: dict[Verdict, list[tuple[int, int]]] = {}
+        deciders: dict[Verdict, dict[str, None]] = {}
+        for cell in self.ports[protocol]:
+            outcome = self.answer(ruleset, address, protocol, cell[0] if cell else None)
+            ranges = groups.setdefault(outcome.verdict, [])
+            deciders.setdefault(outcome.verdict, {}).update(dict.fromkeys(outcome.decided_by))
+            if cell is None:
+                continue
+            if ranges and ranges[-1][1] + 1 == cell[0]:
+                ranges[-1] = (ranges[-1][0], cell[1])
+            else:
+                ranges.append(cell)
+        return [(v, tuple(list(deciders[v])[:MAX_QUOTES]), tuple(r)) for v, r in groups.items()]
+
+
 def answer(ruleset: Ruleset, family: Family, address: int, protocol: Protocol, port: int | None) -> Outcome:
     """The answer for one destination over every sender the rules tell apart (any accept wins, then unknown)."""
-    unknown: list[str] = []
-    drop: Outcome | None = None
-    senders = _senders(ruleset, family)
-    for oif, uid, gid in senders:
-        packet = Packet(family, address, protocol, port, oifname=oif, skuid=uid, skgid=gid)
-        outcome = ruleset.evaluate(packet)
-        if outcome.verdict == "accept":
-            if len(senders) > 1:
-                return Outcome("accept", (*outcome.decided_by, f"(a packet from {packet.describe()})"))
-            return outcome
-        if outcome.verdict == "unknown":
-            unknown += outcome.decided_by
-        elif drop is None:
-            drop = outcome
-    if unknown:
-        return Outcome("unknown", tuple(dict.fromkeys(unknown)))
-    assert drop is not None  # noqa: S101 - senders is never empty
-    return drop
-
-
-def _port_groups(
-    ruleset: Ruleset, family: Family, address: int, protocol: Protocol
-) -> list[tuple[Verdict, tuple[str, ...], tuple[tuple[int, int], ...]]]:
-    groups: dict[Verdict, list[tuple[int, int]]] = {}
-    deciders: dict[Verdict, dict[str, None]] = {}
-    for cell in _port_cells(ruleset, family, protocol):
-        outcome = answer(ruleset, family, address, protocol, cell[0] if cell else None)
-        ranges = groups.setdefault(outcome.verdict, [])
-        deciders.setdefault(outcome.verdict, {}).update(dict.fromkeys(outcome.decided_by))
-        if cell is None:
-            continue
-        if ranges and ranges[-1][1] + 1 == cell[0]:
-            ranges[-1] = (ranges[-1][0], cell[1])
-        else:
-            ranges.append(cell)
-    return [(v, tuple(list(deciders[v])[:MAX_QUOTES]), tuple(r)) for v, r in groups.items()]
+    return _Analysis(ruleset, family).answer(ruleset, address, protocol, port)
 
 
 def egress_classes(ruleset: Ruleset, families: Sequence[Family] = ("ip", "ip6")) -> list[DestinationClass]:
-    """Every destination class whose answer is not ``drop``, adjacent ranges with the same answer merged."""
+    """Every destination class whose answer is not ``drop``.
+
+    Adjacent ranges with the same answer and ports merge (their deciding quotes joined, the first ``MAX_QUOTES``).
+    """
     out: list[DestinationClass] = []
     for family in families:
+        analysis = _Analysis(ruleset, family)
         cells = _cells(_address_cuts(ruleset, family, ()), _TOP[family])
-        for protocol in PROTOCOLS:
-            merged: list[DestinationClass] = []
-            for lo, hi in cells:
-                for verdict, by, ports in _port_groups(ruleset, family, lo, protocol):
+        per_protocol: dict[Protocol, list[DestinationClass]] = {p: [] for p in PROTOCOLS}
+        for (lo, hi), restricted in analysis.sweep(cells):
+            for protocol in PROTOCOLS:
+                merged = per_protocol[protocol]
+                for verdict, by, ports in analysis.port_groups(restricted, lo, protocol):
                     if verdict == "drop":
                         continue
-                    prev = next((m for m in reversed(merged) if m.last + 1 == lo and
-                                 (m.verdict, m.decided_by, m.ports) == (verdict, by, ports)), None)  # fmt: skip
+                    prev = next((i for i in range(len(merged) - 1, -1, -1) if merged[i].last + 1 == lo and
+                                 (merged[i].verdict, merged[i].ports) == (verdict, ports)), None)  # fmt: skip
                     if prev is not None:
-                        merged[merged.index(prev)] = DestinationClass(family, protocol, prev.first, hi, ports,
-                                                                      verdict, by)  # fmt: skip
+                        m = merged[prev]
+                        quotes = tuple(dict.fromkeys((*m.decided_by, *by)))[:MAX_QUOTES]
+                        merged[prev] = replace(m, last=hi, decided_by=quotes)
                     else:
                         merged.append(DestinationClass(family, protocol, lo, hi, ports, verdict, by))
-            out += merged
+        for protocol in PROTOCOLS:
+            out += per_protocol[protocol]
     return out
 
 
 def probe_verdicts(ruleset: Ruleset, addresses: Sequence[str]) -> list[DestinationClass]:
     """The answer for each address (tcp, udp, icmp; ports grouped by answer), drops included."""
     out: list[DestinationClass] = []
+    analyses: dict[Family, _Analysis] = {}
     for text in addresses:
         ip = ipaddress.ip_address(text)
         family: Family = "ip" if ip.version == 4 else "ip6"
+        analysis = analyses.setdefault(family, _Analysis(ruleset, family))
+        restricted = analysis.restricted(int(ip))
         for protocol in PROTOCOLS:
-            for verdict, by, ports in _port_groups(ruleset, family, int(ip), protocol):
+            for verdict, by, ports in analysis.port_groups(restricted, int(ip), protocol):
                 out.append(DestinationClass(family, protocol, int(ip), int(ip), ports, verdict, by))
     return out
