@@ -15,7 +15,20 @@ concludes and what it was measured against:
 ``time``
     when the results were produced (UTC, RFC 3339);
 ``layout``
-    the evidence directory layout version.
+    the evidence directory layout version;
+``signer``
+    the signing key's id and OpenSSH fingerprint, and its name in the trust file given to ``audit run`` (what the
+    signer says of itself: ``evidence verify`` checks the key id against the key that verified);
+``scope``
+    organisation, system and assessor from the site file, with its sha256 (all null without a site file);
+``hosts``
+    per host: OS, kernel, addresses, collection time and installed bundle;
+``controls``
+    how many controls are satisfied, not satisfied, unknown, waived and not assessed;
+``report``
+    whether a PDF print of the report was made, and why not;
+``previous``
+    the previous evidence compared with (``--previous``) and the counts of new, fixed and unchanged findings, or null.
 
 The statement goes into a DSSE envelope inside a Sigstore bundle v0.3 (``gapseal.signing.attestation``).
 """
@@ -30,8 +43,12 @@ from gapseal import __version__
 from gapseal.signing.attestation import Subject, sign_statement
 
 if TYPE_CHECKING:
+    from gapseal.audit.changes import Changes
+    from gapseal.audit.controls import ControlAssessment
     from gapseal.audit.evidence import EvidenceFile
+    from gapseal.audit.report_pdf import PdfOutcome
     from gapseal.audit.results import Results
+    from gapseal.audit.scope import AuditScope, HostProfile, Signer
     from gapseal.signing.keys import SigningKey
 
 EVIDENCE_PREDICATE_TYPE = "https://gapseal.dev/attestation/audit-evidence/v1"
@@ -47,7 +64,17 @@ def _utc(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def build_predicate(results: Results, *, bundle_manifest_digests: Mapping[str, str | None]) -> dict[str, Any]:
+def build_predicate(
+    results: Results,
+    *,
+    bundle_manifest_digests: Mapping[str, str | None],
+    signer: Signer | None = None,
+    scope: AuditScope | None = None,
+    profiles: Sequence[HostProfile] = (),
+    controls: Mapping[str, ControlAssessment] | None = None,
+    pdf: PdfOutcome | None = None,
+    changes: Changes | None = None,
+) -> dict[str, Any]:
     """Return the attestation predicate for ``results``.
 
     ``bundle_manifest_digests`` maps each host to the bundle manifest digest its install record names (None when
@@ -55,7 +82,40 @@ def build_predicate(results: Results, *, bundle_manifest_digests: Mapping[str, s
     """
     s = results.summary
     digests = sorted({d for d in bundle_manifest_digests.values() if d})
+    extra: dict[str, Any] = {}
+    if signer is not None:
+        extra["signer"] = signer.as_data()
+    if scope is not None:
+        extra["scope"] = scope.as_data()
+    if profiles:
+        extra["hosts"] = [
+            {
+                "host": p.host,
+                "os": p.os,
+                "kernel": p.kernel,
+                "addresses": list(p.addresses),
+                "collected_at": _utc(p.collected_at),
+                "bundle": {"name": p.bundle_name, "version": p.bundle_version, "manifest_digest": p.manifest_digest},
+            }
+            for p in profiles
+        ]
+    if controls is not None:
+        states = ("satisfied", "not-satisfied", "unknown", "waived", "not-assessed")
+        extra["controls"] = {st: sorted(c.id for c in controls.values() if c.state == st) for st in states}
+    if pdf is not None:
+        extra["report"] = {"html": "report.html", "pdf": pdf.as_data()}
+    extra["previous"] = (
+        None
+        if changes is None
+        else {
+            **changes.previous.model_dump(mode="json"),
+            "new": len(changes.new),
+            "fixed": len(changes.fixed),
+            "unchanged": len(changes.unchanged),
+        }
+    )
     return {
+        **extra,
         "layout": EVIDENCE_LAYOUT,
         "summary": {
             "compliant": s.compliant,
@@ -65,6 +125,7 @@ def build_predicate(results: Results, *, bundle_manifest_digests: Mapping[str, s
             "failed": s.failed,
             "waived": s.waived,
             "unknown": s.unknown,
+            "by_severity": [c.model_dump(mode="json") for c in s.by_severity],
             "per_host": [
                 {
                     "host": h.host,

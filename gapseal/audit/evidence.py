@@ -4,9 +4,15 @@ Layout (``gapseal-evidence/v1``)::
 
     facts/<host>.json            the facts document of each host, byte for byte as the policies evaluated it
     raw/<host>/sha256-<hex>      every raw output stored in those facts (command output, file content), decoded
+    inputs/site.yaml             the site file given (--site), byte for byte, when one was
+    inputs/waivers.yaml          the waivers file given (--waivers), byte for byte, when one was
     results.json                 per host, per rule: status, findings, controls (gapseal.audit.results)
+    changes.json                 new, fixed and unchanged findings since the previous evidence (--previous), if any
     assessment-results.json      the same in OSCAL 1.1 Assessment Results form, linking to the files above by hash
-    report.html                  one self-contained page: verdict, per framework and control, per host, hashes
+    report.html                  one self-contained page: signer, scope, verdict, controls, findings with their
+                                 raw evidence and the command behind it, hashes
+    report.pdf                   the same page printed by headless Chromium (absent when Chromium is not available;
+                                 the attestation records why)
     attestation.sigstore.json    in-toto Statement v1 over every file above, DSSE, Sigstore bundle v0.3
 
 The directory is written under a temporary name in the same parent, every file fsynced, signed, and then renamed
@@ -29,17 +35,26 @@ from pathlib import Path
 
 from gapseal.atomic import fsync_dir, write_new_file
 from gapseal.audit import attest, oscal, report
+from gapseal.audit.changes import Changes
+from gapseal.audit.controls import assess_controls
 from gapseal.audit.facts import HostFacts
+from gapseal.audit.provenance import raw_path
+from gapseal.audit.report_pdf import PdfOutcome, print_pdf
 from gapseal.audit.results import Results
+from gapseal.audit.scope import NO_SCOPE, AuditScope, Signer, host_profile, signer_of
 from gapseal.errors import AuditError, UsageError
 from gapseal.progress import NO_PROGRESS, Progress
 from gapseal.signing.keys import SigningKey
 
 FACTS_DIR = "facts"
-RAW_DIR = "raw"
+INPUTS_DIR = "inputs"
+SITE_FILE = f"{INPUTS_DIR}/site.yaml"
+WAIVERS_FILE = f"{INPUTS_DIR}/waivers.yaml"
 RESULTS_FILE = "results.json"
+CHANGES_FILE = "changes.json"
 OSCAL_FILE = "assessment-results.json"
 REPORT_FILE = "report.html"
+REPORT_PDF_FILE = "report.pdf"
 ATTESTATION_FILE = "attestation.sigstore.json"
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
@@ -56,6 +71,14 @@ class ControlInfo:
     """The framework's display name, e.g. ``EU AI Act`` or ``HIPAA``."""
     title: str
     """The control's exact name, e.g. ``45 CFR 164.312(e)(1) Transmission security``."""
+    requires: str = ""
+    """What the control requires, quoted from its source (the catalog's ``requires``)."""
+    rationales: tuple[tuple[str, str], ...] = ()
+    """(rule id, why that rule is evidence for this control), from the catalog's ``citations``."""
+
+    def rationale(self, rule: str) -> str | None:
+        """Why ``rule`` cites this control, if the catalog says."""
+        return dict(self.rationales).get(rule)
 
 
 @dataclass(frozen=True)
@@ -97,6 +120,8 @@ class WrittenEvidence:
     compliant: bool
     attestation_sha256: str
     predicate: dict[str, object] = field(repr=False)
+    pdf: PdfOutcome | None = None
+    """Whether the PDF print was made (None when it was not asked for)."""
 
 
 def check_host_name(host: str) -> str:
@@ -150,7 +175,7 @@ def _raw_files(root: Path, he: HostEvidence) -> list[EvidenceFile]:
             raise AuditError(
                 f"raw output {key} does not match its own digest or size", where=f"{FACTS_DIR}/{he.host}.json"
             )
-        rel = f"{RAW_DIR}/{he.host}/sha256-{m.group(1)}"
+        rel = raw_path(he.host, m.group(1))
         out.append(
             _write_file(
                 root,
@@ -169,6 +194,16 @@ def bundle_digests(hosts: Sequence[HostEvidence]) -> dict[str, str | None]:
     return {he.host: he.facts.integrity.manifest_digest for he in hosts}
 
 
+@dataclass(frozen=True)
+class InputFile:
+    """An input of the audit kept in the evidence byte for byte (the site file, the waivers file)."""
+
+    path: str
+    """Where it goes: ``SITE_FILE`` or ``WAIVERS_FILE``."""
+    data: bytes
+    description: str
+
+
 def write_evidence(
     out_dir: Path,
     *,
@@ -179,13 +214,25 @@ def write_evidence(
     overwrite: bool = False,
     verify_key_hint: str = "AUDITOR.pub",
     progress: Progress = NO_PROGRESS,
+    signer: Signer | None = None,
+    scope: AuditScope = NO_SCOPE,
+    inputs: Sequence[InputFile] = (),
+    changes: Changes | None = None,
+    pdf: bool = False,
 ) -> WrittenEvidence:
     """Write the evidence directory ``out_dir`` for ``results`` and sign it with ``key``; atomic.
+
+    ``signer`` names the key (default: its id and fingerprint, no name); ``scope`` is what the site file says;
+    ``inputs`` are kept under ``inputs/``; ``changes`` is the comparison with a previous run; ``pdf`` asks for a PDF
+    print of the report (made only when Chromium can run in an empty network namespace; ``WrittenEvidence.pdf`` says).
 
     Raises ``UsageError`` if ``out_dir`` exists and ``overwrite`` is false, ``AuditError`` if the inputs disagree
     (a facts document whose digest is not the one the results were computed from, a host without facts).
     """
     check_output_dir(out_dir, overwrite=overwrite)
+    signer = signer or signer_of(key.public)
+    if signer.key_id != key.key_id:
+        raise AuditError("the signer named for the evidence is not the signing key", hint="a bug: report it")
     by_host = {he.host: he for he in hosts}
     if len(by_host) != len(hosts):
         raise AuditError("the same host is given twice")
@@ -210,7 +257,12 @@ def write_evidence(
     extra = set(by_host) - {h.host for h in results.hosts}
     if extra:
         raise AuditError(f"facts given for hosts without results: {', '.join(sorted(extra))}")
+    for i in inputs:
+        if i.path not in (SITE_FILE, WAIVERS_FILE):
+            raise AuditError(f"unexpected evidence input {i.path!r}")
 
+    profiles = [host_profile(h.host, by_host[h.host].facts) for h in results.hosts]
+    assessments = assess_controls(results, controls)
     parent = out_dir.absolute().parent
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
     task = progress.begin("writing evidence", None)
@@ -225,30 +277,89 @@ def write_evidence(
                 )
             )  # fmt: skip
             files.extend(_raw_files(tmp, he))
+        for i in sorted(inputs, key=lambda i: i.path):
+            files.append(_write_file(tmp, i.path, i.data, "application/yaml", i.description, None))
         results_bytes = results.to_json().encode("utf-8")
         files.append(
             _write_file(
                 tmp, RESULTS_FILE, results_bytes, "application/json", "Per host, per rule results (gapseal/v1)", None
             )
         )
-        document = oscal.build_assessment_results(results, controls=controls, evidence_files=files)
+        if changes is not None:
+            files.append(
+                _write_file(
+                    tmp, CHANGES_FILE, changes.to_json().encode("utf-8"), "application/json",
+                    f"New, fixed and unchanged findings since {changes.previous.path}", None,
+                )
+            )  # fmt: skip
+        document = oscal.build_assessment_results(
+            results,
+            controls=controls,
+            evidence_files=files,
+            signer=signer,
+            scope=scope,
+            profiles=profiles,
+            facts={h.host: by_host[h.host].facts for h in results.hosts},
+            changes=changes,
+        )
         oscal_bytes = (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
         files.append(
             _write_file(tmp, OSCAL_FILE, oscal_bytes, "application/oscal.ar+json", "OSCAL 1.1 Assessment Results", None)
         )
-        html = report.render_report(
-            results,
-            controls=controls,
-            evidence_files=files,
-            bundle_manifest_digests=bundle_digests(hosts),
-            verify_command=f"gapseal evidence verify {out_dir.name} --key {verify_key_hint}",
-        )
+
+        def render(pdf_note: str | None) -> bytes:
+            return report.render_report(
+                results,
+                controls=controls,
+                evidence_files=files,
+                bundle_manifest_digests=bundle_digests(hosts),
+                verify_command=f"gapseal evidence verify {out_dir.name} --key {verify_key_hint}",
+                signer=signer,
+                scope=scope,
+                profiles=profiles,
+                facts={h.host: by_host[h.host].facts for h in results.hosts},
+                changes=changes,
+                pdf_note=pdf_note,
+            ).encode("utf-8")
+
+        html = render(f"{REPORT_PDF_FILE}: this page printed to PDF; its digest is in the attestation" if pdf else None)
+        report_path = tmp / REPORT_FILE
+        write_new_file(report_path, html)
+        outcome: PdfOutcome | None = None
+        if pdf:
+            outcome = print_pdf(report_path)
+            if outcome.made and outcome.data is not None:
+                files.append(
+                    _write_file(
+                        tmp, REPORT_PDF_FILE, outcome.data, "application/pdf",
+                        "The report printed to PDF by headless Chromium (no network)", None,
+                    )
+                )  # fmt: skip
+            else:
+                # The page must not promise a PDF that is not there: say why instead.
+                report_path.unlink()
+                html = render(f"no PDF was made: {outcome.reason}")
+                write_new_file(report_path, html)
         files.append(
-            _write_file(
-                tmp, REPORT_FILE, html.encode("utf-8"), "text/html; charset=utf-8", "Human-readable report", None
+            EvidenceFile(
+                REPORT_FILE,
+                hashlib.sha256(html).hexdigest(),
+                len(html),
+                "text/html; charset=utf-8",
+                "Human-readable report",
+                None,
             )
         )
-        predicate = attest.build_predicate(results, bundle_manifest_digests=bundle_digests(hosts))
+        predicate = attest.build_predicate(
+            results,
+            bundle_manifest_digests=bundle_digests(hosts),
+            signer=signer,
+            scope=scope,
+            profiles=profiles,
+            controls=assessments,
+            pdf=outcome,
+            changes=changes,
+        )
         bundle = attest.sign_evidence(files, predicate, key)
         write_new_file(tmp / ATTESTATION_FILE, bundle)
         for d in sorted({p.parent for p in tmp.rglob("*")} | {tmp}, key=lambda p: len(p.parts), reverse=True):
@@ -267,6 +378,7 @@ def write_evidence(
         compliant=results.compliant,
         attestation_sha256=hashlib.sha256(bundle).hexdigest(),
         predicate=predicate,
+        pdf=outcome,
     )
 
 

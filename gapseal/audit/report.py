@@ -1,9 +1,16 @@
-"""The HTML report: one self-contained page an auditor can open anywhere, offline.
+"""The HTML report: one self-contained page an auditor can open anywhere, offline (and its PDF print).
 
-Summary first (compliant or not; per framework and per control), then each host's findings with remediation, the
-evidence files with their SHA-256, and the exact command that verifies the signature. Everything from facts and
-results is escaped (Jinja2 autoescaping): facts are attacker-controlled strings. The page loads nothing: inline CSS
-only, no scripts, fonts or images, and a Content-Security-Policy of ``default-src 'none'`` enforces it.
+First who signed it (key id, fingerprint, trust-file name) and what was assessed (organisation, system, assessor from
+the site file; per host its OS, kernel, addresses, collection time and installed bundle). Then the verdict with counts
+by status and by severity (waived apart from passed), the changes since the previous evidence, each framework and
+control (satisfied, not satisfied, unknown, waived or not assessed, as ``gapseal.audit.controls.assess_controls``
+decides, with the rationale of every citation), each host's findings with remediation and, for every finding, the raw
+evidence file behind it and the command that produced that file; last the evidence files with their SHA-256 and the
+exact command that verifies the signature.
+
+Everything from facts and results is escaped (Jinja2 autoescaping): facts are attacker-controlled strings. The page
+loads nothing: inline CSS only, no scripts, fonts or images, and a Content-Security-Policy of ``default-src 'none'``
+enforces it. Links to evidence files are relative, so they work wherever the directory is opened.
 """
 
 from __future__ import annotations
@@ -15,11 +22,16 @@ from typing import TYPE_CHECKING
 import jinja2
 
 from gapseal import __version__
-from gapseal.audit.results import STATUS_ORDER, Status, worst_status
+from gapseal.audit.controls import ControlAssessment, ControlState, assess_controls, worst_control_state
+from gapseal.audit.provenance import SourceLink, source_links
+from gapseal.audit.results import STATUS_ORDER
+from gapseal.audit.scope import NO_SCOPE, NO_SITE_NOTE, AuditScope, HostProfile, Signer
 
 if TYPE_CHECKING:
+    from gapseal.audit.changes import Changes
     from gapseal.audit.evidence import ControlInfo, EvidenceFile
-    from gapseal.audit.results import Results, RuleResult
+    from gapseal.audit.facts import HostFacts
+    from gapseal.audit.results import Finding, Results, RuleResult
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; font-src 'none'; script-src 'none'; "
@@ -36,10 +48,15 @@ class ControlRow:
 
     id: str
     title: str
-    status: Status
-    rules: tuple[str, ...]
-    failing: tuple[str, ...]
-    """``host: rule`` for every failing or unknown result that supports the control."""
+    requires: str
+    assessment: ControlAssessment
+    rationales: tuple[tuple[str, str], ...]
+    """(rule, why it is evidence for this control) for every rule that ran and cites it."""
+
+    @property
+    def status(self) -> ControlState:
+        """The control's state."""
+        return self.assessment.state
 
 
 @dataclass(frozen=True)
@@ -47,39 +64,46 @@ class FrameworkRow:
     """One framework's block in the summary."""
 
     name: str
-    status: Status
     controls: tuple[ControlRow, ...]
 
     @property
-    def compliant(self) -> bool:
-        """True when every control of the framework is satisfied (pass or waived)."""
-        return self.status in ("pass", "waived")
+    def status(self) -> ControlState:
+        """The worst state of its assessed controls (``not-assessed`` when none was)."""
+        return worst_control_state(c.status for c in self.controls if c.status != "not-assessed")
+
+    def count(self, state: str) -> int:
+        """How many of its controls are in ``state``."""
+        return sum(1 for c in self.controls if c.status == state)
 
 
 def _frameworks(results: Results, controls: Mapping[str, ControlInfo]) -> list[FrameworkRow]:
-    rules_by_control: dict[str, list[tuple[str, RuleResult]]] = {}
-    for h in results.hosts:
-        for r in h.rules:
-            for c in r.controls:
-                rules_by_control.setdefault(c, []).append((h.host, r))
+    assessments = assess_controls(results, controls)
     by_framework: dict[str, list[ControlRow]] = {}
     # The catalog's order (frameworks and controls as the catalog lists them), then ids it lacks, sorted.
-    for cid in [*controls, *sorted(set(rules_by_control) - set(controls))]:
+    for cid, a in assessments.items():
         info = controls.get(cid)
-        pairs = rules_by_control.get(cid, [])
-        statuses = [r.status for _, r in pairs]
         row = ControlRow(
             id=cid,
             title=info.title if info else cid,
-            status=worst_status(statuses) if statuses else "unknown",
-            rules=tuple(sorted({r.rule for _, r in pairs})),
-            failing=tuple(f"{h}: {r.rule}" for h, r in pairs if r.status in ("fail", "unknown")),
+            requires=" ".join(info.requires.split()) if info else "",
+            assessment=a,
+            rationales=tuple((rule, info.rationale(rule) or "no rationale recorded") for rule in a.rules)
+            if info
+            else tuple((rule, "no rationale recorded") for rule in a.rules),
         )
         by_framework.setdefault(info.framework if info else OTHER_FRAMEWORK, []).append(row)
     return [
-        FrameworkRow(name, worst_status(c.status for c in rows), tuple(rows))
+        FrameworkRow(name, tuple(rows))
         for name, rows in sorted(by_framework.items(), key=lambda kv: kv[0] == OTHER_FRAMEWORK)  # stable: Other last
     ]
+
+
+@dataclass(frozen=True)
+class FindingView:
+    """One violation as the page shows it, with the raw evidence behind it."""
+
+    finding: Finding
+    sources: tuple[SourceLink, ...]
 
 
 def _sort_key(r: RuleResult) -> tuple[int, str]:
@@ -102,8 +126,27 @@ def render_report(
     evidence_files: Sequence[EvidenceFile],
     bundle_manifest_digests: Mapping[str, str | None],
     verify_command: str,
+    signer: Signer | None = None,
+    scope: AuditScope = NO_SCOPE,
+    profiles: Sequence[HostProfile] = (),
+    facts: Mapping[str, HostFacts] | None = None,
+    changes: Changes | None = None,
+    pdf_note: str | None = None,
 ) -> str:
     """Return the report page for ``results`` as one HTML string (UTF-8, self-contained)."""
+    facts = facts or {}
+    paths = {f.path for f in evidence_files}
+    waivers_file = "inputs/waivers.yaml" if "inputs/waivers.yaml" in paths else None
+    profile_of = {p.host: p for p in profiles}
+
+    def views(host: str, r: RuleResult) -> list[FindingView]:
+        host_facts = facts.get(host)
+        out = []
+        for f in r.findings:
+            links = source_links(host, host_facts, f.evidence) if host_facts is not None else ()
+            out.append(FindingView(f, tuple(s for s in links if s.raw_file is None or s.raw_file in paths)))
+        return out
+
     hosts = [
         {
             "name": h.host,
@@ -112,7 +155,11 @@ def render_report(
             "facts": h.facts,
             "facts_digest": h.facts_digest,
             "bundle": bundle_manifest_digests.get(h.host),
-            "issues": sorted((r for r in h.rules if r.status != "pass"), key=_sort_key),
+            "profile": profile_of.get(h.host),
+            "issues": [
+                {"rule": r, "views": views(h.host, r)}
+                for r in sorted((r for r in h.rules if r.status != "pass"), key=_sort_key)
+            ],
             "passed": sorted((r for r in h.rules if r.status == "pass"), key=lambda r: r.rule),
         }
         for h in results.hosts
@@ -129,4 +176,10 @@ def render_report(
         verify_command=verify_command,
         version=__version__,
         generated=results.generated.isoformat(),
+        signer=signer,
+        scope=scope,
+        no_site_note=NO_SITE_NOTE,
+        changes=changes,
+        pdf_note=pdf_note,
+        waivers_file=waivers_file,
     )

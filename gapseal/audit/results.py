@@ -103,6 +103,16 @@ class HostResults(_Model):
         return self.status in ("pass", "waived")
 
 
+class SeverityCount(_Model):
+    """How many host-rule results of one severity did not pass, by status."""
+
+    severity: Severity = Field(description="The rules' severity.")
+    failed: int = Field(description="Host-rule pairs of this severity with status fail.")
+    unknown: int = Field(description="Host-rule pairs of this severity with status unknown.")
+    waived: int = Field(description="Host-rule pairs of this severity with status waived (not counted as passed).")
+    passed: int = Field(default=0, description="Host-rule pairs of this severity with status pass.")
+
+
 class Summary(_Model):
     """Counts over every host and rule."""
 
@@ -113,6 +123,9 @@ class Summary(_Model):
     waived: int = Field(description="Host-rule pairs with status waived.")
     unknown: int = Field(description="Host-rule pairs with status unknown.")
     compliant: bool = Field(description="True when nothing failed and nothing is unknown.")
+    by_severity: tuple[SeverityCount, ...] = Field(
+        default=(), description="The same counts per severity, critical first (every severity listed)."
+    )
 
 
 class Results(_Model):
@@ -154,6 +167,16 @@ def summarise(hosts: Iterable[HostResults]) -> Summary:
     hosts = list(hosts)
     pairs = [r for h in hosts for r in h.rules]
     counts = {s: sum(1 for r in pairs if r.status == s) for s in STATUS_ORDER}
+    by_severity = tuple(
+        SeverityCount(
+            severity=sev,
+            failed=sum(1 for r in pairs if r.severity == sev and r.status == "fail"),
+            unknown=sum(1 for r in pairs if r.severity == sev and r.status == "unknown"),
+            waived=sum(1 for r in pairs if r.severity == sev and r.status == "waived"),
+            passed=sum(1 for r in pairs if r.severity == sev and r.status == "pass"),
+        )
+        for sev in SEVERITY_ORDER
+    )
     return Summary(
         hosts=len(hosts),
         rules=len({r.rule for r in pairs}),
@@ -162,6 +185,7 @@ def summarise(hosts: Iterable[HostResults]) -> Summary:
         waived=counts["waived"],
         unknown=counts["unknown"],
         compliant=counts["fail"] == 0 and counts["unknown"] == 0,
+        by_severity=by_severity,
     )
 
 

@@ -90,12 +90,25 @@ def test_findings_per_control_with_target_status(doc: dict[str, Any]) -> None:
     findings = doc["assessment-results"]["results"][0]["findings"]
     by_target = {f["target"]["target-id"]: f["target"]["status"]["state"] for f in findings}
     assert by_target == {
-        "eu-ai-act-art-12": "satisfied",  # waived on h2, passed on h1
+        "eu-ai-act-art-12": "not-satisfied",  # waived on h2, passed on h1: a waiver never satisfies
         "eu-ai-act-art-15": "not-satisfied",  # EGRESS-001 failed on h1
-        "hipaa-164.312-b": "satisfied",
+        "hipaa-164.312-b": "not-satisfied",  # waived on h2
         "hipaa-164.312-c-1": "not-satisfied",  # INTEGRITY-001 unknown on h1: unknown is not compliant
         "hipaa-164.312-e-1": "not-satisfied",
     }
+    gapseal_state = {
+        f["target"]["target-id"]: {p["name"]: p["value"] for p in f["props"]}["control-status"] for f in findings
+    }
+    assert gapseal_state == {
+        "eu-ai-act-art-12": "waived",
+        "eu-ai-act-art-15": "not-satisfied",
+        "hipaa-164.312-b": "waived",
+        "hipaa-164.312-c-1": "unknown",
+        "hipaa-164.312-e-1": "not-satisfied",
+    }
+    reasons = {f["target"]["target-id"]: f["target"]["status"]["reason"] for f in findings}
+    assert reasons["eu-ai-act-art-12"] == "other"
+    assert reasons["eu-ai-act-art-15"] == "fail"
     titles = {f["target"]["target-id"]: f["title"] for f in findings}
     assert titles["hipaa-164.312-e-1"] == "HIPAA 45 CFR 164.312(e)(1) Transmission security"
 
