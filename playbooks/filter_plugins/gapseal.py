@@ -1,4 +1,11 @@
-"""Jinja filters for gapseal's roles: paths under gapseal_root, the chosen variant of each build, space needed."""
+"""Jinja filters for gapseal's roles: paths under gapseal_root, the chosen variant of each build, space needed.
+
+Names and paths here come from the signed descriptor, which is still untrusted input (a trusted key can be careless
+or stolen): every name that becomes a path component and every file path is checked by ``gapseal.names`` (the one
+home of the rule, shared with create, verify, extract and apply), and every joined path must stay under its root
+before a role may write there. A model named ``../../../etc/x`` fails here, on the controller, before any host is
+touched. The paths are the hosts', so containment is checked on the normalized string, not on this machine's disk.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +15,47 @@ import shlex
 
 from ansible.errors import AnsibleFilterError
 
+from gapseal.names import name_problem, path_problem
+
+
+def _safe_name(what, name):
+    """``name`` if it is one safe path component, else refuse naming ``what``."""
+    problem = name_problem(str(name))
+    if problem is not None:
+        raise AnsibleFilterError(f"{what}: {problem}; refusing to build a path from it")
+    return str(name)
+
+
+def _safe_files(what, files):
+    """``files`` if every ``path`` is a safe relative path, else refuse naming ``what`` and the path."""
+    for f in files or []:
+        problem = path_problem(str(f.get("path", "")))
+        if problem is not None:
+            raise AnsibleFilterError(f"{what}: file {problem}; refusing to install it")
+    return files
+
 
 def gapseal_path(root, *parts):
-    """Join ``parts`` under ``root`` (``/`` or a prefix) into one normalized absolute path."""
+    """Join ``parts`` under ``root`` (``/`` or a prefix) into one normalized absolute path that stays under it.
+
+    A leading ``/`` of a part is dropped (parts are relative to ``root``); a part that is not a safe relative path
+    (``..``, empty or ``.`` components, control characters, over-long) is refused, and so is a result outside ``root``.
+    """
     root = root or "/"
     if not posixpath.isabs(root):
         raise AnsibleFilterError(f"gapseal_root {root!r} must be an absolute path")
-    return posixpath.normpath(posixpath.join(root, *(str(p).lstrip("/") for p in parts)))
+    relative = []
+    for p in parts:
+        part = str(p).lstrip("/").rstrip("/")
+        problem = path_problem(part)
+        if problem is not None:
+            raise AnsibleFilterError(f"path under {root!r}: {problem}")
+        relative.append(part)
+    base = posixpath.normpath(root)
+    joined = posixpath.normpath(posixpath.join(base, *relative))
+    if base != "/" and joined != base and not joined.startswith(base + "/"):  # pragma: no cover - parts checked
+        raise AnsibleFilterError(f"{joined!r} is outside {base!r}")
+    return joined
 
 
 def _choice(variants_fact, build_name):
@@ -35,6 +76,7 @@ def gapseal_selected_variants(builds, variants_fact, builds_dir):
     """
     selected = []
     for build in builds or []:
+        _safe_name("build name", build["name"])
         choice = _choice(variants_fact, build["name"])
         if choice is None:
             raise AnsibleFilterError("no variant chosen for build {!r} on this host".format(build["name"]))
@@ -43,6 +85,8 @@ def gapseal_selected_variants(builds, variants_fact, builds_dir):
         if not match:
             raise AnsibleFilterError("build {!r} has no {}/{} variant".format(build["name"], backend, arch))
         variant = match[0]
+        _safe_name(f"build {build['name']!r} backend", variant["backend"])
+        _safe_files(f"build {build['name']!r}", variant["files"])
         selected.append(
             {
                 "name": build["name"],
@@ -57,7 +101,14 @@ def gapseal_selected_variants(builds, variants_fact, builds_dir):
 
 def gapseal_model_dirs(models, models_dir):
     """Return ``[{name, dir, files}]``: each model with the directory it is installed into."""
-    return [{"name": m["name"], "dir": gapseal_path(models_dir, m["name"]), "files": m["files"]} for m in models or []]
+    return [
+        {
+            "name": _safe_name("model name", m["name"]),
+            "dir": gapseal_path(models_dir, m["name"]),
+            "files": _safe_files(f"model {m['name']!r}", m["files"]),
+        }
+        for m in models or []
+    ]
 
 
 def gapseal_preflight_files(models, builds, root):
@@ -67,6 +118,7 @@ def gapseal_preflight_files(models, builds, root):
     """
     out = []
     for m in models or []:
+        _safe_files(f"model {_safe_name('model name', m['name'])!r}", m["files"])
         base = gapseal_path(root, "var/lib/gapseal/models", m["name"])
         out += [
             {"path": posixpath.relpath(posixpath.join(base, f["path"]), root), "size": f["size"]} for f in m["files"]
@@ -75,7 +127,8 @@ def gapseal_preflight_files(models, builds, root):
         if not b.get("variants"):
             continue
         largest = max(b["variants"], key=lambda v: sum(f["size"] for f in v["files"]))
-        base = gapseal_path(root, "opt/gapseal/builds", b["name"], largest["backend"])
+        _safe_files(f"build {_safe_name('build name', b['name'])!r}", largest["files"])
+        base = gapseal_path(root, "opt/gapseal/builds", b["name"], _safe_name("backend", largest["backend"]))
         out += [
             {"path": posixpath.relpath(posixpath.join(base, f["path"]), root), "size": f["size"]}
             for f in largest["files"]
@@ -112,13 +165,13 @@ def gapseal_service_units(services, selected, models_dir, offline_env, unit_dir)
     by_build = {s["name"]: s for s in selected or []}
     units = []
     for svc in services or []:
-        name = svc["name"]
+        name = _safe_name("service name", svc["name"])
         build = by_build.get(svc.get("build"))
         if build is None:
             raise AnsibleFilterError(
                 "service {!r} names build {!r}, which is not in the bundle".format(name, svc.get("build"))
             )
-        model_dir = gapseal_path(models_dir, svc["model"]) if svc.get("model") else ""
+        model_dir = gapseal_path(models_dir, _safe_name("service model", svc["model"])) if svc.get("model") else ""
         bind = str(svc.get("bind", "127.0.0.1"))
         port = str(svc.get("port", ""))
         values = {"model_dir": model_dir, "build_dir": build["dir"], "bind": bind, "port": port}
