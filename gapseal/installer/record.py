@@ -12,12 +12,14 @@ idempotence can be checked (and the file's own mtime says when it was last writt
 from __future__ import annotations
 
 import json
+import posixpath
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gapseal.errors import InstallError
+from gapseal.names import name_problem, path_problem
 
 RECORD_KIND = "gapseal.InstalledRecord"
 RECORD_VERSION = 1
@@ -128,6 +130,45 @@ class InstalledRecord(_RecordModel):
         if len(set(paths)) != len(paths):
             raise ValueError("files: a path is listed twice")
         return self
+
+    @model_validator(mode="after")
+    def _paths_under_root(self) -> InstalledRecord:
+        """Every name is a safe component and every path lies under ``root``.
+
+        The record is an audit baseline: an entry pointing elsewhere (``/etc/shadow`` in the record of a prefix
+        install) must not be believed.
+        """
+        if not posixpath.isabs(self.root):
+            raise ValueError(f"root: {self.root!r} must be an absolute path")
+        for what, names in (("models", self.models), ("variants", self.variants)):
+            for name in names:
+                problem = name_problem(name)
+                if problem is not None:
+                    raise ValueError(f"{what}: {problem}")
+        places = [
+            *((f"models.{n}.dir", m.dir) for n, m in self.models.items()),
+            *((f"variants.{n}.dir", v.dir) for n, v in self.variants.items()),
+            *((f"services.{s.name}.unit", s.unit) for s in self.services),
+            *((f"files.{f.path}", f.path) for f in self.files),
+        ]
+        for what, path in places:
+            problem = _under_root(path, self.root)
+            if problem is not None:
+                raise ValueError(f"{what}: {problem}")
+        return self
+
+
+def _under_root(path: str, root: str) -> str | None:
+    """Why ``path`` is not an absolute path under ``root`` (the host's paths: checked as strings), or None."""
+    if not posixpath.isabs(path):
+        return f"{path!r} is not an absolute path"
+    problem = path_problem(path.lstrip("/") or "x")
+    if problem is not None:
+        return problem
+    base = posixpath.normpath(root)
+    if base != "/" and path != base and not path.startswith(base + "/"):
+        return f"{path!r} lies outside the install root {root!r}"
+    return None
 
 
 def record_schema() -> dict[str, Any]:
