@@ -9,8 +9,8 @@ atomically under an exclusive lock, so two verifications at once cannot lose an 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,9 +19,11 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 from gapseal.canonical import canonical_json
-from gapseal.errors import VerificationError
+from gapseal.errors import VerificationError, output_not_writable
+from gapseal.jsonlimits import json_problem
 
 STATE_ENV = "GAPSEAL_STATE_DIR"
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def default_state_file() -> Path:
@@ -40,6 +42,25 @@ class RollbackDecision:
     version: str
     highest_seen: str | None
     downgrade: bool
+
+
+MAX_STATE_FILE = 16 * 1024 * 1024
+"""One entry per bundle name, about 150 bytes each: far more than a site ever holds."""
+
+
+def _state_problem(data: object) -> str | None:
+    """Why a parsed state file does not have the shape ``{name: {"version": V, "manifest_digest": D}}``, or None."""
+    if not isinstance(data, dict):
+        return f"it is a JSON {type(data).__name__}, not an object"
+    for name, entry in data.items():
+        if not isinstance(entry, dict) or set(entry) != {"version", "manifest_digest"}:
+            return f"entry {name!r} is not an object with exactly 'version' and 'manifest_digest'"
+        if not isinstance(entry["manifest_digest"], str) or not _DIGEST.fullmatch(entry["manifest_digest"]):
+            return f"entry {name!r}: manifest_digest is not a sha256 digest"
+        problem = version_problem(entry["version"])
+        if problem is not None:
+            return f"entry {name!r}: {problem}"
+    return None
 
 
 def version_problem(version: str) -> str | None:
@@ -70,9 +91,17 @@ class RollbackState:
 
     @contextmanager
     def _locked(self) -> Iterator[dict[str, dict[str, str]]]:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         lock_path = self.path.with_name(self.path.name + ".lock")
-        with open(lock_path, "a") as lock:  # noqa: PTH123
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            lock = open(lock_path, "a")  # noqa: PTH123, SIM115 - closed by the with below
+        except OSError as e:
+            raise VerificationError(
+                f"cannot use the rollback state file: {e.strerror or e}",
+                where=str(self.path),
+                hint="pass --state-file with a writable path, or set GAPSEAL_STATE_DIR",
+            ) from e
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield self._read()
@@ -82,18 +111,20 @@ class RollbackState:
     def _read(self) -> dict[str, dict[str, str]]:
         if not self.path.exists():
             return {}
+        hint = "restore it from backup; deleting it disables rollback protection until bundles are used again"
         try:
-            data = json.loads(self.path.read_bytes())
-        except (OSError, ValueError) as e:
-            # Fail closed: a damaged high-water mark must not silently reset to "nothing seen".
+            raw = self.path.read_bytes()
+        except OSError as e:
             raise VerificationError(
-                f"rollback state file is unreadable: {e}",
-                where=str(self.path),
-                hint="restore it from backup; deleting it disables rollback protection until bundles are seen again",
+                f"rollback state file is unreadable: {e.strerror or e}", where=str(self.path), hint=hint
             ) from e
-        if not isinstance(data, dict):
-            raise VerificationError("rollback state file is not a JSON object", where=str(self.path))
-        return data
+        # Fail closed: a damaged high-water mark must not silently reset to "nothing seen".
+        data, problem = json_problem(raw, max_bytes=MAX_STATE_FILE)
+        if problem is None:
+            problem = _state_problem(data)
+        if problem is not None:
+            raise VerificationError(f"rollback state file is unreadable: {problem}", where=str(self.path), hint=hint)
+        return data  # type: ignore[no-any-return]
 
     def check(self, name: str, version: str, *, allow_downgrade: bool) -> RollbackDecision:
         """Refuse ``version`` if a higher one of ``name`` was accepted before (unless ``allow_downgrade``)."""
@@ -118,8 +149,12 @@ class RollbackState:
                 return
             state[name] = {"version": version, "manifest_digest": manifest_digest}
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as f:  # noqa: PTH123
-                f.write(canonical_json(state))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            try:
+                with open(tmp, "wb") as f:  # noqa: PTH123
+                    f.write(canonical_json(state))
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, self.path)
+            except OSError as e:
+                tmp.unlink(missing_ok=True)
+                raise output_not_writable(self.path, e.strerror or str(e)) from e

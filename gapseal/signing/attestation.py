@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from sigstore_models.intoto import Signature as EnvelopeSignature
 
 from gapseal.canonical import canonical_json
 from gapseal.errors import SignatureError, SigningError
+from gapseal.jsonlimits import MAX_DOCUMENT, json_problem
 from gapseal.signing.keys import SigningKey, VerifyingKey
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -59,22 +59,16 @@ class VerifiedStatement:
     payload: bytes = field(repr=False)
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in document:
-            raise ValueError(f"duplicate key {key!r}")
-        document[key] = value
-    return document
+MAX_SIGSTORE_BUNDLE = MAX_DOCUMENT
+"""A statement lists every file of a bundle (about 130 bytes each, base64 in the envelope): the document cap."""
 
 
 def _strict_json(data: bytes) -> Any:
-    """Parse JSON, refusing duplicate keys (parsers disagree on which one wins) and NaN/Infinity."""
-
-    def no_constants(name: str) -> Any:
-        raise ValueError(f"non-standard JSON constant {name}")
-
-    return json.loads(data, object_pairs_hook=_no_duplicate_keys, parse_constant=no_constants)
+    """Parse untrusted JSON within the size and depth caps, refusing duplicate keys and NaN/Infinity."""
+    document, problem = json_problem(data, max_bytes=MAX_SIGSTORE_BUNDLE)
+    if problem is not None:
+        raise ValueError(problem)
+    return document
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -164,7 +158,7 @@ def _parse_bundle(bundle_bytes: bytes) -> tuple[Bundle, Envelope]:
     try:
         raw = _strict_json(bundle_bytes)
     except (UnicodeDecodeError, ValueError) as e:
-        raise SignatureError(f"malformed Sigstore bundle: not JSON ({e})") from e
+        raise SignatureError(f"malformed Sigstore bundle: the document {e}") from e
     if not isinstance(raw, dict):
         raise SignatureError("malformed Sigstore bundle: the document is not a JSON object")
     media_type = raw.get("mediaType")
@@ -203,7 +197,7 @@ def _parse_statement(
     try:
         doc = _strict_json(payload)
     except (UnicodeDecodeError, ValueError) as e:
-        raise SignatureError(f"statement malformed: the signed payload is not JSON ({e})") from e
+        raise SignatureError(f"statement malformed: the signed payload {e}") from e
     if not isinstance(doc, dict):
         raise SignatureError("statement malformed: the signed payload is not a JSON object")
     if doc.get("_type") != STATEMENT_TYPE:

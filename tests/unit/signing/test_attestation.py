@@ -202,11 +202,11 @@ def test_payload_type_swapped_after_signing(key_a: SigningKey) -> None:
 @pytest.mark.parametrize(
     ("name", "data", "match"),
     [
-        ("not_json", b"{not json", "not JSON"),
-        ("not_utf8", b"\xff\xfe\x00", "not JSON"),
+        ("not_json", b"{not json", "the document is not valid JSON"),
+        ("not_utf8", b"\xff\xfe\x00", "the document is not UTF-8"),
         ("json_array", b"[]", "the document is not a JSON object"),
         ("json_string", b'"bundle"', "the document is not a JSON object"),
-        ("empty", b"", "not JSON"),
+        ("empty", b"", "the document is not valid JSON"),
     ],
 )
 def test_malformed_json(key_a: SigningKey, name: str, data: bytes, match: str) -> None:
@@ -287,7 +287,7 @@ def test_missing_verification_material(key_a: SigningKey) -> None:
 
 
 def test_payload_not_json_but_signed(key_a: SigningKey) -> None:
-    _reject(dump(raw_bundle(b"hello", [key_a])), [key_a], "statement malformed: the signed payload is not JSON")
+    _reject(dump(raw_bundle(b"hello", [key_a])), [key_a], "statement malformed: the signed payload is not valid JSON")
 
 
 def test_payload_json_array_but_signed(key_a: SigningKey) -> None:
@@ -431,7 +431,7 @@ def test_sign_rejects_an_empty_predicate_type(key_a: SigningKey) -> None:
 def test_duplicate_key_in_the_bundle(key_a: SigningKey) -> None:
     text = _sign(key_a).decode()
     dup = text.replace('"mediaType":', '"mediaType":"application/json","mediaType":', 1)
-    _reject(dup.encode(), [key_a], "not JSON \\(duplicate key 'mediaType'\\)")
+    _reject(dup.encode(), [key_a], "not valid JSON: duplicate key 'mediaType'")
 
 
 def test_duplicate_key_in_the_signed_statement(key_a: SigningKey) -> None:
