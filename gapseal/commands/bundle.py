@@ -151,10 +151,13 @@ def create(
         **delta_doc,
         "wheels": len(result.descriptor.wheels.files) if result.descriptor.wheels else 0,
         "sbom": result.descriptor.sbom.digest if result.descriptor.sbom else None,
+        "warnings": list(result.warnings),
     }
     if json_output:
         _output.emit_json(doc)
     else:
+        for warning in result.warnings:
+            _output.stderr.print(f"[yellow]warning:[/] {warning}", highlight=False)
         _output.stdout.print(f"created {result.path}: {result.descriptor.name} {result.descriptor.version}")
         _output.stdout.print(f"  manifest {result.manifest_digest}")
         _output.stdout.print(
@@ -340,11 +343,14 @@ def verify(
         "files": len(d.layers()),
         "bytes": d.total_size(),
         "downgrade_allowed": bool(result.rollback and result.rollback.downgrade),
+        "ignored_signatures": [r.as_dict() for r in result.ignored_signatures],
     }
     if json_output:
         _output.emit_json(doc)
     else:
         _output.stdout.print(f"[green]verified[/] {bundle}: {d.name} {d.version}", highlight=False)
+        for report in result.ignored_signatures:
+            _output.stdout.print(f"  [yellow]not relied on:[/] {report.describe()}", highlight=False)
         _output.stdout.print(f"  manifest {result.manifest_digest}")
         _output.stdout.print(f"  signed by {result.signer_key_id} (trusted)")
         _output.stdout.print(f"  {len(d.layers())} files, {d.total_size()} bytes, every digest checked")
@@ -370,7 +376,10 @@ def _print_info(info: BundleInfo) -> None:
     d = info.as_dict()
     out = _output.stdout
     out.print(f"[bold]{d['name']}[/] {d['version']}", highlight=False)
-    out.print(f"  created   {d['created']}" + (f"   expires {d['expires']}" if d["expires"] else ""))
+    out.print(f"  created   {d['created']}   expires {d['expires'] or 'never'}")
+    if d["description"]:
+        out.print(f"  about     {d['description']}", highlight=False, markup=False)
+    out.print(f"  licence   {d['license'] or 'not stated'}", highlight=False, markup=False)
     out.print(f"  manifest  {d['manifest_digest']}")
     verified = "verified" if info.signature_verified else "unverified key hint; pass --key to verify"
     out.print(f"  signer    {d['signer_key_id']} ({verified})")
@@ -389,6 +398,10 @@ def _print_info(info: BundleInfo) -> None:
             out.print(
                 f"  build     {b['name']} {v['backend']}/{v['arch']}: {v['files']} files; requires {req or 'nothing'}"
             )
+    for svc in info.descriptor.services or []:
+        where = f"{svc.bind}:{svc.port}" if svc.port else svc.bind
+        model = f", model {svc.model}" if svc.model else ""
+        out.print(f"  service   {svc.name}: build {svc.build}{model}, {svc.exec} on {where}", highlight=False)
     wheels, sbom = info.descriptor.wheels, info.descriptor.sbom
     if wheels is not None:
         size = sum(w.size for w in wheels.files)

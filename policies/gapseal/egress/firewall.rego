@@ -19,7 +19,7 @@ import data.gapseal.lib
 #     Load an nftables ruleset with an output filter chain whose policy is drop, e.g.
 #     table inet gapseal { chain output { type filter hook output priority 0; policy drop; ... } }
 #     (the installer's egress lockdown role writes one), and make sure its table is not dormant.
-#   controls: [eu-ai-act:art-15, hipaa:164.312(e)(1), hipaa:164.312(a)(1)]
+#   controls: [eu-ai-act:art-15, hipaa:164.312(e)(1)]
 deny contains violation if {
 	_egress_evaluated
 	some i, answer in input.firewall.egress.probes
