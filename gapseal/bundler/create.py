@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gapseal.atomic import fsync_dir, write_new_file
+from gapseal.atomic import fsync_dir, remove_stale_temps, temp_prefix, write_new_file
 from gapseal.bundler import layout as oci
 from gapseal.bundler.descriptor import (
     DESCRIPTOR_API_VERSION,
@@ -199,7 +199,9 @@ def create_bundle(
     expires = format_time(meta.expires) if meta.expires is not None else None
     warnings: list[str] = []
 
-    work = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    for leftover in remove_stale_temps(out, "creating"):  # what a killed create (kill -9) left behind
+        progress.note(f"removed {leftover}, left by an interrupted create")
+    work = out.parent / f"{temp_prefix(out, 'creating')}{uuid.uuid4().hex[:8]}"
     work.mkdir(mode=0o755)
     try:
         store = _BlobStore(work, link=link, progress=progress)
@@ -444,6 +446,7 @@ def _describe(
         created=created,
         expires=expires,
         description=s.metadata.description or None,
+        license=s.metadata.license,
         models=models,
         files=files,
         builds=[Build(name=b.name, variants=builds.get(b.name, [])) for b in s.builds],

@@ -208,6 +208,9 @@ class BundleDescriptor(_Model):
     created: str = Field(description="Creation time, RFC 3339 UTC, from the spec or SOURCE_DATE_EPOCH.")
     expires: str | None = Field(default=None, description="Expiry time, RFC 3339 UTC; verify refuses after it.")
     description: str | None = Field(default=None, description="Free text from the spec.")
+    license: str | None = Field(
+        default=None, description="The bundle's licence (SPDX expression or text), from the spec."
+    )
     models: list[ModelComponent] = Field(default_factory=list, description="Model weights.")
     files: list[FilesComponent] = Field(default_factory=list, description="Plain files.")
     builds: list[Build] = Field(default_factory=list, description="Inference builds.")

@@ -6,7 +6,6 @@ hint, and the output says so. With keys, inspection runs the full ``verify_inven
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from gapseal.bundler.descriptor import BundleDescriptor
 from gapseal.bundler.inventory import LayoutInventory
 from gapseal.bundler.verify import read_inventory, verify_inventory
 from gapseal.errors import VerificationError
+from gapseal.jsonlimits import load_json, load_model
 from gapseal.progress import NO_PROGRESS, Progress
 from gapseal.signing.keys import VerifyingKey
 
@@ -40,6 +40,8 @@ class BundleInfo:
             "version": d.version,
             "created": d.created,
             "expires": d.expires,
+            "description": d.description,
+            "license": d.license,
             "manifest_digest": self.manifest_digest,
             "signer_key_id": self.signer_key_id,
             "signature_verified": self.signature_verified,
@@ -67,6 +69,7 @@ class BundleInfo:
                 }
                 for i in d.images or []
             ],
+            "services": [s.model_dump(mode="json", exclude_none=True) for s in d.services or []],
             "builds": [
                 {
                     "name": b.name,
@@ -93,26 +96,52 @@ def _content(inv: LayoutInventory, digest: str) -> bytes:
     return entry.content
 
 
-def _describe_unverified(
+def describe_unverified(
     index_json: bytes | None, blob: Callable[[str], bytes], source: str
 ) -> tuple[str, BundleDescriptor, str | None]:
-    """(manifest digest, descriptor, signer key hint) from the index and the few small blobs it leads to."""
+    """(manifest digest, descriptor, signer key hint) from the index and the few small blobs it leads to.
+
+    Nothing here is trusted, so every document is parsed within the size and depth caps, and the descriptor's names
+    are checked as verify checks them: inspect shows hostile names as an error, never prints them as if sound.
+    """
     if index_json is None:
         raise VerificationError("index.json is missing", where=source)
-    index = oci.Index.model_validate_json(index_json)
+    index = load_model(oci.Index, index_json, "index.json", error=VerificationError, where=source)
     named = [m for m in index.manifests if (m.annotations or {}).get(oci.ANNOTATION_REF_NAME) == oci.BUNDLE_REF_NAME]
     if len(named) != 1:
         raise VerificationError("not a gapseal bundle: no single 'gapseal-bundle' manifest", where=source)
-    manifest = oci.Manifest.model_validate_json(blob(named[0].digest))
-    descriptor = BundleDescriptor.load(blob(manifest.config.digest))
+    manifest = load_model(
+        oci.Manifest, blob(named[0].digest), "the bundle manifest", error=VerificationError, where=source
+    )
+    descriptor = BundleDescriptor.load(blob(manifest.config.digest), where=source)
+    problems = descriptor.problems()
+    if problems:
+        raise VerificationError(
+            "the bundle descriptor is unsafe: " + "; ".join(problems),
+            where=source,
+            hint="do not use this bundle; obtain a fresh copy from the security team",
+        )
     hint = None
     for sig in index.manifests:
         if sig.artifact_type == oci.ARTIFACT_SIGSTORE:
-            sig_manifest = oci.Manifest.model_validate_json(blob(sig.digest))
-            sigstore = json.loads(blob(sig_manifest.layers[0].digest))
-            hint = sigstore.get("verificationMaterial", {}).get("publicKey", {}).get("hint")
+            what = "a signature manifest"
+            sig_manifest = load_model(oci.Manifest, blob(sig.digest), what, error=VerificationError, where=source)
+            if sig_manifest.layers:
+                sigstore = load_json(
+                    blob(sig_manifest.layers[0].digest), "a Sigstore bundle", error=VerificationError, where=source
+                )
+                material = sigstore.get("verificationMaterial") if isinstance(sigstore, dict) else None
+                key = material.get("publicKey") if isinstance(material, dict) else None
+                found = key.get("hint") if isinstance(key, dict) else None
+                hint = found if isinstance(found, str) else None
             break
     return named[0].digest, descriptor, hint
+
+
+def unverified_descriptor(inv: LayoutInventory) -> tuple[str, BundleDescriptor, str | None]:
+    """(manifest digest, descriptor, key hint) of a read layout, without trust (see ``describe_unverified``)."""
+    index_entry = inv.entries.get("index.json")
+    return describe_unverified(index_entry.content if index_entry else None, lambda d: _content(inv, d), inv.source)
 
 
 def read_layout_descriptor(layout_dir: Path) -> BundleDescriptor:
@@ -132,7 +161,7 @@ def read_layout_descriptor(layout_dir: Path) -> BundleDescriptor:
         return data
 
     index = layout_dir / "index.json"
-    return _describe_unverified(index.read_bytes() if index.is_file() else None, blob, str(layout_dir))[1]
+    return describe_unverified(index.read_bytes() if index.is_file() else None, blob, str(layout_dir))[1]
 
 
 def inspect_bundle(
@@ -145,8 +174,5 @@ def inspect_bundle(
     if trusted_keys:
         v = verify_inventory(inv, trusted_keys)
         return BundleInfo(path, v.manifest_digest, v.descriptor, v.statement.signer_key_id, True, blobs, stored)
-    index_entry = inv.entries.get("index.json")
-    digest, descriptor, hint = _describe_unverified(
-        index_entry.content if index_entry else None, lambda d: _content(inv, d), inv.source
-    )
+    digest, descriptor, hint = unverified_descriptor(inv)
     return BundleInfo(path, digest, descriptor, hint, False, blobs, stored)

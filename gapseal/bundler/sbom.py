@@ -253,27 +253,6 @@ def read_sbom(
 
 def _unverified_descriptor(inv: LayoutInventory) -> BundleDescriptor:
     """The descriptor as ``index.json`` leads to it, each step checked against its digest but not the signature."""
-    from pydantic import ValidationError
+    from gapseal.bundler.inspect import unverified_descriptor
 
-    from gapseal.bundler import layout as oci
-
-    def content(digest: str) -> bytes:
-        entry = inv.entries.get(oci.blob_path(digest))
-        if entry is None or entry.content is None or f"sha256:{entry.sha256}" != digest:
-            raise VerificationError(f"blob {digest} is missing or corrupt", where=inv.source)
-        return entry.content
-
-    index_entry = inv.entries.get("index.json")
-    if index_entry is None or index_entry.content is None:
-        raise VerificationError("index.json is missing", where=inv.source)
-    try:
-        index = oci.Index.model_validate_json(index_entry.content)
-        named = [
-            m for m in index.manifests if (m.annotations or {}).get(oci.ANNOTATION_REF_NAME) == oci.BUNDLE_REF_NAME
-        ]
-        if len(named) != 1:
-            raise VerificationError("not a gapseal bundle: no single 'gapseal-bundle' manifest", where=inv.source)
-        manifest = oci.Manifest.model_validate_json(content(named[0].digest))
-    except ValidationError as e:
-        raise VerificationError(f"not a readable gapseal bundle: {e.errors()[0]['msg']}", where=inv.source) from e
-    return BundleDescriptor.load(content(manifest.config.digest))
+    return unverified_descriptor(inv)[1]

@@ -20,17 +20,26 @@ policy_app = typer.Typer(help="Test the Rego policies.", no_args_is_help=True)
 @evidence_app.command("verify")
 def evidence_verify(
     evidence_dir: Annotated[Path, typer.Argument(help="The evidence directory written by `gapseal audit run`.")],
-    key: Annotated[list[Path], typer.Option("--key", help="The auditor's public key (.pub); repeat to trust several.")],
+    key: Annotated[
+        list[Path] | None,
+        typer.Option("--key", help="The auditor's public key (.pub); repeat to trust several."),
+    ] = None,
+    trust: Annotated[
+        Path | None,
+        typer.Option("--trust", help="A trust file (kind: Trust); its keys are trusted and name the signer."),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the verification result as JSON.")] = False,
 ) -> int:
     """Verify an evidence directory offline: signature, every file's digest, no missing or extra file."""
     from gapseal.audit.verify_evidence import verify_evidence
     from gapseal.commands import _output
-    from gapseal.signing.keys import load_public_key
+    from gapseal.signing.trust import load_named_trust, trusted_keys
 
     _output.configure(json_output=json_output)
-    trusted = [load_public_key(k) for k in key]
+    trusted = trusted_keys(key or [], trust)
+    names = {k.key_id: n for n, k in load_named_trust(trust)} if trust is not None else {}
     verified = verify_evidence(evidence_dir, trusted)
+    signer_name = names.get(verified.signer_key_id)
     if json_output:
         _output.emit_json(
             {
@@ -38,17 +47,30 @@ def evidence_verify(
                 "path": str(evidence_dir),
                 "compliant": verified.compliant,
                 "signer_key_id": verified.signer_key_id,
+                "signer_name": signer_name,
                 "files": list(verified.files),
                 "predicate": verified.predicate,
             }
         )
     else:
         verdict = "compliant" if verified.compliant else "NOT compliant (findings)"
-        _output.stdout.print(
-            f"evidence verified: {len(verified.files)} files, signed by key {verified.signer_key_id[:16]}…; "
-            f"audit verdict: {verdict}",
-            highlight=False,
+        who = (
+            f"{signer_name!r} (key {verified.signer_key_id[:16]}…)"
+            if signer_name
+            else f"key {verified.signer_key_id[:16]}…"
         )
+        _output.stdout.print(
+            f"evidence verified: {len(verified.files)} files, signed by {who}; audit verdict: {verdict}",
+            highlight=False,
+            markup=False,
+        )
+        scope = verified.predicate.get("scope") or {}
+        if isinstance(scope, dict) and scope.get("site_digest"):
+            _output.stdout.print(
+                f"scope: {scope.get('organisation')} / {scope.get('system')}, assessed by {scope.get('assessor')}",
+                highlight=False,
+                markup=False,
+            )
     return 0
 
 
@@ -176,6 +198,30 @@ def audit_run(
             "says so).",
         ),
     ] = None,
+    trust: Annotated[
+        Path | None,
+        typer.Option(
+            "--trust",
+            help="Trust file (kind: Trust): the evidence names the signing key as this file does, and --previous "
+            "evidence may be signed by any of its keys.",
+        ),
+    ] = None,
+    previous: Annotated[
+        Path | None,
+        typer.Option(
+            "--previous",
+            help="The last evidence directory: verified (auditor key or --trust), then new, fixed and unchanged "
+            "findings are shown and signed in changes.json.",
+        ),
+    ] = None,
+    pdf: Annotated[
+        bool,
+        typer.Option(
+            "--pdf/--no-pdf",
+            help="Also print the report to report.pdf with headless Chromium (run in an empty network namespace). "
+            "Without Chromium the audit keeps the HTML, says so, and records that no PDF was made.",
+        ),
+    ] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing evidence directory.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
@@ -202,6 +248,12 @@ def audit_run(
         raise UsageError(f"site file {site} is not a file", hint="write one as described in `gapseal audit run --help`")
     if inventory is None and not root.is_dir():
         raise UsageError(f"--root {root} is not a directory")
+    if trust is not None and not trust.is_file():
+        raise UsageError(f"trust file {trust} is not a file", hint="pass the trust.yaml that names the auditor key")
+    if previous is not None and not previous.is_dir():
+        raise UsageError(
+            f"--previous {previous} is not a directory", hint="name the evidence directory of the last audit"
+        )
     check_output_dir(out, overwrite=overwrite)  # before the long work
     signing_key = private_key_from(key)
     _output.info(f"signing with auditor key {signing_key.key_id[:16]}… from {key}")
@@ -217,6 +269,9 @@ def audit_run(
         overwrite=overwrite,
         root=root,
         site=site,
+        trust=trust,
+        previous=previous,
+        pdf=pdf,
     )
     with _output.progress() as prog:
         outcome = run_audit(request, prog)
@@ -230,6 +285,8 @@ def audit_run(
                 "report": str(out / "report.html"),
                 "summary": s.model_dump(mode="json"),
                 "site": outcome.site.model_dump(mode="json"),
+                "report_pdf": outcome.evidence.pdf.as_data() if outcome.evidence.pdf else None,
+                "changes": outcome.evidence.predicate.get("previous"),
                 "findings": [
                     {
                         "host": h.host,
@@ -252,9 +309,24 @@ def audit_run(
                     _output.stdout.print(
                         f"{h.host}: {r.status.upper()} {r.rule} [{', '.join(r.controls)}] {r.message}", highlight=False
                     )
+        written_pdf = outcome.evidence.pdf
+        if written_pdf is not None and not written_pdf.made:
+            _output.stderr.print(
+                f"warning: {written_pdf.reason}; the HTML report is complete and signed", highlight=False, markup=False
+            )
+        changed = outcome.evidence.predicate.get("previous")
+        if isinstance(changed, dict):
+            _output.stdout.print(
+                f"since {changed['path']}: {changed['new']} new, {changed['fixed']} fixed, "
+                f"{changed['unchanged']} unchanged finding(s)",
+                highlight=False,
+                markup=False,
+            )
         verdict = "COMPLIANT" if s.compliant else f"NOT COMPLIANT ({s.failed} failed, {s.unknown} unknown)"
         _output.stdout.print(
-            f"{verdict}: {s.hosts} host(s), {s.rules} rule(s); evidence signed in {out}; report {out / 'report.html'}",
+            f"{verdict}: {s.hosts} host(s), {s.rules} rule(s), {s.waived} waived; evidence signed in {out}; report "
+            f"{out / 'report.html'}"
+            + (f" and {out / 'report.pdf'}" if written_pdf is not None and written_pdf.made else ""),
             highlight=False,
         )
     return EXIT_OK if s.compliant else EXIT_FINDINGS
