@@ -41,7 +41,7 @@ from gapseal.audit.facts import HostFacts
 from gapseal.audit.provenance import raw_path
 from gapseal.audit.report_pdf import PdfOutcome, print_pdf
 from gapseal.audit.results import Results
-from gapseal.audit.scope import NO_SCOPE, AuditScope, Signer, host_profile, signer_of
+from gapseal.audit.scope import Signer, audit_scope, host_profile, signer_of
 from gapseal.errors import AuditError, UsageError
 from gapseal.progress import NO_PROGRESS, Progress
 from gapseal.signing.keys import SigningKey
@@ -204,6 +204,26 @@ class InputFile:
     description: str
 
 
+def input_file(path: Path, dest: str, digest: str | None, description: str) -> InputFile:
+    """Read an audit input to keep in the evidence; ``digest`` (``sha256:<hex>``) is what the audit used.
+
+    The file is read again here; if it changed since the audit read it, the evidence would keep other bytes than the
+    ones the verdict rests on, so that is an error.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise AuditError(f"cannot read {path} again to keep it in the evidence: {e.strerror}", where=str(path)) from e
+    actual = "sha256:" + hashlib.sha256(data).hexdigest()
+    if digest is not None and actual != digest:
+        raise AuditError(
+            f"{path} changed while the audit ran ({actual}, read as {digest})",
+            where=str(path),
+            hint="run the audit again once nobody edits the file",
+        )
+    return InputFile(dest, data, description)
+
+
 def write_evidence(
     out_dir: Path,
     *,
@@ -215,14 +235,13 @@ def write_evidence(
     verify_key_hint: str = "AUDITOR.pub",
     progress: Progress = NO_PROGRESS,
     signer: Signer | None = None,
-    scope: AuditScope = NO_SCOPE,
     inputs: Sequence[InputFile] = (),
     changes: Changes | None = None,
     pdf: bool = False,
 ) -> WrittenEvidence:
     """Write the evidence directory ``out_dir`` for ``results`` and sign it with ``key``; atomic.
 
-    ``signer`` names the key (default: its id and fingerprint, no name); ``scope`` is what the site file says;
+    ``signer`` names the key (default: its id and fingerprint, no name); the scope is what ``results.site`` records;
     ``inputs`` are kept under ``inputs/``; ``changes`` is the comparison with a previous run; ``pdf`` asks for a PDF
     print of the report (made only when Chromium can run in an empty network namespace; ``WrittenEvidence.pdf`` says).
 
@@ -261,6 +280,7 @@ def write_evidence(
         if i.path not in (SITE_FILE, WAIVERS_FILE):
             raise AuditError(f"unexpected evidence input {i.path!r}")
 
+    scope = audit_scope(results.site)
     profiles = [host_profile(h.host, by_host[h.host].facts) for h in results.hosts]
     assessments = assess_controls(results, controls)
     parent = out_dir.absolute().parent

@@ -329,7 +329,7 @@ def _metadata(
         props += [_prop(k, v) for k, v in (("system", scope.system), ("scope-description", scope.description)) if v]
         props += [_prop("site-file", scope.site_file or "-"), _prop("site-digest", scope.site_digest or "-")]
     elif scope is not None:
-        props.append(_prop("scope", "no site file given: organisation, system and assessor not stated"))
+        props.append(_prop("scope", scope.note))
     if signer is not None:
         props += [_prop("signer-key-id", signer.key_id), _prop("signer-fingerprint", signer.fingerprint)]
         if signer.name is not None:

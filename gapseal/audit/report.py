@@ -25,7 +25,7 @@ from gapseal import __version__
 from gapseal.audit.controls import ControlAssessment, ControlState, assess_controls, worst_control_state
 from gapseal.audit.provenance import SourceLink, source_links
 from gapseal.audit.results import STATUS_ORDER
-from gapseal.audit.scope import NO_SCOPE, NO_SITE_NOTE, AuditScope, HostProfile, Signer
+from gapseal.audit.scope import NO_SCOPE, AuditScope, HostProfile, Signer
 
 if TYPE_CHECKING:
     from gapseal.audit.changes import Changes
@@ -178,7 +178,6 @@ def render_report(
         generated=results.generated.isoformat(),
         signer=signer,
         scope=scope,
-        no_site_note=NO_SITE_NOTE,
         changes=changes,
         pdf_note=pdf_note,
         waivers_file=waivers_file,

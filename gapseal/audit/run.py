@@ -17,19 +17,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gapseal.audit.changes import PreviousEvidence, compare_results, load_previous
 from gapseal.audit.controls import ControlsCatalog
 from gapseal.audit.engines.policyset import PolicySet
 from gapseal.audit.evidence import (
+    SITE_FILE,
+    WAIVERS_FILE,
     ControlInfo,
     HostEvidence,
     WrittenEvidence,
     check_host_name,
     check_output_dir,
     facts_path,
+    input_file,
     write_evidence,
 )
 from gapseal.audit.facts import HostFacts, load_facts
 from gapseal.audit.results import Results
+from gapseal.audit.scope import Signer, signer_of
 from gapseal.audit.site import SiteRecord, load_site, site_record
 from gapseal.audit.waivers import WaiverSet
 from gapseal.errors import AuditError, UsageError
@@ -62,6 +67,12 @@ class AuditRunRequest:
     """File-system prefix for a local audit (tests and prefixed installs)."""
     site: Path | None = None
     """The site data file (``gapseal.audit.site``); None: the documented defaults apply and the evidence says so."""
+    trust: Path | None = None
+    """A trust file: names the signing key in the evidence, and its keys may verify ``previous``."""
+    previous: Path | None = None
+    """The last evidence directory: verified, then compared with (new, fixed and unchanged findings)."""
+    pdf: bool = True
+    """Print the report to PDF with headless Chromium (in an empty network namespace), when Chromium is there."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +95,12 @@ def controls_from_catalog(catalog: ControlsCatalog | None = None) -> dict[str, C
     for fw in catalog.frameworks:
         name = FRAMEWORK_NAMES.get(fw.id, fw.title)
         for c in fw.controls:
-            out[c.id] = ControlInfo(id=c.id, framework=name, title=f"{c.reference}: {c.title}")
+            rationales = tuple(
+                (rule, cited[c.id]) for rule, cited in sorted(catalog.citations.items()) if c.id in cited
+            )
+            out[c.id] = ControlInfo(
+                id=c.id, framework=name, title=f"{c.reference}: {c.title}", requires=c.requires, rationales=rationales
+            )
     return out
 
 
@@ -182,6 +198,18 @@ def evaluate(
         return evaluate_hosts(inputs, engine, waivers=waivers)
 
 
+def _signer_and_previous(request: AuditRunRequest) -> tuple[Signer, PreviousEvidence | None]:
+    """Name the signing key (from ``--trust``) and verify ``--previous`` with it and the trust file's keys."""
+    from gapseal.signing.trust import load_named_trust
+
+    named = load_named_trust(request.trust) if request.trust is not None else []
+    signer = signer_of(request.key.public, {k.key_id: n for n, k in named}, str(request.trust))
+    previous = None
+    if request.previous is not None:
+        previous = load_previous(request.previous, [request.key.public, *(k for _, k in named)])
+    return signer, previous
+
+
 def run_audit(request: AuditRunRequest, progress: Progress = NO_PROGRESS) -> AuditRunOutcome:
     """Collect, evaluate, write and sign; return the written evidence and the phase timings.
 
@@ -201,6 +229,7 @@ def run_audit(request: AuditRunRequest, progress: Progress = NO_PROGRESS) -> Aud
     policy_set = load_policy_set(data_override=loaded.site.data_override() if loaded else None)
     waivers = load_waivers(request.waivers) if request.waivers else NO_WAIVERS
     waivers.check_rules(r.id for r in policy_set.rules)
+    signer, previous = _signer_and_previous(request)
 
     t0 = time.perf_counter()
     hosts = collect_inventory(request, progress) if request.inventory else collect_local(request, progress)
@@ -208,6 +237,13 @@ def run_audit(request: AuditRunRequest, progress: Progress = NO_PROGRESS) -> Aud
     record = site_record(loaded)
     results = evaluate(hosts, policy_set, waivers=waivers, opa_url=request.opa_url).model_copy(update={"site": record})
     t2 = time.perf_counter()
+    inputs = (
+        [input_file(request.waivers, WAIVERS_FILE, waivers.digest, "The waivers file applied")]
+        if request.waivers
+        else []
+    )
+    if loaded is not None and request.site is not None:
+        inputs.append(input_file(request.site, SITE_FILE, loaded.digest, "The site file: scope and enclave data"))
     written = write_evidence(
         request.out_dir,
         hosts=hosts,
@@ -217,6 +253,10 @@ def run_audit(request: AuditRunRequest, progress: Progress = NO_PROGRESS) -> Aud
         overwrite=request.overwrite,
         verify_key_hint=request.verify_key_hint,
         progress=progress,
+        signer=signer,
+        inputs=inputs,
+        changes=compare_results(previous.results, results, previous.run) if previous is not None else None,
+        pdf=request.pdf,
     )
     t3 = time.perf_counter()
     timings = {

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 
 if TYPE_CHECKING:
     from gapseal.audit.facts import HostFacts
+    from gapseal.audit.site import SiteRecord
     from gapseal.signing.keys import VerifyingKey
 
 NO_SITE_NOTE = "no site file given: organisation, system and assessor not stated; the policies' default data applies"
@@ -79,6 +80,8 @@ class AuditScope:
     """The site file's name as given on the command line."""
     site_digest: str | None = None
     """``sha256:<hex>`` of the site file's exact bytes."""
+    note: str = NO_SITE_NOTE
+    """Without a site file: what the audit assumed instead."""
 
     @property
     def stated(self) -> bool:
@@ -98,6 +101,23 @@ class AuditScope:
 
 
 NO_SCOPE = AuditScope()
+
+
+def audit_scope(record: SiteRecord | None) -> AuditScope:
+    """The scope the results' site record states (``results.site``, written by ``audit run --site``)."""
+    if record is None:
+        return NO_SCOPE
+    if record.source != "file" or record.scope is None:
+        return AuditScope(note=record.note or NO_SITE_NOTE)
+    s = record.scope
+    return AuditScope(
+        organisation=s.organisation,
+        system=s.system,
+        assessor=s.assessor,
+        description=s.description,
+        site_file=record.path,
+        site_digest=record.sha256,
+    )
 
 
 @dataclass(frozen=True)
