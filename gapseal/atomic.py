@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import shutil
 from pathlib import Path
 
 
@@ -85,3 +86,48 @@ def sync_filesystem(path: Path) -> None:
             os.sync()
     finally:
         os.close(fd)
+
+
+def temp_prefix(final: Path, kind: str) -> str:
+    """The name prefix of a temporary file or directory for ``final``: ``.NAME.KIND-PID-``.
+
+    The process id in the name lets a later run tell a leftover of a killed run (``kill -9`` leaves no chance to clean
+    up) from the work of a run still going, and remove only the former (``remove_stale_temps``).
+    """
+    return f".{final.name}.{kind}-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale_temps(final: Path, kind: str) -> list[Path]:
+    """Remove what killed runs left beside ``final`` (names from ``temp_prefix``); return what was removed.
+
+    A temp whose process still runs is left alone: two runs writing the same output are told apart by their pids.
+    """
+    removed: list[Path] = []
+    head = f".{final.name}.{kind}-"
+    try:
+        names = os.listdir(final.parent)
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith(head):
+            continue
+        pid_text = name[len(head) :].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _alive(int(pid_text)):
+            continue
+        path = final.parent / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed

@@ -45,6 +45,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gapseal.atomic import remove_stale_temps, temp_prefix
 from gapseal.bundler import tarformat
 from gapseal.canonical import canonical_model_json
 from gapseal.errors import BundleError, InputError, UsageError
@@ -61,6 +62,7 @@ MAX_TOP_LEVEL_FILE = 64 * 1024 * 1024
 
 _PART_RE = re.compile(r"^(?P<base>.+)\.part(?P<num>[0-9]{4})\.tar$")
 _RANGE_RE = re.compile(r"^(?P<blob>.+)\.range(?P<num>[0-9]{4})$")
+_TEMP_RE = re.compile(r"^\.(.+)\.packing-[0-9]+-")
 
 _SIZE_UNITS = {
     "": 1,
@@ -392,7 +394,7 @@ class _TempFiles:
         self._pending: list[tuple[Path, Path]] = []
 
     def create(self, final: Path) -> tuple[int, Path]:
-        fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=self.directory)
+        fd, name = tempfile.mkstemp(prefix=temp_prefix(final, "packing"), suffix=".tmp", dir=self.directory)
         os.fchmod(fd, 0o644)
         self._pending.append((Path(name), final))
         return fd, Path(name)
@@ -496,13 +498,16 @@ def pack_layout(
         return _pack(layout_dir, out, mtime, part_size, overwrite, progress)
     except OSError as e:
         raise BundleError(
-            f"packing failed: {e.strerror or e}", where=e.filename or str(out), hint="check free space and permissions"
+            f"cannot write the output {out}: {e.strerror or e}; nothing was packed",
+            where=str(out),
+            hint="free space on the output's file system (or choose another --out) and pack again",
         ) from e
 
 
 def _pack(
     layout_dir: Path, out: Path, mtime: int, part_size: int | None, overwrite: bool, progress: Progress
 ) -> PackResult:
+    _remove_leftovers(out, progress)
     if part_size is None:
         _check_outputs(out, [out], overwrite)
         files = _collect(layout_dir)
@@ -515,6 +520,21 @@ def _pack(
     _check_outputs(out, [first, *sidecars, *existing_parts(out)], overwrite)
     files = _collect(layout_dir)
     return _pack_split(files, out, base, part_size, mtime, sidecars, overwrite, progress)
+
+
+def _remove_leftovers(out: Path, progress: Progress) -> None:
+    """Temp files a killed pack of the same output left behind (``kill -9`` leaves no chance to clean up)."""
+    base = split_base(out)
+    ours = {out.name, f"{base}.parts.json", f"{base}.SHA256SUMS"}
+    try:
+        names = os.listdir(out.parent)
+    except OSError:
+        return
+    finals = {m.group(1) for m in (_TEMP_RE.match(n) for n in names) if m}
+    for final in sorted(finals):
+        if final in ours or (part_number(Path(final)) is not None and split_base(Path(final)) == base):
+            for path in remove_stale_temps(out.parent / final, "packing"):
+                progress.note(f"removed {path}, left by an interrupted pack")
 
 
 def _pack_single(files: list[_Source], out: Path, mtime: int, progress: Progress) -> PackResult:

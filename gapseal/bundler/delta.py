@@ -27,7 +27,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gapseal.atomic import DurableWriter, fsync_dir, write_new_file
+from gapseal.atomic import DurableWriter, fsync_dir, remove_stale_temps, temp_prefix, write_new_file
 from gapseal.bundler import layout as oci
 from gapseal.bundler.create import CreatedBundle, create_bundle, prepare_output
 from gapseal.bundler.delta_marker import (
@@ -43,7 +43,7 @@ from gapseal.bundler.rollback import RollbackState
 from gapseal.bundler.selfcontained import Wheelhouse
 from gapseal.bundler.verify import VerifiedBundle, read_inventory, verify_read_bundle
 from gapseal.canonical import canonical_json
-from gapseal.errors import BundleError, UsageError, VerificationError
+from gapseal.errors import BundleError, UsageError, VerificationError, check_input
 from gapseal.names import UnsafeNameError, join_under
 from gapseal.progress import NO_PROGRESS, Progress
 from gapseal.signing.keys import SigningKey, VerifyingKey
@@ -205,8 +205,7 @@ def load_base(path: Path, *, progress: Progress = NO_PROGRESS) -> BlobInventory:
                 where=str(path),
                 hint="write one with 'gapseal bundle inventory BUNDLE... --out have.json' on the far side",
             ) from e
-    if not path.exists():
-        raise UsageError(f"the base does not exist: {path}", hint="name an earlier bundle or an inventory file")
+    check_input(path, "the base", want="any", hint="name an earlier bundle or an inventory file")
     return take_inventory([path], progress=progress)
 
 
@@ -255,7 +254,9 @@ def create_delta(
     """Build the bundle of ``spec_path`` as a delta against ``base`` (a bundle or an inventory file) at ``out``."""
     have = load_base(base, progress=progress)
     prepare_output(out, overwrite=overwrite)
-    work = out.parent / f".{out.name}.delta-{uuid.uuid4().hex[:8]}"
+    for leftover in remove_stale_temps(out, "delta"):  # what a killed create --base (kill -9) left behind
+        progress.note(f"removed {leftover}, left by an interrupted create")
+    work = out.parent / f"{temp_prefix(out, 'delta')}{uuid.uuid4().hex[:8]}"
     try:
         full = create_bundle(
             spec_path,
@@ -359,7 +360,7 @@ def _merge(delta: Path, base: Path, progress: Progress, reader: _Reader | None =
     inv = read(delta, None)
     marker = read_delta_marker(inv)
     if marker is None:
-        raise UsageError(
+        raise BundleError(
             f"{delta} is a full bundle, not a delta (it holds no {DELTA_MARKER_NAME})",
             where=str(delta),
             hint=f"verify it without --base: 'gapseal bundle verify {delta} --key …'",
@@ -556,8 +557,10 @@ def apply_delta(
     the scratch is always removed, and a write failure (a full disk) names ``out``.
     """
     prepare_output(out, overwrite=overwrite)
+    for path in remove_stale_temps(out, "applying"):
+        progress.note(f"removed {path}, left by an interrupted apply")
     try:
-        scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".applying", dir=out.parent))
+        scratch = Path(tempfile.mkdtemp(prefix=temp_prefix(out, "applying"), dir=out.parent))
     except OSError as e:
         raise BundleError(f"cannot write the output {out}: {e.strerror or e}", where=str(out)) from e
     try:

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from gapseal.atomic import fsync_dir
+from gapseal.atomic import fsync_dir, remove_stale_temps, temp_prefix
 from gapseal.bundler.create import prepare_output
 from gapseal.bundler.descriptor import FileEntry
 from gapseal.bundler.verify import VerifiedBundle
@@ -85,8 +85,10 @@ def extract_component(
     """
     prepare_output(out, overwrite=overwrite)
     check_file_paths(files, str(bundle.source))
+    for path in remove_stale_temps(out, "extracting"):
+        progress.note(f"removed {path}, left by an interrupted extract")
     try:
-        work = Path(os.path.realpath(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".extracting", dir=out.parent)))
+        work = Path(os.path.realpath(tempfile.mkdtemp(prefix=temp_prefix(out, "extracting"), dir=out.parent)))
     except OSError as e:
         raise BundleError(f"cannot write the output {out}: {e.strerror or e}", where=str(out)) from e
     try:

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from gapseal.atomic import DurableWriter, fsync_dir, sync_filesystem
+from gapseal.atomic import DurableWriter, fsync_dir, remove_stale_temps, sync_filesystem, temp_prefix
 from gapseal.bundler.inventory import LayoutEntry, LayoutInventory, LayoutSink, walk_archive
 from gapseal.bundler.rollback import RollbackState
 from gapseal.bundler.verify import VerifiedBundle, verify_read_bundle
-from gapseal.errors import ArchiveError, BundleError, UsageError
+from gapseal.errors import ArchiveError, BundleError, InputPathError, UsageError
 from gapseal.names import UnsafeNameError, join_under
 from gapseal.progress import NO_PROGRESS, Progress
 from gapseal.signing.keys import VerifyingKey
@@ -138,7 +138,9 @@ def unpack_and_verify(
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"cannot write in {parent}")
     if archive.is_dir():
-        raise UsageError(f"{archive} is a directory, already unpacked", hint="verify or use it as it is")
+        raise InputPathError(
+            f"{archive} is a directory, already unpacked", where=str(archive), hint="verify or use it as it is"
+        )
 
     def check(inventory: LayoutInventory) -> VerifiedBundle | None:
         if not trusted_keys:
@@ -171,7 +173,9 @@ def _unpack(
     check: Callable[[LayoutInventory], VerifiedBundle | None],
     progress: Progress,
 ) -> UnpackResult:
-    tmp = Path(os.path.realpath(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".unpacking", dir=parent)))
+    for path in remove_stale_temps(out_dir, "unpacking"):
+        progress.note(f"removed {path}, left by an interrupted unpack")
+    tmp = Path(os.path.realpath(tempfile.mkdtemp(prefix=temp_prefix(out_dir, "unpacking"), dir=parent)))
     try:
         root_fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         sink = _DirectorySink(tmp, root_fd, str(archive))
