@@ -111,3 +111,23 @@ def output_not_writable(path: object, reason: str) -> OutputError:
         where=str(path),
         hint="choose a writable directory with enough free space",
     )
+
+
+class InputPathError(GapsealError):
+    """An input path that is missing or of the wrong kind (a directory where a file is read, or the reverse)."""
+
+
+def check_input(path: object, what: str, *, want: str = "file", hint: str | None = None) -> None:
+    """Raise ``InputPathError`` when ``path`` (given as ``what``) is missing or not a ``want`` (file or directory).
+
+    Exit 1 like any other bad input: exit 2 is kept for arguments that do not fit together and existing outputs.
+    """
+    from pathlib import Path
+
+    p = Path(str(path))
+    if not p.exists() and not p.is_symlink():
+        raise InputPathError(f"{what} {path} does not exist", where=str(path), hint=hint or "check the path")
+    if want == "file" and not p.is_file():
+        raise InputPathError(f"{what} {path} is not a file", where=str(path), hint=hint)
+    if want == "directory" and (not p.is_dir() or p.is_symlink()):
+        raise InputPathError(f"{what} {path} is not a directory", where=str(path), hint=hint)

@@ -31,6 +31,7 @@ from gapseal.bundler.archive import (
     part_path,
     range_name,
 )
+from gapseal.bundler.filetype import refuse_non_bundle
 from gapseal.canonical import canonical_model_json
 from gapseal.errors import ArchiveError, VerificationError
 from gapseal.hashing import copy_and_hash, hash_stream, parallel_map
@@ -643,6 +644,7 @@ def walk_archive(path: Path, sink: LayoutSink, *, progress: Progress = NO_PROGRE
         first = part_path(path, 1)
         hint = f"this is a split set: give its first part, {first.name}" if number is None and first.exists() else None
         raise ArchiveError(f"no archive at {path}", where=str(path), hint=hint)
+    refuse_non_bundle(path)  # a zip, gzip, empty file or random bytes is named as such, not parsed as a tar
     walk = _ArchiveWalk(path, sink, progress)
     try:
         return walk.split() if number == 1 else walk.single()

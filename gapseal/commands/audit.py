@@ -114,7 +114,7 @@ def audit_collect(
     from gapseal.audit.collect import collect_facts
     from gapseal.audit.probes import MAX_ACTIVE_PROBES, parse_probe_target
     from gapseal.commands import _output
-    from gapseal.errors import UsageError
+    from gapseal.errors import UsageError, output_exists
 
     _output.configure(json_output=json_output)
     targets = [parse_probe_target(p) for p in probe or []]
@@ -124,7 +124,7 @@ def audit_collect(
         raise UsageError(f"--root {root} is not a directory")
     if out is not None:
         if out.exists() and not overwrite:
-            raise UsageError(f"{out} exists", hint="pass --overwrite to replace it")
+            raise output_exists(out)
         if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
             raise UsageError(f"cannot write {out}: {out.parent} is not a writable directory")
     with _output.progress() as prog:
@@ -232,7 +232,7 @@ def audit_run(
     from gapseal.audit.run import AuditRunRequest, run_audit
     from gapseal.commands import _output
     from gapseal.commands._secrets import private_key_from
-    from gapseal.errors import EXIT_FINDINGS, EXIT_OK, UsageError
+    from gapseal.errors import EXIT_FINDINGS, EXIT_OK, UsageError, check_input
 
     _output.configure(json_output=json_output, quiet=quiet)
     probes = list(probe or [])
@@ -240,12 +240,13 @@ def audit_run(
         parse_probe_target(p)
     if len(probes) > MAX_ACTIVE_PROBES:
         raise UsageError(f"at most {MAX_ACTIVE_PROBES} --probe targets, got {len(probes)}")
-    if inventory is not None and not inventory.is_file():
-        raise UsageError(f"inventory {inventory} is not a file")
-    if waivers is not None and not waivers.is_file():
-        raise UsageError(f"waivers file {waivers} is not a file")
-    if site is not None and not site.is_file():
-        raise UsageError(f"site file {site} is not a file", hint="write one as described in `gapseal audit run --help`")
+    # a missing or wrong-kind input is exit 1 like every bad input (errors.check_input: one wording everywhere)
+    if inventory is not None:
+        check_input(inventory, "inventory")
+    if waivers is not None:
+        check_input(waivers, "waivers file")
+    if site is not None:
+        check_input(site, "site file", hint="write one as described in `gapseal audit run --help`")
     if inventory is None and not root.is_dir():
         raise UsageError(f"--root {root} is not a directory")
     if trust is not None and not trust.is_file():
@@ -373,14 +374,13 @@ def audit_evaluate(
     from gapseal.audit.evaluate import evaluate_hosts, load_host_input
     from gapseal.audit.waivers import NO_WAIVERS, load_waivers
     from gapseal.commands import _output
-    from gapseal.errors import EXIT_FINDINGS, EXIT_OK, UsageError
+    from gapseal.errors import EXIT_FINDINGS, EXIT_OK, UsageError, check_input
 
     _output.configure(json_output=json_output)
     for path in facts:
-        if not path.is_file():
-            raise UsageError(f"facts file {path} does not exist")
-    if waivers is not None and not waivers.is_file():
-        raise UsageError(f"waivers file {waivers} does not exist")
+        check_input(path, "facts file")
+    if waivers is not None:
+        check_input(waivers, "waivers file")
     if policies is not None and not policies.is_dir():
         raise UsageError(f"--policies {policies} is not a directory")
     override = _load_data_override(data)

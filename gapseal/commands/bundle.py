@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from gapseal.commands import _output, _secrets
-from gapseal.errors import UsageError
+from gapseal.errors import UsageError, check_input
 
 if TYPE_CHECKING:
     from gapseal.bundler.inspect import BundleInfo
@@ -473,11 +473,12 @@ def extract(
     _output.configure(json_output=json_output, quiet=quiet)
     if [model is not None, files is not None, wheels].count(True) != 1:
         raise UsageError("name exactly one of --model, --files or --wheels")
-    if not bundle.is_dir() or bundle.is_symlink():
-        raise UsageError(
-            f"extract reads a bundle directory: {bundle} is not one",
-            hint=f"run 'gapseal bundle unpack {bundle} --out DIR --key …' first, then extract from DIR",
-        )
+    check_input(
+        bundle,
+        "bundle",
+        want="directory",
+        hint=f"extract reads a bundle directory: run 'gapseal bundle unpack {bundle} --out DIR --key …' first",
+    )
     keys = trusted_keys(key, trust)
     state = RollbackState(state_file or default_state_file())
     with _output.progress() as progress:

@@ -28,19 +28,18 @@ def _split(values: list[str]) -> list[str]:
 
 def _run_dir(log_dir: Path | None) -> Path:
     """A fresh directory for this run's log, events and report (kept: the operator reads it after a failure)."""
-    import os
+    import tempfile
     import time
 
     from gapseal.bundler.rollback import default_state_file
     from gapseal.errors import output_not_writable
 
-    base = log_dir if log_dir is not None else default_state_file().parent / "runs"
-    path = base.absolute() / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}"
+    base = (log_dir if log_dir is not None else default_state_file().parent / "runs").absolute()
     try:
-        path.mkdir(parents=True, mode=0o700)
+        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%dT%H%M%SZ-", time.gmtime()), dir=base))
     except OSError as e:
-        raise output_not_writable(path, e.strerror or str(e)) from e
-    return path
+        raise output_not_writable(base, e.strerror or str(e)) from e
 
 
 class _RunWatcher:
@@ -56,6 +55,7 @@ class _RunWatcher:
         self.run_dir = run_dir
         self.plain = plain
         self.plan: dict[str, list[tuple[str, list[str]]]] = {}
+        self.seen_events = False
         self._lock = threading.Lock()
         self._events = (run_dir / "events.jsonl").open("a", encoding="utf-8")
         self._log = (run_dir / "install.log").open("a", encoding="utf-8")
@@ -68,6 +68,7 @@ class _RunWatcher:
         kind = str(event.get("event", ""))
         data = event.get("event_data") or {}
         with self._lock:
+            self.seen_events = True
             self._events.write(json.dumps(event, sort_keys=True, default=str) + "\n")
             status = {
                 "runner_on_ok": "ok",
@@ -256,6 +257,10 @@ def install(
             )
     finally:
         watcher.close()
+        if not watcher.seen_events:  # refused before Ansible ran (the bundle did not verify): no run to keep
+            for f in run_dir.iterdir():
+                f.unlink()
+            run_dir.rmdir()
     document = report.model_dump(mode="json")
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
     (run_dir / "report.json").write_text(text)

@@ -292,8 +292,9 @@ def load_services(path: Path) -> list[dict[str, Any]]:
     where = str(path)
     try:
         data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise InstallError(f"{where}: cannot read the services file: {e}", where=where) from e
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        reason = getattr(e, "strerror", None) or ("not UTF-8 text" if isinstance(e, UnicodeDecodeError) else e)
+        raise InstallError(f"{where}: cannot read the services file: {reason}", where=where) from e
     if not isinstance(data, list):
         raise InstallError(f"{where}: must be a YAML list of services", where=where)
     out: list[dict[str, Any]] = []

@@ -21,7 +21,7 @@ from gapseal.bundler.create import CreatedBundle, create_bundle
 from gapseal.bundler.registry import RegistryError, connect, fallback_tag, load_bundle, pull_bundle, push_verified
 from gapseal.bundler.verify import verify_bundle
 from gapseal.cli import main
-from gapseal.errors import UsageError, VerificationError
+from gapseal.errors import InputPathError, UsageError, VerificationError
 from gapseal.progress import NO_PROGRESS
 from tests.bundles import KeyPair, make_bundle, make_keys
 from tests.registry.fixtures import proxy_fixture, registry_fixture  # noqa: F401 - pytest fixtures
@@ -424,7 +424,7 @@ def test_corrupt_manifest_from_the_registry_is_rejected_naming_it(
 def test_load_wants_a_directory(stack: CreatedBundle, keys: KeyPair, tmp_path: Path) -> None:
     tar = tmp_path / "b.tar"
     tar.write_bytes(b"")
-    with pytest.raises(UsageError, match="is not a bundle directory") as e:
+    with pytest.raises(InputPathError, match="is not a directory") as e:
         load_bundle(tar, [keys.public], "127.0.0.1:1", insecure=True)
     assert "gapseal bundle unpack" in (e.value.hint or "")
 

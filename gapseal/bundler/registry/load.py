@@ -32,7 +32,7 @@ from gapseal.bundler.registry.signatures import MAX_SIGNATURES, signature_referr
 from gapseal.bundler.registry.transport import DEFAULT_TIMEOUT, FileBody, Limits, RegistryError, RegistryHTTP
 from gapseal.bundler.rollback import RollbackState
 from gapseal.bundler.verify import VerifiedBundle, verify_bundle
-from gapseal.errors import UsageError
+from gapseal.errors import UsageError, check_input
 from gapseal.progress import NO_PROGRESS, Progress
 from gapseal.signing.keys import VerifyingKey
 
@@ -97,11 +97,12 @@ def load_bundle(
     client = connect(registry, insecure=insecure, allow_hosts=allow_hosts, timeout=timeout)
     if concurrency < 1:
         raise UsageError("concurrency must be at least 1")
-    if not bundle.is_dir() or bundle.is_symlink():
-        raise UsageError(
-            f"{bundle} is not a bundle directory",
-            hint="unpack a bundle tar first (gapseal bundle unpack), then load the directory",
-        )
+    check_input(
+        bundle,
+        "bundle",
+        want="directory",
+        hint="unpack a bundle tar first (gapseal bundle unpack), then load the directory",
+    )
     # Verified before the first request: a bundle that does not verify sends nothing anywhere.
     verified = verify_bundle(
         bundle, trusted_keys, rollback=rollback, allow_downgrade=allow_downgrade, record=True, progress=progress

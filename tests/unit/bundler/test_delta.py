@@ -24,7 +24,7 @@ from gapseal.bundler.delta import (
 from gapseal.bundler.delta_marker import DELTA_MARKER_NAME, DeltaMarker
 from gapseal.bundler.inspect import inspect_bundle
 from gapseal.bundler.verify import verify_bundle
-from gapseal.errors import UsageError, VerificationError
+from gapseal.errors import BundleError, InputPathError, UsageError, VerificationError
 from tests.bundles import KeyPair, make_inputs, make_keys
 
 
@@ -266,7 +266,7 @@ def test_malformed_marker_is_refused(tmp_path: Path, keys: KeyPair) -> None:
 def test_full_bundle_or_inventory_file_where_a_bundle_is_needed(tmp_path: Path, keys: KeyPair) -> None:
     v = _versions(tmp_path, keys)
     delta = _delta(tmp_path, keys, v)
-    with pytest.raises(UsageError, match="is a full bundle, not a delta"):
+    with pytest.raises(BundleError, match="is a full bundle, not a delta"):
         verify_delta(v.base, v.base, [keys.public])
     write_inventory(take_inventory([v.base]), tmp_path / "have.json")
     with pytest.raises(UsageError, match="needs the base bundle itself, not an inventory of it"):
@@ -274,7 +274,7 @@ def test_full_bundle_or_inventory_file_where_a_bundle_is_needed(tmp_path: Path, 
     (tmp_path / "bad.json").write_text('{"kind": "Something"}')
     with pytest.raises(UsageError, match="not a gapseal blob inventory"):
         load_base(tmp_path / "bad.json")
-    with pytest.raises(UsageError, match="the base does not exist"):
+    with pytest.raises(InputPathError, match="does not exist"):
         create_delta(v.spec2, keys.private, tmp_path / "d", tmp_path / "nowhere")
 
 
