@@ -17,6 +17,7 @@ The bundle is written into a temporary directory beside ``--out`` and renamed in
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import threading
 import uuid
@@ -31,6 +32,7 @@ from gapseal.bundler import layout as oci
 from gapseal.bundler.create import prepare_output
 from gapseal.bundler.descriptor import BundleDescriptor
 from gapseal.bundler.images import INDEX_MEDIA_TYPES
+from gapseal.bundler.inventory import LayoutEntry, LayoutInventory
 from gapseal.bundler.registry.distribution import MAX_MANIFEST, Distribution
 from gapseal.bundler.registry.load import DEFAULT_CONCURRENCY, connect
 from gapseal.bundler.registry.reference import BUNDLE_REPOSITORY_PREFIX, REPOSITORY, fallback_tag, parse_reference
@@ -38,7 +40,7 @@ from gapseal.bundler.registry.signatures import signature_referrers
 from gapseal.bundler.registry.transport import DEFAULT_TIMEOUT, RegistryError
 from gapseal.bundler.rollback import RollbackState
 from gapseal.bundler.statement import image_index_entries
-from gapseal.bundler.verify import verify_bundle
+from gapseal.bundler.verify import verify_read_bundle
 from gapseal.errors import SignatureError, VerificationError
 from gapseal.progress import NO_PROGRESS, Progress
 from gapseal.signing.attestation import verify_statement
@@ -67,10 +69,15 @@ class PulledBundle:
 
 
 class _Store:
-    """The blobs of the bundle being pulled, each fetched once, into ``root/blobs/sha256``."""
+    """The layout being pulled into the private directory ``root``: every file written once, hashed as written.
+
+    What it wrote (path, size, digest of the bytes written) is the inventory the bundle is verified from, so no byte
+    is read twice; ``LayoutEntry.content`` still reads a document again (and checks it) when verify parses it.
+    """
 
     def __init__(self, client: Distribution, root: Path, progress: Progress) -> None:
         self.client = client
+        self.root = root
         self.blobs = root / "blobs" / "sha256"
         self.blobs.mkdir(parents=True)
         self.progress = progress
@@ -78,6 +85,26 @@ class _Store:
         self.bytes = 0
         self.lock = threading.Lock()
         self.taken: set[str] = set()
+        self.entries: dict[str, LayoutEntry] = {}
+
+    def _record(self, rel: str, size: int, sha256: str) -> None:
+        with self.lock:
+            self.entries[rel] = LayoutEntry(rel, size, sha256, segments=((str(self.root / rel), 0, size),))
+            if rel.startswith("blobs/"):
+                self.count += 1
+                self.bytes += size
+
+    def write_file(self, rel: str, data: bytes) -> None:
+        """Write a new file of the layout (``index.json``, ``oci-layout``)."""
+        with open(self.root / rel, "xb") as f:  # noqa: PTH123 - "x": never clobber
+            f.write(data)
+        self._record(rel, len(data), hashlib.sha256(data).hexdigest())
+
+    def inventory(self, source: str) -> LayoutInventory:
+        """What was written, as ``verify`` reads a layout."""
+        with self.lock:
+            entries = dict(sorted(self.entries.items()))
+        return LayoutInventory(entries=entries, source=source, directories=frozenset({"blobs", "blobs/sha256"}))
 
     def write(self, data: bytes, digest: str) -> None:
         """Keep a document already read (and digest-checked) as a blob."""
@@ -85,10 +112,7 @@ class _Store:
             if digest in self.taken:
                 return
             self.taken.add(digest)
-        (self.blobs / digest.removeprefix("sha256:")).write_bytes(data)
-        with self.lock:
-            self.count += 1
-            self.bytes += len(data)
+        self.write_file(oci.blob_path(digest), data)
 
     def manifest(self, repo: str, digest: str, accept: str, cap: int) -> bytes:
         data, _ = self.client.manifest(repo, digest, accept, digest=digest, cap=cap)
@@ -102,14 +126,12 @@ class _Store:
             self.taken.add(digest)
         task = self.progress.begin(f"blob {digest[7:19]} ({size} bytes)", size)
         try:
-            self.client.fetch_blob(
-                repo, digest, size, self.blobs / digest.removeprefix("sha256:"), progress=self.progress, task=task
+            got = self.client.fetch_blob(
+                repo, digest, size, self.root / oci.blob_path(digest), progress=self.progress, task=task
             )
         finally:
             self.progress.end(task)
-        with self.lock:
-            self.count += 1
-            self.bytes += size
+        self._record(oci.blob_path(digest), got.size, got.sha256)
 
     def blobs_parallel(self, items: list[tuple[str, str, int]], concurrency: int) -> None:
         ordered = sorted({d: (r, d, s) for r, d, s in items}.values(), key=lambda i: -i[2])
@@ -142,12 +164,19 @@ def pull_bundle(
     work = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
     try:
         client.ping()
-        work.mkdir()
+        work.mkdir(mode=0o700)  # private until complete: what is verified is what this process wrote
         store = _Store(client, work, progress)
-        result = _pull_into(client, store, reference, repo, tag, work, trusted_keys, max_blob, concurrency, progress)
+        result = _pull_into(client, store, reference, repo, tag, trusted_keys, max_blob, concurrency, progress)
         if trusted_keys:
-            verified = verify_bundle(
-                work, trusted_keys, rollback=rollback, allow_downgrade=allow_downgrade, record=False, progress=progress
+            verified = verify_read_bundle(
+                work,
+                store.inventory(str(work)),
+                trusted_keys,
+                layout_dir=work,
+                rollback=rollback,
+                allow_downgrade=allow_downgrade,
+                record=False,
+                now=None,
             )
             if verified.manifest_digest != result.manifest_digest:  # pragma: no cover - index.json is ours
                 raise VerificationError("the pulled bundle is not the one fetched", where=reference)
@@ -178,7 +207,6 @@ def _pull_into(
     reference: str,
     repo: str,
     tag: str,
-    work: Path,
     trusted_keys: Sequence[VerifyingKey],
     max_blob: int,
     concurrency: int,
@@ -245,7 +273,7 @@ def _pull_into(
     _within(client, limit, manifest.config.size, "the bundle descriptor")
     store.blob(repo, manifest.config.digest, manifest.config.size)
     try:
-        descriptor = BundleDescriptor.load((store.blobs / manifest.config.digest.removeprefix("sha256:")).read_bytes())
+        descriptor = BundleDescriptor.load((store.root / oci.blob_path(manifest.config.digest)).read_bytes())
     except (ValueError, VerificationError) as e:
         raise client.http.error(f"{reference}: the bundle descriptor is malformed: {e}") from e
     expected = repo.removeprefix(BUNDLE_REPOSITORY_PREFIX) if repo.startswith(BUNDLE_REPOSITORY_PREFIX) else None
@@ -275,10 +303,10 @@ def _pull_into(
 
     bundle_entry = oci.Descriptor(media_type=oci.MEDIA_MANIFEST, digest=manifest_digest, size=len(manifest_bytes))
     index = oci.build_index(bundle_entry, sig_entries, image_index_entries(descriptor))
-    (work / "index.json").write_bytes(index.to_bytes())
-    (work / "oci-layout").write_bytes(oci.OCI_LAYOUT_BYTES)
+    store.write_file("index.json", index.to_bytes())
+    store.write_file("oci-layout", oci.OCI_LAYOUT_BYTES)
     return PulledBundle(
-        path=work,
+        path=store.root,
         manifest_digest=manifest_digest,
         name=descriptor.name,
         version=descriptor.version,
