@@ -46,7 +46,7 @@ from gapseal.bundler.statement import (
     image_index_entries,
     statement_subjects,
 )
-from gapseal.errors import InputError, SpecError, UsageError, output_not_writable
+from gapseal.errors import InputError, SpecError, output_exists, output_not_writable
 from gapseal.hashing import FileDigest, copy_and_hash, hash_file, parallel_map
 from gapseal.progress import NO_PROGRESS, Progress
 from gapseal.signing.attestation import sign_statement
@@ -80,12 +80,12 @@ def creation_time(spec: LoadedSpec, source_date_epoch: int | None) -> str:
 def prepare_output(out: Path, *, overwrite: bool) -> None:
     """Refuse to clobber ``out`` unless asked, and check its parent is writable before any long work."""
     if (out.exists() or out.is_symlink()) and not overwrite:
-        raise UsageError(f"output {out} already exists", hint="choose another --out or pass --overwrite")
+        raise output_exists(out)  # exit 2, worded as in every command (gapseal.errors)
     parent = out.parent if out.parent != Path("") else Path()
     if not parent.is_dir():
-        raise UsageError(f"output directory {parent} does not exist", where=str(out))
+        raise output_not_writable(out, f"directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"output directory {parent} is not writable", where=str(out))
+        raise output_not_writable(out, f"directory {parent} is not writable")
 
 
 _OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
