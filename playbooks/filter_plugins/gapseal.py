@@ -156,11 +156,31 @@ def gapseal_cidrs(cidrs, family):
     return sorted(set(out))
 
 
-def gapseal_service_units(services, selected, models_dir, offline_env, unit_dir):
+def _health(svc, bind, port):
+    """The service's health check with URLs resolved for this host (``None`` when the spec declares none)."""
+    health = svc.get("health")
+    if not health:
+        return None
+    wildcard = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104 - a wildcard is probed on loopback
+    host = wildcard.get(bind, bind)
+    base = "http://{}:{}".format(f"[{host}]" if ":" in host else host, port)
+    request = health.get("request")
+    return {
+        "url": base + health["http"] if health.get("http") else "",
+        "command": list(health.get("command") or []),
+        "timeout": int(health.get("timeout") or 180),
+        "request_url": base + request["path"] if request else "",
+        "request_body": dict(request.get("body") or {}) if request else {},
+    }
+
+
+def gapseal_service_units(services, selected, models_dir, offline_env, unit_dir, bind_override="", enclave=()):
     """Resolve each service against the host's chosen variants: build dir, model dir, ExecStart, environment.
 
     ``args`` may use ``{model_dir}``, ``{build_dir}``, ``{bind}`` and ``{port}``; the offline environment always wins
-    over the service's own ``env`` (a service cannot turn telemetry back on).
+    over the service's own ``env`` (a service cannot turn telemetry back on). ``bind_override`` (the inventory's
+    ``service_bind``) replaces every service's bind address on this host; ``enclave`` (``service_enclave`` CIDRs) are
+    the only peers the unit may exchange packets with besides loopback (``IPAddressAllow=``).
     """
     by_build = {s["name"]: s for s in selected or []}
     units = []
@@ -172,7 +192,7 @@ def gapseal_service_units(services, selected, models_dir, offline_env, unit_dir)
                 "service {!r} names build {!r}, which is not in the bundle".format(name, svc.get("build"))
             )
         model_dir = gapseal_path(models_dir, _safe_name("service model", svc["model"])) if svc.get("model") else ""
-        bind = str(svc.get("bind", "127.0.0.1"))
+        bind = str(bind_override or svc.get("bind", "127.0.0.1"))
         port = str(svc.get("port", ""))
         values = {"model_dir": model_dir, "build_dir": build["dir"], "bind": bind, "port": port}
         try:
@@ -192,15 +212,60 @@ def gapseal_service_units(services, selected, models_dir, offline_env, unit_dir)
                 "unit": gapseal_path(unit_dir, f"gapseal-{name}.service"),
                 "exec_start": " ".join(shlex.quote(p) for p in [exe, *args]),
                 "environment": env,
+                "bind": bind,
+                "port": port,
+                "ip_allow": sorted({str(ipaddress.ip_network(str(c), strict=False)) for c in enclave or []}),
+                "health": _health(svc, bind, port),
+                "fallback": bool(svc.get("fallback", False)),
             }
         )
     return units
 
 
-def gapseal_service_states(units, started, reason):
-    """Return ``[{name, unit, state}]`` for the record and the report."""
-    state = "started" if started else f"not started: {reason}"
-    return [{"name": u["name"], "unit": u["unit"], "state": state} for u in units or []]
+def gapseal_fallback_variants(variants_fact, build_name, builds, builds_dir):
+    """The variants of ``build_name`` that fit this host after the chosen one, in preference order, installable.
+
+    A service whose health check fails with ``fallback: true`` tries these in turn (``[{name, backend, arch, dir,
+    files}]``, the shape ``gapseal_selected_variants`` returns).
+    """
+    entry = (variants_fact or {}).get(build_name) or {}
+    chosen = (entry.get("chosen") or {}).get("index")
+    build = next((b for b in builds or [] if b["name"] == build_name), None)
+    if chosen is None or build is None:
+        return []
+    out = []
+    for check in entry.get("variants") or []:
+        if check.get("satisfied") and check.get("index", -1) > chosen:
+            variant = build["variants"][check["index"]]
+            out.append(
+                {
+                    "name": build_name,
+                    "backend": variant["backend"],
+                    "arch": variant["arch"],
+                    "dir": gapseal_path(builds_dir, build_name, variant["backend"]),
+                    "files": variant["files"],
+                }
+            )
+    return out
+
+
+def gapseal_service_states(units, started, reason, checks=()):
+    """Return ``[{name, unit, state}]`` for the record and the report (``checks``: the health checks' outcomes)."""
+    by_name = {c["name"]: c for c in checks or []}
+    out = []
+    for u in units or []:
+        state = "started" if started else f"not started: {reason}"
+        check = by_name.get(u["name"])
+        if started and check is not None:
+            state = "started, healthy ({})".format(check["backend"]) if check["healthy"] else "failed health check"
+        out.append({"name": u["name"], "unit": u["unit"], "state": state})
+    return out
+
+
+def gapseal_attempt_summary(result):
+    """One health-check attempt, cut to what the install report shows (``gapseal_service_check``'s result)."""
+    keys = ("backend", "healthy", "reason", "exit", "journal", "exposure", "ready_seconds", "request")
+    return {k: result.get(k) for k in keys if k in result}
 
 
 class FilterModule:
@@ -217,4 +282,6 @@ class FilterModule:
             "gapseal_cidrs": gapseal_cidrs,
             "gapseal_service_units": gapseal_service_units,
             "gapseal_service_states": gapseal_service_states,
+            "gapseal_fallback_variants": gapseal_fallback_variants,
+            "gapseal_attempt_summary": gapseal_attempt_summary,
         }

@@ -46,6 +46,7 @@ PACKAGES = (
     "python3",
     "python3-apt",
     "python3-venv",  # the runtime and self roles make virtual environments on the host
+    "libgomp1",  # llama.cpp's CPU build (xllamacpp) needs libgomp.so.1 from the host; the ELF check says so
     "nftables",
     "iproute2",
     "curl",
