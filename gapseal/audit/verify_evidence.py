@@ -3,7 +3,10 @@
 In order: the attestation exists and is a regular file; its signature is by a trusted key and its predicate type is
 the evidence predicate; the statement's subjects are well-formed relative paths, each named once; the directory
 holds exactly those files (plus the attestation) — no missing file, no extra file, no symlink, no special file; and
-every file's SHA-256 equals its subject's digest. Finally ``results.json`` must agree with the signed summary.
+every file's SHA-256 equals its subject's digest. Finally the signed predicate must agree with the files: the
+``results.json`` verdict with the signed summary, the signer it names with the key that verified, a PDF it says was
+made (or not) with ``report.pdf`` being there (or not), a comparison it records with ``changes.json``, and the site
+and waivers digests with the copies under ``inputs/``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from gapseal.audit.attest import EVIDENCE_LAYOUT, EVIDENCE_PREDICATE_TYPE
-from gapseal.audit.evidence import ATTESTATION_FILE, RESULTS_FILE
+from gapseal.audit.evidence import (
+    ATTESTATION_FILE,
+    CHANGES_FILE,
+    REPORT_PDF_FILE,
+    RESULTS_FILE,
+    SITE_FILE,
+    WAIVERS_FILE,
+)
 from gapseal.errors import EvidenceError, SignatureError
 from gapseal.hashing import hash_file
 from gapseal.signing.attestation import verify_statement
@@ -132,6 +142,7 @@ def verify_evidence(path: Path, trusted_keys: Sequence[VerifyingKey]) -> Verifie
             raise _fail(f"{RESULTS_FILE} has no summary verdict", RESULTS_FILE) from e
         if results_compliant != compliant:
             raise _fail(f"{RESULTS_FILE} verdict disagrees with the signed summary", RESULTS_FILE)
+    _check_claims(predicate, expected, verified.signer_key_id, path)
     return VerifiedEvidence(
         path=path,
         files=tuple(sorted(expected)),
@@ -139,3 +150,39 @@ def verify_evidence(path: Path, trusted_keys: Sequence[VerifyingKey]) -> Verifie
         signer_key_id=verified.signer_key_id,
         predicate=predicate,
     )
+
+
+def _present(expected: dict[str, str], rel: str, should: bool, why: str) -> None:
+    if should and rel not in expected:
+        raise _fail(f"missing file: {rel} ({why})", rel)
+    if not should and rel in expected:
+        raise _fail(f"unexpected file: {rel} (the attestation says {why})", rel)
+
+
+def _check_claims(predicate: dict[str, Any], expected: dict[str, str], signer_key_id: str, path: Path) -> None:
+    """The predicate's statements about the signer and the files must hold (absent keys: older evidence)."""
+    signer = predicate.get("signer")
+    if signer is not None and (not isinstance(signer, dict) or signer.get("key_id") != signer_key_id):
+        claimed = signer.get("key_id") if isinstance(signer, dict) else signer
+        raise _fail(
+            f"the attestation names signer key {str(claimed)[:16]}…, but key {signer_key_id[:16]}… signed it",
+            ATTESTATION_FILE,
+        )
+    report = predicate.get("report")
+    if report is not None:
+        made = report.get("pdf", {}).get("made") if isinstance(report, dict) else None
+        if not isinstance(made, bool):
+            raise _fail("attestation predicate has a malformed report entry", ATTESTATION_FILE)
+        _present(expected, REPORT_PDF_FILE, made, "a PDF was made" if made else "no PDF was made")
+    if "previous" in predicate:
+        compared = predicate["previous"] is not None
+        _present(expected, CHANGES_FILE, compared, "a comparison was made" if compared else "none was made")
+    scope = predicate.get("scope")
+    site_digest = scope.get("site_digest") if isinstance(scope, dict) else None
+    if scope is not None:
+        _present(expected, SITE_FILE, site_digest is not None, "a site file was used" if site_digest else "none was")
+        if site_digest is not None and f"sha256:{expected[SITE_FILE]}" != site_digest:
+            raise _fail(f"{SITE_FILE} is not the site file the audit used ({site_digest})", SITE_FILE)
+    waivers_digest = (predicate.get("policies") or {}).get("waivers")
+    if WAIVERS_FILE in expected and f"sha256:{expected[WAIVERS_FILE]}" != waivers_digest:
+        raise _fail(f"{WAIVERS_FILE} is not the waivers file the audit applied ({waivers_digest})", WAIVERS_FILE)
