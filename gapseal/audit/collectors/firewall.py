@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from typing import Any
 
 from gapseal.audit import netfilter
-from gapseal.audit.collectors._common import RawStore, Trace, network, try_network
+from gapseal.audit.collectors._common import CommandOutput, RawStore, Trace, network, try_network
 from gapseal.audit.facts import (
     EgressAnswer,
     Family,
@@ -25,6 +26,7 @@ from gapseal.audit.facts import (
     NftChain,
     NftRule,
 )
+from gapseal.audit.netfilter import nft as nft_model
 from gapseal.audit.probes import DEFAULT_ROUTE_TARGETS
 
 _VERDICTS = ("accept", "drop", "reject", "jump", "goto", "return", "continue", "queue")
@@ -249,16 +251,17 @@ def collect_firewall(store: RawStore) -> FirewallFacts:
     """Collect nftables and iptables state of the collector's network namespace."""
     trace = Trace(store)
     nft_json: Any = None
+    nft_notes: list[str] = []
     if shutil.which("nft") is None:
         trace.run(["nft", "-j", "list", "ruleset"])  # records "command not found" as the source's error
         nft = NftablesFacts(status="unknown", reason="nft not installed", present=False)
     else:
-        out = trace.run(["nft", "-j", "list", "ruleset"])
-        if not out.ok:
-            nft = NftablesFacts(status="unknown", reason=f"nft: {out.error}", present=True)
+        try:
+            nft_json, nft_notes = read_nft_document(trace.run)
+        except ValueError as e:
+            nft = NftablesFacts(status="unknown", reason=str(e), present=True)
         else:
             try:
-                nft_json = json.loads(out.stdout)
                 chains, rules, policy, items = parse_nft_ruleset(nft_json)
                 nft = NftablesFacts(
                     status="ok", present=True, chains=chains, rules=rules, output_policy=policy, ruleset=items
@@ -287,7 +290,7 @@ def collect_firewall(store: RawStore) -> FirewallFacts:
     reason = None
     if status == "unknown":
         reason = "no firewall state could be read: " + "; ".join(x for x in (nft.reason, ipt.reason) if x)
-    egress = collect_egress(trace, nft_json, nft.status == "ok" or not nft.present)
+    egress = collect_egress(trace, nft_json, nft.status == "ok" or not nft.present, notes=nft_notes)
     return FirewallFacts(status=status, reason=reason, sources=trace.sources, nftables=nft, iptables=ipt, egress=egress)
 
 
@@ -343,8 +346,46 @@ def _local_addresses(trace: Trace, notes: list[str]) -> list[str]:
     return addresses
 
 
+def read_nft_document(run: Callable[[list[str]], CommandOutput]) -> tuple[Any, list[str]]:
+    """``nft -j list ruleset``, parsed; raises ``ValueError`` naming the problem.
+
+    nft 1.0.6 prints broken JSON for a table with flags (``dormant``): then the tables are read one by one
+    (``nft -j list table``), a dormant table (known from the ``nft -a`` listing) left out with a note: it runs nothing.
+    """
+    out = run(["nft", "-j", "list", "ruleset"])
+    if not out.ok:
+        raise ValueError(f"nft: {out.error}")
+    try:
+        return json.loads(out.stdout), []
+    except ValueError as e:
+        first_error = e
+    listing = run(["nft", "-a", "list", "ruleset"])
+    if not listing.ok:
+        raise ValueError(f"nft: unparseable output: {first_error}; nft -a list ruleset: {listing.error}")
+    _, dormant = nft_model.parse_listing(listing.text)
+    items: list[Any] = []
+    notes: list[str] = []
+    for (fam, name), is_dormant in dormant.items():
+        if is_dormant:
+            notes.append(f"nftables {fam} {name}: table is dormant (left out: it runs nothing; nft -j cannot print it)")
+            continue
+        table = run(["nft", "-j", "list", "table", fam, name])
+        try:
+            doc = json.loads(table.stdout) if table.ok else None
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict) or not isinstance(doc.get("nftables"), list):
+            raise ValueError(f"nft: unparseable output for table {fam} {name}: {table.error or first_error}")
+        items += [i for i in doc["nftables"] if isinstance(i, dict) and "metainfo" not in i]
+    return {"nftables": items}, notes
+
+
 def collect_egress(
-    trace: Trace, nft_json: Any, nft_readable: bool, probe_addresses: tuple[str, ...] = ()
+    trace: Trace,
+    nft_json: Any,
+    nft_readable: bool,
+    probe_addresses: tuple[str, ...] = (),
+    notes: list[str] | None = None,
 ) -> FirewallEgress:
     """Evaluate every netfilter source of this namespace for NEW outgoing packets (``gapseal.audit.netfilter``).
 
@@ -353,7 +394,7 @@ def collect_egress(
     """
     if not nft_readable:
         return FirewallEgress(status="unknown", reason="the nftables ruleset could not be read")
-    notes: list[str] = []
+    notes = list(notes or [])
     listing = None
     if nft_json is not None:
         out = trace.run(["nft", "-a", "list", "ruleset"])

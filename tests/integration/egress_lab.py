@@ -1,0 +1,277 @@
+"""The egress lab: a host namespace whose packets are watched by the kernel, to hold the firewall evaluator to account.
+
+Two network namespaces per lab: ``host`` (the audited host) and ``peer`` (everything around it). Two veth links:
+``enc0`` to the enclave (10.<subnet>.<index>.0/24, fd20:4:<index>::/64) and ``out0`` to "outside" (198.51.100.0/24,
+203.0.113.0/24 routed via 198.51.100.1, 2001:db8::/64): these documentation addresses exist only inside the two
+namespaces, and neither namespace has any other link, so nothing can leave the machine (TESTING.md, the network rule).
+The host has static neighbour entries, so no ARP/ND packet is ever needed (a firewall that drops ND would otherwise
+silently hold back packets it accepts).
+
+A sender process in ``host`` (pinned to one CPU, so every frame enters the peer's backlog in order) sends NEW TCP
+SYNs (non-blocking connect), UDP datagrams and ICMP echo requests from unique source ports/ids, then a sentinel frame
+on each link through an AF_PACKET socket (which bypasses netfilter). A capture process in ``peer`` reads every frame
+from an AF_PACKET socket until it has seen both sentinels: what it saw is what the kernel delivered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gapseal.audit.collectors._common import CommandOutput
+from tests.hosts.netns import SUBNET_PREFIX
+
+_SENDER = r"""
+import json, os, socket, struct, sys, errno
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b)); s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+raw = {}
+for dev in ("enc0", "out0"):
+    r = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); r.bind((dev, 0)); raw[dev] = r
+for line in sys.stdin:
+    cmd = json.loads(line); results = []
+    for proto, addr, port, sport in cmd["probes"]:
+        fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        try:
+            if proto == "tcp":
+                s = socket.socket(fam, socket.SOCK_STREAM); s.setblocking(False)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("", sport))
+                results.append(s.connect_ex((addr, port))); s.close()
+            elif proto == "udp":
+                s = socket.socket(fam, socket.SOCK_DGRAM); s.bind(("", sport))
+                s.sendto(b"gapseal-probe", (addr, port)); s.close(); results.append(0)
+            else:
+                if fam == socket.AF_INET:
+                    s = socket.socket(fam, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+                    hdr = struct.pack("!BBHHH", 8, 0, 0, sport, 1); pkt = hdr + b"gapseal"
+                    pkt = struct.pack("!BBHHH", 8, 0, csum(pkt), sport, 1) + b"gapseal"
+                else:
+                    s = socket.socket(fam, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+                    pkt = struct.pack("!BBHHH", 128, 0, 0, sport, 1) + b"gapseal"
+                s.sendto(pkt, (addr, 0)); s.close(); results.append(0)
+        except OSError as e:
+            results.append(e.errno)
+    for dev, r in raw.items():
+        mac = open(f"/sys/class/net/{dev}/address").read().strip()
+        src = bytes.fromhex(mac.replace(":", ""))
+        r.send(b"\xff" * 6 + src + b"\x88\xb5" + json.dumps([cmd["batch"], dev]).encode().ljust(46, b" "))
+    print(json.dumps(results), flush=True)
+"""
+
+_CAPTURE = r"""
+import json, socket, struct, sys, ipaddress
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+seen, sentinels = [], set()
+while True:
+    frame, meta = s.recvfrom(65535)
+    if meta[0] == "lo": continue
+    etype = struct.unpack("!H", frame[12:14])[0]; body = frame[14:]
+    if etype == 0x88B5:
+        batch, dev = json.loads(body.decode().strip()); sentinels.add(dev)
+        if len(sentinels) == 2:
+            print(json.dumps({"batch": batch, "seen": seen}), flush=True); seen, sentinels = [], set()
+        continue
+    if etype == 0x0800:
+        ihl = (body[0] & 15) * 4; proto = body[9]; dst = str(ipaddress.IPv4Address(body[16:20])); l4 = body[ihl:]
+    elif etype == 0x86DD:
+        proto = body[6]; dst = str(ipaddress.IPv6Address(body[24:40])); l4 = body[40:]
+    else:
+        continue
+    if proto in (6, 17):
+        sport, dport = struct.unpack("!HH", l4[:4]); seen.append(["tcp" if proto == 6 else "udp", dst, dport, sport])
+    elif (proto == 1 and l4[0] == 8) or (proto == 58 and l4[0] == 128):
+        seen.append(["icmp", dst, None, struct.unpack("!H", l4[4:6])[0]])
+"""
+
+
+class LabError(RuntimeError):
+    """The lab could not be set up or did not answer (carries the command and its stderr)."""
+
+
+def _run(argv: Sequence[str], *, input_text: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(list(argv), input=input_text, capture_output=True, text=True, timeout=60, check=False)
+    if check and proc.returncode != 0:
+        raise LabError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip()}")
+    return proc
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One NEW packet the host sends: protocol, destination, port (None for icmp) and its unique source port/id."""
+
+    protocol: str
+    address: str
+    port: int | None
+    sport: int
+
+    @property
+    def key(self) -> tuple[str, str, int | None, int]:
+        """What the capture reports for it."""
+        return (self.protocol, self.address, self.port, self.sport)
+
+
+class EgressLab:
+    """A host namespace and its peer (see the module docstring); a context manager that always tears down."""
+
+    def __init__(self, index: int) -> None:
+        if not 1 <= index <= 254:
+            raise ValueError(f"lab index {index} outside 1..254")
+        self.index = index
+        token = secrets.token_hex(2)
+        self.host = f"gse{token}-h{index}"
+        self.peer = f"gse{token}-p{index}"
+        self.enclave_v4 = [f"{SUBNET_PREFIX}.{index}.1", f"{SUBNET_PREFIX}.{index}.10"]
+        self.enclave_v6 = [f"fd20:4:{index:x}::1"]
+        self.outside_v4 = ["198.51.100.1", "198.51.100.7", "203.0.113.1"]
+        self.outside_v6 = ["2001:db8::1", "2001:db8::7"]
+        self.host_addresses = [f"{SUBNET_PREFIX}.{index}.2", "198.51.100.2", f"fd20:4:{index:x}::2", "2001:db8::2"]
+        self._sport = 20000
+        self._batch = 0
+        self._procs: list[subprocess.Popen[str]] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def __enter__(self) -> EgressLab:
+        try:
+            self._create()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _ip(self, ns: str, *args: str) -> None:
+        _run(["ip", "-n", ns, *args])
+
+    def _create(self) -> None:
+        h, p = self.host, self.peer
+        _run(["ip", "netns", "add", h])
+        _run(["ip", "netns", "add", p])
+        for dev in ("enc0", "out0"):
+            _run(["ip", "-n", h, "link", "add", dev, "type", "veth", "peer", "name", f"p{dev}", "netns", p])
+        i = self.index
+        self._ip(h, "addr", "add", f"{SUBNET_PREFIX}.{i}.2/24", "dev", "enc0")
+        self._ip(h, "addr", "add", f"fd20:4:{i:x}::2/64", "dev", "enc0", "nodad")
+        self._ip(h, "addr", "add", "198.51.100.2/24", "dev", "out0")
+        self._ip(h, "addr", "add", "2001:db8::2/64", "dev", "out0", "nodad")
+        for a in self.enclave_v4:
+            self._ip(p, "addr", "add", f"{a}/24", "dev", "penc0")
+        self._ip(p, "addr", "add", f"{self.enclave_v6[0]}/64", "dev", "penc0", "nodad")
+        for a in self.outside_v4:
+            self._ip(p, "addr", "add", f"{a}/24", "dev", "pout0")
+        for a in self.outside_v6:
+            self._ip(p, "addr", "add", f"{a}/64", "dev", "pout0", "nodad")
+        for ns in (h, p):
+            for dev in ("lo", *(("enc0", "out0") if ns == h else ("penc0", "pout0"))):
+                self._ip(ns, "link", "set", dev, "up")
+        self._ip(h, "route", "add", "203.0.113.0/24", "via", "198.51.100.1", "dev", "out0")
+        macs = {d: self._mac(p, f"p{d}") for d in ("enc0", "out0")}
+        for addr in [*self.enclave_v4, *self.enclave_v6]:
+            self._ip(h, "neigh", "replace", addr, "lladdr", macs["enc0"], "dev", "enc0", "nud", "permanent")
+        for addr in ["198.51.100.1", "198.51.100.7", *self.outside_v6]:
+            self._ip(h, "neigh", "replace", addr, "lladdr", macs["out0"], "dev", "out0", "nud", "permanent")
+        self._capture = self._spawn(p, _CAPTURE)
+        self._sender = self._spawn(h, _SENDER)
+
+    def _mac(self, ns: str, dev: str) -> str:
+        links = json.loads(_run(["ip", "-n", ns, "-j", "link", "show", dev]).stdout)
+        return str(links[0]["address"])
+
+    def _spawn(self, ns: str, code: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        """Kill the lab's processes (by PID) and delete both namespaces."""
+        for proc in self._procs:
+            proc.kill()
+            proc.wait(timeout=10)
+        self._procs.clear()
+        for ns in (self.host, self.peer):
+            _run(["ip", "netns", "del", ns], check=False)
+
+    # -- using it ----------------------------------------------------------------------------------------------
+    def run(self, argv: Sequence[str], input_text: str | None = None, check: bool = True) -> str:
+        """Run ``argv`` inside the host namespace and return its stdout."""
+        return _run(["ip", "netns", "exec", self.host, *argv], input_text=input_text, check=check).stdout
+
+    def command(self, argv: list[str]) -> CommandOutput:
+        """Run ``argv`` in the host namespace as the collectors' ``Trace.run`` would (for shared readers)."""
+        proc = subprocess.run(["ip", "netns", "exec", self.host, *argv], capture_output=True, timeout=60, check=False)
+        error = None if proc.returncode == 0 else f"exit {proc.returncode}: {proc.stderr.decode(errors='replace')}"
+        return CommandOutput(list(argv), proc.stdout, proc.stderr, proc.returncode, error)
+
+    def reset(self) -> None:
+        """Empty the host's firewall: nftables flushed, the legacy filter tables back to accept with no rules."""
+        self.run(["nft", "flush", "ruleset"])
+        empty = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
+        for tool in ("iptables-legacy-restore", "ip6tables-legacy-restore"):
+            self.run([tool], input_text=empty)
+
+    def probes(
+        self, protocols: Sequence[str] = ("tcp", "udp", "icmp"), ports: Sequence[int] = (22, 53, 443)
+    ) -> list[Probe]:
+        """One probe per destination address, protocol and port, each with a source port/id never used before."""
+        out = []
+        for address in [*self.enclave_v4, *self.enclave_v6, *self.outside_v4, *self.outside_v6]:
+            for protocol in protocols:
+                for port in ports if protocol != "icmp" else (None,):
+                    self._sport += 1
+                    out.append(Probe(protocol, address, port, self._sport))
+        return out
+
+    def send(self, probes: Sequence[Probe]) -> tuple[set[tuple[str, str, int | None, int]], list[Any]]:
+        """Send ``probes`` from the host; return the keys the peer received and the sender's per-probe errnos."""
+        self._batch += 1
+        assert self._sender.stdin is not None  # noqa: S101
+        assert self._sender.stdout is not None  # noqa: S101
+        assert self._capture.stdout is not None  # noqa: S101
+        cmd = {"batch": self._batch, "probes": [[p.protocol, p.address, p.port, p.sport] for p in probes]}
+        self._sender.stdin.write(json.dumps(cmd) + "\n")
+        self._sender.stdin.flush()
+        line = self._sender.stdout.readline()
+        if not line:
+            raise LabError(f"the sender died: {self._sender.stderr.read() if self._sender.stderr else ''}")
+        errors = json.loads(line)
+        report = self._capture.stdout.readline()
+        if not report:
+            raise LabError(f"the capture died: {self._capture.stderr.read() if self._capture.stderr else ''}")
+        seen = json.loads(report)
+        if seen["batch"] != self._batch:
+            raise LabError(f"capture answered batch {seen['batch']}, expected {self._batch}")
+        wanted = {p.key for p in probes}
+        return {k for k in (tuple(x) for x in seen["seen"]) if k in wanted}, errors
+
+    def oif(self, address: str) -> str:
+        """The host's output interface towards ``address``."""
+        return "enc0" if address in {*self.enclave_v4, *self.enclave_v6} else "out0"
+
+
+def lab_requirements_missing() -> list[str]:
+    """What this machine lacks for the lab."""
+    missing = [
+        t
+        for t in ("ip", "nft", "iptables-legacy-restore", "iptables-nft-restore")
+        if not Path(f"/usr/sbin/{t}").exists()
+    ]
+    if os.geteuid() != 0:
+        missing.append("root")
+    return missing
