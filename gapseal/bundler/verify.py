@@ -31,7 +31,7 @@ from gapseal.bundler.statement import bundle_predicate, image_index_entries, sta
 from gapseal.errors import GapsealError, SignatureError, VerificationError
 from gapseal.jsonlimits import MAX_DOCUMENT, json_problem, load_model
 from gapseal.progress import NO_PROGRESS, Progress
-from gapseal.signing.attestation import VerifiedStatement, verify_statement
+from gapseal.signing.attestation import VerifiedStatement, check_bundle_shape, verify_statement
 from gapseal.signing.keys import VerifyingKey
 
 _TOP_LEVEL = frozenset({"oci-layout", "index.json"})
@@ -336,6 +336,10 @@ def _check_signatures(
         referenced.update(
             oci.blob_path(d) for d in (sd.digest, sig_manifest.config.digest, sig_manifest.layers[0].digest)
         )
+        try:
+            check_bundle_shape(sig_bytes)
+        except SignatureError as e:
+            raise problems.fatal(f"{what} does not carry a well-formed Sigstore bundle: {e.message}") from e
         try:
             statement = verify_statement(
                 sig_bytes, trusted_keys, allowed_predicate_types=frozenset({oci.BUNDLE_PREDICATE_TYPE})

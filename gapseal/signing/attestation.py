@@ -191,6 +191,15 @@ def _parse_bundle(bundle_bytes: bytes) -> tuple[Bundle, Envelope]:
     return bundle, envelope
 
 
+def check_bundle_shape(bundle_bytes: bytes) -> None:
+    """Raise ``SignatureError`` unless ``bundle_bytes`` is a well-formed Sigstore bundle v0.3 with a DSSE envelope.
+
+    Structure only, no signature is checked: a verifier that must tell "not signature material at all" (fatal) from
+    "a signature it cannot rely on" (reported) calls this first.
+    """
+    _parse_bundle(bundle_bytes)
+
+
 def _parse_statement(
     payload: bytes, allowed_predicate_types: Collection[str]
 ) -> tuple[tuple[Subject, ...], str, dict[str, Any]]:
