@@ -320,7 +320,8 @@ class EgressAnswer(_Model):
     """``accept``: every base chain lets such a packet out; ``drop``: one drops it; ``unknown``: it depends on a rule
     gapseal does not model (quoted in ``decided_by``)."""
     decided_by: list[str]
-    """The rules (quoted as the ruleset prints them) or chain policies that decided, or the rules not understood."""
+    """The rules (quoted as the ruleset prints them, double quotes as single) or chain policies that decided, or
+    the rules not understood."""
 
 
 class FirewallEgress(_Model):

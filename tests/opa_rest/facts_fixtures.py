@@ -134,6 +134,7 @@ def compliant_facts(host: str = "host1") -> dict[str, Any]:
                 "ruleset": [{"metainfo": {"json_schema_version": 1}}],
             },
             iptables={"status": "ok", "reason": None, "present": False, "chains": []},
+            egress=egress_facts(),
         ),
         "dns": _ok(
             resolv_conf_present=True,
@@ -308,6 +309,44 @@ def _altered_file(d: dict[str, Any]) -> None:
 def _accept_public(d: dict[str, Any]) -> None:
     nft = d["firewall"]["nftables"]
     nft["rules"].append(nft_rule("output", "accept", handle=9, daddr=("203.0.113.0/24",)))
+    d["firewall"]["egress"] = egress_facts(extra_public_accept=True)
+
+
+def egress_facts(extra_public_accept: bool = False) -> dict[str, Any]:
+    """firewall.egress as gapseal's evaluator answers for the lockdown (plus an accept to 203.0.113.0/24)."""
+    from gapseal.audit import netfilter
+    from gapseal.audit.collectors.firewall import egress_answers
+
+    def match(left: dict[str, Any], right: Any, op: str = "==") -> dict[str, Any]:
+        return {"match": {"op": op, "left": left, "right": right}}
+
+    daddr = {"payload": {"protocol": "ip", "field": "daddr"}}
+    exprs = [
+        [match({"meta": {"key": "oifname"}}, "lo"), {"accept": None}],
+        [match({"ct": {"key": "state"}}, ["established", "related"], "in"), {"accept": None}],
+        [match(daddr, {"prefix": {"addr": "10.231.1.0", "len": 30}}),
+         match({"payload": {"protocol": "tcp", "field": "dport"}}, 22), {"accept": None}],
+    ]  # fmt: skip
+    if extra_public_accept:
+        exprs.append([match(daddr, {"prefix": {"addr": "203.0.113.0", "len": 24}}), {"accept": None}])
+    items: list[dict[str, Any]] = [
+        {"table": {"family": "inet", "name": "gapseal"}},
+        {"chain": {"family": "inet", "table": "gapseal", "name": "output", "type": "filter", "hook": "output",
+                   "prio": 0, "policy": "drop"}},
+    ]  # fmt: skip
+    items += [{"rule": {"family": "inet", "table": "gapseal", "chain": "output", "handle": i + 2, "expr": e}}
+              for i, e in enumerate(exprs)]  # fmt: skip
+    ruleset = netfilter.build_ruleset(nft_json={"nftables": items})
+    return {
+        "status": "ok",
+        "reason": None,
+        "base_chains": ["nftables inet gapseal output: hook output priority 0 policy drop"],
+        "notes": [],
+        "probes": [
+            a.model_dump(mode="json") for a in egress_answers(netfilter.probe_verdicts(ruleset, ["203.0.113.1"]))
+        ],
+        "classes": [a.model_dump(mode="json") for a in egress_answers(netfilter.egress_classes(ruleset))],
+    }
 
 
 def _routes_unknown(d: dict[str, Any]) -> None:

@@ -314,7 +314,8 @@ def egress_answers(classes: list[netfilter.DestinationClass]) -> list[EgressAnsw
             destinations=[network(n) for n in c.networks()],
             ports=_ports(c.ports),
             verdict=c.verdict,
-            decided_by=list(c.decided_by),
+            # regopy (rego-cpp) emits a string holding '"' unescaped and breaks its own output: quote with "'"
+            decided_by=[q.replace('"', "'") for q in c.decided_by],
         )
         for c in classes
     ]
