@@ -32,6 +32,7 @@ from gapseal.installer.report import (
     ReportBundle,
     ReportFailure,
     ReportService,
+    ReportServiceAttempt,
 )
 from gapseal.installer.runner import HostOutcome, PlaybookRun, run_playbook
 from gapseal.progress import NO_PROGRESS, Progress
@@ -150,13 +151,52 @@ def _variants(facts: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+def _attempt(a: Mapping[str, Any]) -> ReportServiceAttempt:
+    raw_exit = a.get("exit")
+    ex: Mapping[str, Any] = raw_exit if isinstance(raw_exit, Mapping) else {}
+    return ReportServiceAttempt(
+        backend=str(a.get("backend", "")),
+        healthy=bool(a.get("healthy")),
+        reason=str(a.get("reason") or ""),
+        exit_code=str(ex.get("code") or "") if ex.get("active") != "active" else "",
+        exit_status=str(ex.get("status") or "") if ex.get("active") != "active" else "",
+        journal=[str(line) for line in a.get("journal") or []],
+    )
+
+
+def _service(s: Mapping[str, Any], check: Mapping[str, Any] | None) -> ReportService:
+    """A service's state, with its health check's outcome (the service role's ``gapseal_service_checks``)."""
+    if check is None:
+        return ReportService(name=str(s["name"]), unit=str(s["unit"]), state=str(s["state"]))
+    raw_exposure = check.get("exposure")
+    exposure: Mapping[str, Any] = raw_exposure if isinstance(raw_exposure, Mapping) else {}
+    restored = check.get("restored")
+    return ReportService(
+        name=str(s["name"]),
+        unit=str(s["unit"]),
+        state=str(s["state"]),
+        backend=str(check.get("backend") or "") or None,
+        healthy=bool(check.get("healthy")),
+        ready_seconds=check.get("ready_seconds"),
+        exposure=exposure.get("score"),
+        exposure_level=exposure.get("level"),
+        restored=str(restored) if restored else None,
+        attempts=[_attempt(a) for a in check.get("attempts") or [] if isinstance(a, Mapping)],
+    )
+
+
 def _host_report(outcome: HostOutcome) -> HostReport:
     status = "unreachable" if outcome.unreachable else ("ok" if outcome.succeeded else "failed")
+    checks = {
+        str(c.get("name")): c for c in outcome.facts.get("gapseal_service_checks") or [] if isinstance(c, Mapping)
+    }
     services = [
-        ReportService(name=str(s["name"]), unit=str(s["unit"]), state=str(s["state"]))
+        _service(s, checks.get(str(s["name"])))
         for s in outcome.facts.get("gapseal_services") or []
         if isinstance(s, Mapping)
     ]
+    if any(s.healthy is False for s in services):
+        status = "failed" if status == "ok" else status  # a service that is not healthy never leaves a host "ok"
     return HostReport(
         name=outcome.name,
         status=status,

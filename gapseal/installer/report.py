@@ -43,6 +43,23 @@ class ReportFailure(_ReportModel):
     """The host could not be reached at all."""
 
 
+class ReportServiceAttempt(_ReportModel):
+    """One start of a service on one build variant, and what its health check saw."""
+
+    backend: str
+    """The variant's backend."""
+    healthy: bool
+    """Ready within the timeout and the real request answered 2xx."""
+    reason: str = ""
+    """Why not (empty when healthy)."""
+    exit_code: str = ""
+    """How the unit's main process ended: ``exited``, ``killed`` or ``dumped`` (empty while it runs)."""
+    exit_status: str = ""
+    """Its exit status, or the signal (``SIGILL``)."""
+    journal: list[str] = Field(default_factory=list)
+    """The unit's last journal lines (on failure)."""
+
+
 class ReportService(_ReportModel):
     """A service unit on a host."""
 
@@ -51,7 +68,21 @@ class ReportService(_ReportModel):
     unit: str
     """Unit file path."""
     state: str
-    """``started`` or ``not started: <why>``."""
+    """``started``, ``started, healthy (<backend>)``, ``failed health check`` or ``not started: <why>``."""
+    backend: str | None = None
+    """The variant the service runs on after any fallback (None when it was not health-checked)."""
+    healthy: bool | None = None
+    """The health check's verdict (None when the spec declares none or the unit was not started)."""
+    ready_seconds: float | None = None
+    """Seconds from the health check's start to readiness."""
+    exposure: float | None = None
+    """``systemd-analyze security`` overall exposure of the unit (0 best, 10 worst), when the host has it."""
+    exposure_level: str | None = None
+    """Its level word (``OK``, ``MEDIUM``, ``EXPOSED``, ``UNSAFE``)."""
+    restored: str | None = None
+    """The version restored after every attempt failed, or None."""
+    attempts: list[ReportServiceAttempt] = Field(default_factory=list)
+    """Every start, in order: the chosen variant, then each fallback."""
 
 
 class HostReport(_ReportModel):
