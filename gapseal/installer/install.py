@@ -317,7 +317,7 @@ def _install_verified(
     return build_report(bundle, inventory, run, options=options, started=started, duration=time.monotonic() - t0)
 
 
-_SERVICE_KEYS = frozenset({"name", "build", "model", "exec", "args", "port", "bind", "env"})
+_SERVICE_KEYS = frozenset({"name", "build", "model", "exec", "args", "port", "bind", "env", "health", "fallback"})
 
 
 def load_services(path: Path) -> list[dict[str, Any]]:
@@ -363,5 +363,17 @@ def load_services(path: Path) -> list[dict[str, Any]]:
             raise InstallError(f"{at}: env must be a mapping of names to values", where=where)
         if not isinstance(svc.get("args", []), list):
             raise InstallError(f"{at}: args must be a list", where=where)
+        if svc.get("health") is not None:
+            from pydantic import ValidationError
+
+            from gapseal.bundler.spec import HealthCheck
+
+            try:
+                svc["health"] = HealthCheck.model_validate(svc["health"]).model_dump(mode="json")
+            except ValidationError as e:
+                first = e.errors()[0]
+                raise InstallError(f"{at}: health: {first['msg']}", where=where) from e
+        if not isinstance(svc.get("fallback", False), bool):
+            raise InstallError(f"{at}: fallback must be true or false", where=where)
         out.append(dict(svc))
     return out
