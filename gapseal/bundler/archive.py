@@ -48,7 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gapseal.atomic import remove_stale_temps, temp_prefix
 from gapseal.bundler import tarformat
 from gapseal.canonical import canonical_model_json
-from gapseal.errors import BundleError, InputError, UsageError
+from gapseal.errors import BundleError, InputError, UsageError, output_exists, output_not_writable
 from gapseal.progress import NO_PROGRESS, Progress
 
 PARTS_LIST_NAME = "gapseal-parts.json"
@@ -460,12 +460,12 @@ def _check_outputs(out: Path, targets: list[Path], overwrite: bool) -> None:
         )
     directory = out.parent
     if not directory.is_dir():
-        raise UsageError(f"output directory does not exist: {directory}")
+        raise output_not_writable(out, f"directory {directory} does not exist")
     if not os.access(directory, os.W_OK | os.X_OK):
-        raise UsageError(f"output directory is not writable: {directory}")
+        raise output_not_writable(out, f"directory {directory} is not writable")
     existing = [t for t in targets if t.exists() or t.is_symlink()]
     if existing and not overwrite:
-        raise UsageError(f"output exists: {existing[0]}", hint="pass --overwrite to replace it")
+        raise output_exists(existing[0])
     for t in existing:
         if t.is_dir() or t.is_symlink():
             raise UsageError(f"output exists and is not a regular file: {t}", hint="remove it or choose another --out")

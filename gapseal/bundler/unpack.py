@@ -31,7 +31,7 @@ from gapseal.atomic import DurableWriter, fsync_dir, remove_stale_temps, sync_fi
 from gapseal.bundler.inventory import LayoutEntry, LayoutInventory, LayoutSink, walk_archive
 from gapseal.bundler.rollback import RollbackState
 from gapseal.bundler.verify import VerifiedBundle, verify_read_bundle
-from gapseal.errors import ArchiveError, BundleError, InputPathError, UsageError
+from gapseal.errors import ArchiveError, BundleError, InputPathError, UsageError, output_exists, output_not_writable
 from gapseal.names import UnsafeNameError, join_under
 from gapseal.progress import NO_PROGRESS, Progress
 from gapseal.signing.keys import VerifyingKey
@@ -130,13 +130,13 @@ def unpack_and_verify(
     out_dir = Path(out_dir)
     parent = out_dir.parent
     if (out_dir.exists() or out_dir.is_symlink()) and not overwrite:
-        raise UsageError(f"output exists: {out_dir}", hint="choose another --out or pass --overwrite")
+        raise output_exists(out_dir)
     if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
         raise UsageError(f"output is not a directory: {out_dir}", hint="remove it or choose another --out")
     if not parent.is_dir():
-        raise UsageError(f"output directory's parent does not exist: {parent}")
+        raise output_not_writable(out_dir, f"directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write in {parent}")
+        raise output_not_writable(out_dir, f"directory {parent} is not writable")
     if archive.is_dir():
         raise InputPathError(
             f"{archive} is a directory, already unpacked", where=str(archive), hint="verify or use it as it is"

@@ -26,7 +26,7 @@ from gapseal.bundler.archive import (
 )
 from gapseal.bundler.inventory import LayoutEntry, read_layout_archive, read_layout_dir
 from gapseal.canonical import canonical_model_json
-from gapseal.errors import ArchiveError, InputError, UsageError
+from gapseal.errors import ArchiveError, InputError, OutputError, UsageError
 from gapseal.progress import Progress
 
 MTIME = 1_700_000_000
@@ -161,7 +161,7 @@ def test_skopeo_reads_the_pack_as_an_oci_archive(tmp_path: Path) -> None:
 def test_pack_refuses_to_overwrite_unless_asked(tmp_path: Path, layout: Path) -> None:
     out = tmp_path / "b.tar"
     out.write_bytes(b"precious")
-    with pytest.raises(UsageError, match="output exists"):
+    with pytest.raises(UsageError, match="already exists"):
         pack_layout(layout, out, mtime=MTIME)
     assert out.read_bytes() == b"precious"
     pack_layout(layout, out, mtime=MTIME, overwrite=True)
@@ -169,7 +169,7 @@ def test_pack_refuses_to_overwrite_unless_asked(tmp_path: Path, layout: Path) ->
 
 
 def test_pack_checks_the_output_before_reading_the_layout(tmp_path: Path, layout: Path) -> None:
-    with pytest.raises(UsageError, match="does not exist"):
+    with pytest.raises(OutputError, match="does not exist"):
         pack_layout(layout, tmp_path / "missing" / "b.tar", mtime=MTIME)
     with pytest.raises(UsageError, match="must end with .tar"):
         pack_layout(layout, tmp_path / "b.tgz", mtime=MTIME)
@@ -188,7 +188,7 @@ def test_pack_refuses_an_output_directory_it_cannot_write(tmp_path: Path, layout
             immutable = subprocess.run(["chattr", "+i", str(ro)], capture_output=True, check=False).returncode == 0
         if os.access(ro, os.W_OK):
             pytest.skip("cannot make a directory unwritable for this user here (root without chattr +i)")
-        with pytest.raises(UsageError, match="not writable"):
+        with pytest.raises(OutputError, match="not writable"):
             pack_layout(layout, ro / "b.tar", mtime=MTIME)
     finally:
         if immutable:
@@ -362,7 +362,7 @@ def test_split_refuses_existing_parts_and_overwrite_removes_stale_ones(tmp_path:
     out = tmp_path / "out" / "b.tar"
     (tmp_path / "out").mkdir()
     part_path(out, 9).write_bytes(b"old")
-    with pytest.raises(UsageError, match="output exists"):
+    with pytest.raises(UsageError, match="already exists"):
         pack_layout(layout, out, mtime=MTIME, part_size=PART)
     result = pack_layout(layout, out, mtime=MTIME, part_size=PART, overwrite=True)
     assert len(result.parts) < 9

@@ -17,7 +17,7 @@ from gapseal.bundler import tarformat
 from gapseal.bundler.archive import pack_layout
 from gapseal.bundler.inventory import read_layout_dir
 from gapseal.bundler.unpack import unpack_archive
-from gapseal.errors import ArchiveError, UsageError
+from gapseal.errors import ArchiveError, OutputError, UsageError
 from gapseal.progress import Progress
 
 MTIME = 1_700_000_000
@@ -75,7 +75,7 @@ def test_unpack_refuses_an_existing_output_unless_asked(tmp_path: Path, layout: 
     tar = pack_layout(layout, tmp_path / "b.tar", mtime=MTIME).out
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep").write_bytes(b"x")
-    with pytest.raises(UsageError, match="output exists"):
+    with pytest.raises(UsageError, match="already exists"):
         unpack_archive(tar, tmp_path / "out")
     assert (tmp_path / "out" / "keep").exists()
     unpack_archive(tar, tmp_path / "out", overwrite=True)
@@ -178,11 +178,11 @@ def test_unpack_refuses_hostile_members(tmp_path: Path, build: Callable[[tarfile
 
 def test_unpack_into_a_missing_parent_is_a_usage_error(tmp_path: Path, layout: Path) -> None:
     tar = pack_layout(layout, tmp_path / "b.tar", mtime=MTIME).out
-    with pytest.raises(UsageError, match="parent does not exist"):
+    with pytest.raises(OutputError, match="does not exist"):
         unpack_archive(tar, tmp_path / "no" / "out")
 
 
-def test_unpack_into_an_unwritable_directory_is_a_usage_error(tmp_path: Path, layout: Path) -> None:
+def test_unpack_into_an_unwritable_directory_is_an_output_error(tmp_path: Path, layout: Path) -> None:
     """Mode 0500 stops other users; root is stopped by the immutable attribute (chattr +i) instead."""
     tar = pack_layout(layout, tmp_path / "b.tar", mtime=MTIME).out
     ro = tmp_path / "ro"
@@ -194,7 +194,7 @@ def test_unpack_into_an_unwritable_directory_is_a_usage_error(tmp_path: Path, la
             immutable = subprocess.run(["chattr", "+i", str(ro)], capture_output=True, check=False).returncode == 0
         if os.access(ro, os.W_OK):
             pytest.skip("cannot make a directory unwritable for this user here (root without chattr +i)")
-        with pytest.raises(UsageError, match="cannot write in"):
+        with pytest.raises(OutputError, match="is not writable"):
             unpack_archive(tar, ro / "out")
     finally:
         if immutable:
