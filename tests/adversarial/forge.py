@@ -159,7 +159,10 @@ def resign(
     elif isinstance(descriptor, bytes):
         descriptor_bytes = descriptor
     else:
-        descriptor_bytes = canonical_json(descriptor)
+        try:
+            descriptor_bytes = canonical_json(descriptor)
+        except UnicodeEncodeError:  # a lone surrogate: JSON can still carry it, as an ASCII escape
+            descriptor_bytes = json.dumps(descriptor, sort_keys=True, separators=(",", ":")).encode()
     parsed = _parse(descriptor_bytes)
     config_digest = layout.add_blob(descriptor_bytes)
 
@@ -210,7 +213,7 @@ def resign(
         subjects = subjects_edit(subjects)
     if predicate_edit is not None:
         predicate = predicate_edit(dict(predicate))
-    if subjects_edit is None:
+    if subjects_edit is None and len({n for n, _ in subjects}) == len(subjects):
         statement = sign_statement([Subject(n, d) for n, d in subjects], oci.BUNDLE_PREDICATE_TYPE, predicate, key)
     else:
         statement = sign_payload(statement_payload(subjects, predicate), key)
