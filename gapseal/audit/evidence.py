@@ -224,6 +224,22 @@ def input_file(path: Path, dest: str, digest: str | None, description: str) -> I
     return InputFile(dest, data, description)
 
 
+def _check_inputs(results: Results, inputs: Sequence[InputFile]) -> None:
+    """The site and waivers files the results rest on must be given, byte for byte; nothing else may be."""
+    given = {i.path: "sha256:" + hashlib.sha256(i.data).hexdigest() for i in inputs}
+    if len(given) != len(inputs) or set(given) - {SITE_FILE, WAIVERS_FILE}:
+        raise AuditError(f"unexpected evidence inputs: {', '.join(sorted(i.path for i in inputs))}")
+    site = results.site.sha256 if results.site is not None and results.site.source == "file" else None
+    for rel, digest, what in (
+        (SITE_FILE, site, f"site file {results.site.path if results.site else ''}"),
+        (WAIVERS_FILE, results.waivers_digest, "waivers file"),
+    ):
+        if digest is not None and rel not in given:
+            raise AuditError(f"the results rest on {what} ({digest}) but it is not given to keep in the evidence")
+        if rel in given and given[rel] != digest:
+            raise AuditError(f"{rel} is not the file the results rest on ({given[rel]}, results: {digest})")
+
+
 def write_evidence(
     out_dir: Path,
     *,
@@ -276,9 +292,7 @@ def write_evidence(
     extra = set(by_host) - {h.host for h in results.hosts}
     if extra:
         raise AuditError(f"facts given for hosts without results: {', '.join(sorted(extra))}")
-    for i in inputs:
-        if i.path not in (SITE_FILE, WAIVERS_FILE):
-            raise AuditError(f"unexpected evidence input {i.path!r}")
+    _check_inputs(results, inputs)
 
     scope = audit_scope(results.site)
     profiles = [host_profile(h.host, by_host[h.host].facts) for h in results.hosts]

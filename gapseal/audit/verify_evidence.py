@@ -184,5 +184,8 @@ def _check_claims(predicate: dict[str, Any], expected: dict[str, str], signer_ke
         if site_digest is not None and f"sha256:{expected[SITE_FILE]}" != site_digest:
             raise _fail(f"{SITE_FILE} is not the site file the audit used ({site_digest})", SITE_FILE)
     waivers_digest = (predicate.get("policies") or {}).get("waivers")
+    if scope is not None:  # evidence that keeps its inputs (older evidence has no scope and no inputs/)
+        used = waivers_digest is not None
+        _present(expected, WAIVERS_FILE, used, "a waivers file was applied" if used else "none was")
     if WAIVERS_FILE in expected and f"sha256:{expected[WAIVERS_FILE]}" != waivers_digest:
         raise _fail(f"{WAIVERS_FILE} is not the waivers file the audit applied ({waivers_digest})", WAIVERS_FILE)
