@@ -21,6 +21,7 @@ from gapseal.audit.collectors.dns import collect_dns
 from gapseal.audit.collectors.firewall import collect_firewall
 from gapseal.audit.collectors.integrity import collect_integrity, read_install_record, record_paths
 from gapseal.audit.collectors.logs import collect_logging
+from gapseal.audit.collectors.package_sources import collect_package_sources
 from gapseal.audit.collectors.processes import collect_processes, list_processes, own_netns
 from gapseal.audit.collectors.proxy import collect_proxy
 from gapseal.audit.collectors.routes import collect_routes
@@ -28,6 +29,7 @@ from gapseal.audit.collectors.sockets import collect_sockets
 from gapseal.audit.collectors.ssh import collect_ssh
 from gapseal.audit.collectors.storage import Role, collect_storage
 from gapseal.audit.collectors.telemetry import collect_telemetry
+from gapseal.audit.collectors.timesync import collect_time
 from gapseal.audit.facts import (
     AuditdFacts,
     CollectorInfo,
@@ -40,6 +42,7 @@ from gapseal.audit.facts import (
     JournaldFacts,
     LoggingFacts,
     NftablesFacts,
+    PackageSourcesFacts,
     ProbesFacts,
     ProcessesFacts,
     ProxyFacts,
@@ -49,6 +52,7 @@ from gapseal.audit.facts import (
     SshFacts,
     StorageFacts,
     TelemetryFacts,
+    TimeFacts,
 )
 from gapseal.audit.probes import DEFAULT_ROUTE_TARGETS, DEFAULT_TIMEOUT, ProbeTarget, run_probes
 from gapseal.errors import AuditError, GapsealError
@@ -87,6 +91,8 @@ def _unknown(domain: str, reason: str) -> object:
         "telemetry": TelemetryFacts,
         "storage": StorageFacts,
         "ssh": SshFacts,
+        "package_sources": PackageSourcesFacts,
+        "time": TimeFacts,
     }
     return simple[domain](status="unknown", reason=reason)
 
@@ -179,6 +185,8 @@ def collect_facts(
         integrity=_guard("integrity", progress, integrity),
         ssh=_guard("ssh", progress, lambda: collect_ssh(store, root)),
         logging=_guard("logging", progress, lambda: collect_logging(store, root)),
+        package_sources=_guard("package_sources", progress, lambda: collect_package_sources(store, root)),
+        time=_guard("time", progress, lambda: collect_time(store, root)),
         raw_outputs=store.items(),
     )
 

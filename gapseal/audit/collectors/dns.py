@@ -1,4 +1,8 @@
-"""Name resolution: ``/etc/resolv.conf``, ``/etc/nsswitch.conf`` and systemd-resolved's configuration."""
+"""Name resolution: resolv.conf, nsswitch.conf, systemd-resolved, and the DNS servers networkd gives each link.
+
+Read: ``/etc/resolv.conf``, ``/etc/nsswitch.conf``, ``resolved.conf`` and its drop-ins, resolved's upstream list
+``/run/systemd/resolve/resolv.conf``, networkd ``.network`` ``DNS=`` and the runtime per-link state.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import os
 from pathlib import Path
 
 from gapseal.audit.collectors._common import RawStore, Trace, address_class, parse_ini_sections, strip_comment
+from gapseal.audit.collectors._networkd import network_servers
 from gapseal.audit.facts import DnsFacts, Nameserver, ResolvedFacts
 
 
@@ -91,6 +96,16 @@ def collect_dns(store: RawStore, root: Path) -> DnsFacts:
             ns = _nameserver(item, origin)
             if ns is not None:
                 servers.append(ns)
+    for link in network_servers(trace, root):  # networkd DNS= and per-link servers (resolvectl, DHCP)
+        if link.kind == "DNS":
+            ns = _nameserver(link.value, f"{link.origin}:{link.location}")
+            if ns is not None:
+                servers.append(ns)
+    upstream = root / "run/systemd/resolve/resolv.conf"  # resolved's upstream servers, whatever set them
+    up_text = trace.read_text(upstream, record_missing=False)
+    if up_text is not None:
+        for ns in parse_resolv_conf(up_text)[0]:
+            servers.append(ns.model_copy(update={"origin": f"resolved-upstream:{upstream}"}))
     status = "ok"
     reason = None
     if text is None and not present:

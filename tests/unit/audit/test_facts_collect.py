@@ -240,7 +240,7 @@ def test_cli_out_writes_a_loadable_document_and_refuses_overwrite(
     assert facts.integrity.checked == 3
     assert capsys.readouterr().out == ""  # written to the file only
     assert main(["audit", "collect", "--root", str(clean.root), "--out", str(out)]) == 2
-    assert f"{out} exists" in capsys.readouterr().err
+    assert f"output {out} already exists" in capsys.readouterr().err
     assert main(["audit", "collect", "--root", str(clean.root), "--out", str(out), "--overwrite"]) == 0
 
 
