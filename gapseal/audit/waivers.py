@@ -6,7 +6,7 @@ every host it names, so a forgotten deviation cannot linger.
 
 File format (YAML)::
 
-    api_version: gapseal/v1
+    apiVersion: gapseal/v1          # spelled as in spec, trust and site files (gapseal.documents)
     kind: Waivers
     waivers:
       - rule: ENCRYPTION-001
@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gapseal.audit.engines.policyset import RULE_ID_RE
 from gapseal.audit.results import WaiverRef
+from gapseal.documents import header_problem
 from gapseal.errors import AuditError
 
 EXPIRED_WAIVER_RULE = "WAIVER-EXPIRED"
@@ -91,7 +92,7 @@ class Waiver(_Model):
 class WaiversFile(_Model):
     """The waivers document."""
 
-    api_version: Literal["gapseal/v1"] = Field(description="Schema version.")
+    api_version: Literal["gapseal/v1"] = Field(alias="apiVersion", description="Schema version.")
     kind: Literal["Waivers"] = Field(description="Document kind.")
     waivers: tuple[Waiver, ...] = Field(default=(), description="The waivers, in any order.")
 
@@ -134,8 +135,9 @@ def parse_waivers(text: bytes, *, where: str = "waivers") -> WaiverSet:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise AuditError(f"waivers file is not valid YAML: {e}", where=where) from e
-    if not isinstance(raw, dict) or raw.get("kind") != "Waivers" or raw.get("api_version") != "gapseal/v1":
-        raise AuditError("not a waivers file: expected kind 'Waivers' and api_version 'gapseal/v1'", where=where)
+    problem = header_problem(raw, "Waivers")
+    if problem is not None:
+        raise AuditError(f"not a waivers file: {problem}", where=where)
     try:
         document = WaiversFile.model_validate(raw)
     except ValidationError as e:

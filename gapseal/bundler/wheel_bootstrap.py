@@ -1,13 +1,20 @@
 """Write gapseal's wheels out of an unpacked bundle with nothing but Python's standard library.
 
-For a host that has no gapseal yet (and no network): ``tar xf NAME.gapseal.tar -C bundle``, then
-``python3 wheel_bootstrap.py bundle wheels/``, then ``python3 -m venv v && v/bin/pip install --no-index
---find-links wheels/ gapseal``, then ``v/bin/gapseal bundle verify bundle --key team.pub``.
+It travels with the bundle: ``gapseal bundle pack`` of a bundle made with ``--include-self`` writes it beside the tar
+as ``NAME.bootstrap.py`` and prints its sha256 and the bundle's manifest digest, for the security team to hand over
+with the public key. On a host that has no gapseal yet (and no network)::
 
-This script imports nothing from gapseal on purpose, so it runs before gapseal is installed; copy it beside the bundle.
-It checks each wheel against the digest the bundle manifest lists, but it cannot check the signature (that needs the
-``cryptography`` wheel it is about to install): the ``gapseal bundle verify`` that follows is what proves the bundle,
-wheels included, is the one the security team signed. If that verify fails, remove the virtual environment.
+    sha256sum NAME.bootstrap.py                       # compare with the digest the security team gave you
+    mkdir bundle && tar xf NAME.gapseal.tar -C bundle
+    python3 NAME.bootstrap.py bundle wheels --expect sha256:<manifest digest>
+    python3 -m venv venv && venv/bin/pip install --no-index --find-links wheels gapseal
+    venv/bin/gapseal bundle verify bundle --key team.pub
+
+This script imports nothing from gapseal on purpose, so it runs before gapseal is installed. It checks each wheel
+against the digest the bundle manifest lists, and with ``--expect`` that manifest against the digest the security
+team handed over, so the wheels are the signed ones before any of them is installed. It cannot check the signature
+itself (that needs the ``cryptography`` wheel it is about to install): the ``gapseal bundle verify`` that follows
+proves the bundle, wheels included, is the one the security team signed. If that verify fails, remove the venv.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -43,17 +51,31 @@ def _read_checked(layout: Path, digest: str, limit: int = 64 * 1024 * 1024) -> b
     return data
 
 
-def extract_wheels(layout: Path, out: Path) -> list[Path]:
-    """Copy every ``wheels/<file>`` layer of the bundle at ``layout`` into the new directory ``out``."""
-    index = json.loads((layout / "index.json").read_bytes())
+def manifest_digest(layout: Path) -> str:
+    """The digest of the bundle manifest ``index.json`` names (``gapseal-bundle``), unverified."""
+    index_path = layout / "index.json"
+    if not index_path.is_file():
+        raise BootstrapError(f"{layout} is not an unpacked bundle (no index.json): 'mkdir DIR && tar xf TAR -C DIR'")
+    index = json.loads(index_path.read_bytes())
     named = [
         m
         for m in index.get("manifests", [])
         if (m.get("annotations") or {}).get("org.opencontainers.image.ref.name") == "gapseal-bundle"
     ]
-    if len(named) != 1:
+    if len(named) != 1 or not _DIGEST.match(str(named[0].get("digest"))):
         raise BootstrapError("index.json names no single 'gapseal-bundle' manifest")
-    manifest = json.loads(_read_checked(layout, named[0]["digest"]))
+    return str(named[0]["digest"])
+
+
+def extract_wheels(layout: Path, out: Path, expect: str | None = None) -> list[Path]:
+    """Copy every ``wheels/<file>`` layer of the bundle at ``layout`` into the new directory ``out``.
+
+    With ``expect`` (``sha256:<hex>``), the bundle manifest must be that one: the digest the security team handed over.
+    """
+    digest = manifest_digest(layout)
+    if expect is not None and digest != expect:
+        raise BootstrapError(f"the bundle manifest is {digest}, not the expected {expect}")
+    manifest = json.loads(_read_checked(layout, digest))
     wheels = []
     for layer in manifest.get("layers", []):
         title = (layer.get("annotations") or {}).get("org.opencontainers.image.title", "")
@@ -84,17 +106,27 @@ def extract_wheels(layout: Path, out: Path) -> list[Path]:
     return written
 
 
+def copy_script(dest: Path) -> str:
+    """Write this script to ``dest`` (beside a packed bundle) and return its ``sha256:<hex>``."""
+    shutil.copyfile(Path(__file__), dest)
+    return "sha256:" + hashlib.sha256(dest.read_bytes()).hexdigest()
+
+
 def main(argv: list[str]) -> int:
-    """``wheel_bootstrap.py BUNDLE_DIR OUT_DIR``."""
+    """``bootstrap.py BUNDLE_DIR OUT_DIR [--expect sha256:<manifest digest>]``."""
+    expect = None
+    if len(argv) == 4 and argv[2] == "--expect" and _DIGEST.match(argv[3]):
+        argv, expect = argv[:2], argv[3]
     if len(argv) != 2:
-        print("usage: wheel_bootstrap.py BUNDLE_DIR OUT_DIR", file=sys.stderr)
+        print("usage: bootstrap.py BUNDLE_DIR OUT_DIR [--expect sha256:<manifest digest>]", file=sys.stderr)
         return 2
     try:
-        written = extract_wheels(Path(argv[0]), Path(argv[1]))
+        written = extract_wheels(Path(argv[0]), Path(argv[1]), expect)
     except (BootstrapError, OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {len(written)} wheels to {argv[1]} (digests checked against the unverified bundle manifest)")
+    checked = f"the manifest {expect}" if expect else "the bundle manifest (not checked against a handed-over digest)"
+    print(f"wrote {len(written)} wheels to {argv[1]}, each checked against {checked}")
     print("next: install gapseal from them, then run 'gapseal bundle verify' on this bundle before trusting it")
     return 0
 

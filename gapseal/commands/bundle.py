@@ -192,22 +192,42 @@ def pack(
     quiet: bool = _QUIET,
 ) -> int:
     """Pack a bundle directory into one deterministic tar, or parts cut on blob boundaries."""
+    from gapseal.bundler import wheel_bootstrap
     from gapseal.bundler.archive import pack_layout, parse_size
+    from gapseal.bundler.inspect import read_layout_descriptor
+    from gapseal.errors import output_exists
 
     _output.configure(json_output=json_output, quiet=quiet)
     size = parse_size(part_size) if part_size is not None else None
     epoch = _source_date_epoch()
     mtime = epoch if epoch is not None else _created_epoch(bundle)
+    # A self-contained bundle (--include-self) travels with its stdlib-only bootstrap script, for a far side that has
+    # no gapseal yet; its digest and the manifest digest are printed for the security team's handover note.
+    script = None
+    if read_layout_descriptor(bundle).wheels is not None:
+        script = out.with_name(out.name.removesuffix(".tar").removesuffix(".gapseal") + ".bootstrap.py")
+        if (script.exists() or script.is_symlink()) and not overwrite:
+            raise output_exists(script)
     with _output.progress() as progress:
         result = pack_layout(bundle, out, mtime=mtime, part_size=size, overwrite=overwrite, progress=progress)
+    doc: dict[str, object] = {"ok": True, **result.as_dict()}
+    if script is not None:
+        doc["bootstrap"] = {
+            "path": str(script),
+            "sha256": wheel_bootstrap.copy_script(script),
+            "manifest_digest": wheel_bootstrap.manifest_digest(bundle),
+        }
     if json_output:
-        _output.emit_json({"ok": True, **result.as_dict()})
+        _output.emit_json(doc)
     else:
         _output.stdout.print(f"packed {bundle} into {result.out} ({result.total_bytes} bytes)")
         for part in result.parts if len(result.parts) > 1 else ():
             _output.stdout.print(f"  {part.path.name}  {part.size} bytes  sha256:{part.sha256}")
         for sidecar in result.sidecars:
             _output.stdout.print(f"  {sidecar.name}")
+        if isinstance(boot := doc.get("bootstrap"), dict):
+            _output.stdout.print(f"  {script.name if script else ''}  {boot['sha256']}  (far-side bootstrap)")
+            _output.stdout.print(f"  hand over with the public key: manifest {boot['manifest_digest']}")
     return 0
 
 

@@ -38,7 +38,7 @@ GAPSEAL = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "gapseal")
 
 # The test machine cannot stage dm-crypt volumes: the one deviation both hosts carry is waived, with an expiry.
 WAIVERS = """\
-api_version: gapseal/v1
+apiVersion: gapseal/v1
 kind: Waivers
 waivers:
   - rule: ENCRYPTION-001

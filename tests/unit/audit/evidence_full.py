@@ -25,7 +25,7 @@ SITE_BYTES = b"""apiVersion: gapseal/v1
 kind: Site
 scope: {organisation: Example Clinic, system: radiology-llm, assessor: J. Doe}
 """
-WAIVERS_BYTES = b"""api_version: gapseal/v1
+WAIVERS_BYTES = b"""apiVersion: gapseal/v1
 kind: Waivers
 waivers:
   - {rule: LOGGING-001, hosts: "*", justification: central log host pending, approver: ciso, expires: 2027-01-31}

@@ -201,9 +201,7 @@ def test_cli_findings_exit_3_and_name_controls(tmp_path: Path, capsys: pytest.Ca
     leaky = write(tmp_path, "h2", leaky_facts("default_route", "proxy_variable", host="h2"))
     assert main(["audit", "evaluate", str(leaky)]) == 3
     out = capsys.readouterr().out
-    assert (
-        "h2: FAIL EGRESS-001 (high) No default route [eu-ai-act:art-15, hipaa:164.312(e)(1)]" in out
-    )
+    assert "h2: FAIL EGRESS-001 (high) No default route [eu-ai-act:art-15, hipaa:164.312(e)(1)]" in out
     assert "    - proxy variable HTTPS_PROXY=http://proxy.example:3128 is set in /etc/environment:1" in out
     assert "NOT COMPLIANT: 1 host(s), 18 rule(s): 16 passed, 2 failed, 0 unknown, 0 waived" in out
 
@@ -258,7 +256,7 @@ def test_cli_facts_missing_a_field_exit_1(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_cli_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["audit", "evaluate", str(tmp_path / "missing.json")]) == 2
+    assert main(["audit", "evaluate", str(tmp_path / "missing.json")]) == 1  # a missing input is exit 1
     facts = write(tmp_path, "h1", compliant_facts("h1"))
     assert main(["audit", "evaluate", str(facts), "--opa-url", "ftp://127.0.0.1:1"]) == 2
     (tmp_path / "list.yaml").write_text("- 1\n")

@@ -55,7 +55,7 @@ def test_bad_probe_refused_before_collecting(tmp_path: Path) -> None:
 def test_waiver_for_an_unknown_rule_refused_before_collecting(tmp_path: Path) -> None:
     waivers = tmp_path / "waivers.yaml"
     waivers.write_text(
-        "api_version: gapseal/v1\nkind: Waivers\nwaivers:\n  - rule: EGRESS-999\n    hosts: '*'\n"
+        "apiVersion: gapseal/v1\nkind: Waivers\nwaivers:\n  - rule: EGRESS-999\n    hosts: '*'\n"
         "    justification: typo\n    approver: a@example.org\n    expires: '2099-01-01'\n"
     )
     request = AuditRunRequest(out_dir=tmp_path / "ev", key=SigningKey.generate(), waivers=waivers)

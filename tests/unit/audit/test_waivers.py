@@ -19,7 +19,7 @@ from tests.opa_rest.facts_fixtures import compliant_facts, facts_bytes, leaky_fa
 TODAY = dt.date(2026, 11, 23)
 
 GOOD = b"""\
-api_version: gapseal/v1
+apiVersion: gapseal/v1
 kind: Waivers
 waivers:
   - rule: TELEMETRY-001
@@ -126,9 +126,13 @@ def test_waiver_for_unknown_rule_is_rejected(engine: RegopyEngine) -> None:
 
 
 BAD_FILES = {
-    "wrong-kind": (b"api_version: gapseal/v1\nkind: Exceptions\nwaivers: []\n", "not a waivers file"),
-    "wrong-version": (b"api_version: gapseal/v2\nkind: Waivers\nwaivers: []\n", "not a waivers file"),
-    "not-yaml": (b"api_version: [gapseal\n", "waivers file is not valid YAML"),
+    "wrong-kind": (b"apiVersion: gapseal/v1\nkind: Exceptions\nwaivers: []\n", "not a waivers file"),
+    "wrong-version": (b"apiVersion: gapseal/v2\nkind: Waivers\nwaivers: []\n", "not a waivers file"),
+    "snake-case-api-version": (
+        b"api_version: gapseal/v1\nkind: Waivers\nwaivers: []\n",
+        "'api_version' is spelled 'apiVersion' in every gapseal file",
+    ),
+    "not-yaml": (b"apiVersion: [gapseal\n", "waivers file is not valid YAML"),
     "missing-approver": (
         GOOD.replace(b"    approver: Jane Doe (CISO)\n", b"", 1),
         "waivers.0.approver: Field required",
@@ -184,4 +188,4 @@ def test_cli_bad_waivers_file_exits_1(tmp_path: Path, capsys: pytest.CaptureFixt
     waivers.write_bytes(BAD_FILES["missing-approver"][0])
     assert main(["audit", "evaluate", str(facts), "--waivers", str(waivers)]) == 1
     assert "invalid waivers file: waivers.0.approver: Field required" in capsys.readouterr().err
-    assert main(["audit", "evaluate", str(facts), "--waivers", str(tmp_path / "missing.yaml")]) == 2
+    assert main(["audit", "evaluate", str(facts), "--waivers", str(tmp_path / "missing.yaml")]) == 1  # bad input
