@@ -97,16 +97,37 @@ def sign_payload(payload: bytes, key: SigningKey) -> bytes:
     )
 
 
-def statement_payload(subjects: list[tuple[str, str]], predicate: dict[str, Any]) -> bytes:
+def statement_payload(
+    subjects: list[tuple[str, str]], predicate: dict[str, Any], predicate_type: str = oci.BUNDLE_PREDICATE_TYPE
+) -> bytes:
     """The canonical payload of a bundle statement with raw (name, sha256-hex) subjects, unchecked."""
     return canonical_json(
         {
             "_type": STATEMENT_TYPE,
             "subject": [{"name": n, "digest": {"sha256": d}} for n, d in subjects],
-            "predicateType": oci.BUNDLE_PREDICATE_TYPE,
+            "predicateType": predicate_type,
             "predicate": predicate,
         }
     )
+
+
+def read_statement(sigstore_bundle: bytes) -> dict[str, Any]:
+    """The statement inside a Sigstore bundle (unverified), as a dict."""
+    envelope = json.loads(sigstore_bundle)["dsseEnvelope"]
+    return json.loads(base64.b64decode(envelope["payload"]))  # type: ignore[no-any-return]
+
+
+def set_signatures(layout: Layout, sigstore_bundles: list[bytes]) -> None:
+    """Make ``sigstore_bundles`` the bundle's signature referrers, in this order; drop the old ones' blobs."""
+    old = [s["digest"] for s in layout.signature_entries()] + layout.signature_blob_digests()
+    index = layout.index()
+    entries = [signature_entry(layout, layout.bundle_entry(), b) for b in sigstore_bundles]
+    index["manifests"] = [m for m in index["manifests"] if m.get("artifactType") != oci.ARTIFACT_SIGSTORE] + entries
+    layout.write_index(index)
+    keep = {e["digest"] for e in entries} | {oci.sha256_digest(b) for b in sigstore_bundles}
+    for digest in old:
+        if digest not in keep:
+            layout.remove_blob(digest)
 
 
 def signature_entry(layout: Layout, subject: dict[str, Any], sigstore_bundle: bytes) -> dict[str, Any]:
