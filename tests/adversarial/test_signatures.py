@@ -242,7 +242,7 @@ REFUSED: dict[str, tuple[Callable[[World], list[bytes]], tuple[str, ...]]] = {
         ("no valid signature by a trusted key", "for another bundle manifest"),
     ),
     "only-an-untrusted-key": (lambda w: [_untrusted(w)], ("no valid signature by a trusted key", "key ")),
-    "untrusted-key-with-the-trusted-key-hint": (_lying := (lambda w: [_lying_hint(w)]), ("no signature by a trusted",)),
+    "untrusted-key-with-the-trusted-key-hint": (lambda w: [_lying_hint(w)], ("no signature by a trusted",)),
     "untrusted-key-with-the-trusted-keyid": (lambda w: [_lying_keyid(w)], ("no signature by a trusted key",)),
     "another-bundle-and-an-untrusted-key": (
         lambda w: [w.other_bundle, _untrusted(w)],
