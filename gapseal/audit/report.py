@@ -137,6 +137,7 @@ def render_report(
     facts = facts or {}
     paths = {f.path for f in evidence_files}
     waivers_file = "inputs/waivers.yaml" if "inputs/waivers.yaml" in paths else None
+    site_copy = "inputs/site.yaml" if "inputs/site.yaml" in paths else None
     profile_of = {p.host: p for p in profiles}
 
     def views(host: str, r: RuleResult) -> list[FindingView]:
@@ -181,4 +182,5 @@ def render_report(
         changes=changes,
         pdf_note=pdf_note,
         waivers_file=waivers_file,
+        site_copy=site_copy,
     )

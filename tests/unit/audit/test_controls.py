@@ -34,7 +34,7 @@ def test_every_rationale_quotes_words_of_its_control() -> None:
 
 
 def test_no_egress_rule_cites_training_data_governance() -> None:
-    """EU AI Act Art. 10 governs training, validation and testing data; it is not evidence of anything gapseal checks."""
+    """EU AI Act Art. 10 governs training, validation and testing data: no evidence of anything gapseal checks."""
     assert "eu-ai-act:art-10" not in CATALOG.ids()
     assert not any("eu-ai-act:art-10" in controls for controls in CITED.values())
 
@@ -75,7 +75,7 @@ def test_catalog_refuses_a_rationale_that_quotes_nothing() -> None:
 
 
 def test_catalog_refuses_a_rationale_for_a_control_it_does_not_list() -> None:
-    text = _catalog_text().replace("  EGRESS-001:\n", '  EGRESS-001:\n    eu-ai-act:art-10: \'"x"\'\n', 1)
+    text = _catalog_text().replace("  EGRESS-001:\n", "  EGRESS-001:\n    eu-ai-act:art-10: '\"x\"'\n", 1)
     with pytest.raises(AuditError, match=r"citations.EGRESS-001.eu-ai-act:art-10: no control"):
         parse_catalog(text)
 
@@ -115,8 +115,8 @@ def test_a_waived_rule_never_makes_a_control_satisfied() -> None:
     h1, h2 = make_facts("h1"), make_facts("h2")
     results = make_results(
         [
-            (h1, [rule("EGRESS-001", "pass", ("hipaa:164.312(e)(1)",))]),
-            (h2, [rule("EGRESS-001", "waived", ("hipaa:164.312(e)(1)",))]),
+            (h1, (rule("EGRESS-001", "pass", ("hipaa:164.312(e)(1)",)),)),
+            (h2, (rule("EGRESS-001", "waived", ("hipaa:164.312(e)(1)",)),)),
         ]
     )
     a = assess_controls(results, ["hipaa:164.312(e)(1)"])["hipaa:164.312(e)(1)"]
@@ -125,7 +125,7 @@ def test_a_waived_rule_never_makes_a_control_satisfied() -> None:
 
 def test_a_control_whose_only_evidence_is_the_waiver_expiry_rule_is_not_assessed() -> None:
     h1 = make_facts("h1")
-    results = make_results([(h1, [rule("WAIVER-EXPIRED", "pass", ("hipaa:164.308(a)(8)",))])])
+    results = make_results([(h1, (rule("WAIVER-EXPIRED", "pass", ("hipaa:164.308(a)(8)",)),))])
     a = assess_controls(results, ["hipaa:164.308(a)(8)", "eu-ai-act:art-12"])
     assert a["hipaa:164.308(a)(8)"].state == "not-assessed"
     assert a["hipaa:164.308(a)(8)"].rules == ("WAIVER-EXPIRED",)
@@ -135,6 +135,6 @@ def test_a_control_whose_only_evidence_is_the_waiver_expiry_rule_is_not_assessed
 
 def test_an_expired_waiver_still_fails_the_controls_it_cites() -> None:
     h1 = make_facts("h1")
-    results = make_results([(h1, [rule("WAIVER-EXPIRED", "fail", ("hipaa:164.308(a)(8)",))])])
+    results = make_results([(h1, (rule("WAIVER-EXPIRED", "fail", ("hipaa:164.308(a)(8)",)),))])
     a = assess_controls(results, ["hipaa:164.308(a)(8)"])["hipaa:164.308(a)(8)"]
     assert (a.state, a.failing) == ("not-satisfied", ("h1: WAIVER-EXPIRED",))

@@ -131,7 +131,7 @@ def test_oscal_stays_valid(full: Full) -> None:
 
 
 def test_attestation_records_signer_scope_hosts_controls_and_previous(full: Full) -> None:
-    p = full.written.predicate
+    p: Any = full.written.predicate
     assert p["signer"] == {
         "key_id": full.key.key_id,
         "fingerprint": ssh_fingerprint(full.key.public),
@@ -139,10 +139,10 @@ def test_attestation_records_signer_scope_hosts_controls_and_previous(full: Full
         "trust_file": "trust.yaml",
     }
     assert p["scope"]["organisation"] == "Example Clinic"
-    assert [h["host"] for h in p["hosts"]] == ["h1", "h2"]  # type: ignore[index]
-    assert p["previous"]["new"] == 1  # type: ignore[index]
-    assert CONTROL_EVAL in p["controls"]["not-assessed"]  # type: ignore[index]
-    assert CONTROL_B in p["controls"]["waived"]  # type: ignore[index]
+    assert [h["host"] for h in p["hosts"]] == ["h1", "h2"]
+    assert p["previous"]["new"] == 1
+    assert CONTROL_EVAL in p["controls"]["not-assessed"]
+    assert CONTROL_B in p["controls"]["waived"]
 
 
 # ------------------------------------------------------------------------------------------------ findings and evidence
@@ -344,7 +344,8 @@ def test_without_chromium_no_pdf_is_made_and_that_is_recorded(tmp_path: Path, mo
     assert "chromium is not installed" in (written.pdf.reason or "")
     assert not (tmp_path / "ev/report.pdf").exists()
     assert "no PDF was made: chromium is not installed" in (tmp_path / "ev/report.html").read_text()
-    assert written.predicate["report"]["pdf"]["made"] is False  # type: ignore[index]
+    predicate: Any = written.predicate
+    assert predicate["report"]["pdf"]["made"] is False
     monkeypatch.undo()
     assert verify_evidence(tmp_path / "ev", [key.public]).compliant is False
 
