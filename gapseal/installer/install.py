@@ -195,6 +195,10 @@ def _host_report(outcome: HostOutcome) -> HostReport:
         for s in outcome.facts.get("gapseal_services") or []
         if isinstance(s, Mapping)
     ]
+    variants = _variants(outcome.facts)
+    for check in checks.values():  # after a fallback, the build runs on the variant its service settled on
+        if check.get("healthy") and check.get("build") and check.get("backend"):
+            variants[str(check["build"])] = str(check["backend"])
     if any(s.healthy is False for s in services):
         status = "failed" if status == "ok" else status  # a service that is not healthy never leaves a host "ok"
     return HostReport(
@@ -205,7 +209,7 @@ def _host_report(outcome: HostOutcome) -> HostReport:
         failed=outcome.failed,
         unreachable=outcome.unreachable,
         skipped=outcome.skipped,
-        variants=_variants(outcome.facts),
+        variants=variants,
         services=services,
         failures=[ReportFailure(task=f.task, message=f.message, unreachable=f.unreachable) for f in outcome.failures],
         changed_tasks=outcome.changed_tasks,

@@ -73,13 +73,15 @@ def _exit(show: dict[str, str]) -> dict[str, object]:
     }
 
 
-def _crashed(show: dict[str, str]) -> bool:
-    """The unit died since it was (re)started: a restart happened, or it is failed/inactive, or it was killed."""
-    if int(show.get("NRestarts", "0") or 0) > 0:
+def _crashed(show: dict[str, str], restarts_before: int) -> bool:
+    """The unit died: systemd restarted it since the check began, it is failed/inactive, or its main process was
+    killed and none runs now (waiting for the automatic restart). ``NRestarts`` survives a manual restart, hence the
+    baseline."""
+    if int(show.get("NRestarts", "0") or 0) > restarts_before:
         return True
     if show.get("ActiveState") in ("failed", "inactive"):
         return True
-    return show.get("ExecMainCode") in ("2", "3")  # killed or dumped core, even if auto-restart is pending
+    return show.get("ExecMainCode") in ("2", "3") and show.get("MainPID") == "0"
 
 
 def _http(url: str, body: dict[str, object] | None, timeout: float) -> tuple[int, str]:
@@ -152,9 +154,10 @@ def main() -> None:
     reason = "not ready"
     healthy = False
     request: dict[str, object] = {}
+    restarts_before = int(_show(unit).get("NRestarts", "0") or 0)
     while True:
         show = _show(unit)
-        if _crashed(show):
+        if _crashed(show, restarts_before):
             ex = _exit(show)
             reason = f"the unit stopped: {ex['code'] or 'no exit'} status {ex['status']}, result {ex['result']}"
             break
@@ -174,7 +177,7 @@ def main() -> None:
         if not 200 <= status < 300:
             healthy = False
             reason = f"healthy, but the request to {p['request_url']} answered {status or 'nothing'}: {text[:200]}"
-        elif _crashed(_show(unit)):
+        elif _crashed(_show(unit), restarts_before):
             healthy = False
             reason = "the unit died while answering the request"
     show = _show(unit)

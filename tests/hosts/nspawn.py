@@ -186,9 +186,20 @@ class SystemdHost(NamespaceHost):
     rootfs: Path
     nspawn: subprocess.Popen[bytes] | None
 
-    def __init__(self, index: int, workdir: Path, identity: SshIdentity, token: str, rootfs: Path) -> None:
+    def __init__(
+        self,
+        index: int,
+        workdir: Path,
+        identity: SshIdentity,
+        token: str,
+        rootfs: Path,
+        tools: Mapping[str, Path] | None = None,
+    ) -> None:
         super().__init__(index, workdir, identity, token)
         self.rootfs = rootfs
+        self.tools = dict(tools or {})
+        """Extra commands on the host's PATH: name -> an executable on the controller (bound read-only, e.g. the
+        fake ``vulkaninfo`` of tests/fixtures/hardware/fakebin.py, whose recorded outputs sit beside it)."""
         self.nspawn = None
 
     @property
@@ -221,6 +232,12 @@ class SystemdHost(NamespaceHost):
             _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", self.name, "-f", str(key)])
         (upper / "etc/hostname").write_text(f"{self.name}\n")
         (upper / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {self.name}\n::1 localhost\n")
+        (upper / "usr/local/bin").mkdir(parents=True, exist_ok=True)
+        for name, exe in self.tools.items():
+            link = upper / "usr/local/bin" / name
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(exe)
         auth = upper / "root/.ssh/authorized_keys"
         auth.write_text(self.identity.public_key.read_text())
         auth.chmod(0o600)
@@ -246,7 +263,8 @@ class SystemdHost(NamespaceHost):
                 f"workdir={self.dir / 'work'} {self.merged}",
                 "exec systemd-nspawn -q -D {} --boot -M {} --register=no --keep-unit --network-namespace-path={} "
                 "--capability=CAP_NET_ADMIN --console=read-only --link-journal=no --resolv-conf=off "
-                "--timezone=off".format(self.merged, self.machine, f"/run/netns/{self.netns}"),
+                "--timezone=off".format(self.merged, self.machine, f"/run/netns/{self.netns}")
+                + "".join(f" --bind-ro={d}" for d in sorted({str(exe.parent) for exe in self.tools.values()})),
             ]
         )
         with open(self.console_log, "ab") as console:
@@ -347,13 +365,15 @@ class SystemdFleet:
         host.boot(timeout)
         return host
 
-    def boot_many(self, indices: Sequence[int], *, timeout: float = 90) -> list[SystemdHost]:
-        """Create and boot several hosts at once (their boots overlap)."""
+    def boot_many(
+        self, indices: Sequence[int], *, timeout: float = 90, tools: Mapping[str, Path] | None = None
+    ) -> list[SystemdHost]:
+        """Create and boot several hosts at once (their boots overlap); ``tools`` go on every host's PATH."""
         hosts = []
         for index in indices:
             if index in self.hosts:
                 raise HostSetupError(f"host index {index} already in this fleet")
-            host = SystemdHost(index, self.workdir, self.identity, self.token, self.rootfs)
+            host = SystemdHost(index, self.workdir, self.identity, self.token, self.rootfs, tools)
             self.hosts[index] = host
             host.create_network()
             host.start()  # every nspawn first, then wait for each: the boots overlap
