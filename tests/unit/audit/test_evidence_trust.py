@@ -100,7 +100,7 @@ def test_report_names_the_signer_and_the_scope(full: Full) -> None:
     assert f"Key id {full.key.key_id}" in text
     assert f"Fingerprint {ssh_fingerprint(full.key.public)}" in text
     assert "Organisation Example Clinic System radiology-llm Assessor J. Doe" in text
-    assert "Site file site.yaml sha256:" in text
+    assert "Site file site.yaml , kept as inputs/site.yaml sha256:" in text
 
 
 def test_report_profiles_every_host(full: Full) -> None:
