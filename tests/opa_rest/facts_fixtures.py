@@ -198,14 +198,56 @@ def compliant_facts(host: str = "host1") -> dict[str, Any]:
             permit_empty_passwords="no",
             listen_addresses=["10.231.1.2:22"],
             ports=[22],
+            forwarding=[ssh_forwarding("global", {"disableforwarding": "yes", "permittunnel": "no"})],
         ),
         "logging": _ok(
             journald={"present": True, "storage": "persistent", "persistent": True, "max_retention_sec": None},
             auditd={"present": False},
         ),
+        "package_sources": _ok(entries=[package_source("apt", "source", "file:/srv/debian", local=True)]),
+        "time": _ok(daemons=["chrony"], servers=[time_server("chrony", "server", "10.231.1.1")]),
         "raw_outputs": {},
     }
     return HostFacts.model_validate(document).model_dump(mode="json")
+
+
+def ssh_forwarding(context: str, settings: dict[str, str]) -> dict[str, Any]:
+    """One sshd forwarding context, decided by the collector's own rule (gapseal.audit.collectors.ssh.forwarding)."""
+    from gapseal.audit.collectors.ssh import forwarding
+
+    return forwarding(context, "sshd -T", settings).model_dump(mode="json")
+
+
+def package_source(manager: str, kind: str, value: str, *, local: bool = False) -> dict[str, Any]:
+    """One package/container source as the collector writes it (host parsed by its own ``endpoint``)."""
+    from gapseal.audit.collectors.package_sources import endpoint
+
+    host, port, hostport, _ = endpoint(value)
+    net = network(f"{host}/32") if host and host.replace(".", "").isdigit() else None
+    return {
+        "manager": manager,
+        "kind": kind,
+        "value": value,
+        "host": host,
+        "port": port,
+        "hostport": hostport,
+        "network": net,
+        "local": local,
+        "location": "/etc/apt/sources.list:1",
+    }
+
+
+def time_server(daemon: str, directive: str, address: str) -> dict[str, Any]:
+    """One configured time server."""
+    net = network(f"{address}/32") if address.replace(".", "").isdigit() else None
+    return {
+        "daemon": daemon,
+        "directive": directive,
+        "address": address,
+        "network": net,
+        "local": False,
+        "location": "/etc/chrony/chrony.conf:1",
+    }
 
 
 def socket(address: str, klass: str, scope: str, port: int, comm: str) -> dict[str, Any]:
@@ -349,6 +391,18 @@ def egress_facts(extra_public_accept: bool = False) -> dict[str, Any]:
     }
 
 
+def _ssh_forwarding(d: dict[str, Any]) -> None:
+    d["ssh"]["forwarding"].append(ssh_forwarding("Match User ops", {"allowtcpforwarding": "yes"}))
+
+
+def _apt_outside(d: dict[str, Any]) -> None:
+    d["package_sources"]["entries"].append(package_source("apt", "source", "http://deb.debian.org/debian"))
+
+
+def _ntp_pool(d: dict[str, Any]) -> None:
+    d["time"]["servers"].append(time_server("chrony", "pool", "2.debian.pool.ntp.org"))
+
+
 def _routes_unknown(d: dict[str, Any]) -> None:
     d["routes"] = {"status": "unknown", "reason": "ip: command not found", "sources": []}
 
@@ -361,6 +415,9 @@ LEAKS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "altered_file": (_altered_file, "INTEGRITY-002"),
     "accept_public": (_accept_public, "EGRESS-004"),
     "routes_unknown": (_routes_unknown, "EGRESS-001"),
+    "ssh_forwarding": (_ssh_forwarding, "ACCESS-004"),
+    "apt_outside": (_apt_outside, "EGRESS-010"),
+    "ntp_pool": (_ntp_pool, "EGRESS-011"),
 }
 """Leak name -> (mutation, a rule id it must trip)."""
 

@@ -43,8 +43,8 @@ def test_statuses_and_summary(results_json: str) -> None:
     assert not b.compliant
     assert results.summary.model_dump() == {
         "hosts": 2,
-        "rules": 18,
-        "passed": 34,
+        "rules": 21,
+        "passed": 40,
         "failed": 0,
         "waived": 0,
         "unknown": 2,
