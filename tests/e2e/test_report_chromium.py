@@ -8,81 +8,29 @@ initiated by the page, and a control case proves the net log does catch a page's
 
 from __future__ import annotations
 
-import json
 import shutil
 import struct
-import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
+from PIL import Image
 
 from gapseal.audit.evidence import REPORT_FILE, write_evidence
 from gapseal.signing.keys import SigningKey
+from tests.e2e.browser import needs_chromium, page_requests, run_chromium
 from tests.unit.audit.evidence_fixtures import CONTROLS, compliant_rules, leaky_rules, make_facts, make_results
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = shutil.which("chromium")
-UNSHARE = shutil.which("unshare")
 WIDTH, HEIGHT = 1200, 1600
 
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-extensions",
-    "--disable-default-apps",
-    "--disable-domain-reliability",
-    "--disable-breakpad",
-    "--no-pings",
-    "--host-resolver-rules=MAP * ~NOTFOUND",
-]
 
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None or UNSHARE is None,
-    reason="Debian chromium and util-linux unshare are needed (scripts/system-deps.sh)",
-)
+def _chromium(tmp: Path, url: str, *extra: str) -> tuple[str, list[dict[str, object]]]:
+    return run_chromium(tmp, url, *extra, size=(WIDTH, HEIGHT))
 
 
-def _chromium(tmp: Path, url: str, *extra: str) -> tuple[str, list[dict[str, Any]]]:
-    """Run headless Chromium on ``url`` in an empty network namespace; return stdout and the URL requests it logged."""
-    profile = tmp / f"profile-{len(list(tmp.iterdir()))}"
-    netlog = profile.with_suffix(".netlog.json")
-    assert UNSHARE is not None
-    assert CHROMIUM is not None
-    argv = [
-        UNSHARE,
-        "--net",
-        CHROMIUM,
-        *FLAGS,
-        f"--user-data-dir={profile}",
-        f"--log-net-log={netlog}",
-        "--net-log-capture-mode=Everything",
-        f"--window-size={WIDTH},{HEIGHT}",
-        *extra,
-        url,
-    ]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    log = json.loads(netlog.read_text())
-    names = {v: k for k, v in log["constants"]["logEventTypes"].items()}
-    requests = [
-        e["params"]
-        for e in log["events"]
-        if names.get(e["type"]) == "URL_REQUEST_START_JOB" and "url" in e.get("params", {})
-    ]
-    return proc.stdout, requests
-
-
-def _page_requests(requests: list[dict[str, Any]]) -> list[str]:
-    """Requests a document initiated (the browser's own background fetches have no origin)."""
-    return [r["url"] for r in requests if r.get("initiator") != "not an origin"]
+def _page_requests(requests: list[dict[str, object]]) -> list[str]:
+    return page_requests(requests)
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +64,15 @@ def test_report_screenshot(report: Path, tmp_path: Path) -> None:
     assert (width, height) == (WIDTH, HEIGHT)
     assert len(data) > 50_000  # a rendered page of tables, not a blank canvas
     assert _page_requests(requests) == []
+    # What a reader sees first: the red NOT COMPLIANT box (#ffebe9 on #cf222e) near the top, then tables of text.
+    image = Image.open(shot).convert("RGB")
+    top = image.crop((0, 0, WIDTH, HEIGHT // 2)).tobytes()
+    rgb = [(top[i], top[i + 1], top[i + 2]) for i in range(0, len(top), 3)]
+    box = sum(1 for p in rgb if p == (0xFF, 0xEB, 0xE9))
+    border = sum(1 for r, g, b in rgb if abs(r - 0xCF) < 8 and abs(g - 0x22) < 8 and abs(b - 0x2E) < 8)
+    assert box > 20_000, box
+    assert border > 500, border
+    assert sum(1 for p in rgb if sum(p) < 150) > 5_000  # dark text
     keep = Path(__file__).parent.parent.parent / ".pytest_cache" / "report-screenshot.png"
     keep.parent.mkdir(exist_ok=True)
     shutil.copyfile(shot, keep)
