@@ -24,6 +24,7 @@ from gapseal.jsonlimits import json_problem
 
 STATE_ENV = "GAPSEAL_STATE_DIR"
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_VERSION_CHARS = re.compile(r"[A-Za-z0-9.!+_-]+")
 
 
 def default_state_file() -> Path:
@@ -69,6 +70,9 @@ def version_problem(version: str) -> str | None:
         return f"{version!r} is not a string"
     if len(version) > 128:
         return f"the version is {len(version)} characters long, over 128"
+    if not _VERSION_CHARS.fullmatch(version):
+        # Version() forgives surrounding whitespace; a version also names files and shows in reports, so it may not.
+        return f"{version!r} is not a version: only letters, digits and . ! + _ - (PEP 440, e.g. 1.4.0)"
     try:
         Version(version)
     except InvalidVersion:
