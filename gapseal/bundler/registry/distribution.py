@@ -9,14 +9,19 @@ hands back (upload ``Location``) must be on the named registry.
 from __future__ import annotations
 
 import hashlib
+import threading
 import urllib.parse
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from gapseal.bundler import layout as oci
 from gapseal.bundler.registry.transport import FileBody, RegistryError, RegistryHTTP, Response
 from gapseal.progress import NO_PROGRESS, Progress
 
+_T = TypeVar("_T")
 MAX_MANIFEST = 4 * 1024 * 1024
 """The largest manifest or index read (distribution's own limit): the cap is enforced while reading."""
 CHUNK = 1024 * 1024
@@ -29,6 +34,29 @@ class Fetched:
     path: Path
     size: int
     sha256: str
+
+
+def run_parallel(fn: Callable[[_T], object], items: Sequence[_T], concurrency: int) -> None:
+    """Run ``fn`` on every item, ``concurrency`` at a time; at the first failure start no more, and raise it."""
+    failed = threading.Event()
+
+    def one(item: _T) -> None:
+        if failed.is_set():  # a registry that refused one request is not sent the rest
+            return
+        try:
+            fn(item)
+        except BaseException:
+            failed.set()
+            raise
+
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(items) or 1))) as pool:
+        futures = [pool.submit(one, item) for item in items]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        for f in futures:
+            f.cancel()
+    for f in futures:
+        if not f.cancelled() and f.exception() is not None:
+            raise f.exception()  # type: ignore[misc]
 
 
 class Distribution:
@@ -118,7 +146,10 @@ class Distribution:
                 while got < size:
                     n = r.read_into(view[: min(len(buffer), size - got)])
                     if n == 0:
-                        break
+                        raise self.http.error(
+                            f"{what}: the registry closed the connection after {got} of {size} bytes",
+                            hint="check the registry and the link to it; nothing was written to --out",
+                        )
                     h.update(view[:n])
                     f.write(view[:n])
                     got += n

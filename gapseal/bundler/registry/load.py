@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gapseal.bundler import layout as oci
 from gapseal.bundler.images import INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES
-from gapseal.bundler.registry.distribution import MAX_MANIFEST, Distribution
+from gapseal.bundler.registry.distribution import MAX_MANIFEST, Distribution, run_parallel
 from gapseal.bundler.registry.reference import allowed_origins, bundle_repository, fallback_tag, registry_origin
 from gapseal.bundler.registry.signatures import MAX_SIGNATURES, signature_referrers
 from gapseal.bundler.registry.transport import DEFAULT_TIMEOUT, FileBody, Limits, RegistryError, RegistryHTTP
@@ -147,11 +146,7 @@ class _Pusher:
 
     def push_blobs(self, jobs: list[_BlobJob], concurrency: int) -> None:
         ordered = sorted(jobs, key=lambda j: -j.size)  # largest first: the long transfers overlap the short ones
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            futures = [pool.submit(self.push_blob, job) for job in ordered]
-            errors = [e for e in (f.exception() for f in futures) if e is not None]
-        if errors:
-            raise errors[0]
+        run_parallel(self.push_blob, ordered, concurrency)
 
 
 def _read_verified(verified: VerifiedBundle, digest: str) -> bytes:

@@ -22,7 +22,6 @@ import shutil
 import threading
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from gapseal.bundler.create import prepare_output
 from gapseal.bundler.descriptor import BundleDescriptor
 from gapseal.bundler.images import INDEX_MEDIA_TYPES
 from gapseal.bundler.inventory import LayoutEntry, LayoutInventory
-from gapseal.bundler.registry.distribution import MAX_MANIFEST, Distribution
+from gapseal.bundler.registry.distribution import MAX_MANIFEST, Distribution, run_parallel
 from gapseal.bundler.registry.load import DEFAULT_CONCURRENCY, connect
 from gapseal.bundler.registry.reference import BUNDLE_REPOSITORY_PREFIX, REPOSITORY, fallback_tag, parse_reference
 from gapseal.bundler.registry.signatures import signature_referrers
@@ -135,11 +134,7 @@ class _Store:
 
     def blobs_parallel(self, items: list[tuple[str, str, int]], concurrency: int) -> None:
         ordered = sorted({d: (r, d, s) for r, d, s in items}.values(), key=lambda i: -i[2])
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            futures = [pool.submit(self.blob, *item) for item in ordered]
-            errors = [e for e in (f.exception() for f in futures) if e is not None]
-        if errors:
-            raise errors[0]
+        run_parallel(lambda item: self.blob(*item), ordered, concurrency)
 
 
 def pull_bundle(

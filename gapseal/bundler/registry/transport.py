@@ -353,6 +353,8 @@ class RegistryHTTP:
             reason = "connection refused"
         elif isinstance(e, http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError):
             reason = "the registry closed the connection"
+        elif isinstance(e, http.client.BadStatusLine | http.client.LineTooLong):
+            reason = "the answer is not HTTP"
         elif isinstance(e, http.client.IncompleteRead):
             reason = f"the registry closed the connection after {len(e.partial)} bytes of the body"
         else:
