@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gapseal.audit.results import Results, Severity, Status, load_results
-from gapseal.errors import AuditError, EvidenceError, UsageError
+from gapseal.errors import AuditError, EvidenceError, check_input
 
 if TYPE_CHECKING:
     from gapseal.signing.keys import VerifyingKey
@@ -129,8 +129,7 @@ def load_previous(path: Path, trusted_keys: Sequence[VerifyingKey]) -> PreviousE
     from gapseal.audit.evidence import ATTESTATION_FILE, RESULTS_FILE
     from gapseal.audit.verify_evidence import verify_evidence
 
-    if not path.is_dir():
-        raise UsageError(f"--previous {path} is not a directory", hint="name the evidence directory of the last audit")
+    check_input(path, "previous evidence", want="directory", hint="name the evidence directory of the last audit")
     try:
         verified = verify_evidence(path, trusted_keys)
     except EvidenceError as e:

@@ -249,11 +249,11 @@ def audit_run(
         check_input(site, "site file", hint="write one as described in `gapseal audit run --help`")
     if inventory is None and not root.is_dir():
         raise UsageError(f"--root {root} is not a directory")
-    if trust is not None and not trust.is_file():
-        raise UsageError(f"trust file {trust} is not a file", hint="pass the trust.yaml that names the auditor key")
-    if previous is not None and not previous.is_dir():
-        raise UsageError(
-            f"--previous {previous} is not a directory", hint="name the evidence directory of the last audit"
+    if trust is not None:
+        check_input(trust, "trust file", hint="pass the trust.yaml that names the auditor key")
+    if previous is not None:
+        check_input(
+            previous, "previous evidence", want="directory", hint="name the evidence directory of the last audit"
         )
     check_output_dir(out, overwrite=overwrite)  # before the long work
     signing_key = private_key_from(key)
