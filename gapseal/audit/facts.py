@@ -429,6 +429,8 @@ class ProcessInfo(_Model):
     credentials replaced by ``***``."""
     environ_readable: bool
     """False when ``/proc/<pid>/environ`` could not be read (then ``environment`` is unknown, not empty)."""
+    recognised_by: dict[str, str] = Field(default_factory=dict)
+    """Service -> what identified it: ``command``, ``environment``, ``loaded-library``, ``marker``, ``install-dir``."""
 
 
 class ProcessesFacts(_Domain):
@@ -593,10 +595,17 @@ class InferenceService(_Model):
     service: str
     """``vllm``, ``tgi``, ``ollama``, ``llama.cpp``, ``open-webui``, ``gradio``, ``huggingface``,
     ``gapseal-service`` (a program of an installed build, of no known kind)."""
-    origin: Literal["process", "systemd_unit"]
-    """``process``: a running process; ``systemd_unit``: a unit file (what would run at boot)."""
+    origin: Literal["process", "systemd_unit", "quadlet"]
+    """``process``: a running process; ``systemd_unit``: a unit file (what would run at boot, a ``podman run`` in
+    ``ExecStart=`` included); ``quadlet``: a podman Quadlet ``.container`` file."""
     location: str
     """``pid:<n>`` or the unit file path."""
+    image: str | None = None
+    """The container image the service runs from, when it runs in a container (its environment is then the
+    container's: ``-e``/``--env-file``/``Environment=`` of the container, not the unit's)."""
+    recognised_by: str | None = None
+    """What identified the service: ``command``, ``image``, ``environment``, ``python-imports``, ``loaded-library``,
+    ``marker`` (``GAPSEAL_SERVICE``) or ``install-dir``."""
     environment_known: bool
     """False when the environment could not be read: then every requirement is unsatisfied."""
     requirements: list[TelemetryRequirement] = Field(default_factory=list)

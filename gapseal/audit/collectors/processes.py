@@ -1,7 +1,8 @@
 """Processes of this host: those whose ``/proc/<pid>/ns/net`` is the collector's own network namespace.
 
 Namespace test hosts share one kernel (and one ``/proc``); the network namespace tells them apart. Only processes
-recognised as inference services are reported, each with just the proxy and telemetry variables of its environment
+recognised as inference services (by command line, environment, or, for Python, the Hugging Face native libraries
+mapped in ``/proc/<pid>/maps``) are reported, each with just the proxy and telemetry variables of its environment
 (``/proc/<pid>/environ`` is hashed, never stored: it may hold secrets) and its command line with the values of
 secret-looking options (``--api-key``, ``--hf-token``...) masked; the raw command line is hashed, not stored.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from gapseal.audit.collectors._common import RawStore, Trace
 from gapseal.audit.collectors.proxy import is_proxy_variable, mask_credentials
-from gapseal.audit.collectors.telemetry import TELEMETRY_VARIABLES, recognise
+from gapseal.audit.collectors.telemetry import HF_LIBRARY_MARKERS, TELEMETRY_VARIABLES, recognise_how
 from gapseal.audit.facts import ProcessesFacts, ProcessInfo
 
 
@@ -119,6 +120,20 @@ def relevant(env: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def _is_python(entry: ProcEntry) -> bool:
+    names = [os.path.basename(entry.exe or ""), os.path.basename(entry.cmdline[0]) if entry.cmdline else ""]
+    return any(n.startswith("python") for n in names)
+
+
+def _python_libraries(proc: Path, entry: ProcEntry) -> list[str]:
+    """Mapped files of a Python process that show a Hugging Face library loaded (``/proc/<pid>/maps``)."""
+    data = _read(proc / str(entry.pid) / "maps")
+    if data is None:
+        return []
+    paths = {line.split(None, 5)[-1] for line in data.decode("utf-8", errors="replace").splitlines() if "/" in line}
+    return sorted(p for p in paths if any(m in p for m in HF_LIBRARY_MARKERS))
+
+
 def collect_processes(
     store: RawStore, proc: Path = Path("/proc"), netns: str | None = None, build_dirs: Sequence[str] = ()
 ) -> ProcessesFacts:
@@ -139,7 +154,9 @@ def collect_processes(
     for e in entries:
         data = _read(proc / str(e.pid) / "environ")
         env = parse_environ(data) if data is not None else {}
-        services = recognise(e.cmdline, env, build_dirs)
+        loaded = _python_libraries(proc, e) if _is_python(e) else []
+        how = recognise_how(e.cmdline, env, build_dirs, loaded)
+        services = list(how)
         if not services:
             continue
         trace.read(proc / str(e.pid) / "cmdline", kind="procfs", store=False)  # may carry --api-key: hashed only
@@ -153,6 +170,7 @@ def collect_processes(
                 services=services,
                 environment=relevant(parse_environ(raw)) if raw is not None else {},
                 environ_readable=raw is not None,
+                recognised_by=how,
             )
         )
     return ProcessesFacts(status="ok", sources=trace.sources, netns=ns, scanned=len(entries), inference=inference)

@@ -40,20 +40,36 @@ directory (from the install record), or one whose ``GAPSEAL_SERVICE`` names no k
 gapseal unit sets: the Hugging Face hub ones and the cross-tool DO_NOT_TRACK convention vLLM [1] and Open WebUI [7]
 honour.
 
-A switch whose variable starts with ``--`` is a command-line flag. A service is recognised from its command line,
-from its program's location in an installed build directory, or named explicitly by
-``GAPSEAL_SERVICE=<name>[,<name>]`` in its environment.
+A switch whose variable starts with ``--`` is a command-line flag. A service is recognised by what runs, not only by
+its command line:
+
+- its command line (program name, ``python -m <module>``, ``uvicorn <module>:app``);
+- its environment: variables only a stack reads (``VLLM_*``, ``OLLAMA_*``, ``HF_*``/``HUGGINGFACE_*``/
+  ``TRANSFORMERS_*``, ``OPEN_WEBUI_*``/``WEBUI_*``, ``GRADIO_*``), in a process or a unit;
+- the container image of a ``podman run`` in a unit's ``ExecStart=`` or of a Quadlet ``.container`` file
+  (``vllm/vllm-openai``, ``huggingface/text-generation-inference``, ``ollama/ollama``, ``open-webui/open-webui``,
+  ``ggml-org/llama.cpp``, by the image's last path component, so a copy in the site's registry is recognised too);
+  the switches are then read from the *container's* environment (``-e``/``--env``, ``--env-file``, ``--env-host``,
+  Quadlet ``Environment=``/``EnvironmentFile=``/``PodmanArgs=``) and its command (``Exec=``, arguments after the
+  image), never from the unit's, which podman does not pass into the container;
+- Python services that load Hugging Face libraries: a unit whose ``ExecStart=`` runs a Python script importing
+  ``transformers``, ``huggingface_hub``, ``sentence_transformers``, ``diffusers``, ``datasets``, ``peft``,
+  ``tokenizers`` or ``safetensors``, and a running Python process with the native parts of ``tokenizers`` or
+  ``safetensors`` mapped (``/proc/<pid>/maps``);
+- a program in an installed build directory, or ``GAPSEAL_SERVICE=<name>[,<name>]`` in its environment.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gapseal.audit.collectors._common import RawStore, Trace, parse_bool
-from gapseal.audit.collectors._units import Unit
+from gapseal.audit.collectors._common import MAX_FILE_BYTES, RawStore, Trace, parse_bool, under_root
+from gapseal.audit.collectors._units import Unit, parse_env_assignments, parse_env_file
 from gapseal.audit.facts import (
     InferenceService,
     ProcessesFacts,
@@ -145,27 +161,101 @@ _MODULES = {
 }
 
 
-def recognise(cmdline: list[str], environment: dict[str, str], build_dirs: Sequence[str] = ()) -> list[str]:
-    """Name the inference services a command line, a ``GAPSEAL_SERVICE`` marker or an installed program shows."""
-    found: set[str] = set()
+_ENV_PREFIXES = {
+    "VLLM_": "vllm",
+    "OLLAMA_": "ollama",
+    "HF_": "huggingface",
+    "HUGGINGFACE_": "huggingface",
+    "TRANSFORMERS_": "huggingface",
+    "OPEN_WEBUI_": "open-webui",
+    "WEBUI_": "open-webui",
+    "GRADIO_": "gradio",
+}
+"""Environment variable prefixes only one stack reads (its documented configuration variables)."""
+
+IMAGES = {
+    "vllm-openai": "vllm",
+    "vllm": "vllm",
+    "text-generation-inference": "tgi",
+    "ollama": "ollama",
+    "open-webui": "open-webui",
+    "llama.cpp": "llama.cpp",
+}
+"""Last path component of a container image repository -> service (vllm/vllm-openai, ghcr.io/huggingface/
+text-generation-inference, ollama/ollama, ghcr.io/open-webui/open-webui, ghcr.io/ggml-org/llama.cpp)."""
+
+HF_MODULES = (
+    "transformers",
+    "huggingface_hub",
+    "sentence_transformers",
+    "diffusers",
+    "datasets",
+    "peft",
+    "tokenizers",
+    "safetensors",
+)
+_HF_IMPORT = re.compile(rf"^\s*(?:from|import)\s+(?:{'|'.join(HF_MODULES)})\b", re.MULTILINE)
+HF_LIBRARY_MARKERS = ("/tokenizers/", "/safetensors/")
+"""Path parts of the native extensions ``tokenizers`` and ``safetensors`` load (both ship a Rust ``.so``)."""
+
+
+def recognise_how(
+    cmdline: list[str],
+    environment: dict[str, str],
+    build_dirs: Sequence[str] = (),
+    loaded: Sequence[str] = (),
+) -> dict[str, str]:
+    """Name the inference services what runs shows, each with what showed it (see the module docstring).
+
+    ``loaded``: paths of the shared objects a running process has mapped (``/proc/<pid>/maps``).
+    """
+    found: dict[str, str] = {}
     for name in environment.get(SERVICE_MARKER, "").split(","):
         name = name.strip()
         if name:
-            found.add(name if name in REQUIREMENTS else "gapseal-service")
+            found.setdefault(name if name in REQUIREMENTS else "gapseal-service", "marker")
     args = cmdline[:8]
     for i, arg in enumerate(args):
         base = os.path.basename(arg)
         if base in _PROGRAMS and (i == 0 or os.path.basename(args[0]).startswith("python") or i == 1):
-            found.add(_PROGRAMS[base])
+            found.setdefault(_PROGRAMS[base], "command")
         if arg == "-m" and i + 1 < len(args):
             module = args[i + 1].split(".", 1)[0]
             if module in _MODULES:
-                found.add(_MODULES[module])
+                found.setdefault(_MODULES[module], "command")
         if ":" in arg and arg.split(".", 1)[0] in _MODULES and not arg.startswith("-"):  # uvicorn open_webui.main:app
-            found.add(_MODULES[arg.split(".", 1)[0]])
+            found.setdefault(_MODULES[arg.split(".", 1)[0]], "command")
+    if not found:  # configuration variables (not the switches themselves) name the stack when nothing else did
+        for key in environment:
+            for prefix, name in _ENV_PREFIXES.items():
+                if key.startswith(prefix) and key not in TELEMETRY_VARIABLES:
+                    found.setdefault(name, "environment")
+    if not found and any(marker in path for path in loaded for marker in HF_LIBRARY_MARKERS):
+        found["huggingface"] = "loaded-library"
     if not found and any(_under(arg, d) for arg in cmdline[:2] for d in build_dirs):
-        found.add("gapseal-service")
-    return sorted(found)
+        found["gapseal-service"] = "install-dir"
+    return dict(sorted(found.items()))
+
+
+def recognise(
+    cmdline: list[str], environment: dict[str, str], build_dirs: Sequence[str] = (), loaded: Sequence[str] = ()
+) -> list[str]:
+    """Name the inference services a command line, environment, marker, mapped library or installed program shows."""
+    return list(recognise_how(cmdline, environment, build_dirs, loaded))
+
+
+def recognise_image(image: str) -> str | None:
+    """The service a container image runs, by the last component of its repository (tag and digest ignored)."""
+    repo = image.split("@", 1)[0]
+    last = repo.rsplit("/", 1)[-1]
+    if ":" in last:
+        last = last.split(":", 1)[0]
+    return IMAGES.get(last.lower())
+
+
+def imports_hugging_face(script: str) -> bool:
+    """True when Python source imports a Hugging Face library (``import transformers``, ``from diffusers import``)."""
+    return _HF_IMPORT.search(script) is not None
 
 
 def _under(path: str, directory: str) -> bool:
@@ -202,10 +292,348 @@ def evaluate(service: str, environment: dict[str, str] | None, cmdline: list[str
     return out
 
 
+QUADLET_DIRS = ("etc/containers/systemd", "run/containers/systemd", "usr/share/containers/systemd")
+"""Where podman's Quadlet generator looks for ``.container`` files (system units; subdirectories too)."""
+_PODMAN_RUN = {"run", "create"}
+
+
+@dataclass
+class Container:
+    """A container a unit or Quadlet file runs: its image, its own environment and its command arguments."""
+
+    image: str
+    service: str
+    environment: dict[str, str]
+    command: list[str]
+    files: list[Path]
+
+
+def _env_option(arg: str, nxt: str | None) -> tuple[str, str | None, bool] | None:
+    """``(option, value, consumed_next)`` for ``-e``/``--env``/``--env-file`` forms, else None."""
+    for opt in ("--env-file", "--env", "-e"):
+        if arg == opt:
+            return opt, nxt, True
+        if arg.startswith(opt + "=") and opt != "-e":
+            return opt, arg.split("=", 1)[1], False
+        if opt == "-e" and arg.startswith("-e") and len(arg) > 2:
+            return opt, arg[2:], False
+    return None
+
+
+def _container_env(args: list[str], host_env: dict[str, str], root: Path, files: list[Path]) -> dict[str, str]:
+    """The environment podman gives a container from ``args`` (``host_env``: the unit's, for ``-e KEY``)."""
+    env: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        nxt = args[i + 1] if i + 1 < len(args) else None
+        if arg == "--env-host" or arg == "--env-host=true":
+            env.update(host_env)
+        opt = _env_option(arg, nxt)
+        name, value, consumed = opt if opt is not None else ("", None, False)
+        if value is not None:
+            if name == "--env-file":
+                path = under_root(root, value)
+                text = _read_limited(path)
+                if text is not None:
+                    files.append(path)
+                    env.update({k: v for _, k, v in parse_env_file(text)})
+            elif "=" in value:
+                k, _, v = value.partition("=")
+                env[k] = v
+            elif value in host_env:
+                env[value] = host_env[value]
+            i += 2 if consumed else 1
+            continue
+        i += 1
+    return env
+
+
+def _read_limited(path: Path) -> str | None:
+    try:
+        with path.open("rb") as f:
+            return f.read(MAX_FILE_BYTES).decode("utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def podman_run_container(unit: Unit, root: Path) -> Container | None:
+    """The container a unit's ``ExecStart=podman run ... IMAGE [CMD]`` runs, when its image is a known server."""
+    argv = unit.exec_start
+    if not argv or os.path.basename(argv[0]) != "podman":
+        return None
+    rest = argv[1:]
+    if rest[:1] == ["container"]:
+        rest = rest[1:]
+    if not rest or rest[0] not in _PODMAN_RUN:
+        return None
+    args = rest[1:]
+    words = [i for i, a in enumerate(args) if not a.startswith("-") and not (i > 0 and _takes_value(args[i - 1]))]
+    # The image is the first word that is neither an option nor an option's value. Should an unlisted option's
+    # value come first, the first word naming a known server is taken instead: a server is never missed.
+    candidates = words[:1] + [i for i in words[1:] if recognise_image(args[i]) is not None]
+    for i in candidates:
+        service = recognise_image(args[i])
+        if service is not None:
+            files: list[Path] = []
+            env = _container_env(args[:i], unit.environment, root, files)
+            return Container(image=args[i], service=service, environment=env, command=args[i + 1 :], files=files)
+    return None
+
+
+_VALUE_OPTIONS = frozenset(
+    [
+        "-a",
+        "--attach",
+        "--add-host",
+        "--annotation",
+        "--arch",
+        "--authfile",
+        "--blkio-weight",
+        "--blkio-weight-device",
+        "--cap-add",
+        "--cap-drop",
+        "--cgroup-conf",
+        "--cgroup-parent",
+        "--cgroupns",
+        "--cgroups",
+        "--chrootdirs",
+        "--cidfile",
+        "--conmon-pidfile",
+        "--cpu-period",
+        "--cpu-quota",
+        "--cpu-rt-period",
+        "--cpu-rt-runtime",
+        "-c",
+        "--cpu-shares",
+        "--cpus",
+        "--cpuset-cpus",
+        "--cpuset-mems",
+        "--decryption-key",
+        "--detach-keys",
+        "--device",
+        "--device-cgroup-rule",
+        "--device-read-bps",
+        "--device-read-iops",
+        "--device-write-bps",
+        "--device-write-iops",
+        "--dns",
+        "--dns-option",
+        "--dns-search",
+        "--entrypoint",
+        "-e",
+        "--env",
+        "--env-file",
+        "--env-merge",
+        "--expose",
+        "--gidmap",
+        "--gpus",
+        "--group-add",
+        "--group-entry",
+        "--health-cmd",
+        "--health-interval",
+        "--health-retries",
+        "--health-start-period",
+        "--health-timeout",
+        "--health-on-failure",
+        "-h",
+        "--hostname",
+        "--hostuser",
+        "--image-volume",
+        "--init-path",
+        "--ip",
+        "--ip6",
+        "--ipc",
+        "-l",
+        "--label",
+        "--label-file",
+        "--log-driver",
+        "--log-opt",
+        "--mac-address",
+        "-m",
+        "--memory",
+        "--memory-reservation",
+        "--memory-swap",
+        "--memory-swappiness",
+        "--mount",
+        "--name",
+        "--net",
+        "--network",
+        "--network-alias",
+        "--oom-score-adj",
+        "--os",
+        "--passwd-entry",
+        "--personality",
+        "--pid",
+        "--pidfile",
+        "--pids-limit",
+        "--platform",
+        "--pod",
+        "--pod-id-file",
+        "--preserve-fds",
+        "-p",
+        "--publish",
+        "--pull",
+        "--requires",
+        "--restart",
+        "--sdnotify",
+        "--seccomp-policy",
+        "--secret",
+        "--security-opt",
+        "--shm-size",
+        "--shm-size-systemd",
+        "--stop-signal",
+        "--stop-timeout",
+        "--subgidname",
+        "--subuidname",
+        "--sysctl",
+        "--systemd",
+        "--timeout",
+        "--tmpfs",
+        "--tz",
+        "--uidmap",
+        "--ulimit",
+        "--umask",
+        "-u",
+        "--user",
+        "--userns",
+        "--uts",
+        "--variant",
+        "-v",
+        "--volume",
+        "--volumes-from",
+        "-w",
+        "--workdir",
+    ]
+)
+"""podman-run(1) options that take their value as the next word (so that word is never the image)."""
+
+
+def _takes_value(option: str) -> bool:
+    """True for an option of ``podman run`` written with its value as the next word."""
+    return option in _VALUE_OPTIONS
+
+
+def quadlet_containers(trace: Trace, root: Path) -> list[tuple[Path, Container | None, str | None]]:
+    """Every Quadlet ``.container`` file: ``(path, container, image)``; container None when the image is unknown."""
+    dirs = [root / d for d in QUADLET_DIRS]
+    home = root / "home"
+    if home.is_dir():
+        dirs += [h / ".config/containers/systemd" for h in sorted(home.iterdir()) if h.is_dir()]
+    dirs.append(root / "root/.config/containers/systemd")
+    out: list[tuple[Path, Container | None, str | None]] = []
+    seen: set[str] = set()
+    for d in dirs:
+        if not d.is_dir():
+            continue
+        for path in sorted(d.rglob("*.container")):
+            if path.name in seen or not path.is_file():
+                continue  # the first directory wins, as for units
+            seen.add(path.name)
+            parts = [path, *sorted((path.parent / f"{path.name}.d").glob("*.conf"))]
+            image: str | None = None
+            env_lines: list[str] = []
+            env_files: list[str] = []
+            exec_args: list[str] = []
+            podman_args: list[str] = []
+            files: list[Path] = []
+            for part in parts:
+                text = trace.read_text(part, store=False)
+                if text is None:
+                    continue
+                files.append(part)
+                section = ""
+                for raw in text.splitlines():
+                    line = raw.strip()
+                    if not line or line.startswith(("#", ";")):
+                        continue
+                    if line.startswith("["):
+                        section = line.strip("[]")
+                        continue
+                    if section != "Container" or "=" not in line:
+                        continue
+                    key, _, value = (x.strip() for x in line.partition("="))
+                    if key == "Image":
+                        image = value
+                    elif key == "Environment":
+                        env_lines.append(value)
+                    elif key == "EnvironmentFile":
+                        env_files.append(value)
+                    elif key == "Exec":
+                        exec_args = _split(value)
+                    elif key == "PodmanArgs":
+                        podman_args += _split(value)
+            service = recognise_image(image) if image else None
+            if image is None or service is None:
+                out.append((path, None, image))
+                continue
+            env: dict[str, str] = {}
+            for f in env_files:
+                p = under_root(root, f.lstrip("-"))
+                t = _read_limited(p)
+                if t is not None:
+                    files.append(p)
+                    env.update({k: v for _, k, v in parse_env_file(t)})
+            for value in env_lines:
+                env.update(dict(parse_env_assignments(value)))
+            env.update(_container_env(podman_args, {}, root, files))
+            out.append((path, Container(image, service, env, exec_args, files), image))
+    return out
+
+
+def _split(value: str) -> list[str]:
+    try:
+        return shlex.split(value)
+    except ValueError:
+        return value.split()
+
+
+def python_script(unit: Unit, root: Path) -> Path | None:
+    """The Python script a unit's ``ExecStart=`` runs (``python3 /app/serve.py`` or a ``#!…python`` script)."""
+    argv = unit.exec_start
+    if not argv:
+        return None
+    if os.path.basename(argv[0]).startswith("python"):
+        script = next((a for a in argv[1:] if not a.startswith("-")), None)
+        if script is None or (len(argv) > 1 and argv[1] == "-m"):
+            return None
+        return under_root(root, script) if os.path.isabs(script) else None
+    path = under_root(root, argv[0]) if os.path.isabs(argv[0]) else None
+    if path is None:
+        return None
+    head = _read_limited(path)
+    if head is not None and head.startswith("#!") and "python" in head.split("\n", 1)[0]:
+        return path
+    return None
+
+
+def _service(
+    name: str,
+    origin: str,
+    location: str,
+    environment: dict[str, str],
+    command: list[str],
+    *,
+    how: str,
+    image: str | None = None,
+) -> InferenceService:
+    reqs = evaluate(name, environment, command)
+    return InferenceService(
+        service=name,
+        origin=origin,
+        location=location,
+        environment_known=True,
+        requirements=reqs,
+        telemetry_disabled=all(r.satisfied for r in reqs),
+        image=image,
+        recognised_by=how,
+    )
+
+
 def collect_telemetry(
     store: RawStore, processes: ProcessesFacts, units: list[Unit], root: Path, build_dirs: Sequence[str] = ()
 ) -> TelemetryFacts:
-    """Telemetry switches of every inference process (this namespace) and every inference systemd unit."""
+    """Telemetry switches of every inference process (this namespace), systemd unit and Quadlet container."""
     trace = Trace(store)
     services: list[InferenceService] = []
     for proc in processes.inference:
@@ -220,26 +648,42 @@ def collect_telemetry(
                     environment_known=proc.environ_readable,
                     requirements=reqs,
                     telemetry_disabled=all(r.satisfied for r in reqs),
+                    recognised_by=proc.recognised_by.get(name),
                 )
             )
     for unit in units:
-        names = recognise(unit.exec_start, unit.environment, build_dirs)
-        if not names:
+        container = podman_run_container(unit, root)
+        found = {} if container is not None else recognise_how(unit.exec_start, unit.environment, build_dirs)
+        script = python_script(unit, root) if container is None else None
+        script_text = trace.read_text(script, store=False) if script is not None else None
+        if script_text is not None and imports_hugging_face(script_text):
+            found.setdefault("huggingface", "python-imports")
+        if not found and container is None:
             continue
         for f in unit.files:
             trace.read(f, store=False)  # unit and environment files may hold API keys: hashed, not stored
-        for name in names:
-            reqs = evaluate(name, unit.environment, unit.exec_start)
+        if container is not None:
+            for f in container.files:
+                trace.read(f, store=False)
             services.append(
-                InferenceService(
-                    service=name,
-                    origin="systemd_unit",
-                    location=str(unit.path),
-                    environment_known=True,
-                    requirements=reqs,
-                    telemetry_disabled=all(r.satisfied for r in reqs),
+                _service(
+                    container.service,
+                    "systemd_unit",
+                    str(unit.path),
+                    container.environment,
+                    container.command,
+                    how="image",
+                    image=container.image,
                 )
             )
+        for name, how in found.items():
+            services.append(_service(name, "systemd_unit", str(unit.path), unit.environment, unit.exec_start, how=how))
+    for path, qc, _image in quadlet_containers(trace, root):
+        if qc is None:
+            continue
+        services.append(
+            _service(qc.service, "quadlet", str(path), qc.environment, qc.command, how="image", image=qc.image)
+        )
     violations = [f"{s.service}@{s.location}: {r.purpose}" for s in services for r in s.requirements if not r.satisfied]
     status = processes.status
     reason = None if status == "ok" else f"processes could not be scanned: {processes.reason}"
