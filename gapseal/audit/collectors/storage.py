@@ -1,4 +1,4 @@
-"""Storage behind model, data and install paths: which mount, local or remote, encrypted or not.
+"""Storage behind model, data and install paths, and every mount below them: which mount, local or remote, encrypted.
 
 Mounts come from ``/proc/self/mountinfo`` (proc(5)); block devices from ``lsblk -J``, whose tree nests each device
 under the device it is built on (disk → part → crypt → lvm), so walking from a mounted device up to the tree's root
@@ -172,6 +172,12 @@ def mount_for(path: Path, mounts: list[Mount]) -> Mount | None:
     return best
 
 
+def mounts_below(path: Path, mounts: list[Mount]) -> list[str]:
+    """Mount points strictly below ``path``, each once, in order."""
+    prefix = str(path).rstrip("/") + "/"
+    return sorted({m.mount_point for m in mounts if m.mount_point.startswith(prefix)})
+
+
 def device_for(mount: Mount, devices: list[BlockDevice]) -> BlockDevice | None:
     """Return the block device behind a mount: by ``major:minor``, else by the source's device name."""
     for d in devices:
@@ -246,6 +252,10 @@ def collect_storage(store: RawStore, paths: list[tuple[Path, Role]], proc: Path 
         exists = p.exists()
         real = p.resolve() if exists else p
         results.append(path_storage(real, role, mounts, devices, exists=exists).model_copy(update={"path": str(p)}))
+        # A mount below the path holds part of it too (a model's shards on another disk): each must comply as well.
+        for mp in mounts_below(real, mounts):
+            below = path_storage(Path(mp), role, mounts, devices, exists=True)
+            results.append(below.model_copy(update={"below": str(p)}))
     return StorageFacts(
         status="ok",
         reason=None if devices is not None else f"lsblk: {out.error or 'unparseable output'}",

@@ -210,3 +210,23 @@ def test_live_storage_unknown_without_mountinfo(tmp_path: Path) -> None:
     assert facts.status == "unknown"
     assert facts.reason == f"{tmp_path}/no-proc/self/mountinfo unreadable"
     assert facts.paths == []
+
+
+def test_mounts_below_a_model_directory_are_each_checked() -> None:
+    """A model directory on the encrypted root with one shard directory on the unencrypted /boot partition's device
+    mounted below it: the mount below is reported on its own, not encrypted (recorded LUKS laptop layout)."""
+    from gapseal.audit.collectors.storage import mounts_below
+
+    devices = parse_lsblk(json.loads(fixture_text("lsblk-luks-lvm.json")))
+    mounts = parse_mountinfo(
+        "25 1 253:1 / / rw,relatime shared:1 - ext4 /dev/mapper/kilgore--trout--vg-root rw\n"
+        "31 25 259:2 / /srv/models/big/shards rw,relatime shared:2 - ext2 /dev/nvme0n1p2 rw\n"
+        "32 25 0:40 / /srv/models/big/cache rw - tmpfs tmpfs rw\n"
+        "33 25 259:2 / /srv/models-other rw - ext2 /dev/nvme0n1p2 rw\n"
+    )
+    assert mounts_below(Path("/srv/models"), mounts) == ["/srv/models/big/cache", "/srv/models/big/shards"]
+    assert mounts_below(Path("/srv/models/"), mounts) == ["/srv/models/big/cache", "/srv/models/big/shards"]
+    shards = path_storage(Path("/srv/models/big/shards"), "model", mounts, devices, exists=True)
+    assert (shards.mount_point, shards.encryption) == ("/srv/models/big/shards", "not_encrypted")
+    cache = path_storage(Path("/srv/models/big/cache"), "model", mounts, devices, exists=True)
+    assert cache.encryption == "not_applicable"
