@@ -547,6 +547,9 @@ class ProbeResult(_Model):
     """The error text or the route line (``dev``, ``via``, ``src``)."""
     errno: str | None = None
     """Symbolic errno (``ENETUNREACH``...) when a socket call failed."""
+    gateway: str | None = None
+    """The next hop the kernel chose for the target (``ip route get``), when it routes via a gateway: policies compare
+    it with the site's allowed default-route gateways."""
 
 
 class ProbesFacts(_Domain):

@@ -128,7 +128,8 @@ def route_probe(address: str, trace: Trace) -> ProbeResult:
         return ProbeResult(**base, outcome="no_route", egress_possible=False, detail=detail)
     if r.get("dev") == "lo":
         return ProbeResult(**base, outcome="no_route", egress_possible=False, detail=f"local delivery: {detail}")
-    return ProbeResult(**base, outcome="routed", egress_possible=True, detail=detail)
+    gateway = str(r["gateway"]) if r.get("gateway") else None
+    return ProbeResult(**base, outcome="routed", egress_possible=True, detail=detail, gateway=gateway)
 
 
 def udp_connect_probe(address: str, port: int = UDP_PROBE_PORT) -> ProbeResult:
@@ -210,6 +211,11 @@ def dns_probe(target: ProbeTarget, timeout: float) -> ProbeResult:
     return ProbeResult(**base, outcome="answered", egress_possible=True, detail=f"{len(reply)}-byte non-matching reply")
 
 
+def _with_gateway(result: ProbeResult, gateway: str | None) -> ProbeResult:
+    """``result`` with the next hop the route lookup found for its target (when it showed a path)."""
+    return result.model_copy(update={"gateway": gateway}) if result.egress_possible and gateway else result
+
+
 def run_probes(
     store: RawStore,
     *,
@@ -224,11 +230,17 @@ def run_probes(
         raise UsageError(f"probe timeout must be in (0, {MAX_TIMEOUT:g}] seconds, got {timeout:g}")
     trace = Trace(store)
     results: list[ProbeResult] = []
+    gateways: dict[str, str | None] = {}  # target address -> next hop, from the route lookup (sends nothing)
     for addr in route_targets:
-        results.append(route_probe(addr, trace))
-        results.append(udp_connect_probe(addr))
+        route = route_probe(addr, trace)
+        gateways[addr] = route.gateway
+        results.append(route)
+        results.append(_with_gateway(udp_connect_probe(addr), route.gateway))
     for t in active:
-        results.append(dns_probe(t, timeout) if t.kind == "dns" else tcp_probe(t, timeout))
+        if t.host not in gateways:
+            gateways[t.host] = route_probe(t.host, trace).gateway
+        result = dns_probe(t, timeout) if t.kind == "dns" else tcp_probe(t, timeout)
+        results.append(_with_gateway(result, gateways[t.host]))
     errors = [r for r in results if r.outcome == "error" and not r.active]
     status = "unknown" if errors and len(errors) == 2 * len(route_targets) else "ok"
     return ProbesFacts(

@@ -8,6 +8,8 @@ import data.gapseal.lib
 # description: >-
 #   Route lookups and UDP connect() towards public destinations (and any active probe the auditor named)
 #   end in "network unreachable"; an outcome that shows a path (routed, connected, refused, answered) is egress.
+#   A passive probe whose route leads to a gateway listed in data.allowlist.default_route_gateways (an enclave
+#   router the site vouches for) is not; an active probe that got an answer is egress whatever its gateway.
 # custom:
 #   id: EGRESS-005
 #   severity: high
@@ -19,6 +21,7 @@ deny contains violation if {
 	input.probes.status == "ok"
 	some i, probe in input.probes.probes
 	probe.egress_possible == true
+	not _passive_via_allowed_gateway(probe)
 	subject := concat(" ", [probe.kind, probe.target])
 	violation := lib.violation(
 		"EGRESS-005",
@@ -34,4 +37,9 @@ deny contains violation if {
 deny contains violation if {
 	not input.probes.status == "ok"
 	violation := lib.unknown("EGRESS-005", "probes")
+}
+
+_passive_via_allowed_gateway(probe) if {
+	probe.active == false
+	probe.gateway in data.allowlist.default_route_gateways
 }
