@@ -71,8 +71,9 @@ class AuditRunRequest:
     """A trust file: names the signing key in the evidence, and its keys may verify ``previous``."""
     previous: Path | None = None
     """The last evidence directory: verified, then compared with (new, fixed and unchanged findings)."""
-    pdf: bool = True
-    """Print the report to PDF with headless Chromium (in an empty network namespace), when Chromium is there."""
+    pdf: bool = False
+    """Print the report to PDF with headless Chromium (in an empty network namespace), when Chromium is there; the
+    CLI asks for it by default (``--pdf/--no-pdf``), library callers opt in."""
 
 
 @dataclass(frozen=True)
