@@ -221,3 +221,32 @@ def test_the_console_script_prints_no_traceback(work: Path) -> None:
         assert p.returncode == 1
         assert "Traceback" not in p.stdout + p.stderr
         assert p.stderr.startswith("error: ")
+
+
+@pytest.fixture
+def full_disk(work: Path) -> Iterator[Path]:
+    """A file system with one 4 KiB page free: a tmpfs mount (root only; anyone else skips, saying why)."""
+    if os.geteuid() != 0:
+        pytest.skip("a full file system needs a tmpfs mount (root)")
+    d = work / "full-disk"
+    d.mkdir(exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(d)], check=True)
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", str(d)], check=True)
+
+
+@pytest.mark.parametrize("command", ["bundle create", "bundle pack", "bundle extract"])
+def test_a_full_disk_is_exit_1_naming_the_output(
+    full_disk: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = str(full_disk / "new")
+    argv = OUTPUTS[command](out)
+    if command == "bundle create":
+        argv.append("--no-link")  # a hard link would not fill the disk
+    rc, stdout, err = _run(argv, capsys)
+    _assert_one_clear_message(rc, stdout, err, 1)
+    assert "No space left on device" in err
+    assert out in err, "the output is named, not an input"
+    assert sorted(p.name for p in full_disk.iterdir()) == [], "nothing half-written is left"
