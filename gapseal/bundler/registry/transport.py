@@ -183,8 +183,10 @@ class Response:
         origin: Origin,
         what: str,
         guard: _Guard,
+        method: str,
     ) -> None:
         self._client = client
+        self.method = method
         self.raw = raw
         self._conn: http.client.HTTPConnection | None = conn
         self._origin = origin
@@ -211,7 +213,7 @@ class Response:
 
     def read_capped(self, cap: int, *, noun: str = "body") -> bytes:
         """The whole body, refused when it is (or declares to be) larger than ``cap`` bytes."""
-        declared = self.content_length()
+        declared = 0 if self.method == "HEAD" else self.content_length()  # a HEAD's length is not of a body
         if declared is not None and declared > cap:
             self.close()
             raise self._client.error(
@@ -553,7 +555,7 @@ class RegistryHTTP:
                     raise self.transfer_error(what, e, guard) from e
                 time.sleep(0 if reused else 0.2 * 2**attempt)  # a kept connection the peer closed: at once
                 continue
-            response = Response(self, raw, conn, origin, what, guard)
+            response = Response(self, raw, conn, origin, what, guard, method)
             if response.status in _RETRY_STATUS and not last:
                 response.drain()
                 time.sleep(0.2 * 2**attempt)
