@@ -12,7 +12,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gapseal.audit.facts import HostFacts, Source
@@ -57,15 +57,61 @@ def _domain_of(pointer: str) -> str | None:
     return parts[1].replace("~1", "/").replace("~0", "~") if len(parts) > 1 and parts[1] else None
 
 
+def _resolve(document: Any, pointer: str) -> Any:
+    """The value at JSON pointer ``pointer`` in ``document`` (None when it leads nowhere)."""
+    value = document
+    for raw in pointer.split("/")[1:]:
+        token = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(value, dict):
+            value = value.get(token)
+        elif isinstance(value, list) and token.isdigit() and int(token) < len(value):
+            value = value[int(token)]
+        else:
+            return None
+    return value
+
+
+def _strings(value: Any) -> set[str]:
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, dict):
+        return {s for v in value.values() for s in _strings(v)}
+    if isinstance(value, list):
+        return {s for v in value for s in _strings(v)}
+    return set()
+
+
+def _names(source: Source, mentioned: set[str]) -> bool:
+    """Whether the fact at the pointer names this source: its command, or its file (a location may end in ':KEY')."""
+    if source.argv and shlex.join(source.argv) in mentioned:
+        return True
+    if not source.path:
+        return False
+    for m in mentioned:
+        where = m.split(":")[0]
+        if where and (source.path == where or source.path.endswith("/" + where.lstrip("/"))):
+            return True
+    return False
+
+
 def source_links(host: str, facts: HostFacts, pointers: Iterable[str]) -> tuple[SourceLink, ...]:
-    """Every source of every facts domain ``pointers`` lead into, in pointer order, each once."""
+    """The sources behind ``pointers``, in pointer order, each once.
+
+    When the fact a pointer leads to names its own source (a ``location``, ``origin`` or ``method`` that is one of
+    its domain's files or commands), only those sources are linked; otherwise every source of the domain is.
+    """
     links: dict[tuple[str, str, str | None], SourceLink] = {}
+    document = None
     for pointer in pointers:
         domain = _domain_of(pointer)
         if domain is None or domain not in type(facts).model_fields:
             continue
         sources: list[Source] = getattr(getattr(facts, domain), "sources", None) or []
-        for s in sources:
+        if document is None:
+            document = facts.model_dump(mode="json", exclude={"raw_outputs"})
+        mentioned = _strings(_resolve(document, pointer))
+        named = [s for s in sources if _names(s, mentioned)]
+        for s in named or sources:
             stored = s.stored and s.sha256 is not None and f"sha256:{s.sha256}" in facts.raw_outputs
             note = None
             if not stored:
