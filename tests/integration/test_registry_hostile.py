@@ -21,7 +21,7 @@ import pytest
 
 from gapseal.bundler import layout as oci
 from gapseal.bundler.create import CreatedBundle, create_bundle
-from gapseal.bundler.registry import fallback_tag, load_bundle
+from gapseal.bundler.registry import connect, fallback_tag, load_bundle
 from gapseal.cli import main
 from tests.bundles import KeyPair, make_keys
 from tests.registry.hostile import Forward, HostileRegistry, Listener, Reply, Req, Rule
@@ -352,7 +352,7 @@ def test_load_refuses_a_mount_answered_with_an_upload_location_on_another_host(
     world: World, fresh: HostileRegistry, other: Listener, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The shared layer of images one and two is mounted; the mount is answered with a Location elsewhere."""
-    fresh.on("POST", r"mount=", answer(Reply(202, {"Location": f"http://{other.host}/v2/two/blobs/uploads/u"})))
+    fresh.on("POST", r"from=", answer(Reply(202, {"Location": f"http://{other.host}/v2/two/blobs/uploads/u"})))
     run = load(capsys, world, fresh.host)
     assert run.code == 1
     assert f"sent a upload Location pointing at another host, http://{other.host}; refused" in run.err
@@ -975,7 +975,7 @@ def test_load_mounts_a_blob_another_repository_holds_and_checks_present_ones_by_
     assert run.code == 0, run.err
     doc = json.loads(run.out)
     assert doc["blobs_mounted"] == len(shared)  # sent to one, mounted into two
-    assert len(fresh.seen("POST", r"mount=")) == len(shared)
+    assert len(fresh.seen("POST", r"from=one")) == len(shared)
     assert all(f"mount={d.replace(':', '%3A')}" in " ".join(r.path for r in fresh.seen("POST")) for d in shared)
     assert doc["manifests_checked"] >= 6
     uploads = len(fresh.seen("POST", r"/blobs/uploads/"))
@@ -984,6 +984,31 @@ def test_load_mounts_a_blob_another_repository_holds_and_checks_present_ones_by_
     assert json.loads(again.out)["blobs_sent"] == 0
     assert len(fresh.seen("POST", r"/blobs/uploads/")) == uploads  # HEAD found every blob: no upload, no mount
     assert len(fresh.seen("HEAD", r"/blobs/")) >= 2 * doc["blobs_sent"]
+
+
+def test_load_mounts_a_blob_the_registry_finds_in_a_repository_of_an_earlier_load(
+    world: World, fresh: HostileRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The docs file is already in repository "elsewhere"; the registry finds it when asked to mount it without a
+    source (OCI 1.1 lets `from` be left out; distribution 2.8 lacks that, so the hostile server emulates it by adding
+    from=elsewhere, and the real registry performs the mount). It is mounted, not sent."""
+    digest, size = layer_of(world)
+    data = (world.bundles["1.0.0"].path / oci.blob_path(digest)).read_bytes()
+    seed = connect(fresh.host, insecure=True)
+    assert seed.upload("elsewhere", digest, size, data, mount_from=None) is False
+    seed.http.close()
+
+    def discover(req: Req, fwd: Forward) -> Reply:
+        return fwd(Req(req.method, f"{req.path}&from=elsewhere", req.headers, req.body))
+
+    fresh.on("POST", rf"\?mount={digest.replace(':', '%3A')}$", discover)
+    run = load(capsys, world, fresh.host, "--json")
+    assert run.code == 0, run.err
+    doc = json.loads(run.out)
+    assert doc["blobs_mounted"] == 3 + 1  # the three blobs two shares with one, and the docs file
+    sent = fresh.seen("PUT", r"^/v2/gapseal/stack/blobs/uploads/")
+    assert sent
+    assert not [r for r in sent if digest.replace(":", "%3A") in r.path]
 
 
 # ---------------------------------------------------------------------------------------------------------------

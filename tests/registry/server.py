@@ -122,7 +122,7 @@ class ProxyState:
     def upload_starts(self) -> int:
         """Blob uploads started (POST .../blobs/uploads/), i.e. blobs sent (cross-repo mounts excluded)."""
         with self.lock:
-            return sum(1 for m, p in self.requests if m == "POST" and "/blobs/uploads/" in p and "mount=" not in p)
+            return sum(1 for m, p in self.requests if m == "POST" and "/blobs/uploads/" in p and "from=" not in p)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -139,12 +139,12 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path
         with state.lock:
             state.requests.append((self.command, path))
-            uploads = sum(1 for m, p in state.requests if m == "POST" and "/blobs/uploads/" in p and "mount=" not in p)
+            uploads = sum(1 for m, p in state.requests if m == "POST" and "/blobs/uploads/" in p and "from=" not in p)
         bare = path.split("?", 1)[0]
         if (
             self.command == "POST"
             and "/blobs/uploads/" in bare
-            and "mount=" not in path
+            and "from=" not in path
             and state.refuse_uploads_after is not None
             and uploads > state.refuse_uploads_after
         ):

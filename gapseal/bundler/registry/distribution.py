@@ -207,14 +207,19 @@ class Distribution:
         return True
 
     def start_upload(self, repo: str, digest: str, size: int, *, mount_from: str | None) -> str | None:
-        """Mount ``digest`` from ``mount_from`` (None when mounted), or open an upload session (its checked URL)."""
-        query = {"mount": digest, "from": mount_from} if mount_from else {}
-        path = f"/v2/{repo}/blobs/uploads/" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        """Mount ``digest`` (None when mounted), or open an upload session (its checked URL).
+
+        The mount names ``mount_from`` when a repository of this load holds the blob; without it, a registry that
+        finds blobs by itself (OCI 1.1: ``from`` may be left out) mounts it from wherever it has it, and one that
+        does not (distribution 2.8) opens an upload session, which is used: the attempt costs no round trip.
+        """
+        query = {"mount": digest, **({"from": mount_from} if mount_from else {})}
+        path = f"/v2/{repo}/blobs/uploads/?{urllib.parse.urlencode(query)}"
         what = (
             f"mounting blob {digest} into {repo}" if mount_from else f"uploading blob {digest} ({size} bytes) to {repo}"
         )
         r = self.http.request("POST", path, what=what)
-        if r.status == 201 and mount_from:
+        if r.status == 201:
             r.drain()
             return None
         if r.status != 202:
