@@ -214,3 +214,23 @@ def test_control_a_header_that_breaks_mid_word_is_caught(devtools: DevTools, tmp
     )
     devtools.open(page.as_uri(), width=400)
     assert devtools.evaluate(HEADER_CHECK)["broken"] == ["Remediation"]
+
+
+def test_cli_audit_run_prints_the_pdf_and_verify_accepts_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``gapseal audit run`` as a user runs it (PDF on by default), then ``gapseal evidence verify``."""
+    import json
+
+    from gapseal.cli import main
+    from gapseal.signing.keys import write_key_pair
+
+    priv, pub = write_key_pair(SigningKey.generate(), tmp_path / "aud", None)
+    root = tmp_path / "root"
+    root.mkdir()
+    out = tmp_path / "ev"
+    rc = main(["audit", "run", "--root", str(root), "--out", str(out), "--key", str(priv), "--json"])
+    assert rc == 3  # an empty root cannot be compliant
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["report_pdf"]["made"] is True
+    assert (out / "report.pdf").read_bytes().startswith(b"%PDF-")
+    assert main(["evidence", "verify", str(out), "--key", str(pub)]) == 0
+    assert "evidence verified" in capsys.readouterr().out

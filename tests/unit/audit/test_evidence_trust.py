@@ -388,3 +388,13 @@ def test_writer_refuses_an_input_whose_digest_differs(tmp_path: Path) -> None:
             tmp_path / "ev", hosts=[h1, h2], results=results_for(h1, h2), controls={}, key=SigningKey.generate(),
             inputs=inputs,
         )  # fmt: skip
+
+
+def test_without_a_site_file_the_scope_says_so_and_oscal_stays_valid(tmp_path: Path) -> None:
+    h1, h2 = host_with_routes("h1", "10.206.7.2"), host_with_routes("h2", "10.206.8.2")
+    results = results_for(h1, h2).model_copy(update={"site": None, "waivers_digest": None})
+    write_evidence(tmp_path / "ev", hosts=[h1, h2], results=results, controls={}, key=SigningKey.generate())
+    doc = json.loads((tmp_path / "ev/assessment-results.json").read_text())
+    AssessmentResults.parse_obj(doc["assessment-results"])
+    assert _props(doc["assessment-results"]["metadata"])["scope"][0].startswith("no site file given")
+    assert "Scope no site file given" in _text((tmp_path / "ev/report.html").read_text())
