@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _output.state.verbose:
             traceback.print_exc()
         if _output.state.json:
-            _output.emit_json({"ok": False, **e.as_dict()})
+            _output.emit_json(e.as_dict())
         _output.stderr.print(f"[bold red]error:[/] {e.diagnostics()}", highlight=False)
         return e.exit_code
     except KeyboardInterrupt:

@@ -6,6 +6,11 @@ diagnosis a skeptical operator can act on. Libraries raise these; only ``gapseal
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+ERROR_KIND = "gapseal.Error"
+"""The ``kind`` of the JSON document every command prints with ``--json`` when it fails."""
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -17,11 +22,15 @@ class GapsealError(Exception):
 
     exit_code: int = EXIT_ERROR
 
-    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, where: str | None = None, hint: str | None = None, problems: Sequence[str] = ()
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.where = where
         self.hint = hint
+        self.problems = list(problems)
+        """Every problem found, one entry each, when there are several (the message summarizes them)."""
 
     def diagnostics(self) -> str:
         """Return the cause, the place and the next step, one per line."""
@@ -32,9 +41,20 @@ class GapsealError(Exception):
             lines.append(f"  next:  {self.hint}")
         return "\n".join(lines)
 
-    def as_dict(self) -> dict[str, str]:
-        """Return the diagnosis for ``--json`` output."""
-        out = {"error": type(self).__name__, "message": self.message}
+    def as_dict(self) -> dict[str, object]:
+        """Return the diagnosis for ``--json`` output: ``gapseal.Error`` v1 (schema: ``gapseal/schemas``).
+
+        ``problems`` is always a list, one entry per problem, never one joined string.
+        """
+        out: dict[str, object] = {
+            "kind": ERROR_KIND,
+            "version": 1,
+            "ok": False,
+            "error": type(self).__name__,
+            "message": self.message,
+            "problems": self.problems or [self.message],
+            "exit_code": self.exit_code,
+        }
         if self.where:
             out["where"] = self.where
         if self.hint:

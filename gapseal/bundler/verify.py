@@ -84,6 +84,7 @@ class _Problems:
             f"bundle does not verify: {first}{suffix}",
             where=self.source,
             hint=hint or "do not use this bundle; obtain a fresh copy from the security team and verify again",
+            problems=self.items,  # --json: one list, one entry per problem
         )
 
     def raise_if_any(self) -> None:

@@ -3,7 +3,7 @@
 The ``record`` role writes ``{{ gapseal_root }}/var/lib/gapseal/installed.json`` on every host (the remote module
 ``playbooks/library/gapseal_record.py`` builds the same document without importing gapseal, since hosts need not
 have it). This model is the contract: ``load_record`` parses and checks it, and its JSON Schema is published as
-``gapseal/installer/schemas/installed-record.v1.schema.json`` (``record_schema()``).
+``gapseal/schemas/installed-record.v1.schema.json`` (``record_schema()``, written by ``gapseal.schemas``).
 
 The record holds no time stamp on purpose: a second install of the same bundle writes the same bytes, so
 idempotence can be checked (and the file's own mtime says when it was last written).
@@ -25,7 +25,6 @@ RECORD_KIND = "gapseal.InstalledRecord"
 RECORD_VERSION = 1
 RECORD_RELATIVE_PATH = "var/lib/gapseal/installed.json"
 """Where the record lives, relative to the host's ``gapseal_root``."""
-SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "installed-record.v1.schema.json"
 
 _DIGEST = r"^sha256:[0-9a-f]{64}$"
 

@@ -1,7 +1,7 @@
 """The install report: per host, what ran, what changed, which variant, what failed; JSON for machines.
 
 ``gapseal install --json`` prints it and ``--report FILE`` writes it. Its JSON Schema is published as
-``gapseal/installer/schemas/install-report.v1.schema.json`` (``report_schema()``).
+``gapseal/schemas/install-report.v1.schema.json`` (``report_schema()``, written by ``gapseal.schemas``).
 """
 
 from __future__ import annotations

@@ -14,8 +14,6 @@ A trust file lists keys by name, each as a path (relative to the trust file) or 
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +25,6 @@ from gapseal.errors import KeyLoadError, UsageError
 from gapseal.signing.keys import VerifyingKey, load_public_key, load_public_key_pem
 
 _MAX_TRUST_FILE = 1024 * 1024
-TRUST_SCHEMA_PATH = Path(__file__).resolve().parent / "trust.v1.schema.json"
 
 
 class _TrustModel(BaseModel):
@@ -136,15 +133,3 @@ def trust_schema() -> dict[str, Any]:
         "$id": "https://gapseal.invalid/schemas/trust.v1.schema.json",
         **TrustFile.model_json_schema(by_alias=True),
     }
-
-
-def render_trust_schema() -> str:
-    """Return the published text of the trust schema (sorted keys, two-space indent, final newline)."""
-    return json.dumps(trust_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def main() -> int:
-    """Write the published schema beside this module (``python -m gapseal.signing``)."""
-    TRUST_SCHEMA_PATH.write_text(render_trust_schema(), encoding="utf-8")
-    sys.stdout.write(f"wrote {TRUST_SCHEMA_PATH}\n")
-    return 0
