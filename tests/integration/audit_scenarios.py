@@ -671,3 +671,31 @@ STORAGE = [
 ]
 
 SCENARIOS: list[Scenario] = SSH + PROXY + SOURCES + NAMES + TELEMETRY + STORAGE
+
+
+# ------------------------------------------------------------------------------------------------ namespace hosts
+
+LEAKY_HOST_RULES = frozenset({A4, E6, E7, E10, E11, T1})
+"""What the leaky namespace host must report (ENCRYPTION-001 for the disk below the model directory is waived: the
+model directory itself sits on this machine's unencrypted disk, as on every host of this test machine)."""
+
+
+def leak_every_class(root: Path, host_netns: str, pids: list[int]) -> None:
+    """One leak of every class of section 2 on a staged namespace host (files under ``root``, a process in its netns)."""
+    import subprocess
+
+    with (root / "etc/ssh/sshd_config").open("a") as f:
+        f.write("Match User ops\n  DisableForwarding no\n")
+    write(root, "etc/profile", f"export http_proxy={_PROXY}\n")
+    write(root, "etc/apt/sources.list", "deb http://deb.debian.org/debian bookworm main\n")
+    write(root, "etc/chrony/chrony.conf", "pool 2.debian.pool.ntp.org iburst\n")
+    write(root, "run/systemd/resolve/netif/2", "SERVERS=203.0.113.53\n")
+    write(root, "etc/containers/systemd/vllm.container", f"[Container]\nImage={_VLLM}\n")
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", host_netns, "sleep", "600"],
+        env={"PATH": "/usr/bin:/bin", "https_proxy": _PROXY},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    pids.append(proc.pid)

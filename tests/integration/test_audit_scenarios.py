@@ -21,16 +21,19 @@ exactly those rules.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from gapseal.audit.collectors._common import RawStore
 from gapseal.audit.collectors._units import load_units
@@ -45,7 +48,9 @@ from gapseal.audit.engines import load_policy_set, make_engine
 from gapseal.audit.evaluate import evaluate_hosts, host_input_from_bytes
 from gapseal.audit.facts import HostFacts, ProcessesFacts
 from gapseal.audit.site import load_site
-from tests.integration.audit_scenarios import SCENARIOS, SITE, Scenario
+from tests.hosts.netns import HostFleet
+from tests.integration.audit_scenarios import LEAKY_HOST_RULES, SCENARIOS, SITE, Scenario, leak_every_class
+from tests.integration.audit_staging import StagedHost, stage_install
 from tests.opa_rest.facts_fixtures import compliant_facts, facts_bytes
 
 pytestmark = pytest.mark.integration
@@ -178,3 +183,123 @@ def test_real_unencrypted_loop_disk_mounted_below_a_model_directory(tmp_path: Pa
         (str(models / "shards"), "ext4", "not_encrypted")
     ]
     assert below[0]["device_chain"][0].endswith(os.path.basename(device))
+
+
+# ------------------------------------------------------------------------------------------------ through Ansible
+
+COMPLIANT_HOST, LEAKY_HOST = 120, 121
+GAPSEAL = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "gapseal")
+WAIVERS = """\
+apiVersion: gapseal/v1
+kind: Waivers
+waivers:
+  - rule: ENCRYPTION-001
+    hosts: "*"
+    justification: "test machine: no device-mapper, so no dm-crypt volume can be staged"
+    approver: "auditor@example.org"
+    expires: "2099-12-31"
+"""
+
+
+@dataclass
+class Hosts:
+    staged: dict[int, StagedHost]
+    below_model_dir: Path
+    """The loop-device ext4 file system mounted below the leaky host's model directory."""
+
+
+@pytest.fixture(scope="module")
+def ansible_hosts(host_fleet: HostFleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
+    """Host 120 staged compliant, host 121 with one leak of every class (a real unencrypted disk below its model
+    directory, mounted before its sshd starts so the host's mount namespace holds it)."""
+    roots = tmp_path_factory.mktemp("ansible-roots")
+    image = roots / "disk.img"
+    subprocess.run(["truncate", "-s", "16M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    device = subprocess.run(["losetup", "-f", "--show", str(image)], capture_output=True, text=True, check=True)
+    loop = device.stdout.strip()
+    below = roots / f"host{LEAKY_HOST}" / "opt/gapseal/models/minilm/shards"
+    below.mkdir(parents=True)
+    subprocess.run(["mount", loop, str(below)], check=True)
+    staged: dict[int, StagedHost] = {}
+    try:
+        for i in (COMPLIANT_HOST, LEAKY_HOST):
+            staged[i] = stage_install(host_fleet.add(i), roots / f"host{i}")
+        leaky = staged[LEAKY_HOST]
+        leak_every_class(leaky.root, leaky.host.netns, leaky.pids)
+        yield Hosts(staged, below)
+    finally:
+        for s in staged.values():
+            s.stop()
+        subprocess.run(["umount", "-l", str(below)], check=False)
+        subprocess.run(["losetup", "-d", loop], check=False)
+
+
+def _audit_run(
+    fleet: HostFleet, staged: StagedHost, tmp: Path, site: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, dict[str, Any], Path]:
+    from gapseal.cli import main
+    from gapseal.signing.keys import SigningKey, write_key_pair
+
+    key, _ = write_key_pair(SigningKey.generate(), tmp / "auditor", None)
+    inventory = tmp / "inventory.yml"
+    doc = fleet.inventory(
+        [staged.host],
+        host_vars={staged.host.name: {"gapseal_root": str(staged.root), "gapseal_executable": GAPSEAL}},
+    )
+    inventory.write_text(yaml.safe_dump(doc))
+    (tmp / "waivers.yaml").write_text(WAIVERS)
+    out = tmp / "evidence"
+    argv = ["audit", "run", "-i", str(inventory), "--out", str(out), "--key", str(key), "--json"]
+    argv += ["--waivers", str(tmp / "waivers.yaml"), "--site", str(site)]
+    rc = main(argv)
+    captured = capsys.readouterr()
+    assert captured.out, captured.err
+    return rc, json.loads(captured.out), out
+
+
+def test_ansible_compliant_host_has_no_finding_and_records_the_site(
+    host_fleet: HostFleet,
+    ansible_hosts: Hosts,
+    site_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rc, doc, out = _audit_run(host_fleet, ansible_hosts.staged[COMPLIANT_HOST], tmp_path, site_file, capsys)
+    assert doc["findings"] == []
+    assert rc == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["site"]["sha256"] == "sha256:" + hashlib.sha256(site_file.read_bytes()).hexdigest()
+    assert results["site"]["source"] == "file"
+    assert results["site"]["scope"]["organisation"] == "Example Clinic"
+
+
+def test_ansible_leaky_host_reports_every_class(
+    host_fleet: HostFleet,
+    ansible_hosts: Hosts,
+    site_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    leaky = ansible_hosts.staged[LEAKY_HOST]
+    rc, doc, out = _audit_run(host_fleet, leaky, tmp_path, site_file, capsys)
+    found = {f["rule"] for f in doc["findings"]}
+    assert found == set(LEAKY_HOST_RULES), json.dumps(doc["findings"], indent=1)
+    assert rc == 3
+    facts = json.loads((out / f"facts/{leaky.host.name}.json").read_text())
+    process_proxies = [s for s in facts["proxy"]["proxies"] if s["origin"] == "process"]
+    assert [s["location"] for s in process_proxies] == [f"pid:{leaky.pids[-1]} (sleep)"]
+    assert {s["origin"] for s in facts["proxy"]["proxies"]} == {"process", "profile"}
+    assert [c["context"] for c in facts["ssh"]["forwarding"] if c["tcp_forwarding"]] == ["Match User ops"]
+    assert [(s["service"], s["origin"], s["image"]) for s in facts["telemetry"]["services"]] == [
+        ("vllm", "quadlet", "docker.io/vllm/vllm-openai:v0.6.3")
+    ]
+    below = [p for p in facts["storage"]["paths"] if p["below"]]
+    assert [(p["path"], p["fstype"], p["encryption"]) for p in below] == [
+        (str(ansible_hosts.below_model_dir), "ext4", "not_encrypted")
+    ]
+    results = json.loads((out / "results.json").read_text())
+    (host,) = results["hosts"]
+    encryption = next(r for r in host["rules"] if r["rule"] == "ENCRYPTION-001")
+    assert encryption["status"] == "waived"
+    assert any(str(ansible_hosts.below_model_dir) in f["message"] for f in encryption["findings"])
