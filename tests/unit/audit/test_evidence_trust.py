@@ -398,3 +398,26 @@ def test_without_a_site_file_the_scope_says_so_and_oscal_stays_valid(tmp_path: P
     AssessmentResults.parse_obj(doc["assessment-results"])
     assert _props(doc["assessment-results"]["metadata"])["scope"][0].startswith("no site file given")
     assert "Scope no site file given" in _text((tmp_path / "ev/report.html").read_text())
+
+
+def test_without_unshare_chromium_is_not_run_and_no_pdf_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chromium present but no way to give it an empty network namespace (no unshare on PATH): it is never started
+    outside one; the outcome says why."""
+    from gapseal.audit.report_pdf import print_pdf
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian chromium is not installed")
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    (bare / "chromium").symlink_to(chromium)
+    monkeypatch.setenv("PATH", str(bare))
+    page = tmp_path / "p.html"
+    page.write_text("<p>x</p>")
+    outcome = print_pdf(page)
+    assert outcome.made is False
+    assert outcome.reason is not None
+    assert outcome.reason.startswith("cannot create an empty network namespace for chromium")
+    assert outcome.data is None
