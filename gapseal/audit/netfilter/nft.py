@@ -46,6 +46,8 @@ FAMILIES: dict[str, frozenset[Family]] = {
 }
 """Table families whose chains see IP packets of this host (arp, bridge and netdev tables do not filter them
 here: a drop there could only make gapseal's answer more cautious, never an accept)."""
+OTHER_FAMILIES = frozenset({"arp", "bridge", "netdev"})
+"""The other table families nft knows; any family outside both is an error (not what nft prints)."""
 
 ADDRESS_KEYS = {"ip daddr": "ip", "ip saddr": "ip", "ip6 daddr": "ip6", "ip6 saddr": "ip6"}
 NUMBER_KEYS = {
@@ -72,7 +74,7 @@ def key_of(expr: Any) -> tuple[str, ...]:
     """The model's field names for a left-hand side (several for a concatenation)."""
     if isinstance(expr, dict) and len(expr) == 1:
         ((kind, body),) = expr.items()
-        if kind == "concat" and isinstance(body, list):
+        if kind == "concat" and isinstance(body, list) and body:
             return tuple(k for part in body for k in key_of(part))
         if kind == "payload" and isinstance(body, dict) and "protocol" in body:
             key = f"{body['protocol']} {body.get('field')}"
@@ -135,7 +137,10 @@ def atom(value: Any, key: str) -> Atom:
         fam = ADDRESS_KEYS[key]
         if isinstance(value, dict) and isinstance(value.get("prefix"), dict):
             p = value["prefix"]
-            net = ipaddress.ip_network(f"{p.get('addr')}/{p.get('len')}", strict=False)
+            try:
+                net = ipaddress.ip_network(f"{p.get('addr')}/{p.get('len')}", strict=False)
+            except ValueError as e:
+                raise UnsupportedError(f"prefix {p!r}") from e
             if (net.version == 4) != (fam == "ip"):
                 raise UnsupportedError(f"prefix {p!r} of the other family")
             return Interval(int(net.network_address), int(net.broadcast_address))
@@ -161,7 +166,7 @@ def elements(right: Any, keys: tuple[str, ...], sets: Mapping[str, list[Any]]) -
     if isinstance(right, str) and right.startswith("@"):
         if right[1:] not in sets:
             raise UnsupportedError(f"set {right} not in the ruleset")
-        return elements({"set": sets[right[1:]]}, keys, sets)
+        return elements({"set": sets[right[1:]]}, keys, {})  # a set's elements never name another set
     if isinstance(right, dict) and "set" in right:
         items = right["set"] if isinstance(right["set"], list) else [right["set"]]
         return [e for item in items for e in elements(item, keys, sets)]
@@ -190,6 +195,8 @@ def match_step(m: Mapping[str, Any], sets: Mapping[str, list[Any]]) -> Match:
     keys = key_of(m.get("left"))
     op = m.get("op", "==")
     right = m.get("right")
+    if not isinstance(op, str):
+        raise UnsupportedError(f"operator {json.dumps(op, sort_keys=True)}")
     if op in {"<", ">", "<=", ">="}:
         if len(keys) != 1 or keys[0] in NAME_KEYS:
             raise UnsupportedError(f"comparison {op} on {keys}")
@@ -365,7 +372,15 @@ def base_chains(
     for c in chains:
         fam, table, name = str(c.get("family")), str(c.get("table")), str(c.get("name"))
         if "hook" not in c:
+            if any(k in c for k in ("type", "prio", "policy")):
+                raise ValueError(f"nftables {fam} {table} {name}: a base chain with no hook")
             continue
+        if fam not in FAMILIES and fam not in OTHER_FAMILIES:
+            raise ValueError(f"nftables {fam} {table} {name}: unknown table family {c.get('family')!r}")
+        if not isinstance(c["hook"], str) or c.get("policy", "accept") not in ("accept", "drop"):
+            raise ValueError(
+                f"nftables {fam} {table} {name}: hook {c['hook']!r} policy {c.get('policy')!r} is not what nft prints"
+            )
         if fam not in FAMILIES:
             notes.append(f"nftables {fam} {table} {name}: {fam} tables do not filter this host's IP packets here")
             continue
