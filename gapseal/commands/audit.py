@@ -71,6 +71,9 @@ def evidence_verify(
                 highlight=False,
                 markup=False,
             )
+        pdf = (verified.predicate.get("report") or {}).get("pdf") or {}
+        if isinstance(pdf, dict) and pdf.get("made") is False:
+            _output.stdout.print(f"report.pdf: {pdf.get('reason')}", highlight=False, markup=False)
     return 0
 
 

@@ -328,7 +328,9 @@ def test_pristine_full_evidence_verifies(ev: Path, full: Full) -> None:
 # ------------------------------------------------------------------------------------------------ PDF without Chromium
 
 
-def test_without_chromium_no_pdf_is_made_and_that_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_chromium_no_pdf_is_made_and_that_is_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A PATH without chromium (a real absence, nothing mocked): the HTML is kept and says why there is no PDF."""
     bare = tmp_path / "bin"
     bare.mkdir()
@@ -348,6 +350,14 @@ def test_without_chromium_no_pdf_is_made_and_that_is_recorded(tmp_path: Path, mo
     assert predicate["report"]["pdf"]["made"] is False
     monkeypatch.undo()
     assert verify_evidence(tmp_path / "ev", [key.public]).compliant is False
+    from gapseal.cli import main
+
+    (tmp_path / "aud.pub").write_bytes(key.public.pem())
+    capsys.readouterr()
+    assert main(["evidence", "verify", str(tmp_path / "ev"), "--key", str(tmp_path / "aud.pub")]) == 0
+    assert (
+        "report.pdf: chromium is not installed (Debian package 'chromium'): no PDF was made" in capsys.readouterr().out
+    )
 
 
 def test_cli_warns_and_keeps_the_html_without_chromium(
