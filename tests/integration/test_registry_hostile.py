@@ -428,6 +428,40 @@ def test_a_bearer_token_from_the_same_host_works_and_goes_nowhere_else(
     assert hostile.seen("GET", r"^/token\?service=reg&scope=repository%3Ax%3Apull$")
 
 
+def test_a_token_service_on_an_allowed_host_is_used_without_the_credentials(
+    world: World,
+    hostile: HostileRegistry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GAPSEAL_REGISTRY_USERNAME", "site")
+    monkeypatch.setenv("GAPSEAL_REGISTRY_PASSWORD", "s3cret")
+    tokens = HostileRegistry("127.0.0.1:1")  # answers /token itself, forwards nothing
+    try:
+        tokens.on(
+            "GET", r"^/token", lambda req, fwd: Reply(200, {"Content-Type": "application/json"}, b'{"token":"t"}')
+        )
+
+        def token_required(req: Req, fwd: Forward) -> Reply | None:
+            if req.headers.get("authorization") != "Bearer t":
+                realm = f"http://{tokens.host}/token"
+                return Reply(401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="reg"'})
+            return None
+
+        hostile.on(None, r"^/v2/", token_required)
+        refused = pull(capsys, hostile.host, tmp_path / "refused")
+        assert refused.code == 1
+        assert f"sent a token realm pointing at another host, http://{tokens.host}; refused" in refused.err
+        assert tokens.seen() == []
+        run = pull(capsys, hostile.host, tmp_path / "out", "--allow-host", tokens.host)
+        assert run.code == 0, run.err
+        assert tokens.seen("GET", r"^/token\?service=reg$")
+        assert all("authorization" not in r.headers for r in tokens.seen())
+    finally:
+        tokens.stop()
+
+
 def test_a_registry_asking_for_credentials_without_any_says_which_variables_to_set(
     hostile: HostileRegistry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
