@@ -34,6 +34,7 @@ from gapseal.bundler.inventory import KEEP_BLOB_CONTENT
 from gapseal.canonical import canonical_json
 from gapseal.errors import BundleError, InputError
 from gapseal.hashing import hash_file
+from gapseal.jsonlimits import json_problem
 from gapseal.progress import NO_PROGRESS, Progress
 
 SOURCE_TRANSPORTS = ("oci:", "oci-archive:", "docker-archive:", "docker://")
@@ -120,10 +121,9 @@ def _child(raw: Any, where: str) -> ChildRef:
 
 def parse_image_document(data: bytes, media_type: str) -> ImageDocument:
     """Parse a manifest or index of ``media_type``; raise ``ValueError`` saying what is wrong."""
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"not JSON ({e})") from e
+    doc, problem = json_problem(data, max_bytes=MAX_IMAGE_DOCUMENT)  # size and depth caps: signed is not trusted
+    if problem is not None:
+        raise ValueError(f"not usable JSON: it {problem}")
     if not isinstance(doc, dict):
         raise ValueError("not a JSON object")
     declared = doc.get("mediaType")

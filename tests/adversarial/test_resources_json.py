@@ -199,3 +199,13 @@ def test_a_state_file_under_a_regular_file_is_a_clear_error(
     (tmp_path / "plain").write_text("not a directory")
     result = gapseal("bundle", "verify", bundle, "--key", keys.public_path, "--state-file", tmp_path / "plain/s.json")
     refused(result, "cannot use the rollback state file", "--state-file")
+
+
+def test_a_deep_image_document_is_a_value_error_not_a_recursion_error() -> None:
+    """Image manifests are signed blobs, but a trusted key can sign a hostile one: verify reads them bounded too."""
+    from gapseal.bundler.images import parse_image_document
+
+    with pytest.raises(ValueError, match="nested too deeply"):
+        parse_image_document(b'{"manifests":' + DEEP + b"}", oci.MEDIA_INDEX)
+    with pytest.raises(ValueError, match="duplicate key 'layers'"):
+        parse_image_document(b'{"layers":[],"layers":[]}', oci.MEDIA_MANIFEST)
