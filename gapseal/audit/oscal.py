@@ -295,7 +295,7 @@ def build_assessment_results(
     return {
         "assessment-results": {
             "uuid": ids("assessment-results"),
-            "metadata": _metadata(ids, title, finished, party_uuid, signer, scope),
+            "metadata": _metadata(ids, title, finished, party_uuid, signer, scope, profiles),
             "import-ap": {"href": f"#{plan_uuid}", "remarks": "The assessment plan is the signed gapseal policy set."},
             "results": [result],
             "back-matter": {"resources": resources},
@@ -310,8 +310,9 @@ def _metadata(
     tool_party: str,
     signer: Signer | None,
     scope: AuditScope | None,
+    profiles: Sequence[HostProfile] = (),
 ) -> dict[str, Any]:
-    """Metadata: the tool, the assessor and organisation from the site file, the signer and the scope as props."""
+    """Metadata: tool, assessor and organisation as parties; signer, scope and installed bundles as props."""
     parties: list[dict[str, Any]] = [{"uuid": tool_party, "type": "organization", "name": "gapseal"}]
     roles = [{"id": "assessor", "title": "Assessor"}]
     responsible = [{"role-id": "assessor", "party-uuids": [tool_party]}]
@@ -330,6 +331,9 @@ def _metadata(
         props += [_prop("site-file", scope.site_file or "-"), _prop("site-digest", scope.site_digest or "-")]
     elif scope is not None:
         props.append(_prop("scope", scope.note))
+    bundles = {(p.bundle_name, p.bundle_version, p.manifest_digest) for p in profiles if p.bundle_name is not None}
+    for name, version, digest in sorted(bundles, key=str):
+        props.append(_prop("bundle", f"{name} {version or '-'} {digest or '-'}"))
     if signer is not None:
         props += [_prop("signer-key-id", signer.key_id), _prop("signer-fingerprint", signer.fingerprint)]
         if signer.name is not None:

@@ -138,6 +138,9 @@ def render_report(
     paths = {f.path for f in evidence_files}
     waivers_file = "inputs/waivers.yaml" if "inputs/waivers.yaml" in paths else None
     site_copy = "inputs/site.yaml" if "inputs/site.yaml" in paths else None
+    bundles = sorted(
+        {f"{p.bundle} ({p.manifest_digest})" if p.manifest_digest else str(p.bundle) for p in profiles if p.bundle}
+    )
     profile_of = {p.host: p for p in profiles}
 
     def views(host: str, r: RuleResult) -> list[FindingView]:
@@ -183,4 +186,5 @@ def render_report(
         pdf_note=pdf_note,
         waivers_file=waivers_file,
         site_copy=site_copy,
+        bundles=bundles,
     )

@@ -101,6 +101,7 @@ def test_report_names_the_signer_and_the_scope(full: Full) -> None:
     assert f"Fingerprint {ssh_fingerprint(full.key.public)}" in text
     assert "Organisation Example Clinic System radiology-llm Assessor J. Doe" in text
     assert "Site file site.yaml , kept as inputs/site.yaml sha256:" in text
+    assert "Bundle clinic 1.4.0 (sha256:" + "cd" * 32 + ")" in text
 
 
 def test_report_profiles_every_host(full: Full) -> None:
@@ -116,6 +117,7 @@ def test_oscal_names_signer_scope_and_hosts(full: Full) -> None:
     assert meta["signer-fingerprint"] == [ssh_fingerprint(full.key.public)]
     assert meta["signer-name"] == [TRUST_NAME]
     assert meta["system"] == ["radiology-llm"]
+    assert meta["bundle"] == ["clinic 1.4.0 sha256:" + "cd" * 32]
     parties = {p["name"]: p["type"] for p in ar["metadata"]["parties"]}
     assert parties == {"gapseal": "organization", "J. Doe": "person", "Example Clinic": "organization"}
     items = {_props(i)["host-name"][0]: _props(i) for i in ar["results"][0]["local-definitions"]["inventory-items"]}
