@@ -79,7 +79,14 @@ def creation_time(spec: LoadedSpec, source_date_epoch: int | None) -> str:
 
 def prepare_output(out: Path, *, overwrite: bool) -> None:
     """Refuse to clobber ``out`` unless asked, and check its parent is writable before any long work."""
-    if (out.exists() or out.is_symlink()) and not overwrite:
+    try:
+        os.lstat(out)
+        exists = True
+    except FileNotFoundError:
+        exists = False
+    except OSError as e:  # a name too long, a parent that is a file: say so instead of a traceback
+        raise output_not_writable(out, e.strerror or str(e)) from e
+    if exists and not overwrite:
         raise output_exists(out)  # exit 2, worded as in every command (gapseal.errors)
     parent = out.parent if out.parent != Path("") else Path()
     if not parent.is_dir():

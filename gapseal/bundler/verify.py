@@ -13,6 +13,8 @@ Every problem found is reported, not just the first, each naming the file or com
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -94,13 +96,19 @@ class _Problems:
 
 def read_inventory(path: Path, *, progress: Progress = NO_PROGRESS) -> LayoutInventory:
     """Read a bundle in any of its forms: layout directory, tar, or the first part of a split set."""
-    if path.is_symlink():
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise VerificationError("no bundle at this path", where=str(path)) from None
+    except OSError as e:  # a name too long, a component that is not a directory, no permission
+        raise VerificationError(f"cannot read the bundle path: {e.strerror or e}", where=str(path)) from e
+    if stat.S_ISLNK(st.st_mode):
         raise VerificationError("the bundle path is a symbolic link", where=str(path), hint="name the real path")
-    if path.is_dir():
+    if stat.S_ISDIR(st.st_mode):
         return read_layout_dir(path, progress=progress)
-    if path.is_file():
+    if stat.S_ISREG(st.st_mode):
         return read_layout_archive(path, progress=progress)
-    raise VerificationError("no bundle at this path", where=str(path))
+    raise VerificationError("no bundle at this path: it is neither a directory nor a file", where=str(path))
 
 
 def verify_bundle(

@@ -232,3 +232,19 @@ def test_a_dotdot_model_never_reaches_the_disk_through_any_command(
     refused(gapseal("bundle", "unpack", tmp_path / "b.tar", "--out", work / "u", *key), "model '../../../etc/x'")
     assert not (work / "u").exists()
     assert not (tmp_path / "deep" / "etc").exists()
+
+
+@pytest.mark.parametrize("command", ["verify", "inspect", "create-spec", "create-out", "state-file"])
+def test_an_over_long_path_argument_is_one_clear_error(
+    command: str, tmp_path: Path, bundle: Path, keys: KeyPair, gapseal: Gapseal
+) -> None:
+    """A path component over NAME_MAX given on the command line: the OS refuses it, gapseal says so (no traceback)."""
+    long = tmp_path / ("x" * 300)
+    args: dict[str, tuple[object, ...]] = {
+        "verify": ("bundle", "verify", long, "--key", keys.public_path),
+        "inspect": ("bundle", "inspect", long),
+        "create-spec": ("bundle", "create", long, "--key", keys.private_path, "--out", tmp_path / "o"),
+        "create-out": ("bundle", "create", tmp_path / "made/in/bundle.yaml", "--key", keys.private_path, "--out", long),
+        "state-file": ("bundle", "verify", bundle, "--key", keys.public_path, "--state-file", long / "s.json"),
+    }
+    refused(gapseal(*args[command]), "File name too long")
