@@ -18,12 +18,10 @@ can be read in one sitting:
 from __future__ import annotations
 
 import base64
-import contextlib
 import http.client
 import json
 import os
 import re
-import socket
 import ssl
 import threading
 import time
@@ -31,13 +29,10 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from gapseal.errors import BundleError, UsageError
+from gapseal.bundler.registry.deadline import DEFAULT_TIMEOUT, WATCHDOG, Guard, Limits
+from gapseal.bundler.registry.origin import Origin, origin_of, parse_hostport
+from gapseal.errors import BundleError
 
-DEFAULT_TIMEOUT = 20.0
-"""Seconds a connect or one read may take: a transfer that stalls this long fails."""
-MIN_RATE = 1024 * 1024
-"""Bytes per second below which a transfer is too slow: a request's deadline is timeout + declared size / MIN_RATE."""
-MAX_RETRIES = 2
 MAX_REDIRECTS = 5
 MAX_ERROR_BODY = 64 * 1024
 """Error bodies and token responses are read up to this many bytes."""
@@ -46,7 +41,6 @@ PASSWORD_ENV = "GAPSEAL_REGISTRY_PASSWORD"  # noqa: S105 - the variable's name, 
 _IDEMPOTENT = frozenset({"GET", "HEAD"})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _RETRY_STATUS = frozenset({502, 503, 504})
-_HOSTPORT = re.compile(r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?$")
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -55,121 +49,11 @@ class RegistryError(BundleError):
 
 
 @dataclass(frozen=True)
-class Origin:
-    """Scheme, host and port: what "the same host" means here."""
-
-    scheme: str
-    host: str
-    """Lower case; an IPv6 address in brackets."""
-    port: int
-
-    @property
-    def hostport(self) -> str:
-        """``HOST:PORT`` as the user writes it."""
-        return f"{self.host}:{self.port}"
-
-    def __str__(self) -> str:
-        return f"{self.scheme}://{self.hostport}"
-
-
-def parse_hostport(value: str, *, scheme: str) -> Origin:
-    """``HOST:PORT`` (or ``SCHEME://HOST:PORT``) as an origin; a usage error otherwise."""
-    if "://" in value:
-        scheme, _, value = value.partition("://")
-    m = _HOSTPORT.match(value)
-    port = int(m["port"]) if m and m["port"] else (443 if scheme == "https" else 80)
-    if m is None or scheme not in ("http", "https") or not 0 < port < 65536:
-        raise UsageError(f"{value!r} is not a registry address; use HOST:PORT (e.g. 127.0.0.1:5000)")
-    return Origin(scheme, m["host"].lower(), port)
-
-
-def origin_of(url: str) -> Origin | None:
-    """The origin of an absolute http(s) URL; None for anything else."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return Origin(parts.scheme, host.lower(), port or (443 if parts.scheme == "https" else 80))
-
-
-@dataclass(frozen=True)
-class Limits:
-    """How long and how much: the per-read timeout and the rate below which a request's deadline passes."""
-
-    timeout: float = DEFAULT_TIMEOUT
-    min_rate: float = MIN_RATE
-    retries: int = MAX_RETRIES
-
-    def deadline(self, declared: int) -> float:
-        """Seconds a request declaring ``declared`` bytes (sent or expected) may take in all."""
-        return self.timeout + declared / self.min_rate
-
-
-@dataclass(frozen=True)
 class FileBody:
     """A request body read from ``length`` bytes of a file (sent with ``sendfile``, never loaded into memory)."""
 
     path: Path
     length: int
-
-
-class _Watchdog:
-    """Shuts down the socket of every request whose deadline passed (a drip of bytes never trips a read timeout)."""
-
-    def __init__(self) -> None:
-        self._active: dict[int, _Guard] = {}
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._next = 0
-
-    def watch(self, seconds: float) -> _Guard:
-        guard = _Guard(time.monotonic() + seconds)
-        with self._cond:
-            self._next += 1
-            guard.key = self._next
-            self._active[guard.key] = guard
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="gapseal-registry-watchdog", daemon=True)
-                self._thread.start()
-            self._cond.notify()
-        return guard
-
-    def release(self, guard: _Guard) -> None:
-        with self._cond:
-            self._active.pop(guard.key, None)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                now = time.monotonic()
-                for guard in self._active.values():
-                    if guard.deadline <= now and not guard.fired:
-                        guard.fire()
-                waiting = [g.deadline for g in self._active.values() if not g.fired]
-                self._cond.wait(timeout=max(0.01, min(min(waiting, default=now + 1.0) - now, 1.0)))
-
-
-class _Guard:
-    """One request's deadline and its socket, which the watchdog shuts down when the deadline passes."""
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.key = 0
-        self.sock: socket.socket | None = None
-        self.fired = False
-
-    def fire(self) -> None:
-        self.fired = True
-        if self.sock is not None:
-            with contextlib.suppress(OSError):
-                self.sock.shutdown(socket.SHUT_RDWR)
-
-
-_WATCHDOG = _Watchdog()
 
 
 class Response:
@@ -182,7 +66,7 @@ class Response:
         conn: http.client.HTTPConnection,
         origin: Origin,
         what: str,
-        guard: _Guard,
+        guard: Guard,
         method: str,
     ) -> None:
         self._client = client
@@ -253,7 +137,7 @@ class Response:
     def finish(self) -> None:
         """Done with the body: the connection is kept for reuse when the body was read to its end, else closed."""
         conn, self._conn = self._conn, None
-        _WATCHDOG.release(self._guard)
+        WATCHDOG.release(self._guard)
         if conn is None:
             return
         if self.raw.will_close or not self.raw.isclosed() or self._guard.fired:
@@ -286,7 +170,7 @@ class Response:
     def close(self) -> None:
         """Drop the connection without reading the rest of the body."""
         conn, self._conn = self._conn, None
-        _WATCHDOG.release(self._guard)
+        WATCHDOG.release(self._guard)
         if conn is not None:
             conn.close()
 
@@ -337,7 +221,7 @@ class RegistryHTTP:
             hint="check the registry and the link to it; --timeout gives it longer",
         )
 
-    def transfer_error(self, what: str, e: BaseException, guard: _Guard) -> RegistryError:
+    def transfer_error(self, what: str, e: BaseException, guard: Guard) -> RegistryError:
         """A connection problem, named plainly."""
         if guard.fired:
             return self.deadline_error(what)
@@ -538,15 +422,17 @@ class RegistryHTTP:
         for attempt in range(attempts):
             last = attempt + 1 == attempts
             conn, reused = self._connection(origin)
-            guard = _WATCHDOG.watch(budget)
+            guard = WATCHDOG.watch(budget)
             try:
                 if conn.sock is None:
                     conn.connect()
                 guard.sock = conn.sock
+                if guard.fired:  # the deadline passed while connecting
+                    raise TimeoutError("deadline")
                 conn.sock.settimeout(self.limits.timeout)
                 raw = _exchange(conn, method, path, headers, body, size)
             except (OSError, http.client.HTTPException) as e:
-                _WATCHDOG.release(guard)
+                WATCHDOG.release(guard)
                 conn.close()
                 # A refused connection is not retried: nothing listens there, and waiting changes nothing.
                 retry = isinstance(e, ConnectionResetError | BrokenPipeError | http.client.RemoteDisconnected)
