@@ -71,3 +71,32 @@ def test_bad_site_file_refused_before_collecting(tmp_path: Path) -> None:
     with pytest.raises(AuditError, match=r"site file is invalid: scope.assessor: Field required"):
         run_audit(request)
     assert not (tmp_path / "ev").exists()
+
+
+def test_site_file_digest_or_defaults_recorded_in_results(tmp_path: Path) -> None:
+    """A local audit (an empty root) without a site file records that the defaults applied; with one, its sha256 and
+    scope, and its allowlist changes the policy digest (the site data is part of what the verdict rests on)."""
+    import hashlib
+    import json
+
+    from gapseal.audit.site import DEFAULTS_NOTE
+
+    root = tmp_path / "root"
+    root.mkdir()
+    plain = run_audit(AuditRunRequest(out_dir=tmp_path / "ev1", key=SigningKey.generate(), root=root))
+    assert (plain.site.source, plain.site.note, plain.site.sha256) == ("defaults", DEFAULTS_NOTE, None)
+    stored = json.loads((tmp_path / "ev1" / "results.json").read_text())
+    assert stored["site"]["source"] == "defaults"
+
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "apiVersion: gapseal/v1\nkind: Site\nscope: {organisation: O, system: S, assessor: A}\n"
+        "allowlist:\n  ntp_servers: [ntp.enclave]\n"
+    )
+    with_site = run_audit(AuditRunRequest(out_dir=tmp_path / "ev2", key=SigningKey.generate(), root=root, site=site))
+    digest = "sha256:" + hashlib.sha256(site.read_bytes()).hexdigest()
+    assert (with_site.site.source, with_site.site.sha256) == ("file", digest)
+    stored = json.loads((tmp_path / "ev2" / "results.json").read_text())
+    assert stored["site"]["sha256"] == digest
+    assert stored["site"]["scope"] == {"organisation": "O", "system": "S", "assessor": "A", "description": None}
+    assert with_site.results.policy_digest != plain.results.policy_digest
