@@ -197,3 +197,10 @@ HEADER_CHECK = """(() => {
 })()"""
 """For every table header: the words laid out on more than one line (broken mid-word) and the headers wider than
 their cell."""
+
+
+BADGE_CHECK = """(() => Array.from(document.querySelectorAll('td .st')).filter(b => {
+  const cell = b.closest('td').getBoundingClientRect(), r = b.getBoundingClientRect();
+  return r.right > cell.right + 0.5 || r.left < cell.left - 0.5;
+}).map(b => b.textContent))()"""
+"""Status badges (``.st``) that stick out of their table cell."""

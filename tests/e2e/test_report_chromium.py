@@ -17,7 +17,7 @@ from PIL import Image
 
 from gapseal.audit.evidence import REPORT_FILE, write_evidence
 from gapseal.signing.keys import SigningKey
-from tests.e2e.browser import needs_chromium, page_requests, run_chromium
+from tests.e2e.browser import BADGE_CHECK, HEADER_CHECK, DevTools, needs_chromium, page_requests, run_chromium
 from tests.unit.audit.evidence_fixtures import CONTROLS, compliant_rules, leaky_rules, make_facts, make_results
 
 pytestmark = pytest.mark.e2e
@@ -95,3 +95,15 @@ def test_csp_blocks_an_injected_request(tmp_path: Path, report: Path) -> None:
     page.write_text(html)
     _, requests = _chromium(tmp_path, page.as_uri(), "--dump-dom")
     assert _page_requests(requests) == []
+
+
+@needs_chromium
+@pytest.mark.parametrize(("width", "media"), [(1200, "screen"), (703, "print"), (360, "screen")])
+def test_headers_whole_and_badges_inside_their_cells(report: Path, tmp_path: Path, width: int, media: str) -> None:
+    """The leaky report (fail, unknown and waived badges) laid out on a wide screen, an A4 page and a phone."""
+    with DevTools(tmp_path) as dt:
+        dt.open(report.as_uri(), width=width, media=media)
+        found = dt.evaluate(HEADER_CHECK)
+        assert found["broken"] == []
+        assert found["overflowing"] == []
+        assert dt.evaluate(BADGE_CHECK) == []

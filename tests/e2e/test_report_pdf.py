@@ -28,7 +28,7 @@ from gapseal.audit.scope import ssh_fingerprint
 from gapseal.audit.verify_evidence import verify_evidence
 from gapseal.errors import EvidenceError
 from gapseal.signing.keys import SigningKey
-from tests.e2e.browser import HEADER_CHECK, DevTools, needs_chromium
+from tests.e2e.browser import BADGE_CHECK, HEADER_CHECK, DevTools, needs_chromium
 from tests.unit.audit.evidence_full import TRUST_NAME, Full, copy_evidence, write_full
 
 pytestmark = [pytest.mark.e2e, needs_chromium]
@@ -204,6 +204,7 @@ def test_column_headers_never_break_mid_word(full: Full, devtools: DevTools, wid
     assert found["headers"] > 20
     assert found["broken"] == []
     assert found["overflowing"] == []
+    assert devtools.evaluate(BADGE_CHECK) == []  # status badges stay inside their cells
 
 
 def test_control_a_header_that_breaks_mid_word_is_caught(devtools: DevTools, tmp_path: Path) -> None:
