@@ -1065,6 +1065,19 @@ def test_pull_over_a_dangling_symlink_with_overwrite_replaces_the_link(
     assert not (tmp_path / "nowhere").exists()
 
 
+def test_inventory_over_a_dangling_symlink_with_overwrite_replaces_the_link(
+    hostile: HostileRegistry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "have.json"
+    out.symlink_to(tmp_path / "nowhere")
+    assert inventory(capsys, hostile.host, out).code == 2
+    run = inventory(capsys, hostile.host, out, "--overwrite")
+    assert run.code == 0, run.err
+    assert out.is_file()
+    assert not out.is_symlink()
+    assert not (tmp_path / "nowhere").exists()
+
+
 @pytest.mark.parametrize(
     ("pattern", "raw", "message"),
     [

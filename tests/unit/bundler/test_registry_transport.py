@@ -11,6 +11,7 @@ import pytest
 
 from gapseal.bundler.registry.reference import allowed_origins, registry_origin
 from gapseal.bundler.registry.transport import (
+    DEFAULT_TIMEOUT,
     Limits,
     Origin,
     RegistryError,
@@ -80,6 +81,11 @@ def test_another_origin_is_refused_naming_both_and_the_option() -> None:
     assert "--allow-host 127.0.0.1:9001" in e.value.hint
     with pytest.raises(RegistryError, match="another host, https://127.0.0.1:5000"):
         http.check_origin("https://127.0.0.1:5000/x", "fetching x", "redirect (302)")
+
+
+def test_a_stall_fails_well_under_a_minute_by_default() -> None:
+    assert DEFAULT_TIMEOUT == Limits().timeout == 20.0
+    assert Limits().deadline(64 * 1024) < 30  # a small request (a manifest's error body) ends within half a minute
 
 
 def test_the_deadline_grows_with_the_declared_size() -> None:
