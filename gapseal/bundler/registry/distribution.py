@@ -9,6 +9,7 @@ hands back (upload ``Location``) must be on the named registry.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import urllib.parse
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from gapseal.atomic import DurableWriter
 from gapseal.bundler import layout as oci
 from gapseal.bundler.registry.transport import FileBody, RegistryError, RegistryHTTP, Response
 from gapseal.progress import NO_PROGRESS, Progress
@@ -141,27 +143,32 @@ class Distribution:
         got = 0
         buffer = bytearray(min(CHUNK, size + 1) or 1)
         view = memoryview(buffer)
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         try:
-            with r, open(dest, "xb") as f:  # noqa: PTH123 - "x": never clobber
-                while got < size:
-                    n = r.read_into(view[: min(len(buffer), size - got)])
-                    if n == 0:
-                        raise self.http.error(
-                            f"{what}: the registry closed the connection after {got} of {size} bytes",
-                            hint="check the registry and the link to it; nothing was written to --out",
-                        )
-                    h.update(view[:n])
-                    f.write(view[:n])
-                    got += n
-                    progress.advance(task, n)
-                extra = r.read_into(view[:1]) if got == size else 0
-                if extra == 0:
+            try:
+                out = DurableWriter(fd)  # written back to disk while the transfer goes on, fsync'd at the end
+                with r:
+                    while got < size:
+                        n = r.read_into(view[: min(len(buffer), size - got)])
+                        if n == 0:
+                            raise self.http.error(
+                                f"{what}: the registry closed the connection after {got} of {size} bytes",
+                                hint="check the registry and the link to it; nothing was written to --out",
+                            )
+                        h.update(view[:n])
+                        out.write(view[:n])
+                        got += n
+                        progress.advance(task, n)
+                    extra = r.read_into(view[:1])
+                    if extra:
+                        raise self._wrong_blob(repo, digest, f"over {size} bytes")
                     r.finish()
-            if got != size or extra:
-                raise self._wrong_blob(repo, digest, f"{got} bytes, not {size}" if not extra else f"over {size} bytes")
-            actual = "sha256:" + h.hexdigest()
-            if actual != digest:
-                raise self._wrong_blob(repo, digest, f"it hashes to {actual}")
+                actual = "sha256:" + h.hexdigest()
+                if actual != digest:
+                    raise self._wrong_blob(repo, digest, f"it hashes to {actual}")
+                out.finish()
+            finally:
+                os.close(fd)
         except BaseException:
             dest.unlink(missing_ok=True)
             raise

@@ -12,7 +12,8 @@ The order is what keeps a hostile registry's reads bounded:
 5. with trusted keys, the complete bundle is verified (signature, every digest, the exact file set, expiry, and
    the rollback check, which a pull never records) before ``--out`` appears. Without keys nothing is verified and
    the result says so; sizes not yet signed are then capped at ``max_blob``.
-The bundle is written into a temporary directory beside ``--out`` and renamed into place only when complete.
+The bundle is written into a private temporary directory beside ``--out`` (each file fsync'd as it ends, written
+back to disk while the transfer goes on) and renamed into place only when complete.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from gapseal.atomic import fsync_dir, write_new_file
 from gapseal.bundler import layout as oci
 from gapseal.bundler.create import prepare_output
 from gapseal.bundler.descriptor import BundleDescriptor
@@ -95,8 +97,7 @@ class _Store:
 
     def write_file(self, rel: str, data: bytes) -> None:
         """Write a new file of the layout (``index.json``, ``oci-layout``)."""
-        with open(self.root / rel, "xb") as f:  # noqa: PTH123 - "x": never clobber
-            f.write(data)
+        write_new_file(self.root / rel, data)
         self._record(rel, len(data), hashlib.sha256(data).hexdigest())
 
     def inventory(self, source: str) -> LayoutInventory:
@@ -176,7 +177,10 @@ def pull_bundle(
             if verified.manifest_digest != result.manifest_digest:  # pragma: no cover - index.json is ours
                 raise VerificationError("the pulled bundle is not the one fetched", where=reference)
             result = replace(result, verified_by=verified.signer_key_id)
+        for directory in (store.blobs, store.blobs.parent, work):
+            fsync_dir(directory)  # every file was fsync'd as it was written; now their names
         _replace(out, work, overwrite=overwrite)
+        fsync_dir(out.parent)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
