@@ -113,6 +113,10 @@ def test_downgrade_refused_then_allowed(workdir: Path) -> None:
             == 0
         )
     assert run("bundle", "verify", "b2.0.0", "--key", "team.pub", cwd=workdir).returncode == 0
+    # verify only looks: the mark has not moved, so 1.0.0 still verifies; using 2.0.0 (extract) moves it.
+    assert run("bundle", "verify", "b1.0.0", "--key", "team.pub", cwd=workdir).returncode == 0
+    used = run("bundle", "extract", "b2.0.0", "--files", "docs", "--out", "x", "--key", "team.pub", cwd=workdir)
+    assert used.returncode == 0, used.stderr
     refused = run("bundle", "verify", "b1.0.0", "--key", "team.pub", cwd=workdir)
     assert refused.returncode == 1
     assert "rollback refused" in refused.stderr
