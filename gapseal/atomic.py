@@ -32,6 +32,17 @@ def write_new_file(path: Path, data: bytes) -> None:
 
 WRITEBACK_STEP = 32 * 1024 * 1024
 """With early writeback, disk writes of an output start after every this many bytes."""
+WRITE_SLICE = 256 * 1024
+"""The largest single ``write(2)``: measured on this project's machines, 4 MiB writes into the page cache ran 4-10
+times slower than the same bytes in 256 KiB writes (one long copy per call stalls in dirty-page throttling), while
+reads and hashing are fastest in 4 MiB chunks. Writers slice their chunks to this size."""
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of ``data`` to ``fd``, in slices of at most ``WRITE_SLICE`` bytes."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view[:WRITE_SLICE]) :]
 
 
 class DurableWriter:
@@ -49,9 +60,7 @@ class DurableWriter:
 
     def write(self, data: bytes | memoryview) -> int:
         """Write all of ``data``; return its length."""
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view) :]
+        write_all(self.fd, data)
         self.written += len(data)
         if self.written - self._flushed >= WRITEBACK_STEP:
             os.posix_fadvise(self.fd, self._flushed, self.written - self._flushed, os.POSIX_FADV_DONTNEED)

@@ -26,10 +26,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from gapseal.atomic import write_all
 from gapseal.errors import ArchiveError
 
 BLOCK = 512
@@ -205,10 +206,7 @@ class TarWriter:
         """Bytes written so far."""
 
     def _write(self, data: bytes | memoryview, *, to_sink: bool = True) -> None:
-        view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+        write_all(self._fd, data)
         if to_sink and self._sink is not None:
             self._sink(memoryview(data))
         self.position += len(data)
@@ -297,33 +295,46 @@ class TarWriter:
         data_sink: ChunkSink | None,
         on_bytes: Callable[[int], None] | None,
     ) -> None:
-        buf = bytearray(COPY_CHUNK)
-        view = memoryview(buf)
+        """Copy through user space, the sinks (hashes) running on helper threads one chunk behind the copy.
+
+        Two buffers alternate: while chunk N is hashed (by each sink on its own thread; ``hashlib`` releases the GIL),
+        this thread writes chunk N and reads chunk N+1 into the other buffer. A large member costs the longest of
+        reading, writing and hashing, not their sum, and a second digest (member and archive) costs no extra time on
+        two cores. Every sink has seen every byte, in order, before this returns.
+        """
+        sinks = [s for s in (self._sink, data_sink) if s is not None]
+        views = [memoryview(bytearray(min(COPY_CHUNK, max(length, 1))))]
+        pool: ThreadPoolExecutor | None = None
+        pending: list[Future[None]] = []
         done = 0
-        # With two sinks (the member's hash and the whole archive's), the archive's runs on a second thread on the
-        # same chunk: hashlib releases the GIL, so both digests cost the time of one on two cores.
-        pool = ThreadPoolExecutor(1, thread_name_prefix="gapseal-tar-hash") if data_sink and self._sink else None
+        k = 0
         try:
             while done < length:
-                want = min(COPY_CHUNK, length - done)
+                view = views[k]
+                want = min(len(view), length - done)
                 n = os.preadv(src_fd, [view[:want]], offset + done)
                 if n == 0:
                     raise EOFError(f"source ended after {done} of {length} bytes")
                 chunk = view[:n]
-                if pool is not None and self._sink is not None:
-                    pending = pool.submit(self._sink, chunk)
-                    if data_sink is not None:
-                        data_sink(chunk)
-                    self._write(chunk, to_sink=False)
-                    pending.result()  # before the buffer is reused
+                for f in pending:
+                    f.result()  # the previous chunk is hashed: its buffer may be read into next
+                if pool is None and done + n == length:
+                    for sink in sinks:  # the only (or last) chunk with no helper running: hash it here
+                        sink(chunk)
+                    pending = []
                 else:
-                    if data_sink is not None:
-                        data_sink(chunk)
-                    self._write(chunk)
+                    if pool is None:
+                        pool = ThreadPoolExecutor(len(sinks) or 1, thread_name_prefix="gapseal-tar-hash")
+                        views.append(memoryview(bytearray(len(views[0]))))
+                    pending = [pool.submit(sink, chunk) for sink in sinks]
+                self._write(chunk, to_sink=False)
                 done += n
+                k = (k + 1) % len(views)
                 if on_bytes is not None:
                     on_bytes(n)
         finally:
+            for f in pending:
+                f.result()
             if pool is not None:
                 pool.shutdown()
 
