@@ -24,7 +24,7 @@ deny contains violation if {
 	violation := lib.violation(
 		"ENCRYPTION-001",
 		concat("", [
-			entry.role, " path ", entry.path, " is on an unencrypted volume (",
+			lib.storage_subject(entry), " is on an unencrypted volume (",
 			concat(" -> ", entry.device_chain), ")",
 		]),
 		entry.path,
@@ -41,7 +41,7 @@ deny contains violation if {
 	violation := lib.undetermined(
 		"ENCRYPTION-001",
 		concat("", [
-			"encryption of the volume behind ", entry.role, " path ", entry.path, " could not be determined: ",
+			"encryption of the volume behind ", lib.storage_subject(entry), " could not be determined: ",
 			lib.text(object.get(entry, "reason", null)),
 		]),
 		entry.path,

@@ -54,3 +54,20 @@ test_fail_encryption_001_unknown if {
 		"ENCRYPTION-001", "storage could not be collected: mountinfo unreadable", "storage", ["/storage"],
 	)}
 }
+
+input_fail_encryption_001_mount_below_model_dir := fixtures.host_with({"storage": storage_with([
+	fixtures.path_storage("/srv/gapseal/models", "model", false, "encrypted"),
+	fixtures.with_keys(
+		fixtures.path_storage("/srv/gapseal/models/big", "model", false, "not_encrypted"),
+		{"below": "/srv/gapseal/models"},
+	),
+])})
+
+test_fail_encryption_001_mount_below_model_dir if {
+	encryption.deny == {fixtures.expect(
+		"ENCRYPTION-001",
+		"mount /srv/gapseal/models/big below model path /srv/gapseal/models is on an unencrypted volume (srv -> vda2 -> vda)",
+		"/srv/gapseal/models/big",
+		["/storage/paths/1"],
+	)}
+}

@@ -24,7 +24,7 @@ deny contains violation if {
 	violation := lib.violation(
 		"RESIDENCY-001",
 		concat("", [
-			entry.role, " path ", entry.path, " is on ", entry.kind, " storage ",
+			lib.storage_subject(entry), " is on ", entry.kind, " storage ",
 			lib.text(object.get(entry, "fstype", null)), " ", lib.text(object.get(entry, "source", null)),
 			" mounted at ", lib.text(object.get(entry, "mount_point", null)),
 		]),
@@ -41,7 +41,7 @@ deny contains violation if {
 	violation := lib.undetermined(
 		"RESIDENCY-001",
 		concat("", [
-			"storage behind ", entry.role, " path ", entry.path, " could not be determined: ",
+			"storage behind ", lib.storage_subject(entry), " could not be determined: ",
 			lib.text(object.get(entry, "reason", null)),
 		]),
 		entry.path,

@@ -53,3 +53,20 @@ test_fail_residency_001_unknown if {
 		"RESIDENCY-001", "storage could not be collected: mountinfo unreadable", "storage", ["/storage"],
 	)}
 }
+
+input_fail_residency_001_nfs_below_model_dir := fixtures.host_with({"storage": fixtures.with_keys(fixtures.storage_ok, {"paths": [
+	fixtures.path_storage("/srv/gapseal/models", "model", false, "encrypted"),
+	fixtures.with_keys(
+		fixtures.path_storage("/srv/gapseal/models/big", "model", true, "unknown"),
+		{"below": "/srv/gapseal/models", "kind": "network", "fstype": "nfs4", "source": "files:/export", "mount_point": "/srv/gapseal/models/big"},
+	),
+]})})
+
+test_fail_residency_001_nfs_below_model_dir if {
+	fixtures.of_rule(residency.deny, "RESIDENCY-001") == {fixtures.expect(
+		"RESIDENCY-001",
+		"mount /srv/gapseal/models/big below model path /srv/gapseal/models is on network storage nfs4 files:/export mounted at /srv/gapseal/models/big",
+		"/srv/gapseal/models/big",
+		["/storage/paths/1"],
+	)}
+}
