@@ -419,3 +419,20 @@ def test_verify_of_a_junk_tar_is_refused_cleanly(tmp_path: Path, gapseal: Gapsea
     tar = tmp_path / "junk.tar"
     _junk_tar(tar, 64, 4096)
     refused(gapseal("bundle", "verify", tar, "--key", keys.public_path), "index.json")
+
+
+def test_a_blob_damaged_before_a_split_pack_is_named_by_the_reader(
+    tmp_path: Path, bundle: Path, gapseal: Gapseal
+) -> None:
+    """Split pack takes a whole blob's member digest from its name: a blob that no longer matches it is reported."""
+    victim = max((bundle / "blobs" / "sha256").iterdir(), key=lambda p: p.stat().st_size)
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 1
+    victim.write_bytes(bytes(data))
+    result = pack_layout(bundle, tmp_path / "d.tar", mtime=MTIME, part_size=PART)
+    refused(
+        gapseal("bundle", "unpack", result.out, "--out", tmp_path / "out"),
+        "does not match its digest in the parts list",
+        victim.name,
+    )
+    assert not (tmp_path / "out").exists()
