@@ -76,7 +76,12 @@ def parse_save(text: str) -> list[SavedTable]:
             raise ValueError(f"iptables-save line outside a table: {line!r}")
         elif line.startswith(":"):
             parts = line[1:].split()
-            current.policies[parts[0]] = parts[1] if len(parts) > 1 and parts[1] != "-" else None
+            if not parts:
+                raise ValueError(f"iptables-save chain line without a name: {line!r}")
+            policy = parts[1] if len(parts) > 1 and parts[1] != "-" else None
+            if policy not in {None, "ACCEPT", "DROP"}:
+                raise ValueError(f"iptables-save chain {parts[0]}: policy {policy!r} is not ACCEPT or DROP")
+            current.policies[parts[0]] = policy
             current.lines.setdefault(parts[0], [])
         elif line.startswith("-A "):
             chain = line.split()[1]
@@ -124,6 +129,9 @@ def parse_rule(line: str, family: Family, chains: frozenset[str] = frozenset()) 
     module: str | None = None
     negate = False
     target: Step | None = None
+    # iptables-save prints the target last: where a word is not understood (its option's arity unknown), the rest of
+    # the matches is skipped to the last -j/-g, so an option's arguments are never read as the target
+    jumps = [k for k, w in enumerate(words) if w in {"-j", "--jump", "-g", "--goto"}]
     i = 2
     try:
         while i < len(words):
@@ -134,6 +142,7 @@ def parse_rule(line: str, family: Family, chains: frozenset[str] = frozenset()) 
                 i += 1
                 continue
             used = 2
+            skip = False
             m: Match | Uncertain | None = None
             if w in {"-d", "--destination", "-s", "--source"}:
                 key = f"{family} {'daddr' if w in {'-d', '--destination'} else 'saddr'}"
@@ -163,7 +172,7 @@ def parse_rule(line: str, family: Family, chains: frozenset[str] = frozenset()) 
                     "icmp",
                     "icmp6",
                 }:
-                    m = Uncertain(quote)  # a match module the model does not know
+                    m, skip = Uncertain(quote), True  # a match module the model does not know
             elif w == "--comment":
                 pass
             elif w in {"--dport", "--destination-port", "--sport", "--source-port"} and module in {"tcp", "udp"}:
@@ -214,12 +223,16 @@ def parse_rule(line: str, family: Family, chains: frozenset[str] = frozenset()) 
                 "icmp",
                 "icmp6",
             }:
-                m = Uncertain(quote)  # an option of a known module that the model does not use
+                m, skip = Uncertain(quote), True  # an option of a known module that the model does not use
             else:
-                m = Uncertain(quote)
+                m, skip = Uncertain(quote), True
             if m is not None:
                 steps.append(m)
             negate = False
+            if skip:
+                later = [k for k in jumps if k > i]
+                i = later[-1] if later else len(words)
+                continue
             i += used
     except (ValueError, KeyError, IndexError):
         return Rule((Uncertain(quote), Opaque(quote)), quote)
