@@ -112,6 +112,7 @@ def build_predicate(
             "new": len(changes.new),
             "fixed": len(changes.fixed),
             "unchanged": len(changes.unchanged),
+            "not_reassessed": len(changes.not_reassessed),
         }
     )
     return {

@@ -7,7 +7,8 @@ evidence nobody can vouch for would be worthless. The comparison is written as `
 
 A finding is one violation of a rule on a host whose result is ``fail``, ``unknown`` or ``waived``; it is known by
 (host, rule, subject), so a message that words the same problem differently does not make it new. A finding present
-in both runs is ``unchanged`` even when its status moved (say from fail to waived); both statuses are recorded.
+in both runs is ``unchanged`` even when its status moved (say from fail to waived); both statuses are recorded. A
+finding of a host this run did not audit is not "fixed": it is listed apart, as not reassessed.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ class Changes(_Model):
     new: tuple[ChangedFinding, ...] = Field(description="Findings present now and not in the previous run.")
     fixed: tuple[ChangedFinding, ...] = Field(description="Findings of the previous run that are gone now.")
     unchanged: tuple[ChangedFinding, ...] = Field(description="Findings present in both runs.")
+    not_reassessed: tuple[ChangedFinding, ...] = Field(
+        default=(), description="Findings of the previous run on hosts this run did not audit (not fixed: unknown)."
+    )
 
     def to_json(self) -> str:
         """Serialise to indented JSON (the form written to ``changes.json``)."""
@@ -98,11 +102,14 @@ def _findings(results: Results) -> dict[tuple[str, str, str], ChangedFinding]:
 def compare_results(previous: Results, current: Results, previous_run: PreviousRun) -> Changes:
     """Compare the findings of ``current`` with those of ``previous``."""
     before, now = _findings(previous), _findings(current)
+    audited = {h.host for h in current.hosts}
     new = [now[k] for k in sorted(set(now) - set(before))]
-    fixed = [
+    gone = [
         before[k].model_copy(update={"previous_status": before[k].status, "status": None})
         for k in sorted(set(before) - set(now))
     ]
+    fixed = [c for c in gone if c.host in audited]
+    not_reassessed = [c for c in gone if c.host not in audited]
     unchanged = [
         now[k].model_copy(update={"previous_status": before[k].status}) for k in sorted(set(now) & set(before))
     ]
@@ -113,6 +120,7 @@ def compare_results(previous: Results, current: Results, previous_run: PreviousR
         new=tuple(new),
         fixed=tuple(fixed),
         unchanged=tuple(unchanged),
+        not_reassessed=tuple(not_reassessed),
     )
 
 

@@ -254,6 +254,7 @@ def build_assessment_results(
                     _prop("findings-new", str(len(changes.new))),
                     _prop("findings-fixed", str(len(changes.fixed))),
                     _prop("findings-unchanged", str(len(changes.unchanged))),
+                    _prop("findings-not-reassessed", str(len(changes.not_reassessed))),
                 ]
                 if changes is not None
                 else []

@@ -433,3 +433,16 @@ def test_without_unshare_chromium_is_not_run_and_no_pdf_is_made(
     assert outcome.reason is not None
     assert outcome.reason.startswith("cannot create an empty network namespace for chromium")
     assert outcome.data is None
+
+
+def test_findings_of_a_host_not_audited_again_are_not_called_fixed() -> None:
+    from gapseal.audit.changes import PreviousRun, compare_results
+
+    h1, h2 = host_with_routes("h1", "10.206.7.2"), host_with_routes("h2", "10.206.8.2")
+    previous = results_for(h1, h2)
+    current = previous.model_copy(update={"hosts": previous.hosts[1:]})  # h2 only this time
+    run = PreviousRun(path="p", attestation_sha256="ab" * 32, generated=previous.generated, signer_key_id="cd" * 32)
+    changes = compare_results(previous, current, run)
+    assert changes.fixed == ()
+    assert [(c.host, c.rule) for c in changes.not_reassessed] == [("h1", "EGRESS-001"), ("h1", "EGRESS-006")]
+    assert [(c.host, c.rule) for c in changes.unchanged] == [("h2", "LOGGING-001")]
