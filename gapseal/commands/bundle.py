@@ -392,14 +392,19 @@ def _format_facts(fmt: str, details: dict[str, object]) -> str:
     return "no header facts"
 
 
+def _shown(value: object) -> str:
+    """Free text from a bundle, safe for a terminal: inspect reads unverified bundles, so no escape sequence passes."""
+    return "".join(c if c.isprintable() else "?" for c in str(value))
+
+
 def _print_info(info: BundleInfo) -> None:
     d = info.as_dict()
     out = _output.stdout
     out.print(f"[bold]{d['name']}[/] {d['version']}", highlight=False)
     out.print(f"  created   {d['created']}   expires {d['expires'] or 'never'}")
     if d["description"]:
-        out.print(f"  about     {d['description']}", highlight=False, markup=False)
-    out.print(f"  licence   {d['license'] or 'not stated'}", highlight=False, markup=False)
+        out.print(f"  about     {_shown(d['description'])}", highlight=False, markup=False)
+    out.print(f"  licence   {_shown(d['license'] or 'not stated')}", highlight=False, markup=False)
     out.print(f"  manifest  {d['manifest_digest']}")
     verified = "verified" if info.signature_verified else "unverified key hint; pass --key to verify"
     out.print(f"  signer    {d['signer_key_id']} ({verified})")
@@ -411,7 +416,7 @@ def _print_info(info: BundleInfo) -> None:
         out.print(f"  files     {c['name']}: {c['files']} files, {c['bytes']} bytes")
     for i in d["images"]:  # type: ignore[attr-defined]
         platforms = ", ".join(i["platforms"]) or "single platform"
-        out.print(f"  image     {i['name']}: {i['digest']} ({platforms}), {i['bytes']} bytes")
+        out.print(f"  image     {i['name']}: {i['digest']} ({_shown(platforms)}), {i['bytes']} bytes", markup=False)
     for b in d["builds"]:  # type: ignore[attr-defined]
         for v in b["variants"]:
             req = ", ".join(f"{k} {'/'.join(v2) if isinstance(v2, list) else v2}" for k, v2 in v["requires"].items())

@@ -113,3 +113,16 @@ def test_rollback_looking_never_moves_the_mark_using_does(tmp_path: Path, keys: 
     assert allowed.code == 0, allowed.err
     assert json.loads(allowed.out)["downgrade_allowed"] is True
     assert json.loads(state.read_bytes())["clinic"]["version"] == "2.0.0"  # an allowed downgrade does not lower it
+
+
+def test_inspect_never_prints_terminal_escapes_from_a_bundle(bundle: Path, keys: KeyPair, gapseal: Gapseal) -> None:
+    """Description and licence are free text from an unverified bundle: shown, but never as escape sequences."""
+    doc = Layout(bundle).descriptor()
+    doc["description"] = "notes \x1b]0;pwned\x07\x1b[2J[red]x[/red]"
+    doc["license"] = "MIT\x1b[8m"
+    resign(bundle, keys.private, doc)
+    shown = gapseal("bundle", "inspect", bundle)
+    assert shown.code == 0, shown.err
+    assert "\x1b" not in shown.out
+    assert "notes ?]0;pwned??[2J[red]x[/red]" in shown.out
+    assert "licence   MIT?[8m" in shown.out
