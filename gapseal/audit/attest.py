@@ -113,6 +113,7 @@ def build_predicate(
             "fixed": len(changes.fixed),
             "unchanged": len(changes.unchanged),
             "not_reassessed": len(changes.not_reassessed),
+            "policy_changed": changes.policy_changed,
         }
     )
     return {

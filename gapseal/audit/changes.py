@@ -56,6 +56,7 @@ class PreviousRun(_Model):
     attestation_sha256: str = Field(description="sha256 of its attestation file (verified before reading).")
     generated: dt.datetime = Field(description="When the previous results were produced.")
     signer_key_id: str = Field(description="The key that verified the previous evidence.")
+    policy_digest: str | None = Field(default=None, description="The policy set digest the previous run used.")
 
 
 class Changes(_Model):
@@ -67,6 +68,10 @@ class Changes(_Model):
     new: tuple[ChangedFinding, ...] = Field(description="Findings present now and not in the previous run.")
     fixed: tuple[ChangedFinding, ...] = Field(description="Findings of the previous run that are gone now.")
     unchanged: tuple[ChangedFinding, ...] = Field(description="Findings present in both runs.")
+    policy_changed: bool = Field(
+        default=False,
+        description="The two runs used different policy sets: a finding may be new or fixed because a rule changed.",
+    )
     not_reassessed: tuple[ChangedFinding, ...] = Field(
         default=(), description="Findings of the previous run on hosts this run did not audit (not fixed: unknown)."
     )
@@ -121,6 +126,7 @@ def compare_results(previous: Results, current: Results, previous_run: PreviousR
         fixed=tuple(fixed),
         unchanged=tuple(unchanged),
         not_reassessed=tuple(not_reassessed),
+        policy_changed=previous.policy_digest != current.policy_digest,
     )
 
 
@@ -154,5 +160,6 @@ def load_previous(path: Path, trusted_keys: Sequence[VerifyingKey]) -> PreviousE
         attestation_sha256=hashlib.sha256((path / ATTESTATION_FILE).read_bytes()).hexdigest(),
         generated=results.generated,
         signer_key_id=verified.signer_key_id,
+        policy_digest=results.policy_digest,
     )
     return PreviousEvidence(run=run, results=results)

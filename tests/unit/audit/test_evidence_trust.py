@@ -446,3 +446,23 @@ def test_findings_of_a_host_not_audited_again_are_not_called_fixed() -> None:
     assert changes.fixed == ()
     assert [(c.host, c.rule) for c in changes.not_reassessed] == [("h1", "EGRESS-001"), ("h1", "EGRESS-006")]
     assert [(c.host, c.rule) for c in changes.unchanged] == [("h2", "LOGGING-001")]
+
+
+def test_a_changed_policy_set_is_said_beside_the_changes(tmp_path: Path) -> None:
+    from gapseal.audit.changes import PreviousRun, compare_results
+
+    h1, h2 = host_with_routes("h1", "10.206.7.2"), host_with_routes("h2", "10.206.8.2")
+    current = results_for(h1, h2)
+    previous = current.model_copy(update={"policy_digest": "sha256:" + "01" * 32})
+    run = PreviousRun(path="p", attestation_sha256="ab" * 32, generated=previous.generated, signer_key_id="cd" * 32)
+    assert compare_results(current, current, run).policy_changed is False
+    changes = compare_results(previous, current, run)
+    assert changes.policy_changed is True
+    inputs = [InputFile(SITE_FILE, SITE_BYTES, "site"), InputFile(WAIVERS_FILE, WAIVERS_BYTES, "waivers")]
+    written = write_evidence(
+        tmp_path / "ev", hosts=[h1, h2], results=current, controls={}, key=SigningKey.generate(), inputs=inputs,
+        changes=changes,
+    )  # fmt: skip
+    assert 'id="policy-changed"' in (tmp_path / "ev/report.html").read_text()
+    predicate: Any = written.predicate
+    assert predicate["previous"]["policy_changed"] is True
