@@ -155,6 +155,15 @@ class Trace:
         return entries
 
 
+def unreadable(trace: Trace) -> list[str]:
+    """``path: error`` of every file that exists but could not be read (missing files are absence, not failure)."""
+    return [
+        f"{s.path}: {s.error}"
+        for s in trace.sources
+        if s.kind in ("file", "procfs") and s.error and s.error != "not found" and not s.error.startswith("truncated")
+    ]
+
+
 def under_root(root: Path, path: str | Path) -> Path:
     """Return the absolute host path ``path`` as seen under ``root`` (``/`` leaves it unchanged)."""
     p = Path(path)

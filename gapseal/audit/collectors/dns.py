@@ -10,7 +10,14 @@ import ipaddress
 import os
 from pathlib import Path
 
-from gapseal.audit.collectors._common import RawStore, Trace, address_class, parse_ini_sections, strip_comment
+from gapseal.audit.collectors._common import (
+    RawStore,
+    Trace,
+    address_class,
+    parse_ini_sections,
+    strip_comment,
+    unreadable,
+)
 from gapseal.audit.collectors._networkd import network_servers
 from gapseal.audit.facts import DnsFacts, Nameserver, ResolvedFacts
 
@@ -110,6 +117,9 @@ def collect_dns(store: RawStore, root: Path) -> DnsFacts:
     reason = None
     if text is None and not present:
         reason = f"{resolv} not found: the resolver falls back to a nameserver on localhost"
+    problems = unreadable(trace)
+    if problems:  # a resolver file that exists but cannot be read may name any server
+        status, reason = "unknown", "; ".join(problems)
     return DnsFacts(
         status=status,
         reason=reason,

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from gapseal.audit.collectors._common import RawStore, Trace, network, under_root
+from gapseal.audit.collectors._common import RawStore, Trace, network, under_root, unreadable
 from gapseal.audit.collectors.proxy import mask_credentials
 from gapseal.audit.facts import PackageSource, PackageSourcesFacts
 
@@ -404,6 +404,7 @@ def collect_package_sources(store: RawStore, root: Path) -> PackageSourcesFacts:
     c = _Collector(store, root)
     for step in (c.apt, c.pip, c.npm, c.conda, c.podman, c.docker):
         step()
+    c.problems += unreadable(c.trace)
     return PackageSourcesFacts(
         status="unknown" if c.problems else "ok",
         reason="; ".join(c.problems) or None,

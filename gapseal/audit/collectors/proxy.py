@@ -14,11 +14,13 @@ stored (they may hold secrets).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Literal
 
 from gapseal.audit.collectors._common import RawStore, Trace, parse_ini_sections
+from gapseal.audit.collectors._common import unreadable as unreadable_files
 from gapseal.audit.collectors._units import Unit, parse_env_assignments, parse_env_file
 from gapseal.audit.facts import ProcessesFacts, ProxyFacts, ProxySetting, Source
 
@@ -167,6 +169,8 @@ def collect_proxy(
         status, reason = "unknown", f"process environments not read: {processes.reason}"
     elif unreadable:
         status, reason = "unknown", f"the environment of {unreadable} process(es) could not be read"
+    elif problems := unreadable_files(trace):
+        status, reason = "unknown", "; ".join(problems)
     return ProxyFacts(
         status=status,
         reason=reason,
@@ -197,7 +201,9 @@ def _scan_processes(trace: Trace, proc: Path, netns: str | None, settings: list[
         hits = [(k, v) for k, v in parse_environ(data).items() if is_proxy_variable(k)]
         if not hits:
             continue
-        trace.read(path, kind="procfs", store=False)  # provenance of the finding: hashed, never stored
+        # provenance of the finding, from the bytes just read (a second read could race the process's exit)
+        digest = hashlib.sha256(data).hexdigest()
+        trace.sources.append(Source(kind="procfs", path=str(path), sha256=digest, size=len(data), stored=False))
         for k, v in sorted(hits):
             settings.append(_setting(k, v, "process", f"pid:{entry.pid} ({entry.comm})"))
     return scanned, unreadable

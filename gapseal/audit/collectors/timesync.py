@@ -18,7 +18,7 @@ import os
 import shlex
 from pathlib import Path
 
-from gapseal.audit.collectors._common import RawStore, Trace, network, under_root
+from gapseal.audit.collectors._common import RawStore, Trace, network, under_root, unreadable
 from gapseal.audit.collectors._networkd import accumulate, network_servers
 from gapseal.audit.facts import TimeFacts, TimeServer
 
@@ -130,4 +130,11 @@ def collect_time(store: RawStore, root: Path) -> TimeFacts:
                 _server("timesyncd", "compiled-in FallbackNTP", v, "no NTP= and no FallbackNTP= configured")
                 for v in TIMESYNCD_COMPILED_FALLBACK.split()
             ]
-    return TimeFacts(status="ok", sources=trace.sources, daemons=daemons, servers=servers)
+    problems = unreadable(trace)
+    return TimeFacts(
+        status="unknown" if problems else "ok",
+        reason="; ".join(problems) or None,
+        sources=trace.sources,
+        daemons=daemons,
+        servers=servers,
+    )

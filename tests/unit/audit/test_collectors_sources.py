@@ -249,3 +249,23 @@ def test_resolved_upstream_list_is_read(tmp_path: Path) -> None:
     assert [(n.address, n.origin) for n in dns.nameservers] == [
         ("192.0.2.53", f"resolved-upstream:{tmp_path}/run/systemd/resolve/resolv.conf")
     ]
+
+
+@pytest.mark.parametrize(
+    ("collect", "files", "directory"),
+    [
+        (collect_package_sources, {}, "etc/apt/sources.list"),
+        (collect_time, {"etc/chrony/chrony.conf": "include /etc/chrony/extra.conf\n"}, "etc/chrony/extra.conf"),
+        (collect_dns, {}, "etc/resolv.conf"),
+    ],
+)
+def test_a_file_that_exists_but_cannot_be_read_is_unknown(
+    tmp_path: Path, collect: object, files: dict[str, str], directory: str
+) -> None:
+    """A directory where a configuration file should be (EISDIR): its content is unknown, so is the domain."""
+    for rel, text in files.items():
+        write(tmp_path, rel, text)
+    (tmp_path / directory).mkdir(parents=True)
+    f = collect(RawStore(), tmp_path)  # type: ignore[operator]
+    assert f.status == "unknown"
+    assert f"{tmp_path / directory}: Is a directory" in f.reason
