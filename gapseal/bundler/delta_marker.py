@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gapseal.bundler.inventory import LayoutInventory
 from gapseal.canonical import canonical_json
 from gapseal.errors import VerificationError
+from gapseal.jsonlimits import MAX_DOCUMENT, json_problem, validation_message
 
 DELTA_MARKER_NAME = "gapseal.delta.json"
 """The marker's file name at the top of a delta's layout, beside ``index.json``.
@@ -78,11 +79,15 @@ def read_delta_marker(inv: LayoutInventory) -> DeltaMarker | None:
         return None
     if entry.content is None:
         raise VerificationError(f"{DELTA_MARKER_NAME} is too large to be a delta marker", where=inv.source)
+    document, problem = json_problem(entry.content, max_bytes=MAX_DOCUMENT)  # bounded: the marker is not signed
     try:
-        return DeltaMarker.model_validate_json(entry.content)
-    except ValidationError as e:
+        if problem is not None:
+            raise ValueError(problem)
+        return DeltaMarker.model_validate(document)
+    except (ValueError, ValidationError) as e:
+        why = validation_message(e) if isinstance(e, ValidationError) else str(e)
         raise VerificationError(
-            f"the layout holds {DELTA_MARKER_NAME} but it is malformed: {e.errors()[0]['msg']}",
+            f"the layout holds {DELTA_MARKER_NAME} but it is malformed: {why}",
             where=inv.source,
             hint="the delta is damaged; obtain a fresh copy from the security team",
         ) from e

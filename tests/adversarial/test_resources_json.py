@@ -209,3 +209,17 @@ def test_a_deep_image_document_is_a_value_error_not_a_recursion_error() -> None:
         parse_image_document(b'{"manifests":' + DEEP + b"}", oci.MEDIA_INDEX)
     with pytest.raises(ValueError, match="duplicate key 'layers'"):
         parse_image_document(b'{"layers":[],"layers":[]}', oci.MEDIA_MANIFEST)
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [(DEEP, "nested too deeply"), (b'{"kind":1,"kind":2}', "duplicate key 'kind'"), (b"[]", "malformed")],
+    ids=["deep", "duplicate-key", "wrong-type"],
+)
+def test_a_hostile_delta_marker_is_one_clear_error(
+    data: bytes, fragment: str, bundle: Path, keys: KeyPair, gapseal: Gapseal
+) -> None:
+    from gapseal.bundler.delta_marker import DELTA_MARKER_NAME
+
+    (bundle / DELTA_MARKER_NAME).write_bytes(data)
+    refused(gapseal("bundle", "verify", bundle, "--key", keys.public_path), DELTA_MARKER_NAME, fragment)
