@@ -248,3 +248,30 @@ def test_an_over_long_path_argument_is_one_clear_error(
         "state-file": ("bundle", "verify", bundle, "--key", keys.public_path, "--state-file", long / "s.json"),
     }
     refused(gapseal(*args[command]), "File name too long")
+
+
+@pytest.mark.parametrize(
+    ("names", "fragment"),
+    [
+        (["README.md", "readme.md"], "collides with"),
+        (["caf\u00e9.md", "cafe\u0301.md"], "collides with"),
+        (["a\\b.md"], "backslash"),
+        (["bell\x07.md"], "control character"),
+    ],
+    ids=["case-collision", "nfc-nfd-collision", "backslash", "control-char"],
+)
+def test_create_refuses_input_names_verify_would_refuse(
+    names: list[str], fragment: str, tmp_path: Path, keys: KeyPair, gapseal: Gapseal
+) -> None:
+    """create applies the same names rule before hashing, naming the input, and writes nothing."""
+    docs = tmp_path / "in" / "docs"
+    docs.mkdir(parents=True)
+    for name in names:
+        (docs / name).write_text(name)
+    spec = tmp_path / "in" / "bundle.yaml"
+    spec.write_text(
+        'apiVersion: gapseal/v1\nkind: Bundle\nmetadata: {name: d, version: 1.0.0, created: "2026-01-01T00:00:00Z"}\n'
+        "files:\n  - {name: docs, path: docs}\n"
+    )
+    refused(gapseal("bundle", "create", spec, "--key", keys.private_path, "--out", tmp_path / "b"), fragment)
+    assert not (tmp_path / "b").exists()
