@@ -303,3 +303,43 @@ def test_ansible_leaky_host_reports_every_class(
     encryption = next(r for r in host["rules"] if r["rule"] == "ENCRYPTION-001")
     assert encryption["status"] == "waived"
     assert any(str(ansible_hosts.below_model_dir) in f["message"] for f in encryption["findings"])
+
+
+# ------------------------------------------------------------------------------------------------ a real systemd host
+
+SYSTEMD_HOST = 130
+
+
+def test_networkd_link_state_of_a_real_systemd_host(systemd_fleet: Any, tmp_path: Path) -> None:
+    """systemd-networkd on a booted Debian 12 host (systemd as PID 1) hands a link an outside DNS and NTP server: the
+    .network file and the link state networkd itself wrote under /run are copied from the host as they are, and
+    the real collectors find both servers there (EGRESS-007 and EGRESS-011 would fire)."""
+    host = systemd_fleet.boot_many([SYSTEMD_HOST])[0]
+    network = (
+        "[Match]\nName=*\n[Network]\n"
+        f"Address={host.address}/30\nKeepConfiguration=static\nDNS=203.0.113.53\nNTP=198.51.100.123\n"
+    )
+    script = (
+        f"mkdir -p /etc/systemd/network && printf '%s' '{network}' > /etc/systemd/network/50-lab.network && "
+        "systemctl restart systemd-networkd && "
+        "for i in $(seq 50); do grep -qs '^NTP=' /run/systemd/netif/links/* && break; sleep 0.1; done; "
+        "grep -ls '^DNS=' /run/systemd/netif/links/*"
+    )
+    done = host.ssh(["sh", "-c", script])
+    assert done.returncode == 0, done.stderr
+    root = tmp_path / "host"
+    for remote in ["/etc/systemd/network/50-lab.network", *done.stdout.split()]:
+        text = host.ssh(["cat", remote])
+        assert text.returncode == 0, text.stderr
+        (root / remote.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (root / remote.lstrip("/")).write_text(text.stdout)
+    dns = collect_dns(RawStore(), root)
+    assert {(n.address, n.origin.split(":", 1)[0]) for n in dns.nameservers} == {
+        ("203.0.113.53", "networkd"),
+        ("203.0.113.53", "networkd-link"),
+    }
+    time = collect_time(RawStore(), root)
+    assert {(s.address, s.location.split(":")[0].rsplit("/", 2)[-2]) for s in time.servers} == {
+        ("198.51.100.123", "network"),
+        ("198.51.100.123", "links"),
+    }
