@@ -361,7 +361,7 @@ def write_evidence(
         write_new_file(report_path, html)
         outcome: PdfOutcome | None = None
         if pdf:
-            outcome = print_pdf(report_path)
+            outcome = print_pdf(report.printable(html.decode("utf-8")).encode("utf-8"))
             if outcome.made and outcome.data is not None:
                 files.append(
                     _write_file(

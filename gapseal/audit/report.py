@@ -15,6 +15,7 @@ enforces it. Links to evidence files are relative, so they work wherever the dir
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -188,3 +189,16 @@ def render_report(
         site_copy=site_copy,
         bundles=bundles,
     )
+
+
+_HREF = re.compile(r'(<a\b[^>]*?)\s+href="[^"]*"')
+
+
+def printable(html: str) -> str:
+    """The page as it is printed to PDF: links become plain text.
+
+    Chromium turns every link into an absolute ``file://`` URI of the directory it printed from (the evidence's
+    temporary directory), which would be dead and would leak a local path; the file names stay readable as text.
+    Attribute values are escaped by the template, so a ``"`` never occurs inside one.
+    """
+    return _HREF.sub(r"\1", html)

@@ -83,10 +83,11 @@ def _isolation() -> list[str] | None:
     return None
 
 
-def print_pdf(html: Path) -> PdfOutcome:
-    """Print ``html`` with headless Chromium in an empty network namespace; the PDF's bytes are in the outcome.
+def print_pdf(html: Path | bytes) -> PdfOutcome:
+    """Print ``html`` (a file, or the page's bytes) with headless Chromium in an empty network namespace.
 
-    Never raises for a missing tool or a failed print: the outcome says why no PDF was made.
+    The PDF's bytes are in the outcome. Never raises for a missing tool or a failed print: the outcome says why no
+    PDF was made.
     """
     chromium = find_chromium()
     if chromium is None:
@@ -101,6 +102,10 @@ def print_pdf(html: Path) -> PdfOutcome:
         )
     with tempfile.TemporaryDirectory(prefix="gapseal-pdf-") as profile:
         out = Path(profile) / "report.pdf"
+        if isinstance(html, bytes):
+            page = Path(profile) / "report.html"
+            page.write_bytes(html)
+            html = page
         argv = [
             *prefix,
             chromium,

@@ -78,6 +78,9 @@ def _pdf_words(pdf: Path) -> list[str]:
 def test_pdf_is_beside_the_html_and_covered_by_the_attestation(full: Full) -> None:
     pdf = full.path / "report.pdf"
     assert pdf.read_bytes().startswith(b"%PDF-")
+    # no dead links into the directory it was printed from, no local path leaked
+    assert b"file://" not in pdf.read_bytes()
+    assert b".ev.tmp-" not in pdf.read_bytes()
     v = verify_evidence(full.path, [full.key.public])
     assert "report.pdf" in v.files
     assert v.predicate["report"]["pdf"]["made"] is True

@@ -123,3 +123,12 @@ def test_controls_follow_the_catalog_order(leaky: str) -> None:
 def test_rule_with_findings_lists_them_once(leaky: str) -> None:
     assert "default route via 10.231.60.1" not in leaky  # the rule's joined message is not repeated above the list
     assert "<code>default via 10.231.60.1</code>" in leaky  # the finding, with its subject
+
+
+def test_printable_page_keeps_link_text_but_no_href(leaky: str) -> None:
+    from gapseal.audit.report import printable
+
+    page = printable(leaky)
+    assert "href=" not in page
+    assert '<a class="raw">' in page or "<a>facts/h1.json</a>" in page
+    assert _scan(page).text == _scan(leaky).text  # the reader sees the same words
