@@ -295,6 +295,17 @@ def evaluate(service: str, environment: dict[str, str] | None, cmdline: list[str
 QUADLET_DIRS = ("etc/containers/systemd", "run/containers/systemd", "usr/share/containers/systemd")
 """Where podman's Quadlet generator looks for ``.container`` files (system units; subdirectories too)."""
 _PODMAN_RUN = {"run", "create"}
+_ENGINES = {"podman", "docker", "nerdctl"}
+"""Container engines whose ``run`` takes the same ``-e``/``--env``/``--env-file`` options and ``IMAGE [CMD]``."""
+_GLOBAL_VALUE_OPTIONS = frozenset(
+    {
+        "--log-level", "--root", "--runroot", "--storage-driver", "--storage-opt", "--cgroup-manager",
+        "--events-backend", "--runtime", "--url", "--connection", "-c", "--identity", "--tmpdir", "--config",
+        "--context", "-H", "--host", "--namespace", "-n", "--network-cmd-path", "--conmon", "--module",
+        "--hooks-dir", "--volumepath",
+    }
+)  # fmt: skip
+"""Global options of podman/docker/nerdctl that take their value as the next word."""
 
 
 @dataclass
@@ -358,11 +369,13 @@ def _read_limited(path: Path) -> str | None:
 
 
 def podman_run_container(unit: Unit, root: Path) -> Container | None:
-    """The container a unit's ``ExecStart=podman run ... IMAGE [CMD]`` runs, when its image is a known server."""
+    """The known server a unit's ``ExecStart=podman [options] run ... IMAGE [CMD]`` runs (docker, nerdctl too)."""
     argv = unit.exec_start
-    if not argv or os.path.basename(argv[0]) != "podman":
+    if not argv or os.path.basename(argv[0]) not in _ENGINES:
         return None
     rest = argv[1:]
+    while rest and rest[0].startswith("-"):  # global options before the subcommand (podman --log-level info run ...)
+        rest = rest[2:] if rest[0] in _GLOBAL_VALUE_OPTIONS else rest[1:]
     if rest[:1] == ["container"]:
         rest = rest[1:]
     if not rest or rest[0] not in _PODMAN_RUN:

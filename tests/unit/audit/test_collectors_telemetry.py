@@ -156,3 +156,17 @@ def test_running_python_with_tokenizers_loaded_is_a_hugging_face_service(tmp_pat
     (mine,) = [p for p in facts.inference if p.pid == child.pid]
     assert mine.services == ["huggingface"]
     assert mine.recognised_by == {"huggingface": "loaded-library"}
+
+
+def test_global_engine_options_and_docker_are_understood(tmp_path: Path) -> None:
+    write(tmp_path, "etc/systemd/system/a.service",
+          "[Service]\nExecStart=/usr/bin/podman --log-level info --root /var/lib/c run --rm --name vllm "
+          "docker.io/vllm/vllm-openai:v0.6.3\n")  # fmt: skip
+    write(tmp_path, "etc/systemd/system/b.service",
+          "[Service]\nExecStart=/usr/bin/docker run -d --env OLLAMA_NO_CLOUD=1 ollama/ollama\n")  # fmt: skip
+    assert services(tmp_path) == {
+        "vllm@a.service": (
+            "systemd_unit", "docker.io/vllm/vllm-openai:v0.6.3", "image", False, ["hub offline", "usage statistics"],
+        ),
+        "ollama@b.service": ("systemd_unit", "ollama/ollama", "image", True, []),
+    }  # fmt: skip
