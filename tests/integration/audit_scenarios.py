@@ -268,6 +268,26 @@ PROXY = [
         _r(E6),
     ),
     S(
+        "proxy_template_unit_dropin",
+        "proxy",
+        _unit(
+            "worker@.service",
+            "ExecStart=/bin/true\n",
+            {"etc/systemd/system/worker@.service.d/proxy.conf": f"[Service]\nEnvironment=HTTPS_PROXY={_PROXY}\n"},
+        ),
+        _r(E6),
+    ),
+    S(
+        "proxy_prefix_unit_dropin",
+        "proxy",
+        _unit(
+            "infer-llm.service",
+            "ExecStart=/bin/true\n",
+            {"etc/systemd/system/infer-.service.d/proxy.conf": f"[Service]\nEnvironment=http_proxy={_PROXY}\n"},
+        ),
+        _r(E6),
+    ),
+    S(
         "proxy_internal_allowlisted",
         "proxy",
         staged({"etc/environment": "https_proxy=http://proxy.enclave:3128\n"}),
@@ -611,6 +631,18 @@ TELEMETRY = [
             "Environment=HF_HUB_OFFLINE=1\nExecStart=/usr/bin/python3 /opt/rag/serve.py\n",
             {"opt/rag/serve.py": "import huggingface_hub\n"},
         ),
+        NONE,
+    ),
+    S(
+        "telemetry_podman_global_options_before_run",
+        "telemetry",
+        _unit("vllm.service", f"ExecStart=/usr/bin/podman --log-level info --root /var/lib/c run --rm {_VLLM}\n"),
+        _r(T1),
+    ),
+    S(
+        "telemetry_docker_run_unit_with_switch",
+        "telemetry",
+        _unit("ollama.service", "ExecStart=/usr/bin/docker run --rm -e OLLAMA_NO_CLOUD=1 ollama/ollama\n"),
         NONE,
     ),
     S(
