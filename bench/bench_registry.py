@@ -137,6 +137,8 @@ class _HugeManifest(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     declare_length = True
+    absent = False
+    """Answer every manifest with a small 404 instead (the baseline: the same command, no big answer)."""
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         pass
@@ -144,6 +146,12 @@ class _HugeManifest(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         if self.path == "/v2/":
             self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+            return
+        if self.absent:
+            self.send_response(404)
             self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"{}")
@@ -168,16 +176,16 @@ class _HugeManifest(BaseHTTPRequestHandler):
             return
 
 
-def hostile_manifest_rss(root: Path, *, declare_length: bool) -> float:
-    """Peak RSS (MB) of a ``bundle pull`` child process against the 300 MB manifest."""
-    handler = type("H", (_HugeManifest,), {"declare_length": declare_length})
+def hostile_manifest_rss(root: Path, *, declare_length: bool, absent: bool = False) -> float:
+    """Peak RSS (MB) of a ``bundle pull`` child process against the 300 MB manifest (or a 404, ``absent``)."""
+    handler = type("H", (_HugeManifest,), {"declare_length": declare_length, "absent": absent})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         ref = f"127.0.0.1:{server.server_address[1]}/gapseal/bench:1.0.0"
-        out = root / f"hostile-{declare_length}"
+        out = root / f"hostile-{declare_length}-{absent}"
         # A small launcher runs the CLI and reports its child's peak RSS: Linux carries ru_maxrss across exec, so
         # measuring a process forked straight from this (large) one would report this one's size.
         code = (
@@ -276,12 +284,14 @@ def main() -> int:
         finally:
             reg.stop()
 
+        baseline = hostile_manifest_rss(root, declare_length=True, absent=True)
+        print(f"pull against a registry answering 404 (baseline: interpreter, imports): peak RSS {baseline:.1f} MB")
         worst = 0.0
         for declared in (True, False):
             rss = hostile_manifest_rss(root, declare_length=declared)
             worst = max(worst, rss)
             how = "with Content-Length" if declared else "chunked, no length"
-            print(f"pull against a 300 MB manifest ({how}): refused, peak RSS {rss:.1f} MB")
+            print(f"pull against a 300 MB manifest ({how}): refused, peak RSS {rss:.1f} MB (+{rss - baseline:.1f})")
         rss_ok = worst < RSS_TARGET_MB
         print(f"  target peak RSS < {RSS_TARGET_MB:.0f} MB: {'met' if rss_ok else 'MISSED'}")
         return 0 if ok and rss_ok else 1

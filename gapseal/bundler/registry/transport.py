@@ -105,22 +105,21 @@ class Response:
                 "nothing of it was read",
                 hint="the registry is misconfigured or hostile",
             )
-        buffer = bytearray(min(cap, declared if declared is not None else cap) + 1)
-        view = memoryview(buffer)
-        got = 0
-        while got < len(buffer):
-            n = self.read_into(view[got : got + 1024 * 1024])
+        data = bytearray()  # grows with what arrives: a small answer costs what it is, never the cap
+        chunk = memoryview(bytearray(min(64 * 1024, cap + 1)))
+        while len(data) <= cap:
+            n = self.read_into(chunk[: min(len(chunk), cap + 1 - len(data))])
             if n == 0:
                 break
-            got += n
-        if got > cap:
+            data += chunk[:n]
+        if len(data) > cap:
             self.close()
             raise self._client.error(
                 f"{self.what}: the registry sent a {noun} of more than {cap} bytes; stopped reading there",
                 hint="the registry is misconfigured or hostile",
             )
         self.finish()
-        return bytes(view[:got])
+        return bytes(data)
 
     def read_into(self, buffer: memoryview) -> int:
         """Read up to ``len(buffer)`` body bytes into it (at least one unless the body ended); 0 at the end."""
