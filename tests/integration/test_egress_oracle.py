@@ -386,6 +386,22 @@ table inet late {{
         },
     ),
     Scenario(
+        "unknown-iptables-option-with-two-arguments",
+        # the kernel lets every SYN out; gapseal does not model tcp flags (iptables-nft writes them as a native nft
+        # expression): unknown for tcp, quoting the rule (never a pass); udp and icmp are still decided
+        UNKNOWN,
+        leaks=True,
+        quoted="tcp flags & syn == syn",
+        iptables_nft={
+            "ip": save(
+                "DROP", f"-A OUTPUT -d {ENCLAVE_V4} -j ACCEPT", "-A OUTPUT -p tcp -m tcp --tcp-flags SYN SYN -j ACCEPT"
+            ),
+            "ip6": save(
+                "DROP", f"-A OUTPUT -d {ENCLAVE_V6} -j ACCEPT", "-A OUTPUT -p tcp -m tcp --tcp-flags SYN SYN -j ACCEPT"
+            ),
+        },
+    ),
+    Scenario(
         "ipv6-lockdown-separate-tables",
         COMPLIANT,
         leaks=False,
@@ -507,8 +523,8 @@ def test_audit_verdict_matches_the_kernel(lab: EgressLab, audit_root: Path, scen
     rules = {r.rule: r for r in host.rules}
     fired = {r.rule: r.status for r in host.rules if r.rule.startswith("EGRESS-") and r.status != "pass"}
     assert fired == {**LAB_ROUTE_FINDINGS, **scenario.firewall}, {k: rules[k].message for k in fired}
-    if leaked:  # zero false "compliant": a host whose packets reached the outside fails a firewall rule
-        assert "fail" in {rules[r].status for r in FIREWALL_RULES}
+    if leaked:  # zero false "compliant": a host whose packets reached the outside never passes the firewall rules
+        assert {rules[r].status for r in FIREWALL_RULES} != {"pass"}
     if scenario.quoted is not None:
         for rule_id in FIREWALL_RULES:
             messages = firewall_findings(rules[rule_id])

@@ -269,8 +269,35 @@ def rule_steps(
             else:
                 steps.append(Opaque(quote))
         except UnsupportedError:
+            if kind == "match" and isinstance(body, dict):
+                steps += implied_matches(body.get("left"))
             steps.append(Uncertain(quote) if kind == "match" else Opaque(quote))
     return tuple(steps)
+
+
+def implied_matches(expr: Any) -> list[Match]:
+    """The protocol a header field implies (nft adds the dependency and ``nft -j`` leaves it out).
+
+    ``tcp flags & syn == syn`` only ever matches TCP packets: the kernel rule carries ``meta l4proto tcp``, so an
+    expression gapseal does not model still tells which packets it can concern.
+    """
+    out: list[Match] = []
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack += node
+        elif isinstance(node, dict):
+            body = node.get("payload")
+            protocol = body.get("protocol") if isinstance(body, dict) else None
+            if not isinstance(protocol, str):
+                stack += list(node.values())
+            elif protocol in {"ip", "ip6"}:
+                out.append(Match(("meta nfproto",), ((Name("ipv4" if protocol == "ip" else "ipv6"),),)))
+            elif protocol in PROTO_NUMBERS:
+                n = PROTO_NUMBERS[protocol]
+                out.append(Match(("meta l4proto",), ((Interval(n, n),),)))
+    return list(dict.fromkeys(out))
 
 
 # --------------------------------------------------------------------------------------------------- text listing

@@ -313,6 +313,18 @@ def test_unmodelled_match_is_unknown_and_quoted_from_the_listing() -> None:
     assert outcome == netfilter.Outcome("unknown", ("nftables inet t out: ip dscp cs1 accept # handle 777",))
 
 
+def test_unmodelled_header_match_still_implies_its_protocol() -> None:
+    # iptables-nft's "-p tcp -m tcp --tcp-flags SYN SYN" as nft -j prints it: the l4proto dependency left out
+    flags = match({"&": [payload("tcp", "flags"), "syn"]}, "syn")
+    rs = lockdown([flags, ACCEPT])
+    assert verdict(rs, OUTSIDE, "tcp", 443) == "unknown"
+    assert verdict(rs, OUTSIDE, "udp", 53) == "drop"
+    assert verdict(rs, OUTSIDE, "icmp") == "drop"
+    rs = lockdown([match(payload("ip6", "dscp"), "cs1"), ACCEPT])
+    assert verdict(rs, "2001:db8::1") == "unknown"
+    assert verdict(rs, OUTSIDE) == "drop"
+
+
 def test_unmodelled_statement_is_unknown_quoted_as_json_without_listing() -> None:
     rs = lockdown([{"mangle": {"key": meta("mark"), "value": 7}}])
     outcome = rs.evaluate(netfilter.packet(OUTSIDE, "tcp", 443))
