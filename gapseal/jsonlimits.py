@@ -33,11 +33,13 @@ _M = TypeVar("_M", bound=BaseModel)
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in document:
-            raise ValueError(f"duplicate key {key!r}")
-        document[key] = value
+    document = dict(pairs)
+    if len(document) != len(pairs):  # rare: only then find which key, for the message
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r}")
+            seen.add(key)
     return document
 
 
@@ -46,23 +48,18 @@ def _no_constants(name: str) -> Any:
 
 
 def _depth(document: Any, limit: int) -> int:
-    """The nesting depth of a parsed document (a scalar is 0), stopping as soon as it exceeds ``limit``."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(document, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children: Any = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
+    """The nesting depth of a parsed document (a scalar is 0), level by level, stopping once it exceeds ``limit``."""
+    depth = 0
+    level = [document] if isinstance(document, dict | list) else []
+    while level:
         depth += 1
-        deepest = max(deepest, depth)
-        if deepest > limit:
-            return deepest
-        stack.extend((child, depth) for child in children if isinstance(child, dict | list))
-    return deepest
+        if depth > limit:
+            break
+        below: list[Any] = []
+        for node in level:
+            below += [v for v in (node.values() if isinstance(node, dict) else node) if isinstance(v, dict | list)]
+        level = below
+    return depth
 
 
 def json_problem(data: bytes, *, max_bytes: int, max_depth: int = MAX_DEPTH) -> tuple[Any, str | None]:

@@ -40,6 +40,14 @@ _ACCEPTED_MEDIA_TYPES = frozenset({BUNDLE_MEDIA_TYPE, "application/vnd.dev.sigst
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
+class MalformedBundleError(SignatureError):
+    """The document is not a well-formed Sigstore bundle v0.3 with a DSSE envelope: not signature material at all.
+
+    A verifier that must tell "not a signature" (fatal) from "a signature it cannot rely on" (reportable) catches
+    this subclass first; everything else ``verify_statement`` raises is a ``SignatureError``.
+    """
+
+
 @dataclass(frozen=True)
 class Subject:
     """One subject of a statement: a name and the lower-case hex SHA-256 of its content."""
@@ -146,11 +154,11 @@ def sign_statement(
 
 def _strict_b64(value: object, what: str) -> bytes:
     if not isinstance(value, str):
-        raise SignatureError(f"malformed Sigstore bundle: {what} is not a base64 string")
+        raise MalformedBundleError(f"malformed Sigstore bundle: {what} is not a base64 string")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as e:
-        raise SignatureError(f"malformed Sigstore bundle: {what} is not valid base64") from e
+        raise MalformedBundleError(f"malformed Sigstore bundle: {what} is not valid base64") from e
 
 
 def _parse_bundle(bundle_bytes: bytes) -> tuple[Bundle, Envelope]:
@@ -158,18 +166,18 @@ def _parse_bundle(bundle_bytes: bytes) -> tuple[Bundle, Envelope]:
     try:
         raw = _strict_json(bundle_bytes)
     except (UnicodeDecodeError, ValueError) as e:
-        raise SignatureError(f"malformed Sigstore bundle: the document {e}") from e
+        raise MalformedBundleError(f"malformed Sigstore bundle: the document {e}") from e
     if not isinstance(raw, dict):
-        raise SignatureError("malformed Sigstore bundle: the document is not a JSON object")
+        raise MalformedBundleError("malformed Sigstore bundle: the document is not a JSON object")
     media_type = raw.get("mediaType")
     if media_type not in _ACCEPTED_MEDIA_TYPES:
-        raise SignatureError(f"wrong Sigstore bundle mediaType {media_type!r}: expected {BUNDLE_MEDIA_TYPE!r}")
+        raise MalformedBundleError(f"wrong Sigstore bundle mediaType {media_type!r}: expected {BUNDLE_MEDIA_TYPE!r}")
     raw_envelope = raw.get("dsseEnvelope")
     if raw_envelope is None:
         content = "a messageSignature" if "messageSignature" in raw else "no dsseEnvelope"
-        raise SignatureError(f"not a DSSE bundle: it holds {content}")
+        raise MalformedBundleError(f"not a DSSE bundle: it holds {content}")
     if not isinstance(raw_envelope, dict):
-        raise SignatureError("malformed Sigstore bundle: dsseEnvelope is not an object")
+        raise MalformedBundleError("malformed Sigstore bundle: dsseEnvelope is not an object")
     _strict_b64(raw_envelope.get("payload"), "dsseEnvelope.payload")
     raw_signatures = raw_envelope.get("signatures")
     if isinstance(raw_signatures, list):
@@ -180,24 +188,15 @@ def _parse_bundle(bundle_bytes: bytes) -> tuple[Bundle, Envelope]:
     except ValidationError as e:
         first = e.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
-        raise SignatureError(f"malformed Sigstore bundle: {loc}: {first['msg']}") from e
+        raise MalformedBundleError(f"malformed Sigstore bundle: {loc}: {first['msg']}") from e
     envelope = bundle.dsse_envelope
     if envelope is None:  # pragma: no cover - checked on the raw document above
-        raise SignatureError("not a DSSE bundle")
+        raise MalformedBundleError("not a DSSE bundle")
     if envelope.payload_type != PAYLOAD_TYPE:
-        raise SignatureError(f"wrong DSSE payloadType {envelope.payload_type!r}: expected {PAYLOAD_TYPE!r}")
+        raise MalformedBundleError(f"wrong DSSE payloadType {envelope.payload_type!r}: expected {PAYLOAD_TYPE!r}")
     if not envelope.signatures:
-        raise SignatureError("the DSSE envelope has no signature")
+        raise MalformedBundleError("the DSSE envelope has no signature")
     return bundle, envelope
-
-
-def check_bundle_shape(bundle_bytes: bytes) -> None:
-    """Raise ``SignatureError`` unless ``bundle_bytes`` is a well-formed Sigstore bundle v0.3 with a DSSE envelope.
-
-    Structure only, no signature is checked: a verifier that must tell "not signature material at all" (fatal) from
-    "a signature it cannot rely on" (reported) calls this first.
-    """
-    _parse_bundle(bundle_bytes)
 
 
 def _parse_statement(
