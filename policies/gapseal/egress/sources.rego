@@ -8,9 +8,10 @@ import data.gapseal.lib
 # description: >-
 #   Every apt source and proxy, pip index and proxy, npm registry and proxy, conda channel and proxy, podman
 #   search registry and mirror, and docker registry mirror and proxy is local (a file or cdrom URI, a path,
-#   loopback, a blocked registry), an address inside the enclave, a registry or mirror listed in
-#   data.allowlist.registries (host or host:port), or, for a proxy, a URL listed in data.allowlist.proxies.
-#   Anything else would make the next install or pull reach outside the enclave.
+#   loopback, a blocked registry), an address inside the enclave, or a registry or mirror listed in
+#   data.allowlist.registries (host or host:port); a proxy must be a URL listed in data.allowlist.proxies,
+#   wherever it stands (a proxy relays anywhere). Anything else would make the next install or pull reach
+#   outside the enclave.
 # custom:
 #   id: EGRESS-010
 #   severity: medium
@@ -26,7 +27,8 @@ deny contains violation if {
 	violation := lib.violation(
 		"EGRESS-010",
 		concat("", [
-			entry.manager, " ", entry.kind, " ", entry.value, " (", entry.location, ") is outside the enclave",
+			entry.manager, " ", entry.kind, " ", entry.value, " (", entry.location, ") is not local, in the enclave ",
+			"or allowlisted",
 		]),
 		concat(" ", [entry.manager, entry.value]),
 		[lib.pointer(["package_sources", "entries", i])],
@@ -38,16 +40,24 @@ deny contains violation if {
 	violation := lib.unknown("EGRESS-010", "package_sources")
 }
 
-_source_inside(entry) if entry.hostport in data.allowlist.registries
-
-_source_inside(entry) if entry.host in data.allowlist.registries
-
+# A proxy relays to anywhere, even from inside the enclave: only a proxy the site lists is inside (as for EGRESS-006).
 _source_inside(entry) if {
 	entry.kind == "proxy"
 	entry.value in data.allowlist.proxies
 }
 
 _source_inside(entry) if {
+	entry.kind != "proxy"
+	entry.hostport in data.allowlist.registries
+}
+
+_source_inside(entry) if {
+	entry.kind != "proxy"
+	entry.host in data.allowlist.registries
+}
+
+_source_inside(entry) if {
+	entry.kind != "proxy"
 	entry.network != null
 	lib.in_enclave(entry.network)
 }

@@ -35,7 +35,7 @@ input_fail_egress_010_debian_mirror := fixtures.host_with({"package_sources": _s
 test_fail_egress_010_debian_mirror if {
 	fixtures.of_rule(egress.deny, "EGRESS-010") == {fixtures.expect(
 		"EGRESS-010",
-		"apt source http://deb.debian.org/debian (/etc/x:1) is outside the enclave",
+		"apt source http://deb.debian.org/debian (/etc/x:1) is not local, in the enclave or allowlisted",
 		"apt http://deb.debian.org/debian",
 		["/package_sources/entries/0"],
 	)}
@@ -50,13 +50,13 @@ test_fail_egress_010_outside_ip_and_unlisted_port if {
 	fixtures.of_rule(egress.deny, "EGRESS-010") == {
 		fixtures.expect(
 			"EGRESS-010",
-			"docker mirror https://203.0.113.7 (/etc/x:1) is outside the enclave",
+			"docker mirror https://203.0.113.7 (/etc/x:1) is not local, in the enclave or allowlisted",
 			"docker https://203.0.113.7",
 			["/package_sources/entries/0"],
 		),
 		fixtures.expect(
 			"EGRESS-010",
-			"podman registry registry.enclave:5001 (/etc/x:1) is outside the enclave",
+			"podman registry registry.enclave:5001 (/etc/x:1) is not local, in the enclave or allowlisted",
 			"podman registry.enclave:5001",
 			["/package_sources/entries/1"],
 		),
@@ -70,7 +70,7 @@ input_fail_egress_010_proxy_auto_detect := fixtures.host_with({"package_sources"
 test_fail_egress_010_proxy_auto_detect if {
 	fixtures.of_rule(egress.deny, "EGRESS-010") == {fixtures.expect(
 		"EGRESS-010",
-		"apt proxy auto-detect:/usr/bin/find-proxy (/etc/x:1) is outside the enclave",
+		"apt proxy auto-detect:/usr/bin/find-proxy (/etc/x:1) is not local, in the enclave or allowlisted",
 		"apt auto-detect:/usr/bin/find-proxy",
 		["/package_sources/entries/0"],
 	)}
@@ -95,5 +95,18 @@ test_fail_egress_010_missing if {
 		"package_sources could not be collected: missing from the facts",
 		"package_sources",
 		["/package_sources"],
+	)}
+}
+
+input_fail_egress_010_unlisted_proxy_inside_enclave := fixtures.host_with({"package_sources": _sources([
+	_entry("apt", "proxy", "http://10.231.1.9:3142", "10.231.1.9", "10.231.1.9:3142", _enclave_ip, false),
+])})
+
+test_fail_egress_010_unlisted_proxy_inside_enclave if {
+	fixtures.of_rule(egress.deny, "EGRESS-010") == {fixtures.expect(
+		"EGRESS-010",
+		"apt proxy http://10.231.1.9:3142 (/etc/x:1) is not local, in the enclave or allowlisted",
+		"apt http://10.231.1.9:3142",
+		["/package_sources/entries/0"],
 	)}
 }
