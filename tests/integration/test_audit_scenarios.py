@@ -11,11 +11,14 @@ Storage scenarios read a staged ``/proc/self/mountinfo`` and, because this machi
 scenario mounts a real ext4 loop device below a model directory in a private mount namespace and runs the whole
 collector, real lsblk included.
 
-Namespace hosts (subnet GAPSEAL_TEST_SUBNET, hosts 120/121): ``gapseal audit run -i`` collects through Ansible with
-the real collectors on a compliant host and on a host carrying one leak of every class (ssh forwarding, a proxy in a
-running process and in /etc/profile, an outside apt source, an outside chrony pool, a per-link DNS server, a vLLM
-Quadlet container without its switches, an unencrypted disk below the model directory): the audit must report
-exactly those rules.
+Namespace hosts (subnet GAPSEAL_TEST_SUBNET, hosts 120/121): ``gapseal audit run -i --site`` collects through Ansible
+with the real collectors on a compliant host and on a host carrying one leak of every class (ssh forwarding, a proxy
+in a running process and in /etc/profile, an outside apt source, an outside chrony pool, a per-link DNS server, a
+vLLM Quadlet container without its switches, a real unencrypted disk below the model directory): the audit must
+report exactly those rules, and results.json the site file's sha256 and scope.
+
+A real systemd host (nspawn, host 130): networkd is given an outside DNS and NTP server; the files it reads and the
+link state it writes are copied from the host unchanged and the collectors find both servers in them.
 """
 
 from __future__ import annotations
