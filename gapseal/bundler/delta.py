@@ -119,6 +119,7 @@ def take_inventory(
     insecure: bool = False,
     allow_hosts: Sequence[str] = (),
     timeout: float | None = None,
+    trusted_keys: Sequence[VerifyingKey] = (),
     progress: Progress = NO_PROGRESS,
 ) -> BlobInventory:
     """Hash every blob of the bundles at ``paths`` (directory, tar or split set each); return what is held.
@@ -134,7 +135,12 @@ def take_inventory(
     for path in paths:
         if _is_registry_reference(path):
             held, ref = _registry_inventory(
-                str(path), insecure=insecure, allow_hosts=allow_hosts, timeout=timeout, progress=progress
+                str(path),
+                insecure=insecure,
+                allow_hosts=allow_hosts,
+                timeout=timeout,
+                trusted_keys=trusted_keys,
+                progress=progress,
             )
         else:
             inv = read_inventory(path, progress=progress)
@@ -152,7 +158,13 @@ def take_inventory(
 
 
 def _registry_inventory(
-    reference: str, *, insecure: bool, allow_hosts: Sequence[str], timeout: float | None, progress: Progress
+    reference: str,
+    *,
+    insecure: bool,
+    allow_hosts: Sequence[str],
+    timeout: float | None,
+    trusted_keys: Sequence[VerifyingKey],
+    progress: Progress,
 ) -> tuple[dict[str, int], BundleRef | None]:
     """Digest -> size of the good blobs of a bundle on a registry, and which bundle it is.
 
@@ -167,6 +179,7 @@ def _registry_inventory(
             insecure=insecure,
             allow_hosts=allow_hosts,
             timeout=timeout or DEFAULT_TIMEOUT,
+            trusted_keys=trusted_keys,  # with keys: verified, and refused unless it is the name and version asked
             progress=progress,
         )
         inv = read_layout_dir(pulled.path, progress=progress)

@@ -673,6 +673,8 @@ def inventory(
     ),
     allow_host: list[str] = typer.Option([], "--allow-host", help=_ALLOW_HOST_HELP),
     timeout: float = typer.Option(20.0, "--timeout", min=0.1, help=_TIMEOUT_HELP),
+    key: list[Path] = typer.Option([], "--key", help="Verify registry bundles with this key; repeatable."),
+    trust: Path | None = _TRUST,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
     json_output: bool = _JSON,
     quiet: bool = _QUIET,
@@ -680,15 +682,24 @@ def inventory(
     """Write what this side holds (every blob whose content hashes to its name) for 'bundle create --base'.
 
     Carry the file to the security team; the next bundle they build against it leaves those blobs out.
-    A bundle on an on-site registry is pulled into a scratch directory (digest-checked) to be inventoried.
+    A bundle on an on-site registry is pulled into a scratch directory (digest-checked, and with --key/--trust verified
+    and refused unless it is the name and version asked for) to be inventoried.
     """
     from gapseal.bundler.create import prepare_output
     from gapseal.bundler.delta import take_inventory, write_inventory
+    from gapseal.signing.trust import trusted_keys
 
     _output.configure(json_output=json_output, quiet=quiet)
     prepare_output(out, overwrite=overwrite)
     with _output.progress() as progress:
-        result = take_inventory(bundles, insecure=insecure, allow_hosts=allow_host, timeout=timeout, progress=progress)
+        result = take_inventory(
+            bundles,
+            insecure=insecure,
+            allow_hosts=allow_host,
+            timeout=timeout,
+            trusted_keys=trusted_keys(key, trust) if key or trust else [],
+            progress=progress,
+        )
     write_inventory(result, out, overwrite=overwrite)
     size = sum(b.size for b in result.blobs)
     if json_output:

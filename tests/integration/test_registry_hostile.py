@@ -530,6 +530,18 @@ def test_inventory_refuses_another_version_than_the_tag(
     assert not (tmp_path / "have.json").exists()
 
 
+def test_inventory_with_a_key_verifies_the_registry_bundle(
+    world: World, hostile: HostileRegistry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    refused = inventory(capsys, hostile.host, tmp_path / "no.json", "--key", str(world.stranger.public_path))
+    assert refused.code == 1
+    assert "no signature by a trusted key names this bundle manifest" in refused.err
+    assert not (tmp_path / "no.json").exists()
+    run = inventory(capsys, hostile.host, tmp_path / "have.json", "--key", str(world.keys.public_path), "--json")
+    assert run.code == 0, run.err
+    assert json.loads(run.out)["bundles"][0]["manifest_digest"] == digest_of(world)
+
+
 def test_pull_with_a_key_verifies_and_says_so_and_never_moves_the_mark(
     world: World, hostile: HostileRegistry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
