@@ -122,7 +122,7 @@ class Response:
         return bytes(data)
 
     def read_into(self, buffer: memoryview) -> int:
-        """Read up to ``len(buffer)`` body bytes into it (at least one unless the body ended); 0 at the end."""
+        """Read body bytes into ``buffer`` (filling it unless the body ends first); 0 at the end."""
         try:
             n = self.raw.readinto(buffer)
         except (OSError, http.client.HTTPException, ValueError) as e:
