@@ -46,7 +46,7 @@ from gapseal.bundler.statement import (
     image_index_entries,
     statement_subjects,
 )
-from gapseal.errors import InputError, SpecError, output_exists, output_not_writable
+from gapseal.errors import InputError, SpecError, UsageError, output_exists, output_not_writable
 from gapseal.hashing import FileDigest, copy_and_hash, hash_file, parallel_map
 from gapseal.progress import NO_PROGRESS, Progress
 from gapseal.signing.attestation import sign_statement
@@ -73,7 +73,13 @@ def creation_time(spec: LoadedSpec, source_date_epoch: int | None) -> str:
     if spec.spec.metadata.created is not None:
         return format_time(spec.spec.metadata.created)
     if source_date_epoch is not None:
-        return format_time(datetime.fromtimestamp(source_date_epoch, UTC))
+        try:
+            return format_time(datetime.fromtimestamp(source_date_epoch, UTC))
+        except (OverflowError, OSError, ValueError):
+            raise UsageError(
+                f"SOURCE_DATE_EPOCH={source_date_epoch} is not a time this system can represent",
+                hint="give seconds since 1970, e.g. the commit time: git log -1 --format=%ct",
+            ) from None
     return format_time(datetime.now(UTC))
 
 

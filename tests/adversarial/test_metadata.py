@@ -126,3 +126,16 @@ def test_inspect_never_prints_terminal_escapes_from_a_bundle(bundle: Path, keys:
     assert "\x1b" not in shown.out
     assert "notes ?]0;pwned??[2J[red]x[/red]" in shown.out
     assert "licence   MIT?[8m" in shown.out
+
+
+def test_an_unrepresentable_source_date_epoch_is_a_usage_error(
+    tmp_path: Path, keys: KeyPair, gapseal: Gapseal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.bundles import make_inputs
+
+    spec = make_inputs(tmp_path / "in")
+    spec.write_text(spec.read_text().replace('  created: "2026-01-01T00:00:00Z"\n', ""))
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "9" * 30)
+    result = gapseal("bundle", "create", spec, "--key", keys.private_path, "--out", tmp_path / "b")
+    refused(result, "SOURCE_DATE_EPOCH", "not a time this system can represent", code=2)
+    assert not (tmp_path / "b").exists()
