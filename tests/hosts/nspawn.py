@@ -35,7 +35,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tests.hosts.netns import HostSetupError, NamespaceHost, SshIdentity, _run, close_control_masters
+from tests.hosts.netns import SUBNET_PREFIX, HostSetupError, NamespaceHost, SshIdentity, _run, close_control_masters
 
 SUITE = "bookworm"
 PACKAGES = (
@@ -46,6 +46,7 @@ PACKAGES = (
     "python3",
     "python3-apt",
     "python3-venv",  # the runtime and self roles make virtual environments on the host
+    "python3-packaging",  # Ansible's pip module (the self role) imports it on the host
     "libgomp1",  # llama.cpp's CPU build (xllamacpp) needs libgomp.so.1 from the host; the ELF check says so
     "nftables",
     "iproute2",
@@ -62,7 +63,9 @@ MASKED_UNITS = (
     "fstrim.timer",
 )
 SSHD_CONFIG = """\
-# gapseal test host: key-only root login, no DNS lookups (there is no resolver).
+# gapseal test host: key-only root login, no DNS lookups (there is no resolver), no tunnels out of the enclave;
+# each host adds its ListenAddress (its own address only) in listen.conf.
+DisableForwarding yes
 PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -114,6 +117,8 @@ def _customise(root: Path) -> None:
         (root / "etc/hostname").unlink()
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()  # every host gets its own, in its overlay
+    for sources in [root / "etc/apt/sources.list", *(root / "etc/apt/sources.list.d").glob("*")]:
+        sources.unlink(missing_ok=True)  # an air-gapped host has no package source outside the enclave
     resolv = root / "etc/resolv.conf"
     if resolv.is_symlink() or resolv.exists():
         resolv.unlink()
@@ -201,6 +206,8 @@ class SystemdHost(NamespaceHost):
         """Extra commands on the host's PATH: name -> an executable on the controller (bound read-only, e.g. the
         fake ``vulkaninfo`` of tests/fixtures/hardware/fakebin.py, whose recorded outputs sit beside it)."""
         self.nspawn = None
+        self._peers: list[str] = []
+        self._peer_procs: list[subprocess.Popen[bytes]] = []
 
     @property
     def machine(self) -> str:
@@ -231,6 +238,8 @@ class SystemdHost(NamespaceHost):
         if not key.exists():
             _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", self.name, "-f", str(key)])
         (upper / "etc/hostname").write_text(f"{self.name}\n")
+        (upper / "etc/ssh/sshd_config.d").mkdir(parents=True, exist_ok=True)
+        (upper / "etc/ssh/sshd_config.d/listen.conf").write_text(f"ListenAddress {self.address}\n")
         (upper / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {self.name}\n::1 localhost\n")
         (upper / "usr/local/bin").mkdir(parents=True, exist_ok=True)
         for name, exe in self.tools.items():
@@ -329,9 +338,54 @@ class SystemdHost(NamespaceHost):
     def destroy(self) -> None:
         """Halt the container, then remove its cgroup, link, namespace and overlay directories; safe to call twice."""
         self.halt()
+        for proc in self._peer_procs:
+            proc.kill()
+            proc.wait(timeout=10)
+        for peer in self._peers:  # deleting a namespace deletes its end of the link, and so the pair
+            _run(["ip", "netns", "del", peer], check=False)
+        self._peer_procs.clear()
+        self._peers.clear()
         super().destroy()  # kills anything left in the netns by PID, deletes veth and netns
         _cgroup_cleanup(self.cgroup)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def add_outside_peer(self, index: int, port: int) -> str:
+        """A peer namespace on a second link of this host, standing for "outside", with a TCP listener on ``port``.
+
+        The link is direct (``10.2xx.index.1`` on the host, ``.2`` in the peer), so without a firewall the host
+        reaches it; an egress lockdown must make that fail. Returns the peer's address. Removed by ``destroy``.
+        """
+        peer_ns = f"gs{self.token}-{index}"
+        here, there = f"gs{self.token}{index}o"[:15], f"gs{self.token}{index}p"[:15]
+        host_addr, peer_addr = f"{SUBNET_PREFIX}.{index}.1", f"{SUBNET_PREFIX}.{index}.2"
+        _run(["ip", "netns", "add", peer_ns])
+        self._peers.append(peer_ns)
+        _run(["ip", "link", "add", here, "netns", self.netns, "type", "veth", "peer", "name", there, "netns", peer_ns])
+        _run(["ip", "-n", self.netns, "addr", "add", f"{host_addr}/30", "dev", here])
+        _run(["ip", "-n", self.netns, "link", "set", here, "up"])
+        _run(["ip", "-n", peer_ns, "addr", "add", f"{peer_addr}/30", "dev", there])
+        _run(["ip", "-n", peer_ns, "link", "set", there, "up"])
+        _run(["ip", "-n", peer_ns, "link", "set", "lo", "up"])
+        listener = (
+            "import socket\n"
+            f"s = socket.create_server(({peer_addr!r}, {port}))\n"
+            "while True:\n    c, _ = s.accept(); c.sendall(b'outside\\n'); c.close()\n"
+        )
+        self._peer_procs.append(
+            subprocess.Popen(  # noqa: S603 - argument list
+                ["ip", "netns", "exec", peer_ns, "python3", "-c", listener],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            probe = _run(["ip", "netns", "exec", peer_ns, "ss", "-ltnH", f"sport = :{port}"], check=False)
+            if probe.stdout.strip():
+                return peer_addr
+            time.sleep(0.05)
+        raise HostSetupError(f"{self.name}: the outside peer's listener on {peer_addr}:{port} did not start")
 
     def journal(self, unit: str, lines: int = 30) -> str:
         """The last ``lines`` of ``unit``'s journal on the host (for failure messages)."""
@@ -425,3 +479,46 @@ class SystemdFleet:
 
     def __iter__(self) -> Iterator[SystemdHost]:
         return iter(self.hosts.values())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tests.hosts.nspawn serve``: boot hosts for the demo, write their inventory, halt them on SIGTERM.
+
+    Builds the root filesystem if needed, boots hosts ``--index`` (each with an outside peer when ``--outside-port``
+    is given), writes ``--inventory`` (Ansible YAML with ``service_bind``/``service_enclave`` per host) and then
+    ``--ready`` (the file the caller waits for), and tears everything down when terminated.
+    """
+    import argparse
+    import json
+
+    import yaml
+
+    parser = argparse.ArgumentParser(prog="python -m tests.hosts.nspawn")
+    parser.add_argument("command", choices=["serve"])
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--index", type=int, action="append", required=True)
+    parser.add_argument("--inventory", type=Path, required=True)
+    parser.add_argument("--ready", type=Path, required=True)
+    parser.add_argument("--outside-port", type=int, default=0)
+    args = parser.parse_args(argv)
+    terminated: list[bool] = []
+    signal.signal(signal.SIGTERM, lambda *_: terminated.append(True))
+    signal.signal(signal.SIGINT, lambda *_: terminated.append(True))
+    rootfs = build_rootfs(log=args.workdir / "mmdebstrap.log")
+    with SystemdFleet(args.workdir, rootfs) as fleet:
+        hosts = fleet.boot_many(args.index)
+        outside = {h.name: h.add_outside_peer(h.index + 1, args.outside_port) for h in hosts if args.outside_port}
+        host_vars = {h.name: {"service_bind": h.address, "service_enclave": [f"{SUBNET_PREFIX}.0.0/16"]} for h in hosts}
+        args.inventory.write_text(yaml.safe_dump(fleet.inventory(hosts, host_vars=host_vars)))
+        doc = {
+            h.name: {"address": h.address, "outside": outside.get(h.name), "enclave": f"{SUBNET_PREFIX}.0.0/16"}
+            for h in hosts
+        }
+        args.ready.write_text(json.dumps(doc))
+        while not terminated:
+            time.sleep(0.2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

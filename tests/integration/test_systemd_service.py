@@ -147,7 +147,8 @@ def _service(doc: dict[str, Any]) -> dict[str, Any]:
 
 def _get(host: SystemdHost, path: str) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://{host.address}:{PORT}{path}", timeout=10) as resp:  # noqa: S310 - test host
-        return json.loads(resp.read())
+        doc: dict[str, Any] = json.loads(resp.read())
+    return doc
 
 
 def test_a_variant_killed_by_sigill_falls_back_to_the_next_that_fits(lab: Lab) -> None:
