@@ -43,8 +43,30 @@ def configure(*, json_output: bool = False, quiet: bool = False) -> None:
     state.quiet = quiet or json_output
 
 
+def result_kind(command_path: str) -> str:
+    """The ``kind`` of a command's ``--json`` result: ``gapseal bundle verify`` -> ``gapseal.BundleVerifyResult``."""
+    words = command_path.split()[1:] or ["gapseal"]
+    return "gapseal." + "".join(w.replace("-", " ").title().replace(" ", "") for w in words) + "Result"
+
+
+def _running_command() -> str | None:
+    from typer._click.globals import get_current_context
+
+    ctx = get_current_context(silent=True)
+    return ctx.command_path if ctx is not None else None
+
+
 def emit_json(document: Any) -> None:
-    """Print one JSON document to stdout, sorted and indented, for machines."""
+    """Print one JSON document to stdout, sorted and indented, for machines.
+
+    Every document says what it is: a result without a ``kind`` of its own gets the running command's
+    (``gapseal.BundleVerifyResult``) and ``version`` 1; documents with a model (install report, hosts status, bundle
+    diff, the error document) carry theirs, published in ``gapseal/schemas``.
+    """
+    if isinstance(document, dict) and "kind" not in document:
+        command = _running_command()
+        if command is not None:
+            document = {"kind": result_kind(command), "version": 1, **document}
     sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
     sys.stdout.flush()
 

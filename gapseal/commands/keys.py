@@ -66,7 +66,7 @@ def show(
     """Show a key file's id, type, and whether it is private and encrypted."""
     _output.configure(json_output=json_output)
     info = inspect_key_file(file)
-    result: dict[str, Any] = {"path": str(file), "kind": info.kind, "type": KEY_TYPE, "encrypted": info.encrypted}
+    result: dict[str, Any] = {"path": str(file), "key_kind": info.kind, "type": KEY_TYPE, "encrypted": info.encrypted}
     if info.kind == "public":
         result["key_id"] = load_public_key(file).key_id
     elif not info.encrypted:

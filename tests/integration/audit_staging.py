@@ -3,7 +3,8 @@
 Used by tests/integration/test_audit_*.py when a host is prepared without ``gapseal install``: the install record
 (``installed.json`` in the installer's own format, ``gapseal.installer.record``) lists real files with their real
 digests, the nftables ruleset is the egress role's shape (output policy drop, enclave allowed), journald keeps logs
-persistently for a year, sshd takes keys only. Every leak the leaky-host test adds is one function here.
+persistently for a year, sshd takes keys only and forwards nothing (ACCESS-004). Every leak the leaky-host test adds
+is one function here.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ def stage_install(host: NamespaceHost, root: Path) -> StagedHost:
     _write(
         root / "etc/ssh/sshd_config",
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
-        f"PermitEmptyPasswords no\nPubkeyAuthentication yes\nListenAddress {host.address}\n",
+        f"PermitEmptyPasswords no\nPubkeyAuthentication yes\nListenAddress {host.address}\n"
+        "DisableForwarding yes\nPermitTunnel no\n",
     )
     _write(root / "etc/systemd/journald.conf", "[Journal]\nStorage=persistent\nMaxRetentionSec=1year\n")
     (root / "var/log/journal").mkdir(parents=True, exist_ok=True)

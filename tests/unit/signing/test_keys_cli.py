@@ -135,9 +135,11 @@ def test_show_public(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["keys", "show", str(pub), "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r == {
+        "kind": "gapseal.KeysShowResult",
+        "version": 1,
         "ok": True,
         "path": str(pub),
-        "kind": "public",
+        "key_kind": "public",
         "type": "ecdsa-p256-sha256",
         "encrypted": False,
         "key_id": load_public_key(pub).key_id,
