@@ -339,6 +339,18 @@ SOURCES = [
         _r(E10),
     ),
     S(
+        "apt_proxy_unlisted_inside_enclave",
+        "package_sources",
+        staged({"etc/apt/apt.conf.d/01proxy": 'Acquire::http::Proxy "http://10.205.0.8:3142";\n'}),
+        _r(E10),
+    ),
+    S(
+        "apt_proxy_listed_internal",
+        "package_sources",
+        staged({"etc/apt/apt.conf.d/01proxy": 'Acquire::http::Proxy "http://proxy.enclave:3128";\n'}),
+        NONE,
+    ),
+    S(
         "apt_proxy_direct",
         "package_sources",
         staged(

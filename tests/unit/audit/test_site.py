@@ -101,3 +101,21 @@ def test_data_file_accepts_site_and_plain_mapping(tmp_path: Path) -> None:
     override, digest = load_data_file(plain)
     assert override == {"allowlist": {"enclave": ["10.9.0.0/16"]}}
     assert digest == hashlib.sha256(plain.read_bytes()).hexdigest()
+
+
+def test_audit_run_help_documents_the_site_file_and_the_defaults() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "gapseal", "audit", "run", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "NO_COLOR": "1"},
+    ).stdout
+    text = " ".join(out.replace("│", " ").split())
+    assert "--site" in text
+    assert "kind: Site" in text
+    assert "Without it the defaults apply" in text
+    assert "no gateway, resolver, NTP server, proxy, registry or log host allowed" in text
