@@ -4,9 +4,10 @@
   directives; ``include`` globs, ``confdir`` (``*.conf``) and ``sourcedir`` (``*.sources``) followed. ``refclock``
   is a local clock.
 - systemd-timesyncd (timesyncd.conf(5)): ``etc/systemd/timesyncd.conf`` and ``timesyncd.conf.d`` in ``/usr/lib``,
-  ``/run``, ``/etc``; ``NTP=`` and ``FallbackNTP=``, plus networkd's ``NTP=`` (files and link state). When timesyncd
-  is enabled and no server is configured anywhere, it asks its compiled-in ``FallbackNTP`` (Debian's build: the
-  ``debian.pool.ntp.org`` pool) unless ``FallbackNTP=`` is set empty: that is recorded as a server.
+  ``/run``, ``/etc``; ``NTP=`` and ``FallbackNTP=``, plus networkd's ``NTP=`` (files and link state). timesyncd counts
+  as present when it is enabled (a ``*.wants`` link) or installed and not masked (``timedatectl set-ntp true`` can
+  start it any time); when no server is configured anywhere it asks its compiled-in ``FallbackNTP`` (Debian's
+  build: the ``debian.pool.ntp.org`` pool) unless ``FallbackNTP=`` is set empty: that is recorded as a server.
 - ntpsec / ntp (ntp.conf(5)): ``etc/ntpsec/ntp.conf``, ``etc/ntp.conf``; ``server``, ``pool``, ``peer``;
   ``includefile`` followed. ``127.127.*`` addresses are reference clocks (local).
 """
