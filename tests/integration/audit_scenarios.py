@@ -288,6 +288,19 @@ PROXY = [
         _r(E6),
     ),
     S(
+        "proxy_unit_no_proxy_only",
+        "proxy",
+        _unit("app.service", "Environment=NO_PROXY=localhost\nExecStart=/bin/true\n"),
+        NONE,
+    ),
+    S(
+        "proxy_system_conf_without_proxy",
+        "proxy",
+        staged({"etc/systemd/system.conf": "[Manager]\nDefaultEnvironment=LANG=C.UTF-8 TZ=UTC\n"}),
+        NONE,
+    ),
+    S("proxy_profile_clears_the_variable", "proxy", staged({"etc/profile.d/noproxy.sh": "export http_proxy=\n"}), NONE),
+    S(
         "proxy_internal_allowlisted",
         "proxy",
         staged({"etc/environment": "https_proxy=http://proxy.enclave:3128\n"}),
@@ -490,6 +503,12 @@ NAMES = [
         "dns",
         staged({"run/systemd/resolve/resolv.conf": "nameserver 203.0.113.54\n"}),
         _r(E7),
+    ),
+    S(
+        "dns_resolved_internal_server",
+        "dns",
+        staged({"etc/systemd/resolved.conf": "[Resolve]\nDNS=10.205.0.53\nFallbackDNS=\n"}),
+        NONE,
     ),
     S("dns_stub_only", "dns", staged({"etc/resolv.conf": "nameserver 127.0.0.53\noptions edns0\n"}), NONE),
     S("dns_internal_resolver", "dns", staged({"etc/resolv.conf": "nameserver 10.205.0.53\n"}), NONE),
