@@ -10,6 +10,7 @@ import errno
 import hashlib
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -54,6 +55,26 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+_local = threading.local()
+
+
+def _claim_buffer() -> memoryview:
+    """The calling thread's first read buffer, allocated once per thread instead of once per file.
+
+    Zeroing a fresh 4 MiB buffer for every 14-byte file was most of the time of a 10,000-file create or verify. A
+    nested call on the same thread (a sink that hashes) gets a fresh buffer instead of sharing one.
+    """
+    view: memoryview | None = getattr(_local, "free", None)
+    if view is None:
+        return memoryview(bytearray(CHUNK))
+    _local.free = None
+    return view
+
+
+def _release_buffer(view: memoryview) -> None:
+    _local.free = view
+
+
 def hash_stream(
     stream: BinaryIO,
     *,
@@ -70,7 +91,8 @@ def hash_stream(
     their sum. The bytes hashed are exactly the bytes handed to ``sink``.
     """
     h = hashlib.sha256()
-    buffers = [memoryview(bytearray(CHUNK))]  # the second one only for a file of more than one chunk
+    first = _claim_buffer()
+    buffers = [first]  # the second one only for a file of more than one chunk
     pool: ThreadPoolExecutor | None = None
     pending: Future[None] | None = None
     total = 0
@@ -103,6 +125,7 @@ def hash_stream(
     finally:
         if pool is not None:
             pool.shutdown()
+        _release_buffer(first)
     if limit is not None and total != limit:
         raise EOFError(f"stream ended after {total} of {limit} bytes")
     return FileDigest(h.hexdigest(), total)
