@@ -121,7 +121,7 @@ def test_regopy_and_an_opa_server_reach_the_same_results_on_a_leaky_host(host_fl
     """The same facts from a real leaky host (66), evaluated in-process and on an OPA server (OPA's own Go evaluator
     behind a loopback REST server, tests/opa_rest), give the same status and findings for every rule."""
     from gapseal.audit.engines import load_policy_set
-    from gapseal.audit.evidence import write_evidence
+    from gapseal.audit.evidence import WAIVERS_FILE, InputFile, write_evidence
     from gapseal.audit.facts import load_facts
     from gapseal.audit.run import _host_evidence, controls_from_catalog, evaluate
     from gapseal.audit.verify_evidence import verify_evidence
@@ -167,5 +167,12 @@ def test_regopy_and_an_opa_server_reach_the_same_results_on_a_leaky_host(host_fl
     key = SigningKey.generate()
     for name, results in (("regopy", regopy), ("opa", opa)):
         out = tmp_path / f"evidence-{name}"
-        write_evidence(out, hosts=[he], results=results, controls=controls_from_catalog(policy_set.catalog), key=key)
+        write_evidence(
+            out,
+            hosts=[he],
+            results=results,
+            controls=controls_from_catalog(policy_set.catalog),
+            key=key,
+            inputs=[InputFile(WAIVERS_FILE, WAIVERS.encode(), "The waivers file")],  # the results rest on it
+        )
         assert verify_evidence(out, [key.public]).compliant is False
