@@ -291,6 +291,36 @@ table inet late {{
 """,
     ),
     Scenario(
+        "interface-lockdown-judged-by-the-route",
+        # the enclave link is allowed by interface: the outside stand-ins route through out0, so they are dropped
+        # (EGRESS-003 passes); destinations with no route at all are judged through every interface, enc0 included
+        # (fail-closed: a route via enc0 would let them out), so EGRESS-004 still names them
+        {"EGRESS-004": "fail"},
+        leaks=False,
+        nft="""table inet t {
+  chain out {
+    type filter hook output priority 0; policy drop;
+    oifname "lo" accept
+    oifname "enc0" accept
+  }
+}
+""",
+    ),
+    Scenario(
+        "interface-rule-opens-dns-outside",
+        LEAKY,
+        leaks=True,
+        nft=f"""table inet t {{
+  chain out {{
+    type filter hook output priority 0; policy drop;
+    oifname "out0" udp dport 53 accept
+    ip daddr {ENCLAVE_V4} accept
+    ip6 daddr {ENCLAVE_V6} accept
+  }}
+}}
+""",
+    ),
+    Scenario(
         "iptables-nft-drop-lockdown",
         COMPLIANT,
         leaks=False,

@@ -347,6 +347,37 @@ def _local_addresses(trace: Trace, notes: list[str]) -> list[str]:
     return addresses
 
 
+def _routing(trace: Trace, notes: list[str]) -> netfilter.Routing | None:
+    """The routes and rules of this namespace, so a rule naming an interface is tried only where routes lead.
+
+    None (with a note) when they cannot be read: then every interface a rule names is tried, the cautious answer.
+    """
+    routes: dict[netfilter.Family, Any] = {}
+    rules: dict[netfilter.Family, Any] = {}
+    fam: netfilter.Family
+    for fam, flag in (("ip", "-4"), ("ip6", "-6")):
+        for store, argv in ((routes, ["route", "show", "table", "all"]), (rules, ["rule", "show"])):
+            out = trace.run(["ip", flag, "-j", *argv])
+            try:
+                store[fam] = json.loads(out.stdout or b"[]") if out.ok else None
+            except ValueError:
+                store[fam] = None
+            if store[fam] is None:
+                notes.append(f"ip {flag} {argv[0]}: {out.error or 'unparseable output'} (every interface is tried)")
+    try:
+        routing = netfilter.routing_from_ip(
+            {f: v for f, v in routes.items() if v is not None and rules[f] is not None},
+            {f: v for f, v in rules.items() if v is not None and routes[f] is not None},
+        )
+    except ValueError as e:
+        notes.append(f"routes: {e} (every interface a rule names is tried)")
+        return None
+    for f in ("ip", "ip6"):
+        if f in routes and f not in routing.tables and routes[f] is not None and rules[f] is not None:
+            notes.append(f"{f} policy routing beyond the default rules: every interface a rule names is tried")
+    return routing
+
+
 def read_nft_document(run: Callable[[list[str]], CommandOutput]) -> tuple[Any, list[str]]:
     """``nft -j list ruleset``, parsed; raises ``ValueError`` naming the problem.
 
@@ -411,6 +442,7 @@ def collect_egress(
         text = _save_output(trace, f"{prefix}-legacy-save", notes)
         if text is not None:
             legacy[fam] = text  # type: ignore[index]
+    routing = _routing(trace, notes)
     try:
         ruleset = netfilter.build_ruleset(
             nft_json=nft_json,
@@ -419,8 +451,8 @@ def collect_egress(
             iptables_legacy=legacy,
             local_addresses=_local_addresses(trace, notes),
         )
-        probes = netfilter.probe_verdicts(ruleset, probe_addresses or DEFAULT_ROUTE_TARGETS)
-        classes = netfilter.egress_classes(ruleset)
+        probes = netfilter.probe_verdicts(ruleset, probe_addresses or DEFAULT_ROUTE_TARGETS, routing)
+        classes = netfilter.egress_classes(ruleset, routing=routing)
     except ValueError as e:
         return FirewallEgress(status="unknown", reason=f"the ruleset could not be evaluated: {e}", notes=notes)
     return FirewallEgress(

@@ -5,7 +5,8 @@ The one question egress auditing asks: "can a NEW packet from this host to addre
 - ``model``: the ruleset model (base chains per hook with priority and policy, rules as steps) and its evaluation;
 - ``nft``: ``nft -j list ruleset`` (+ ``nft -a list ruleset``) into the model; ``iptables``: iptables-save text
   (legacy tables as base chains of their own; iptables-nft rules for nft's ``xt`` expressions);
-- ``classes``: every destination's answer, as classes of destinations the rules cannot tell apart.
+- ``classes``: every destination's answer, as classes of destinations the rules cannot tell apart;
+- ``routing``: the output interface the route to each destination uses (``ip -j route``/``rule``), where known.
 
 ``build_ruleset`` is the one entry point that puts the sources of one host together.
 """
@@ -19,6 +20,7 @@ from typing import Any
 from gapseal.audit.netfilter import iptables, nft
 from gapseal.audit.netfilter.classes import DestinationClass, answer, egress_classes, probe_verdicts
 from gapseal.audit.netfilter.model import BaseChain, Context, Family, Outcome, Packet, Ruleset
+from gapseal.audit.netfilter.routing import Routing, routing_from_ip
 
 __all__ = [
     "BaseChain",
@@ -27,12 +29,14 @@ __all__ = [
     "Family",
     "Outcome",
     "Packet",
+    "Routing",
     "Ruleset",
     "answer",
     "build_ruleset",
     "egress_classes",
     "packet",
     "probe_verdicts",
+    "routing_from_ip",
 ]
 
 

@@ -33,6 +33,7 @@ from gapseal.audit.netfilter.model import (
     Verdict,
     VerdictMap,
 )
+from gapseal.audit.netfilter.routing import Routing
 
 PROTOCOLS: tuple[Protocol, ...] = ("tcp", "udp", "icmp")
 MAX_QUOTES = 8
@@ -104,7 +105,11 @@ def _cells(starts: Sequence[int], hi: int) -> list[tuple[int, int]]:
     return [(a, (starts[i + 1] - 1) if i + 1 < len(starts) else hi) for i, a in enumerate(starts)]
 
 
-def _senders(ruleset: Ruleset, family: Family) -> list[tuple[str | None, int | None, int | None]]:
+_Sender = tuple[str | None, int | None, int | None]
+
+
+def _sender_values(ruleset: Ruleset, family: Family) -> tuple[list[str | None], list[int | None], list[int | None]]:
+    """The output interfaces, uids and gids the rules tell apart (one value per cell; [None] when no rule asks)."""
     names = {
         (a.text[:-1] + "gs0" if a.text.endswith("*") else a.text)
         for a in _atoms(ruleset, family, "meta oifname")
@@ -115,7 +120,11 @@ def _senders(ruleset: Ruleset, family: Family) -> list[tuple[str | None, int | N
     for key in ("meta skuid", "meta skgid"):
         ivs = [a for a in _atoms(ruleset, family, key) if isinstance(a, Interval)]
         dims.append(list(_cuts(ivs, 0, 2**32 - 1)) if ivs else [None])
-    combos = list(itertools.product(oifs, dims[0], dims[1]))
+    return oifs, dims[0], dims[1]
+
+
+def _combine(oifs: Sequence[str | None], uids: Sequence[int | None], gids: Sequence[int | None]) -> list[_Sender]:
+    combos = list(itertools.product(oifs, uids, gids))
     if len(combos) > MAX_SENDERS:
         return [(None, None, None)]
     return combos
@@ -146,10 +155,13 @@ class _Analysis:
     costs the few rules per address cell that matter.
     """
 
-    def __init__(self, ruleset: Ruleset, family: Family) -> None:
+    def __init__(self, ruleset: Ruleset, family: Family, routing: Routing | None = None) -> None:
         self.ruleset = ruleset
         self.family = family
-        self.senders = _senders(ruleset, family)
+        self.oifs, self.uids, self.gids = _sender_values(ruleset, family)
+        self.senders = _combine(self.oifs, self.uids, self.gids)
+        # the route decides the output interface where it is known, and only matters when a rule names one
+        self.routing = routing if routing is not None and self.oifs != [None] else None
         self.ports = {p: _port_cells(ruleset, family, p) for p in PROTOCOLS}
         self._guards: dict[int, tuple[str, tuple[Interval, ...]] | None] = {}
 
@@ -226,15 +238,28 @@ class _Analysis:
                 views[key] = view
             yield cell, Ruleset([replace(bc, chains=views[id(bc.chains)]) for bc in bases], self.ruleset.context)
 
+    def route_cuts(self) -> list[int]:
+        """Where the route (so the output interface) may change, when routes decide the interface."""
+        return self.routing.boundaries(self.family) if self.routing is not None else []
+
+    def senders_for(self, address: int) -> list[_Sender]:
+        """The senders to try for ``address``: through the route's interfaces where known, else every one."""
+        if self.routing is not None:
+            devices = self.routing.output_interfaces(self.family, address)
+            if devices is not None:
+                return _combine(devices, self.uids, self.gids)
+        return self.senders
+
     def answer(self, ruleset: Ruleset, address: int, protocol: Protocol, port: int | None) -> Outcome:
         """The answer over every sender the rules tell apart (any accept wins, then unknown)."""
         unknown: list[str] = []
         drop: Outcome | None = None
-        for oif, uid, gid in self.senders:
+        senders = self.senders_for(address)
+        for oif, uid, gid in senders:
             packet = Packet(self.family, address, protocol, port, oifname=oif, skuid=uid, skgid=gid)
             outcome = ruleset.evaluate(packet)
             if outcome.verdict == "accept":
-                if len(self.senders) > 1:
+                if len(senders) > 1 or oif is not None:
                     return Outcome("accept", (*outcome.decided_by, f"(a packet from {packet.describe()})"))
                 return outcome
             if outcome.verdict == "unknown":
@@ -263,20 +288,30 @@ class _Analysis:
         return [(v, tuple(list(deciders[v])[:MAX_QUOTES]), tuple(r)) for v, r in groups.items()]
 
 
-def answer(ruleset: Ruleset, family: Family, address: int, protocol: Protocol, port: int | None) -> Outcome:
+def answer(
+    ruleset: Ruleset,
+    family: Family,
+    address: int,
+    protocol: Protocol,
+    port: int | None,
+    routing: Routing | None = None,
+) -> Outcome:
     """The answer for one destination over every sender the rules tell apart (any accept wins, then unknown)."""
-    return _Analysis(ruleset, family).answer(ruleset, address, protocol, port)
+    return _Analysis(ruleset, family, routing).answer(ruleset, address, protocol, port)
 
 
-def egress_classes(ruleset: Ruleset, families: Sequence[Family] = ("ip", "ip6")) -> list[DestinationClass]:
+def egress_classes(
+    ruleset: Ruleset, families: Sequence[Family] = ("ip", "ip6"), routing: Routing | None = None
+) -> list[DestinationClass]:
     """Every destination class whose answer is not ``drop``.
 
+    ``routing``: the host's routes; where they fix a destination's output interface only that interface is tried.
     Adjacent ranges with the same answer and ports merge (their deciding quotes joined, the first ``MAX_QUOTES``).
     """
     out: list[DestinationClass] = []
     for family in families:
-        analysis = _Analysis(ruleset, family)
-        cells = _cells(_address_cuts(ruleset, family, ()), _TOP[family])
+        analysis = _Analysis(ruleset, family, routing)
+        cells = _cells(_address_cuts(ruleset, family, analysis.route_cuts()), _TOP[family])
         per_protocol: dict[Protocol, list[DestinationClass]] = {p: [] for p in PROTOCOLS}
         for (lo, hi), restricted in analysis.sweep(cells):
             for protocol in PROTOCOLS:
@@ -297,14 +332,16 @@ def egress_classes(ruleset: Ruleset, families: Sequence[Family] = ("ip", "ip6"))
     return out
 
 
-def probe_verdicts(ruleset: Ruleset, addresses: Sequence[str]) -> list[DestinationClass]:
+def probe_verdicts(
+    ruleset: Ruleset, addresses: Sequence[str], routing: Routing | None = None
+) -> list[DestinationClass]:
     """The answer for each address (tcp, udp, icmp; ports grouped by answer), drops included."""
     out: list[DestinationClass] = []
     analyses: dict[Family, _Analysis] = {}
     for text in addresses:
         ip = ipaddress.ip_address(text)
         family: Family = "ip" if ip.version == 4 else "ip6"
-        analysis = analyses.setdefault(family, _Analysis(ruleset, family))
+        analysis = analyses.setdefault(family, _Analysis(ruleset, family, routing))
         restricted = analysis.restricted(int(ip))
         for protocol in PROTOCOLS:
             for verdict, by, ports in analysis.port_groups(restricted, int(ip), protocol):
