@@ -13,19 +13,24 @@ it is created. The directory appears at ``out`` only when complete.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from gapseal.atomic import fsync_dir, remove_stale_temps, temp_prefix
 from gapseal.bundler.create import prepare_output
 from gapseal.bundler.descriptor import FileEntry
-from gapseal.bundler.verify import VerifiedBundle
+from gapseal.bundler.rollback import RollbackState
+from gapseal.bundler.unpack import unpack_and_verify
+from gapseal.bundler.verify import VerifiedBundle, verify_bundle
 from gapseal.errors import BundleError, UsageError, VerificationError
 from gapseal.hashing import copy_and_hash
 from gapseal.names import UnsafeNameError, collisions, join_under, path_problem
 from gapseal.progress import NO_PROGRESS, Progress
+from gapseal.signing.keys import VerifyingKey
 
 
 def component_files(bundle: VerifiedBundle, kind: str, name: str, backend: str | None = None) -> list[FileEntry]:
@@ -47,6 +52,55 @@ def component_files(bundle: VerifiedBundle, kind: str, name: str, backend: str |
                         return list(v.files)
                 raise UsageError(f"build {name!r} has no {backend!r} variant")
     raise UsageError(f"the bundle has no {kind} named {name!r}")
+
+
+@contextlib.contextmanager
+def verified_for_use(
+    bundle: Path,
+    trusted_keys: Sequence[VerifyingKey],
+    *,
+    beside: Path,
+    rollback: RollbackState | None,
+    allow_downgrade: bool = False,
+    progress: Progress = NO_PROGRESS,
+) -> Iterator[VerifiedBundle]:
+    """Verify ``bundle`` for use (rollback checked, mark moved) and yield it with its blobs readable from disk.
+
+    A directory is verified where it is. A tar or split set is unpacked and verified in one pass (every byte hashed as
+    it is written) into a scratch directory beside ``beside`` (the output, so on its file system), removed afterwards.
+    """
+    if bundle.is_dir() and not bundle.is_symlink():
+        yield verify_bundle(
+            bundle, trusted_keys, rollback=rollback, allow_downgrade=allow_downgrade, record=True, progress=progress
+        )
+        return
+    for path in remove_stale_temps(beside, "reading"):
+        progress.note(f"removed {path}, left by an interrupted extract")
+    try:
+        scratch = Path(tempfile.mkdtemp(prefix=temp_prefix(beside, "reading"), dir=beside.parent))
+    except OSError as e:
+        raise BundleError(f"cannot write the output {beside}: {e.strerror or e}", where=str(beside)) from e
+    try:
+        try:
+            result = unpack_and_verify(
+                bundle,
+                scratch / "layout",
+                trusted_keys=trusted_keys,
+                rollback=rollback,
+                allow_downgrade=allow_downgrade,
+                record=True,
+                progress=progress,
+            )
+        except BundleError as e:
+            if type(e) is not BundleError:  # verification and archive errors say it all already
+                raise
+            message = e.message.replace(str(scratch / "layout"), str(beside))  # a full disk: name the output
+            raise BundleError(message, where=str(beside), hint=e.hint) from e
+        if result.verified is None:  # pragma: no cover - keys are always given here
+            raise VerificationError("the bundle was not verified", where=str(bundle))
+        yield result.verified
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def check_file_paths(files: list[FileEntry], where: str) -> None:

@@ -115,16 +115,17 @@ def unpack_and_verify(
     trusted_keys: Sequence[VerifyingKey] = (),
     rollback: RollbackState | None = None,
     allow_downgrade: bool = False,
+    record: bool = False,
     now: datetime | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> UnpackResult:
     """Extract the bundle tar (or split set, from its first part) ``archive`` into the new directory ``out_dir``.
 
-    With ``trusted_keys``, the bundle is verified in the same pass (``rollback`` checked, never moved) and appears
-    at ``out_dir`` only if it verifies. Refuses an existing ``out_dir`` unless ``overwrite`` (then it is replaced
-    only once extraction succeeded). Raises ``ArchiveError`` for an unsafe or damaged archive, ``VerificationError``
-    for one that does not verify, ``UsageError`` for a bad output, ``BundleError`` naming the output when writing
-    fails (a full disk).
+    With ``trusted_keys``, the bundle is verified in the same pass (``rollback`` checked; the mark moved only with
+    ``record``, for a caller that uses the bundle) and appears at ``out_dir`` only if it verifies. Refuses an
+    existing ``out_dir`` unless ``overwrite`` (then it is replaced only once extraction succeeded). Raises
+    ``ArchiveError`` for an unsafe or damaged archive, ``VerificationError`` for one that does not verify,
+    ``UsageError`` for a bad output, ``BundleError`` naming the output when writing fails (a full disk).
     """
     archive = Path(archive)
     out_dir = Path(out_dir)
@@ -152,7 +153,7 @@ def unpack_and_verify(
             layout_dir=out_dir,
             rollback=rollback,
             allow_downgrade=allow_downgrade,
-            record=False,
+            record=record,
             now=now,
         )
 

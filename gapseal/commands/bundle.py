@@ -466,7 +466,7 @@ def inspect(
 
 @app.command("extract")
 def extract(
-    bundle: Path = typer.Argument(..., help="A bundle directory."),
+    bundle: Path = typer.Argument(..., help="A bundle directory, a bundle tar, or the first part of a split set."),
     out: Path = typer.Option(..., "--out", help="The directory to create."),
     model: str | None = typer.Option(None, "--model", help="Extract this model (with its model.sig)."),
     files: str | None = typer.Option(None, "--files", help="Extract this files component."),
@@ -488,27 +488,26 @@ def extract(
     """Verify a bundle, then write one model or files component out as a plain directory.
 
     Every file is copied (never linked) and hashed as it is written; a byte that differs from the signed one removes
-    the output. Extracting uses the bundle: the rollback check applies and this host's high-water mark moves to it.
+    the output. A tar or split set is first unpacked and verified in one pass into a scratch directory beside --out.
+    Extracting uses the bundle: the rollback check applies and this host's high-water mark moves to it.
     """
-    from gapseal.bundler.extract import component_files, extract_component
+    from gapseal.bundler.create import prepare_output
+    from gapseal.bundler.extract import component_files, extract_component, verified_for_use
     from gapseal.bundler.rollback import RollbackState, default_state_file
-    from gapseal.bundler.verify import verify_bundle
     from gapseal.signing.trust import trusted_keys
 
     _output.configure(json_output=json_output, quiet=quiet)
     if [model is not None, files is not None, wheels].count(True) != 1:
         raise UsageError("name exactly one of --model, --files or --wheels")
-    check_input(
-        bundle,
-        "bundle",
-        want="directory",
-        hint=f"extract reads a bundle directory: run 'gapseal bundle unpack {bundle} --out DIR --key …' first",
-    )
+    check_input(bundle, "bundle", want="any")
     keys = trusted_keys(key, trust)
+    prepare_output(out, overwrite=overwrite)  # before the long work of verifying
     state = RollbackState(state_file or default_state_file())
-    with _output.progress() as progress:
-        verified = verify_bundle(
-            bundle, keys, rollback=state, allow_downgrade=allow_downgrade, record=True, progress=progress
+    with _output.progress() as progress, contextlib.ExitStack() as stack:
+        verified = stack.enter_context(
+            verified_for_use(
+                bundle, keys, beside=out, rollback=state, allow_downgrade=allow_downgrade, progress=progress
+            )
         )
         kind, name = ("model", model) if model is not None else ("files", files) if files is not None else ("", "")
         if wheels:

@@ -272,3 +272,13 @@ def test_the_small_disk_is_really_small(small_disk: Path) -> None:
         (small_disk / "probe").write_bytes(b"\0" * (8 * 1024 * 1024))
     (small_disk / "probe").unlink()
     assert shutil.disk_usage(small_disk).total <= 4 * 1024 * 1024
+
+
+def test_extract_from_a_tar_onto_a_full_disk_names_the_output(
+    tmp_path: Path, small_disk: Path, eight_mib: Path, keys: KeyPair, gapseal: Gapseal
+) -> None:
+    """The scratch the tar is unpacked into lies beside --out, on the full disk: the error still names --out."""
+    tar = pack_layout(eight_mib, tmp_path / "b8.tar", mtime=MTIME).out
+    out = small_disk / "model"
+    result = gapseal("bundle", "extract", tar, "--model", "tiny", "--out", out, "--key", keys.public_path)
+    _full(result, out, small_disk)

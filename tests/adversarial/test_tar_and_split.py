@@ -436,3 +436,60 @@ def test_a_blob_damaged_before_a_split_pack_is_named_by_the_reader(
         victim.name,
     )
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# extract from a tar or split set: unpacked and verified in one pass into a scratch beside --out, removed after
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _extract(gapseal: Gapseal, source: Path, out: Path, keys: KeyPair, *extra: object) -> object:
+    return gapseal("bundle", "extract", source, "--model", "tiny", "--out", out, "--key", keys.public_path, *extra)
+
+
+@pytest.mark.parametrize("form", ["tar", "split"])
+def test_extract_from_an_archive_moves_the_mark_and_leaves_no_scratch(
+    tmp_path: Path, bundle: Path, gapseal: Gapseal, keys: KeyPair, form: str
+) -> None:
+    source = pack_layout(bundle, tmp_path / "e.tar", mtime=MTIME, part_size=PART if form == "split" else None).out
+    state = tmp_path / "rollback.json"
+    result = _extract(gapseal, source, tmp_path / "out", keys, "--state-file", state)
+    assert result.code == 0, result.err  # type: ignore[attr-defined]
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+    assert '"1.0.0"' in state.read_text()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+
+
+def test_extract_from_a_tar_with_a_flipped_blob(tmp_path: Path, packed: Path, gapseal: Gapseal, keys: KeyPair) -> None:
+    offset, size = _member_offset(packed, "blobs/sha256/")
+    _flip(packed, offset + size // 2)
+    refused(_extract(gapseal, packed, tmp_path / "out", keys), "is corrupt")  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+
+
+def test_extract_from_a_split_set_missing_a_part(
+    tmp_path: Path, split: list[Path], gapseal: Gapseal, keys: KeyPair
+) -> None:
+    split[-1].unlink()
+    refused(_extract(gapseal, split[0], tmp_path / "out", keys), "missing part")  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()
+
+
+def test_extract_from_a_tar_of_a_trusted_signed_hostile_path(
+    tmp_path: Path, bundle: Path, gapseal: Gapseal, keys: KeyPair
+) -> None:
+    desc = Layout(bundle).descriptor()
+    desc["models"][0]["files"][0]["path"] = "../../../etc/x"
+    resign(bundle, keys.private, desc)
+    tar = pack_layout(bundle, tmp_path / "h.tar", mtime=MTIME).out
+    refused(_extract(gapseal, tar, tmp_path / "out", keys), "'..' component")  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.rglob("x") if p.is_file()]
+
+
+def test_extract_from_a_hostile_tar(tmp_path: Path, gapseal: Gapseal, keys: KeyPair) -> None:
+    tar = _write(tmp_path, _finish(_raw_header(b"../evil", b"0")))
+    refused(_extract(gapseal, tar, tmp_path / "out", keys), "'..' component")  # type: ignore[arg-type]
+    assert not (tmp_path.parent / "evil").exists()
+    assert not (tmp_path / "out").exists()
