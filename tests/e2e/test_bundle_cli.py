@@ -76,7 +76,7 @@ def test_model_signing_verifies_the_extracted_model(workdir: Path) -> None:
     weights = workdir / "model/model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 1
-    weights.unlink()  # the extracted file is hard-linked to the bundle's blob: replace, don't edit in place
+    weights.unlink()  # replaced here; editing in place works too, extracted files are copies (test_write_paths)
     weights.write_bytes(bytes(data))
     bad = subprocess.run(args, cwd=workdir, capture_output=True, text=True, timeout=300, check=False)
     assert bad.returncode != 0
