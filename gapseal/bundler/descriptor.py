@@ -312,8 +312,10 @@ class BundleDescriptor(_Model):
                 found.append(f"{what}: its name collides with {by_key[key]} (names are unique across kinds)")
             by_key.setdefault(key, what)
         if self.wheels is not None:
-            for w in self.wheels.files:
-                name(f"wheel {w.path!r}", w.path)
+            for w in self.wheels.files:  # a file name, one component ('+' of a local version allowed)
+                path(f"wheel {w.path!r}", w.path)
+                if "/" in w.path:
+                    found.append(f"wheel {w.path!r}: a wheel is one file name, not a path")
         if self.sbom is not None:
             path("sbom", self.sbom.path)
         builds = {b.name for b in self.builds}

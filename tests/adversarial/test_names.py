@@ -194,7 +194,15 @@ def _hostile_wheel(d: Doc) -> None:
     }
 
 
-CASES["wheel-name-traversal"] = (_hostile_wheel, ("wheel '../../x-1.0-py3-none-any.whl'",))
+CASES["wheel-name-traversal"] = (_hostile_wheel, ("wheel '../../x-1.0-py3-none-any.whl'", "'..' component"))
+
+
+def _wheel_in_a_directory(d: Doc) -> None:
+    _hostile_wheel(d)
+    d["wheels"]["files"][0]["path"] = "lib/x-1.0-py3-none-any.whl"
+
+
+CASES["wheel-name-with-a-directory"] = (_wheel_in_a_directory, ("a wheel is one file name, not a path",))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
