@@ -411,6 +411,38 @@ def test_an_allowed_host_is_used_but_never_gets_the_credentials(
         storage.stop()
 
 
+def test_load_to_an_allowed_upload_host_sends_blobs_there_without_the_credentials(
+    world: World, fresh: HostileRegistry, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registry hands uploads to its storage front (another port, allowed by name): the bytes go there, the
+    Authorization header does not."""
+    monkeypatch.setenv("GAPSEAL_REGISTRY_USERNAME", "site")
+    monkeypatch.setenv("GAPSEAL_REGISTRY_PASSWORD", "s3cret")
+    upstream = fresh.seen
+    storage = HostileRegistry(fresh.upstream)  # the same registry behind another port
+    try:
+
+        def basic_required(req: Req, fwd: Forward) -> Reply | None:
+            if not req.headers.get("authorization", "").startswith("Basic "):
+                return Reply(401, {"WWW-Authenticate": 'Basic realm="site"'})
+            return None
+
+        fresh.on(None, r"^/v2/", basic_required)
+        fresh.on("POST", r"/blobs/uploads/", _location_elsewhere(f"http://{storage.host}"))
+        refused = load(capsys, world, fresh.host)
+        assert refused.code == 1
+        assert f"--allow-host {storage.host}" in refused.err
+        assert storage.seen() == []
+        run = load(capsys, world, fresh.host, "--allow-host", storage.host, "--allow-downgrade")
+        assert run.code == 0, run.err
+        puts = storage.seen("PUT", r"/blobs/uploads/")
+        assert puts
+        assert all("authorization" not in r.headers for r in storage.seen())
+        assert upstream("PUT", r"/manifests/")
+    finally:
+        storage.stop()
+
+
 def test_a_bearer_token_from_the_same_host_works_and_goes_nowhere_else(
     world: World, hostile: HostileRegistry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

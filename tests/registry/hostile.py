@@ -198,6 +198,11 @@ class HostileRegistry:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
+    @property
+    def upstream(self) -> str:
+        """HOST:PORT of the real registry behind it."""
+        return self._state.upstream
+
     def on(self, method: str | None, pattern: str, fn: Rule, *, times: int | None = None) -> None:
         """Answer requests of ``method`` (None: any) whose path matches ``pattern`` with ``fn`` (``times`` at most)."""
         with self._state.lock:
