@@ -322,6 +322,8 @@ def uninstall(
             _output.stdout.print(f"  {problem}", highlight=False, markup=False)
         if h.status == "removed" and h.egress_kept:
             _output.stdout.print("  egress lockdown kept (--remove-egress removes it)")
+        for image in h.images_kept:
+            _output.stdout.print(f"  image kept in podman's store: {image} (podman rmi removes it)", highlight=False)
     if check:
         _output.stdout.print("check mode: nothing changed")
     return 0 if report.ok else 1

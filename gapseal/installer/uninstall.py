@@ -38,6 +38,8 @@ class HostUninstall(_UninstallModel):
     """Each unit stopped, file and directory removed (or that would be, in check mode)."""
     egress_kept: bool = True
     """The egress lockdown was left in place."""
+    images_kept: list[str] = Field(default_factory=list)
+    """Container images the record lists, left in podman's store (``podman rmi`` removes them)."""
     problems: list[str] = Field(default_factory=list)
     """Why the host failed, one entry per failing task."""
 
@@ -97,6 +99,7 @@ def uninstall_hosts(
                 bundle=f"{bundle.get('name')} {bundle.get('version')}" if bundle else None,
                 actions=list(facts.get("actions") or []),
                 egress_kept=bool(facts.get("egress_kept", not remove_egress)),
+                images_kept=[str(i) for i in facts.get("images_kept") or []],
                 problems=problems or ([] if facts or outcome.unreachable == 0 else ["no result reported"]),
             )
         )

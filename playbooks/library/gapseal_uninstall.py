@@ -16,6 +16,7 @@ description:
     removes every file the record lists, then the model and build directories it leaves empty, then the record.
   - Only paths below root are touched, so a damaged record cannot remove anything outside the install.
   - The egress lockdown stays unless remove_egress is true (then the nftables table and its rules file go too).
+  - Container images stay in podman's store (listed as images_kept: podman rmi removes them).
   - A host without a record is left alone (changed false): running it twice is the same as once.
 options:
   path: {description: Absolute path of installed.json., type: path, required: true}
@@ -136,6 +137,8 @@ def main():
     facts = {"installed": record is not None, "actions": actions, "egress_kept": not p["remove_egress"]}
     if record is not None:
         facts["bundle"] = record.get("bundle") or {}
+        # Container images stay in podman's store: another install or a person may use them; the record names them.
+        facts["images_kept"] = [i.get("reference") for i in record.get("images") or [] if i.get("reference")]
     module.exit_json(changed=bool(actions), actions=actions, ansible_facts={"gapseal_uninstall": facts})
 
 
