@@ -265,6 +265,8 @@ def install_bundle(
     ``InventoryError`` for a bad inventory, ``PlaybookError`` when Ansible cannot run at all. Host failures are
     in the report (``report.ok`` is False), not raised.
     """
+    # Ansible runs in the playbooks' directory: the blob paths handed to it must not depend on the caller's cwd.
+    bundle_path, inventory_path = Path(bundle_path).absolute(), Path(inventory_path).absolute()
     inventory = load_inventory(inventory_path)
     if not trusted_keys:
         raise InstallError("no trusted key given", hint="pass --key PUB or --trust trust.yaml")
