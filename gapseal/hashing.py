@@ -149,8 +149,12 @@ def copy_and_hash(
     progress: Progress = NO_PROGRESS,
     label: str | None = None,
     follow_symlinks: bool = True,
+    fsync: bool = True,
 ) -> FileDigest:
     """Copy ``src`` to ``dst`` (created, must not exist) and hash it in the same single pass; fsync ``dst``.
+
+    A caller that writes many files may pass ``fsync=False`` and flush them all at once (``atomic.sync_filesystem``)
+    before making them visible.
 
     The digest returned is of the bytes written to ``dst``, read once: a caller that compares it with a signed digest
     knows ``dst`` holds the signed bytes, whatever happens to ``src`` meanwhile. ``dst`` is always a new inode (never
@@ -169,7 +173,8 @@ def copy_and_hash(
             try:
                 writer = DurableWriter(dst_fd)
                 result = hash_stream(fin, sink=writer, progress=progress, task=task)
-                writer.finish()
+                if fsync:
+                    writer.finish()
             finally:
                 os.close(dst_fd)
             return result

@@ -27,7 +27,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gapseal.atomic import DurableWriter, fsync_dir, remove_stale_temps, temp_prefix, write_new_file
+from gapseal.atomic import DurableWriter, fsync_dir, remove_stale_temps, sync_filesystem, temp_prefix, write_new_file
 from gapseal.bundler import layout as oci
 from gapseal.bundler.create import CreatedBundle, create_bundle, prepare_output
 from gapseal.bundler.delta_marker import (
@@ -517,11 +517,8 @@ class _Materializer(LayoutSink):
         """Close the member; a blob must hash to its name."""
         if self._fd is None or self._writer is None:
             return
-        fd, writer, self._fd, self._writer = self._fd, self._writer, None, None
-        try:
-            writer.finish()
-        finally:
-            os.close(fd)
+        fd, self._fd, self._writer = self._fd, None, None
+        os.close(fd)  # flushed with everything else by sync_filesystem before the rename
         if entry.path.startswith("blobs/sha256/") and entry.path.removeprefix("blobs/sha256/") != entry.sha256:
             raise VerificationError(
                 f"blob {entry.path} is corrupt: its content hashes to sha256:{entry.sha256}", where=self._source
@@ -592,11 +589,10 @@ def apply_delta(
             record=rollback is not None,
             now=now,
         )
-        for d in sorted((p for p in work.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        for d in (p for p in work.rglob("*") if p.is_dir()):
             d.chmod(0o755)
-            fsync_dir(d)
         work.chmod(0o755)
-        fsync_dir(work)
+        sync_filesystem(work)  # every file and directory durable before the rename makes them visible
         if out.exists() and overwrite:
             shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
         os.rename(work, out)

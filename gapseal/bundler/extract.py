@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from gapseal.atomic import fsync_dir, remove_stale_temps, temp_prefix
+from gapseal.atomic import fsync_dir, remove_stale_temps, sync_filesystem, temp_prefix
 from gapseal.bundler.create import prepare_output
 from gapseal.bundler.descriptor import FileEntry
 from gapseal.bundler.rollback import RollbackState
@@ -159,7 +159,12 @@ def extract_component(
             source = bundle.blob_path(entry.digest)
             try:
                 got = copy_and_hash(
-                    source, target, progress=progress, label=f"extracting {entry.path}", follow_symlinks=False
+                    source,
+                    target,
+                    progress=progress,
+                    label=f"extracting {entry.path}",
+                    follow_symlinks=False,
+                    fsync=False,  # one sync_filesystem for all, below
                 )
             except OSError as e:
                 if e.filename is not None and Path(e.filename) == source:
@@ -177,11 +182,10 @@ def extract_component(
                     where=str(source),
                     hint="the bundle was modified while in use; obtain a fresh copy and extract again",
                 )
-        for d in sorted(made, key=lambda p: len(p.parts), reverse=True):
+        for d in made:
             d.chmod(0o755)
-            fsync_dir(d)
         work.chmod(0o755)
-        fsync_dir(work)
+        sync_filesystem(work)  # every file and directory durable before the rename makes them visible
         if out.exists() and overwrite:
             shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
         os.rename(work, out)

@@ -215,7 +215,9 @@ def _copy_file(name: str, file_path: Path, copy_to: Path, progress: Progress, ta
         raise VerificationError(str(e), where=str(file_path)) from e
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        digest = copy_and_hash(file_path, target, progress=progress, label=f"copying {name}", follow_symlinks=False)
+        digest = copy_and_hash(
+            file_path, target, progress=progress, label=f"copying {name}", follow_symlinks=False, fsync=False
+        )  # the caller flushes the whole copy at once (apply: sync_filesystem before its rename)
     except OSError as e:
         if e.filename is not None and Path(e.filename) == file_path:
             raise VerificationError(f"cannot read layout file {name}: {e.strerror or e}", where=str(file_path)) from e
