@@ -482,3 +482,18 @@ def test_platform_filter_on_a_registry_source_fetches_only_the_kept_platforms(
     assert proxy.state.count("GET", rf"/v2/multi/blobs/{arm_only}") == 0
     assert proxy.state.count("GET", rf"/v2/multi/manifests/{src.manifests['linux/arm64/v8']}") == 0
     verify_bundle(created.path, [keys.public])
+
+
+def test_load_and_pull_over_ipv6_loopback(stack: CreatedBundle, keys: KeyPair, tmp_path: Path) -> None:
+    """[::1]:PORT is the host named: its own (absolute, bracketed) Locations are the same host; a round trip."""
+    registry = LoopbackRegistry(tmp_path / "registry6", address="[::1]")
+    try:
+        result = load_bundle(stack.path, [keys.public], registry.host, insecure=True)
+        assert result.bundle_reference == f"{registry.host}/gapseal/stack:1.0.0"
+        pulled = pull_bundle(
+            f"{registry.host}/gapseal/stack:1.0.0", tmp_path / "pulled", insecure=True, trusted_keys=[keys.public]
+        )
+        assert pulled.verified_by == keys.public.key_id
+        assert pulled.manifest_digest == stack.manifest_digest
+    finally:
+        registry.stop()

@@ -63,7 +63,7 @@ class LoopbackRegistry:
         self.config.write_text(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n"
             f"storage:\n  filesystem:\n    rootdirectory: {self.root / 'storage'}\n  delete:\n    enabled: true\n"
-            f"http:\n  addr: {self.host}\n  secret: gapseal-test-only\n"
+            f'http:\n  addr: "{self.host}"\n  secret: gapseal-test-only\n'
         )
         self._log_file = self.log.open("wb")
         self.process = subprocess.Popen(  # noqa: S603 - argument list
