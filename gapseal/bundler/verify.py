@@ -2,12 +2,17 @@
 
 The checks, in the order a failure is reported:
 1. the transport: a layout directory with no links or special files, or a strict tar / split set (``inventory``);
-2. ``index.json`` names exactly one bundle manifest and only signature referrers of it;
-3. a signature by a trusted key (never the key hint), over an in-toto statement of the allowed predicate type,
-   whose subjects are this bundle manifest, its descriptor and every file;
-4. the manifest, the descriptor and every blob: digest and size;
-5. the exact file set: nothing missing, nothing extra; and ``index.json`` byte-for-byte what create writes;
-6. expiry, then rollback against this host's high-water mark.
+2. ``index.json`` (bounded, strict JSON): exactly one bundle manifest, its images, 1 to ``MAX_SIGNATURES``
+   signature referrers, nothing listed twice and nothing else;
+3. every referrer carries one well-formed Sigstore bundle about this manifest (else fatal); at least one is by a
+   trusted key (never the key hint) over a statement naming this manifest. Order never matters: all are checked, and
+   the ones not relied on are reported (``VerifiedBundle.ignored_signatures``);
+4. the descriptor, signed through the manifest, is still untrusted: its names, paths, version and times pass
+   ``BundleDescriptor.problems`` before anything uses them;
+5. the statement relied on lists exactly this manifest, descriptor, every file and image blob, and its predicate
+   is the descriptor's (``gapseal.bundler.statement``); every blob's digest and size;
+6. the exact file set: nothing missing, nothing extra; and ``index.json`` byte-for-byte what create writes;
+7. expiry, then rollback against this host's high-water mark (moved only when the caller uses the bundle).
 Every problem found is reported, not just the first, each naming the file or component it concerns.
 """
 
