@@ -133,6 +133,8 @@ class _EventCollector:
             host.changed_tasks.append(task)
         if status == "ok" and task and "service_states" in facts:
             host.facts["gapseal_services"] = facts["service_states"]
+        if status == "ok" and task and "service_checks" in facts:  # health checks, fallbacks, restores
+            host.facts["gapseal_service_checks"] = facts["service_checks"]
         if status in ("failed", "unreachable") and not data.get("ignore_errors"):
             message = _message(res)
             host.failures.append(HostFailure(task=task, message=message, unreachable=status == "unreachable"))
