@@ -9,6 +9,8 @@ directory for every copy so that neither side finds blobs the other sent):
   gapseal: ``gapseal registry load BUNDLE --key`` (verifies first, pushes, reads back what it pushed).
 - pull: ``skopeo copy docker://REGISTRY/gapseal/NAME:VERSION oci:OUT:x`` (digest-checked, not signature-checked);
   gapseal: ``gapseal bundle pull REF --key`` (signature first, every blob hashed as it is written, then verified).
+Second baseline (issue 12), when oras-py is installed (the ``test`` extra): oras-py's own ``push`` of the same blob
+files as an artifact, and its ``pull`` of them.
 Both sides run as the commands an operator types (a process each); each pair runs ``--rounds`` times in alternating
 order and the best time of each side is compared. Target (issue 12): gapseal at least 1.0 times skopeo's speed.
 
@@ -24,6 +26,7 @@ Run: ``.venv/bin/python -m bench.bench_registry [--mib 512] [--rounds 3] [--libr
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import resource
 import shutil
@@ -47,6 +50,18 @@ FILES = 4
 TARGET = 1.0
 RSS_TARGET_MB = 100.0
 HOSTILE_MANIFEST = 300 * 1000 * 1000
+
+
+ORAS_PUSH = (
+    "import sys, oras.client\n"
+    "c = oras.client.OrasClient(hostname=sys.argv[1], insecure=True)\n"
+    "c.push(target=sys.argv[2], files=sys.argv[3:], disable_path_validation=True, quiet=True)\n"
+)
+ORAS_PULL = (
+    "import sys, oras.client\n"
+    "c = oras.client.OrasClient(hostname=sys.argv[1], insecure=True)\n"
+    "c.pull(target=sys.argv[2], outdir=sys.argv[3])\n"
+)
 
 
 def gapseal_cli() -> str:
@@ -113,7 +128,14 @@ def fresh_registry(root: Path, name: str) -> LoopbackRegistry:
     return LoopbackRegistry(path)
 
 
-def compare(label: str, rounds: int, ours: Callable[[], Timing], theirs: Callable[[], Timing], size: int) -> bool:
+def compare(
+    label: str,
+    rounds: int,
+    ours: Callable[[], Timing],
+    theirs: Callable[[], Timing],
+    size: int,
+    baseline: str = "skopeo copy",
+) -> bool:
     mine: list[Timing] = []
     base: list[Timing] = []
     for r in range(rounds):
@@ -124,11 +146,12 @@ def compare(label: str, rounds: int, ours: Callable[[], Timing], theirs: Callabl
     ratio = best_base / best_mine
     gb = size / 1e9
     print(f"{label}   (load average {os.getloadavg()[0]:.2f})")
-    for who, best, cpu, runs in (("skopeo copy", best_base, cpu_base, base), ("gapseal", best_mine, cpu_mine, mine)):
+    for who, best, cpu, runs in ((baseline, best_base, cpu_base, base), ("gapseal", best_mine, cpu_mine, mine)):
         walls = [round(t, 2) for t, _ in runs]
-        print(f"  {who:11} : best {best:6.2f} s  {gb / best:5.2f} GB/s  cpu {cpu:5.2f} s   runs {walls}")
+        print(f"  {who:12} : best {best:6.2f} s  {gb / best:5.2f} GB/s  cpu {cpu:5.2f} s   runs {walls}")
     ok = ratio >= TARGET
-    print(f"  ratio gapseal/skopeo speed = {ratio:.2f}   target >= {TARGET:.1f}: {'met' if ok else 'MISSED'}")
+    verdict = "met" if ok else "MISSED"
+    print(f"  ratio gapseal/{baseline.split()[0]} speed = {ratio:.2f}   target >= {TARGET:.1f}: {verdict}")
     return ok
 
 
@@ -250,6 +273,21 @@ def main() -> int:
 
         ok = compare("registry load (verify + push + read back) vs skopeo copy oci: -> docker://", args.rounds,
                      load_ours, load_skopeo, size)  # fmt: skip
+        blob_files = sorted(str(p) for p in (bundle / "blobs" / "sha256").iterdir())
+        oras = importlib.util.find_spec("oras") is not None
+
+        def load_oras() -> Timing:
+            reg = fresh_registry(root, "reg-oras")
+            try:
+                return run([sys.executable, "-c", ORAS_PUSH, reg.host, f"{reg.host}/oras/bench:1.0.0", *blob_files])
+            finally:
+                reg.stop()
+
+        if oras:
+            ok &= compare("registry load vs oras-py push of the same blobs", args.rounds, load_ours, load_oras, size,
+                          baseline="oras-py push")  # fmt: skip
+        else:
+            print("oras-py is not installed (pip install -e .[test]): its baseline is skipped")
 
         reg = fresh_registry(root, "reg-pull")
         try:
@@ -281,6 +319,18 @@ def main() -> int:
 
             ok &= compare("bundle pull --key (fetch + verify) vs skopeo copy docker:// -> oci:", args.rounds,
                           pull_ours, pull_skopeo, size)  # fmt: skip
+            if oras:
+                run([sys.executable, "-c", ORAS_PUSH, reg.host, f"{reg.host}/oras/bench:1.0.0", *blob_files])
+
+                def pull_oras() -> Timing:
+                    out = root / "oras-pulled"
+                    shutil.rmtree(out, ignore_errors=True)
+                    took = run([sys.executable, "-c", ORAS_PULL, reg.host, f"{reg.host}/oras/bench:1.0.0", str(out)])
+                    shutil.rmtree(out)
+                    return took
+
+                ok &= compare("bundle pull --key vs oras-py pull of the same blobs", args.rounds, pull_ours, pull_oras,
+                              size, baseline="oras-py pull")  # fmt: skip
         finally:
             reg.stop()
 
