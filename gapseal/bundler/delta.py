@@ -483,7 +483,7 @@ class _Materializer(LayoutSink):
                 not_copied=frozenset({DELTA_MARKER_NAME}),
             )
         if not path.is_file():
-            raise VerificationError("no bundle at this path", where=str(path))
+            raise VerificationError(f"bundle {path} does not exist", where=str(path), hint="check the path")
         self._wanted, self._source = wanted, str(path)
         try:
             return walk_archive(path, self, progress=self.progress)

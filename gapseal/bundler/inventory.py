@@ -645,7 +645,7 @@ def walk_archive(path: Path, sink: LayoutSink, *, progress: Progress = NO_PROGRE
     if not path.exists():
         first = part_path(path, 1)
         hint = f"this is a split set: give its first part, {first.name}" if number is None and first.exists() else None
-        raise ArchiveError(f"no archive at {path}", where=str(path), hint=hint)
+        raise ArchiveError(f"bundle {path} does not exist", where=str(path), hint=hint or "check the path")
     refuse_non_bundle(path)  # a zip, gzip, empty file or random bytes is named as such, not parsed as a tar
     walk = _ArchiveWalk(path, sink, progress)
     try:

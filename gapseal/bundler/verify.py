@@ -104,7 +104,7 @@ def read_inventory(path: Path, *, progress: Progress = NO_PROGRESS) -> LayoutInv
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        raise VerificationError("no bundle at this path", where=str(path)) from None
+        raise VerificationError(f"bundle {path} does not exist", where=str(path), hint="check the path") from None
     except OSError as e:  # a name too long, a component that is not a directory, no permission
         raise VerificationError(f"cannot read the bundle path: {e.strerror or e}", where=str(path)) from e
     if stat.S_ISLNK(st.st_mode):

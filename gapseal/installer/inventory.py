@@ -203,6 +203,8 @@ def load_inventory(path: Path) -> Inventory:
     """Read and check the YAML inventory at ``path``."""
     try:
         raw = path.read_bytes()
+    except FileNotFoundError as e:
+        raise InventoryError(f"inventory {path} does not exist", where=str(path), hint="check the path") from e
     except OSError as e:
         raise InventoryError(f"{path}: cannot read the inventory: {e.strerror or e}", where=str(path)) from e
     if len(raw) > MAX_INVENTORY_BYTES:

@@ -248,7 +248,7 @@ def _read_key_file(path: Path) -> _KeyFile:
         # O_NONBLOCK: a FIFO planted where a key is expected must not hang the command.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise KeyLoadError("key file not found", where=where, hint="check the path") from None
+        raise KeyLoadError(f"key file {path} does not exist", where=where, hint="check the path") from None
     except OSError as e:
         raise KeyLoadError(f"cannot read key file: {e.strerror}", where=where) from e
     try:

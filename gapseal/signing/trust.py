@@ -76,7 +76,7 @@ def load_named_trust(path: Path) -> list[tuple[str, VerifyingKey]]:
             raise KeyLoadError("trust file is too large", where=where)
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise KeyLoadError("trust file not found", where=where, hint="check the --trust path") from None
+        raise KeyLoadError(f"trust file {where} does not exist", where=where, hint="check the --trust path") from None
     except (OSError, UnicodeDecodeError) as e:
         raise KeyLoadError(f"cannot read trust file: {e}", where=where) from e
     try:

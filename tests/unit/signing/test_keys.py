@@ -217,13 +217,13 @@ def test_encrypted_key_without_passphrase(tmp_path: Path) -> None:
 
 
 def test_missing_private_key_file(tmp_path: Path) -> None:
-    with pytest.raises(KeyLoadError, match="key file not found") as e:
+    with pytest.raises(KeyLoadError, match="does not exist") as e:
         load_private_key(tmp_path / "absent.key", None)
     assert e.value.where == str(tmp_path / "absent.key")
 
 
 def test_missing_public_key_file(tmp_path: Path) -> None:
-    with pytest.raises(KeyLoadError, match="key file not found"):
+    with pytest.raises(KeyLoadError, match="does not exist"):
         load_public_key(tmp_path / "absent.pub")
 
 

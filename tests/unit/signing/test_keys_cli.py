@@ -170,7 +170,7 @@ def test_show_encrypted_private_with_and_without_passphrase(
 
 def test_show_missing_file_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["keys", "show", str(tmp_path / "absent.pub")]) == 1
-    assert "key file not found" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_show_group_readable_key_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

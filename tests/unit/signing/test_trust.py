@@ -109,14 +109,14 @@ def test_invalid_trust_file(tmp_path: Path, pubs: tuple[Path, Path], name: str, 
 
 
 def test_missing_trust_file(tmp_path: Path) -> None:
-    with pytest.raises(KeyLoadError, match="trust file not found") as e:
+    with pytest.raises(KeyLoadError, match="does not exist") as e:
         load_trust(tmp_path / "absent.yaml")
     assert e.value.where == str(tmp_path / "absent.yaml")
 
 
 def test_missing_key_file_names_the_key_file(tmp_path: Path) -> None:
     t = _trust(tmp_path / "trust.yaml", "apiVersion: gapseal/v1\nkind: Trust\nkeys: [{name: a, path: gone.pub}]\n")
-    with pytest.raises(KeyLoadError, match="key file not found") as e:
+    with pytest.raises(KeyLoadError, match="does not exist") as e:
         load_trust(t)
     assert e.value.where == str(tmp_path / "gone.pub")
 
