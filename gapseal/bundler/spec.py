@@ -721,6 +721,8 @@ def load_spec(path: Path) -> LoadedSpec:
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_SPEC_BYTES + 1)
+    except FileNotFoundError as e:
+        raise SpecError(f"spec {path} does not exist", where=str(path), hint="check the path") from e
     except OSError as e:
         raise SpecError(f"{path}: cannot read the spec: {e.strerror or e}", where=str(path)) from e
     if len(raw) > MAX_SPEC_BYTES:

@@ -338,6 +338,8 @@ def load_services(path: Path) -> list[dict[str, Any]]:
     where = str(path)
     try:
         data = yaml.safe_load(path.read_text())
+    except FileNotFoundError as e:
+        raise InstallError(f"services file {where} does not exist", where=where, hint="check the path") from e
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         reason = getattr(e, "strerror", None) or ("not UTF-8 text" if isinstance(e, UnicodeDecodeError) else e)
         raise InstallError(f"{where}: cannot read the services file: {reason}", where=where) from e

@@ -104,9 +104,7 @@ COMMANDS: dict[str, Callable[[str], list[str]]] = {
 
 
 MISSING_WORDED_OTHERWISE = {
-    # still their own wording for a missing input (exit 1 and the path named all the same)
-    "bundle create (spec)",
-    "install (services)",
+    # still its own wording for a missing input (exit 1 and the path named all the same)
     "evidence verify",
 }
 
