@@ -249,6 +249,37 @@ def gapseal_fallback_variants(variants_fact, build_name, builds, builds_dir):
     return out
 
 
+def gapseal_settled_variants(variants_fact, current_files, bundle):
+    """The variants fact with each build's choice replaced by the variant it settled on for this very bundle.
+
+    ``current_files`` are the slurped ``<builds>/<build>/current.json`` (the service role's record of the last healthy
+    start). A rerun of the same bundle after a fallback then keeps the variant that worked instead of trying the
+    failing one again (the install stays idempotent); another bundle starts from the hardware's choice.
+    """
+    import base64
+    import json
+
+    out = dict(variants_fact or {})
+    for item in current_files or []:
+        if not item.get("content"):
+            continue
+        try:
+            current = json.loads(base64.b64decode(item["content"]))
+        except ValueError:
+            continue
+        build = (item.get("item") or {}).get("name")
+        entry = out.get(build)
+        if not entry or (current.get("bundle") or {}).get("manifest_digest") != (bundle or {}).get("manifest_digest"):
+            continue
+        for check in entry.get("variants") or []:
+            variant = next((v for i, v in enumerate(item["item"]["variants"]) if i == check.get("index")), None)
+            if check.get("satisfied") and variant and variant["backend"] == current.get("backend"):
+                chosen = {"index": check["index"], "backend": variant["backend"], "arch": variant["arch"]}
+                out[build] = {**entry, "chosen": chosen}
+                break
+    return out
+
+
 def gapseal_service_states(units, started, reason, checks=()):
     """Return ``[{name, unit, state}]`` for the record and the report (``checks``: the health checks' outcomes)."""
     by_name = {c["name"]: c for c in checks or []}
@@ -284,4 +315,5 @@ class FilterModule:
             "gapseal_service_states": gapseal_service_states,
             "gapseal_fallback_variants": gapseal_fallback_variants,
             "gapseal_attempt_summary": gapseal_attempt_summary,
+            "gapseal_settled_variants": gapseal_settled_variants,
         }

@@ -173,6 +173,18 @@ def test_a_variant_killed_by_sigill_falls_back_to_the_next_that_fits(lab: Lab) -
     assert "DynamicUser=yes" in unit
 
 
+def test_a_rerun_after_a_fallback_keeps_the_variant_that_worked_and_changes_nothing(lab: Lab) -> None:
+    """The same bundle again: the service stays on cpu (no new SIGILL attempt), nothing changes, still healthy."""
+    pid = lab.host.ssh(["systemctl", "show", "-p", "MainPID", "--value", "gapseal-toy.service"]).stdout.strip()
+    rc, doc = lab.install(lab.work / "bundle-1.0.0")
+    svc = _service(doc)
+    assert rc == 0, doc
+    assert svc["backend"] == "cpu"
+    assert [a["backend"] for a in svc["attempts"]] == ["cpu"]
+    assert doc["hosts"][0]["changed"] == 0, doc["hosts"][0]["changed_tasks"]
+    assert lab.host.ssh(["systemctl", "show", "-p", "MainPID", "--value", "gapseal-toy.service"]).stdout.strip() == pid
+
+
 def test_a_new_version_that_crashes_everywhere_restores_the_previous_one(lab: Lab) -> None:
     """2.0.0 crashes on every variant and has no fallback: the host is failed, and 1.0.0 runs and answers again."""
     rc, doc = lab.install(lab.bundle("2.0.0", cpu_crashes=True, fallback=False))
