@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
 from gapseal.commands import _output
 from gapseal.errors import UsageError
+
+if TYPE_CHECKING:
+    from gapseal.installer.runlog import RunLog
 
 hosts_app = typer.Typer(help="Inspect the hosts of an inventory: hardware and build variants.", no_args_is_help=True)
 
@@ -24,122 +27,6 @@ _LIMIT = typer.Option(None, "--limit", "-l", help="Only hosts matching this Ansi
 
 def _split(values: list[str]) -> list[str]:
     return [t.strip() for v in values for t in v.split(",") if t.strip()]
-
-
-def _run_dir(log_dir: Path | None) -> Path:
-    """A fresh directory for this run's log, events and report (kept: the operator reads it after a failure)."""
-    import tempfile
-    import time
-
-    from gapseal.bundler.rollback import default_state_file
-    from gapseal.errors import output_not_writable
-
-    base = (log_dir if log_dir is not None else default_state_file().parent / "runs").absolute()
-    try:
-        base.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%dT%H%M%SZ-", time.gmtime()), dir=base))
-    except OSError as e:
-        raise output_not_writable(base, e.strerror or str(e)) from e
-
-
-class _RunWatcher:
-    """Sees every ansible-runner event: keeps the run's log files, the check-mode plan, and plain progress lines.
-
-    The log directory holds ``events.jsonl`` (every runner event, the artifacts ansible-runner itself would keep)
-    and ``install.log`` (one line per host and task, what a CI log shows); the plan is what check mode would change.
-    """
-
-    def __init__(self, run_dir: Path, *, plain: bool) -> None:
-        import threading
-
-        self.run_dir = run_dir
-        self.plain = plain
-        self.plan: dict[str, list[tuple[str, list[str]]]] = {}
-        self.seen_events = False
-        self._lock = threading.Lock()
-        self._events = (run_dir / "events.jsonl").open("a", encoding="utf-8")
-        self._log = (run_dir / "install.log").open("a", encoding="utf-8")
-
-    def close(self) -> None:
-        self._events.close()
-        self._log.close()
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        kind = str(event.get("event", ""))
-        data = event.get("event_data") or {}
-        with self._lock:
-            self.seen_events = True
-            self._events.write(json.dumps(event, sort_keys=True, default=str) + "\n")
-            status = {
-                "runner_on_ok": "ok",
-                "runner_on_failed": "FAILED",
-                "runner_on_unreachable": "UNREACHABLE",
-                "runner_on_skipped": "skipped",
-            }.get(kind)
-            if status is None:
-                return
-            res = data.get("res") or {}
-            if status == "ok" and res.get("changed"):
-                status = "changed"
-                self.plan.setdefault(str(data.get("host")), []).append((str(data.get("task", "")), _details(res)))
-            line = f"{data.get('host')} | {status} | {data.get('task', '')}"
-            if status in ("FAILED", "UNREACHABLE"):
-                line += f" | {_failure_message(res)}"
-            self._log.write(line + "\n")
-            self._log.flush()
-            if self.plain and status != "skipped" and not str(data.get("task", "")).startswith("Validating arguments"):
-                _output.info(line)
-
-
-def _failure_message(res: dict[str, Any]) -> str:
-    msg = res.get("msg") or res.get("stderr") or res.get("module_stderr") or res.get("reason") or "failed"
-    return " ".join(str(msg).split())
-
-
-_DIFF_LINES = 40
-
-
-def _details(res: dict[str, Any]) -> list[str]:
-    """What one changed task would write, remove or edit (gapseal_files' plan, Ansible's diff mode), loops included."""
-    lines: list[str] = []
-    for item in res.get("results") or []:
-        if isinstance(item, dict) and item.get("changed"):
-            lines += _details(item)
-    paths = {f.get("digest"): f.get("path") for f in res.get("files") or [] if isinstance(f, dict)}
-    lines += [f"write  {paths.get(d, d)}" for d in res.get("missing") or []]
-    lines += [f"remove {p}" for p in res.get("extra") or []]
-    lines += [f"mode   {p}" for p in res.get("stale_modes") or []]
-    invocation = res.get("invocation") or {}
-    dest = res.get("dest") or invocation.get("dest") or (invocation.get("module_args") or {}).get("dest")
-    diffs = res.get("diff") or []
-    for diff in diffs if isinstance(diffs, list) else [diffs]:
-        if isinstance(diff, dict):
-            lines += _diff_lines(diff, str(dest) if dest else None)
-    if not lines and isinstance(res.get("path"), str) and not res.get("results"):
-        lines.append(f"write  {res['path']}")
-    return lines
-
-
-def _diff_lines(diff: dict[str, Any], dest: str | None) -> list[str]:
-    import difflib
-
-    before, after = diff.get("before"), diff.get("after")
-    # the file on the host: the task's dest (a template's after_header is the controller's temporary template)
-    header = dest or str(diff.get("before_header") or diff.get("after_header") or "")
-    if isinstance(before, str) and isinstance(after, str):
-        text = list(
-            difflib.unified_diff(
-                before.splitlines(), after.splitlines(), f"{header} (now)", f"{header} (would be)", lineterm=""
-            )
-        )
-        if len(text) > _DIFF_LINES:
-            text = [*text[:_DIFF_LINES], f"… {len(text) - _DIFF_LINES} more diff lines (see the run log)"]
-        return text
-    if isinstance(before, dict) and isinstance(after, dict):  # the file module: {"state": "absent"} -> "directory"
-        path = after.get("path") or before.get("path") or header
-        changes = [f"{k} {before.get(k)} -> {after[k]}" for k in sorted(after) if k != "path"]
-        return [f"{path}: {', '.join(changes)}"]
-    return [f"edit   {header}"] if header else []
 
 
 def _summary_table(report: Any) -> Table:
@@ -166,9 +53,9 @@ def _print_failures(report: Any) -> None:
                 _output.stdout.print(f"    {line}", highlight=False, markup=False)
 
 
-def _print_plan(report: Any, watcher: _RunWatcher) -> None:
+def _print_plan(report: Any, log: RunLog) -> None:
     for h in report.hosts:
-        items = watcher.plan.get(h.name, [])
+        items = log.changes.get(h.name, [])
         _output.stdout.print(f"[bold]{h.name}[/]: " + (f"{len(items)} task(s) would change" if items else "no change"))
         for task, lines in items:
             _output.stdout.print(f"  ~ {task}", highlight=False, markup=False)
@@ -241,8 +128,11 @@ def install(
         # diff mode: template/copy/file tasks and gapseal's modules say what they would change
         envvars={"ANSIBLE_DIFF_ALWAYS": "True"} if check else None,
     )
-    run_dir = _run_dir(log_dir)
-    watcher = _RunWatcher(run_dir, plain=not _output.state.quiet and not _output.stderr.is_terminal)
+    from gapseal.installer.runlog import RunLog, new_run_dir
+
+    run_dir = new_run_dir(log_dir if log_dir is not None else default_state_file().parent / "runs")
+    plain = not _output.state.quiet and not _output.stderr.is_terminal  # a CI log: one line per host and task
+    log = RunLog(run_dir, on_line=_output.info if plain else None)
     try:
         with _output.progress() as progress:
             report = install_bundle(
@@ -253,14 +143,10 @@ def install(
                 rollback=RollbackState(state_file or default_state_file()),
                 allow_downgrade=allow_downgrade,
                 progress=progress,
-                on_event=watcher,
+                on_event=log,
             )
     finally:
-        watcher.close()
-        if not watcher.seen_events:  # refused before Ansible ran (the bundle did not verify): no run to keep
-            for f in run_dir.iterdir():
-                f.unlink()
-            run_dir.rmdir()
+        log.close()  # removes the directory when Ansible never ran (the bundle did not verify)
     document = report.model_dump(mode="json")
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
     (run_dir / "report.json").write_text(text)
@@ -271,7 +157,7 @@ def install(
         return 0 if report.ok else 1
     _output.stdout.print(_summary_table(report))
     if check:
-        _print_plan(report, watcher)
+        _print_plan(report, log)
     _print_failures(report)
     failed = [h.name for h in report.hosts if h.status != "ok"]
     if failed:

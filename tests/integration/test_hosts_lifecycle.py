@@ -120,9 +120,12 @@ def test_install_from_relative_paths_keeps_a_run_log(
     env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rc = _gapseal(env, monkeypatch, "install", "site-1.0.0", "-i", "inventory.yml", "--key", "team.pub")
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert rc == 0, out
     assert "installed on 2 host(s)" in out
+    # no terminal here: progress is plain per-host lines a CI log can show, no bars, no escape sequences
+    assert f"{env.locked.name} | changed | " in err
+    assert "\x1b[" not in err
     run_dir = Path(out.split("run log: ")[1].split()[0])
     assert {p.name for p in run_dir.iterdir()} == {"events.jsonl", "install.log", "report.json"}
     log = (run_dir / "install.log").read_text()
