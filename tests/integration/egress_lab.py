@@ -138,6 +138,8 @@ class EgressLab:
         self._sport = 20000
         self._batch = 0
         self._procs: list[subprocess.Popen[str]] = []
+        self.last_seen: list[tuple[Any, ...]] = []
+        """Every frame the peer saw in the last ``send`` (protocol, destination, port, source port/id)."""
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def __enter__(self) -> EgressLab:
@@ -258,7 +260,8 @@ class EgressLab:
         if seen["batch"] != self._batch:
             raise LabError(f"capture answered batch {seen['batch']}, expected {self._batch}")
         wanted = {p.key for p in probes}
-        return {k for k in (tuple(x) for x in seen["seen"]) if k in wanted}, errors
+        self.last_seen = [tuple(x) for x in seen["seen"]]  # every frame of the batch (a rewritten one too)
+        return {k for k in self.last_seen if k in wanted}, errors
 
     def oif(self, address: str) -> str:
         """The host's output interface towards ``address``."""

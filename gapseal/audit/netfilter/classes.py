@@ -23,6 +23,7 @@ from gapseal.audit.netfilter.model import (
     Interval,
     Match,
     Name,
+    Opaque,
     Outcome,
     Packet,
     Protocol,
@@ -300,6 +301,30 @@ def answer(
     return _Analysis(ruleset, family, routing).answer(ruleset, address, protocol, port)
 
 
+def rewriting_rules(ruleset: Ruleset, family: Family) -> list[str]:
+    """The rules of running base chains' tables that may send a packet of ``family`` elsewhere than its destination.
+
+    With such a rule (dnat, redirect, tproxy, dup, queue...), traffic addressed inside the enclave may reach any
+    destination, so every destination's answer is at best ``unknown``.
+    """
+    quotes: dict[str, None] = {}
+    seen: set[int] = set()
+    for bc in ruleset.output_chains(family):
+        if bc.active is False or id(bc.chains) in seen:
+            continue
+        seen.add(id(bc.chains))
+        for rules in bc.chains.values():
+            for rule in rules:
+                if any(isinstance(step, Opaque) and step.rewrites for step in rule.steps):
+                    quotes[rule.quote] = None
+    return list(quotes)
+
+
+def _anywhere(family: Family, protocol: Protocol, quotes: Sequence[str]) -> DestinationClass:
+    ports = () if protocol == "icmp" else ((1, 65535),)
+    return DestinationClass(family, protocol, 0, _TOP[family], ports, "unknown", tuple(quotes[:MAX_QUOTES]))
+
+
 def egress_classes(
     ruleset: Ruleset, families: Sequence[Family] = ("ip", "ip6"), routing: Routing | None = None
 ) -> list[DestinationClass]:
@@ -307,6 +332,8 @@ def egress_classes(
 
     ``routing``: the host's routes; where they fix a destination's output interface only that interface is tried.
     Adjacent ranges with the same answer and ports merge (their deciding quotes joined, the first ``MAX_QUOTES``).
+    Where a rule may send packets to another destination (``rewriting_rules``), one more class per protocol says
+    every destination of the family is ``unknown``, quoting those rules (the classes then overlap).
     """
     out: list[DestinationClass] = []
     for family in families:
@@ -327,8 +354,11 @@ def egress_classes(
                         merged[prev] = replace(m, last=hi, decided_by=quotes)
                     else:
                         merged.append(DestinationClass(family, protocol, lo, hi, ports, verdict, by))
+        rewriting = rewriting_rules(ruleset, family)
         for protocol in PROTOCOLS:
             out += per_protocol[protocol]
+            if rewriting:
+                out.append(_anywhere(family, protocol, rewriting))
     return out
 
 
@@ -343,7 +373,10 @@ def probe_verdicts(
         family: Family = "ip" if ip.version == 4 else "ip6"
         analysis = analyses.setdefault(family, _Analysis(ruleset, family, routing))
         restricted = analysis.restricted(int(ip))
+        rewriting = tuple(rewriting_rules(ruleset, family)[:MAX_QUOTES])
         for protocol in PROTOCOLS:
             for verdict, by, ports in analysis.port_groups(restricted, int(ip), protocol):
+                if verdict == "drop" and rewriting:  # a packet addressed elsewhere may be sent here
+                    verdict, by = "unknown", rewriting
                 out.append(DestinationClass(family, protocol, int(ip), int(ip), ports, verdict, by))
     return out

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from gapseal.audit.netfilter.model import (
     PROTO_NUMBERS,
+    REWRITING_TARGETS,
     Atom,
     BaseChain,
     Family,
@@ -117,13 +118,18 @@ def _ids(text: str) -> tuple[Atom, ...]:
     return (Interval(int(lo), int(hi or lo)),)
 
 
+def _names_rewriting_target(line: str) -> bool:
+    """For a line gapseal could not parse: whether any of its words is a target that sends packets elsewhere."""
+    return any(word.strip("'\"") in REWRITING_TARGETS for word in line.split())
+
+
 def parse_rule(line: str, family: Family, chains: frozenset[str] = frozenset()) -> Rule:
     """One ``-A CHAIN ...`` line as a model rule quoting the line; ``chains``: the table's chain names."""
     quote = line
     try:
         words = shlex.split(line)
     except ValueError:
-        return Rule((Uncertain(quote), Opaque(quote)), quote)
+        return Rule((Uncertain(quote), Opaque(quote, rewrites=_names_rewriting_target(line))), quote)
     steps: list[Step] = []
     proto: str | None = None
     module: str | None = None
@@ -207,8 +213,8 @@ def parse_rule(line: str, family: Family, chains: frozenset[str] = frozenset()) 
                     target = Jump(arg, goto=w in {"-g", "--goto"})
                 elif arg in _NOOP_TARGETS:
                     target = None
-                else:
-                    target = Opaque(quote)  # DNAT, MARK, CONNMARK, NFQUEUE, CT, TEE...: not modelled
+                else:  # DNAT, MARK, CONNMARK, NFQUEUE, CT, TEE...: not modelled
+                    target = Opaque(quote, rewrites=arg in REWRITING_TARGETS)
                 i += 2
                 while i < len(words) and words[i].startswith("--"):  # the target's own options
                     i += 2
@@ -235,7 +241,7 @@ def parse_rule(line: str, family: Family, chains: frozenset[str] = frozenset()) 
                 continue
             i += used
     except (ValueError, KeyError, IndexError):
-        return Rule((Uncertain(quote), Opaque(quote)), quote)
+        return Rule((Uncertain(quote), Opaque(quote, rewrites=_names_rewriting_target(line))), quote)
     if target is not None:
         steps.append(target)
     return Rule(tuple(steps), quote)

@@ -33,6 +33,8 @@ Protocol = Literal["tcp", "udp", "icmp"]
 Family = Literal["ip", "ip6"]
 
 PROTO_NUMBERS: Final = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "sctp": 132, "dccp": 33, "udplite": 136}
+REWRITING_TARGETS: Final = frozenset({"DNAT", "REDIRECT", "TPROXY", "NETMAP", "TEE", "NFQUEUE", "QUEUE"})
+"""xtables targets that may send a packet (or a copy) elsewhere than its destination (see ``Opaque.rewrites``)."""
 MAX_JUMP_DEPTH: Final = 64
 """Deeper than the kernel allows (it refuses loops and limits jump depth): beyond it the answer is ``unknown``."""
 MAX_BRANCHES: Final = 4096
@@ -236,6 +238,10 @@ class Opaque:
     """A statement gapseal does not model (queue, dnat, mark set, dup, notrack...): its branch ends ``unknown``."""
 
     what: str
+    rewrites: bool = False
+    """It may send the packet (or a copy) to another destination than the one it was addressed to (dnat, redirect,
+    tproxy, dup, fwd, queue to a program, a payload rewrite of the address or port): then traffic addressed inside
+    the enclave may reach any destination (see ``gapseal.audit.netfilter.classes``)."""
 
 
 @dataclass(frozen=True)

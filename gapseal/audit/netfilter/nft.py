@@ -24,6 +24,7 @@ from typing import Any
 
 from gapseal.audit.netfilter.model import (
     PROTO_NUMBERS,
+    REWRITING_TARGETS,
     Atom,
     BaseChain,
     Family,
@@ -60,6 +61,8 @@ NAME_KEYS = {
 }  # fmt: skip
 _ICMP_NAMES = {("icmp type", 8): "echo-request", ("icmpv6 type", 128): "echo-request"}
 _NOOPS = {"counter", "log", "snat", "masquerade", "nftrace", "ct helper"}
+_REWRITES = {"dnat", "redirect", "tproxy", "dup", "fwd", "queue"}
+"""Statements that may send a packet (or a copy) elsewhere than its destination; a payload rewrite too."""
 _OPAQUE_TABLE_FLAGS = {"owner", "persist"}
 
 
@@ -267,12 +270,30 @@ def rule_steps(
             elif kind in {"limit", "quota", "ct count"}:
                 steps.append(Uncertain(quote))  # true for some packets, false for others
             else:
-                steps.append(Opaque(quote))
+                steps.append(Opaque(quote, rewrites=_rewrites(kind, body)))
         except UnsupportedError:
             if kind == "match" and isinstance(body, dict):
                 steps += implied_matches(body.get("left"))
             steps.append(Uncertain(quote) if kind == "match" else Opaque(quote))
     return tuple(steps)
+
+
+def _rewrites(kind: str, body: Any) -> bool:
+    """Whether a statement may send the packet elsewhere (a ``mangle`` of anything but a mark or priority too)."""
+    if kind in _REWRITES:
+        return True
+    if kind == "mangle":
+        key = body.get("key") if isinstance(body, dict) else None
+        return not (isinstance(key, dict) and set(key) <= {"meta", "ct"})  # meta/ct mark, priority: no new address
+    if kind == "xt":
+        name = body.get("name") if isinstance(body, dict) else None
+        return (
+            isinstance(body, dict)
+            and body.get("type") == "target"
+            and isinstance(name, str)
+            and name in REWRITING_TARGETS
+        )
+    return False
 
 
 def implied_matches(expr: Any) -> list[Match]:
@@ -453,5 +474,6 @@ def _rule(
     if any(isinstance(e, dict) and "xt" in e for e in exprs):
         if xt is not None and len(xt) == len(siblings):
             return Rule(xt[index].steps, f"{xt[index].quote} (iptables-nft, {quote})")
-        return Rule((Uncertain(quote), Opaque(quote)), quote)  # options of an xt match are not in nft's JSON
+        rewrites = any(_rewrites("xt", e["xt"]) for e in exprs if isinstance(e, dict) and "xt" in e)
+        return Rule((Uncertain(quote), Opaque(quote, rewrites)), quote)  # options of an xt match are not in nft's JSON
     return Rule(rule_steps(exprs, sets, maps, quote), quote)

@@ -194,3 +194,77 @@ def test_an_interface_rule_is_judged_through_the_route() -> None:
     # without the routes every interface a rule names is tried: the outside is (wrongly, but cautiously) accepted
     without = netfilter.probe_verdicts(rs, ["198.51.100.1"])
     assert {a.verdict for a in without} == {"accept"}
+
+
+# --------------------------------------------------------------------------------------------------- rewrites
+
+
+def nat_ruleset(statement: dict[str, Any], *, dormant: bool = False) -> netfilter.Ruleset:
+    """A lockdown allowing 10.0.0.0/8 at priority -200, then a nat chain rewriting packets to 10.9.9.9."""
+    table: dict[str, Any] = {"family": "ip", "name": "nat", "handle": 5}
+    if dormant:
+        table["flags"] = ["dormant"]
+    items: list[Any] = [
+        {"table": {"family": "ip", "name": "lock", "handle": 1}},
+        {"chain": {"family": "ip", "table": "lock", "name": "out", "handle": 2, "type": "filter", "hook": "output",
+                   "prio": -200, "policy": "drop"}},
+        {"rule": {"family": "ip", "table": "lock", "chain": "out", "handle": 3,
+                  "expr": [match(daddr(), prefix("10.0.0.0", 8)), ACCEPT]}},
+        {"table": table},
+        {"chain": {"family": "ip", "table": "nat", "name": "out", "handle": 6, "type": "nat", "hook": "output",
+                   "prio": -100, "policy": "accept"}},
+        {"rule": {"family": "ip", "table": "nat", "chain": "out", "handle": 7,
+                  "expr": [match(daddr(), "10.9.9.9"), statement]}},
+    ]  # fmt: skip
+    return netfilter.build_ruleset(nft_json={"nftables": items})
+
+
+DNAT = {"dnat": {"addr": "198.51.100.7"}}
+
+
+def test_a_rule_that_rewrites_the_destination_makes_every_destination_unknown() -> None:
+    """Accepted as addressed to the enclave, then sent to the outside by dnat: never a pass."""
+    rs = nat_ruleset(DNAT)
+    anywhere = [c for c in netfilter.egress_classes(rs, ("ip",)) if c.networks() == ["0.0.0.0/0"]]
+    assert [(c.protocol, c.verdict) for c in anywhere] == [("tcp", "unknown"), ("udp", "unknown"), ("icmp", "unknown")]
+    (quote,) = anywhere[0].decided_by
+    assert quote.startswith("nftables ip nat out: ")
+    assert quote.endswith('{"dnat":{"addr":"198.51.100.7"}}] # handle 7')
+    assert {a.verdict for a in netfilter.probe_verdicts(rs, ["198.51.100.1"])} == {"unknown"}
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [{"redirect": {"port": 8080}}, {"tproxy": {"port": 1}}, {"dup": {"addr": "198.51.100.7"}}, {"queue": {"num": 1}},
+     {"mangle": {"key": {"payload": {"protocol": "ip", "field": "daddr"}}, "value": "198.51.100.7"}},
+     {"xt": {"type": "target", "name": "DNAT"}}],
+    ids=["redirect", "tproxy", "dup", "queue", "payload-rewrite", "xt-dnat"],
+)  # fmt: skip
+def test_every_rewriting_statement_counts(statement: dict[str, Any]) -> None:
+    assert {a.verdict for a in netfilter.probe_verdicts(nat_ruleset(statement), ["198.51.100.1"])} == {"unknown"}
+
+
+def test_a_mark_or_a_dormant_rewrite_sends_nothing_elsewhere() -> None:
+    mark = {"mangle": {"key": {"meta": {"key": "mark"}}, "value": 1}}
+    assert {a.verdict for a in netfilter.probe_verdicts(nat_ruleset(mark), ["198.51.100.1"])} == {"drop"}
+    assert {a.verdict for a in netfilter.probe_verdicts(nat_ruleset(DNAT, dormant=True), ["198.51.100.1"])} == {"drop"}
+    assert not [c for c in netfilter.egress_classes(nat_ruleset(mark), ("ip",)) if c.networks() == ["0.0.0.0/0"]]
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["-A OUTPUT -d 10.9.9.9/32 -p tcp -j DNAT --to-destination 198.51.100.7",
+     "-A OUTPUT -d 10.9.9.9/32 -j TEE --gateway 198.51.100.1",
+     '-A OUTPUT -m comment --comment "unbalanced -j DNAT --to-destination 198.51.100.7'],
+    ids=["dnat", "tee", "unparseable-line-naming-dnat"],
+)  # fmt: skip
+def test_legacy_rewriting_targets_count(line: str) -> None:
+    nat = "\n".join(["*nat", *(f":{c} ACCEPT [0:0]" for c in ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING")),
+                     line, "COMMIT", ""])  # fmt: skip
+    lockdown_v4 = "\n".join(["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT DROP [0:0]",
+                             "-A OUTPUT -d 10.0.0.0/8 -j ACCEPT", "COMMIT", ""])  # fmt: skip
+    rs = netfilter.build_ruleset(iptables_legacy={"ip": lockdown_v4 + nat})
+    (anywhere,) = [
+        c for c in netfilter.egress_classes(rs, ("ip",)) if c.networks() == ["0.0.0.0/0"] and c.protocol == "udp"
+    ]
+    assert (anywhere.verdict, anywhere.decided_by) == ("unknown", (line,))
