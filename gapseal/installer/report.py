@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 REPORT_KIND: Literal["gapseal.InstallReport"] = "gapseal.InstallReport"
 
@@ -83,6 +83,12 @@ class ReportService(_ReportModel):
     """The version restored after every attempt failed, or None."""
     attempts: list[ReportServiceAttempt] = Field(default_factory=list)
     """Every start, in order: the chosen variant, then each fallback."""
+
+    @model_serializer(mode="wrap")
+    def _only_what_was_checked(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A service that was not health-checked shows just name, unit and state (as before health checks)."""
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if k in ("name", "unit", "state") or v not in (None, [])}
 
 
 class HostReport(_ReportModel):
