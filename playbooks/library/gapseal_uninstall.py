@@ -75,12 +75,16 @@ def main():
         module.fail_json(msg=f"{p['path']}: not a gapseal install record; nothing removed")
 
     if record is not None:
+        # Every path the record names is checked before the first removal: a record that lies removes nothing.
+        named = [s.get("unit") or "" for s in record.get("services") or []]
+        named += [f.get("path") or "" for f in record.get("files") or []]
+        for path in named:
+            if not _below(root, path):
+                module.fail_json(msg=f"the record lists {path!r} outside {root}; nothing removed")
         systemd = os.path.isdir("/run/systemd/system") and module.get_bin_path("systemctl")
         removed_units = False
         for svc in record.get("services") or []:
             unit = svc.get("unit") or ""
-            if not _below(root, unit):
-                module.fail_json(msg=f"the record lists unit {unit!r} outside {root}; nothing removed")
             name = os.path.basename(unit)
             if systemd:
                 rc, out, _ = module.run_command([systemd, "is-active", name])
@@ -104,8 +108,6 @@ def main():
                 module.run_command([systemd, "daemon-reload"], check_rc=True)
         for entry in record.get("files") or []:
             path = entry.get("path") or ""
-            if not _below(root, path):
-                module.fail_json(msg=f"the record lists {path!r} outside {root}; stopped before removing it")
             if os.path.lexists(path):
                 actions.append(f"remove {path}")
                 if not check:

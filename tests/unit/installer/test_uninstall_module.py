@@ -42,7 +42,7 @@ def _args(root: Path, record: Path) -> dict[str, Any]:
 
 
 def test_a_record_naming_a_path_outside_the_root_removes_nothing(tmp_path: Path) -> None:
-    root, outside = tmp_path / "root", tmp_path / "precious.txt"
+    root, outside = tmp_path / "root", tmp_path / "zz-precious.txt"  # sorted after the install's own files
     outside.write_text("keep\n")
     record = _install(
         root,
