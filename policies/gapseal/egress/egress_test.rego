@@ -243,6 +243,25 @@ test_fail_egress_004_unknown_outside if {
 	)}
 }
 
+# A rule that may send packets elsewhere (dnat): the evaluator adds a class of every destination, unknown, quoting it.
+anywhere_net := fixtures.net("0.0.0.0/0", "inet", 0, "00000000", "ffffffff", "unspecified")
+
+dnat_rule := "nftables ip nat out: ip daddr 10.9.9.10 dnat to 198.51.100.7 # handle 2"
+
+input_fail_egress_004_rewritten_destination := fixtures.host_with({"firewall": egress_with({"classes": [
+	fixtures.egress_answer("inet", "tcp", [fixtures.enclave_net], ["1-65535"], "accept", ["nftables inet lock out: ip daddr 10.0.0.0/8 accept # handle 3"]),
+	fixtures.egress_answer("inet", "tcp", [anywhere_net], ["1-65535"], "unknown", [dnat_rule]),
+]})})
+
+test_fail_egress_004_rewritten_destination if {
+	fixtures.of_rule(egress.deny, "EGRESS-004") == {fixtures.expect_unknown(
+		"EGRESS-004",
+		"cannot tell whether tcp to 0.0.0.0/0 port 1-65535 (outside the enclave) is dropped: it depends on what gapseal does not understand: nftables ip nat out: ip daddr 10.9.9.10 dnat to 198.51.100.7 # handle 2",
+		"tcp to 0.0.0.0/0 port 1-65535",
+		["/firewall/egress/classes/1"],
+	)}
+}
+
 # Not understood, but only for enclave destinations: nothing the policy forbids can follow from it.
 input_success_egress_004_unknown_inside_enclave := fixtures.host_with({"firewall": egress_with({"classes": [
 	fixtures.egress_answer("inet", "udp", [fixtures.enclave_net], ["1-65535"], "unknown", ["nftables inet gapseal output: limit rate 5/second accept # handle 3"]),
