@@ -4,11 +4,14 @@ Every match the model knows compares a field with intervals (addresses, ports, u
 values any rule names cut each field's range into cells whose members every rule treats alike; evaluating one packet
 per combination of cells answers for all packets. Destination address and port cells are reported; the sender's
 output interface, uid and gid are tried for every value a rule names (plus one no rule names) and the answer is
-``accept`` if any sender gets through, ``unknown`` if any might, else ``drop``.
+``accept`` if any sender gets through, ``unknown`` if any might, else ``drop``. Given the host's routes
+(``gapseal.audit.netfilter.routing``), the output interface is the one the route to the destination uses wherever
+that is known for sure.
 
 ``egress_classes`` returns the destination ranges (per family and protocol) whose answer is not ``drop``, with the
 ports and the words that decided; ``probe_verdicts`` answers for named destinations (the documentation addresses that
-stand for "anywhere outside"). Which destinations may be reached is policy: Rego decides, from these facts.
+stand for "anywhere outside"). A rule that may send a packet to another destination (dnat, redirect, dup, queue...)
+makes every destination ``unknown``. Which destinations may be reached is policy: Rego decides, from these facts.
 """
 
 from __future__ import annotations
