@@ -1,9 +1,16 @@
 """The on-site registry: load a verified bundle into an OCI registry, and pull a bundle back out of one.
 
-gapseal talks to a registry through its own small client (``transport``: one host, capped reads, deadlines;
-``distribution``: the API calls, each checking what the registry says), so that what it promises can be read and
-tested: only the registry the user names is contacted (plus hosts allowed by name), every read is bounded in size
-and time, and a pull accepts only the bundle that was asked for, verified when a key is given.
+gapseal talks to a registry through its own small client, so that what it promises can be read and tested: only the
+registry the user names is contacted (plus hosts allowed by name), every read is bounded in size and time, and a pull
+accepts only the bundle that was asked for, verified when a key is given. Bottom up:
+
+- ``origin``: scheme, host and port, what "the same host" means;
+- ``deadline``: the per-read timeout, the size-scaled deadline of each request and the watchdog enforcing it;
+- ``transport``: HTTP to one origin: the one-host rule for redirects, Locations and token realms, credentials to the
+  named host only, capped reads, bounded retries of reads;
+- ``distribution``: the distribution API calls, each checking what the registry says against what is known;
+- ``reference``: addresses, references and repository names; ``signatures``: finding a manifest's referrers;
+- ``load`` (``registry load``) and ``pull`` (``bundle pull``, and ``bundle inventory`` of a registry bundle).
 """
 
 from __future__ import annotations
