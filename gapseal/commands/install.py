@@ -147,6 +147,7 @@ def install(
             )
     finally:
         log.close()  # removes the directory when Ansible never ran (the bundle did not verify)
+    report = report.model_copy(update={"run_log": str(run_dir)})
     document = report.model_dump(mode="json")
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
     (run_dir / "report.json").write_text(text)

@@ -143,6 +143,8 @@ class InstallReport(_ReportModel):
     """Wall time of the Ansible run."""
     hosts: list[HostReport]
     """Every host Ansible reported on, in inventory order."""
+    run_log: str | None = None
+    """The directory keeping this run's events.jsonl, install.log and report.json (``gapseal install`` sets it)."""
 
 
 def report_schema() -> dict[str, Any]:

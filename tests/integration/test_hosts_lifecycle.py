@@ -130,7 +130,8 @@ def test_install_from_relative_paths_keeps_a_run_log(
     assert {p.name for p in run_dir.iterdir()} == {"events.jsonl", "install.log", "report.json"}
     log = (run_dir / "install.log").read_text()
     assert f"{env.locked.name} | changed | " in log
-    assert json.loads((run_dir / "report.json").read_text())["ok"] is True
+    report = json.loads((run_dir / "report.json").read_text())
+    assert (report["ok"], report["run_log"]) == (True, str(run_dir))
     for host in (env.locked, env.open_host):
         assert (env.root(host) / RECORD).is_file()
 
