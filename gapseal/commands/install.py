@@ -82,7 +82,7 @@ def install(
     ),
     report_file: Path | None = typer.Option(None, "--report", help="Also write the JSON install report here."),
     log_dir: Path | None = typer.Option(
-        None, "--log-dir", help="Keep this run's log and events under here (default: the state directory's runs/)."
+        None, "--log-dir", help="Keep this run's log and events here (default: runs/ beside the rollback state)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --report file."),
     allow_downgrade: bool = typer.Option(
@@ -130,7 +130,8 @@ def install(
     )
     from gapseal.installer.runlog import RunLog, new_run_dir
 
-    run_dir = new_run_dir(log_dir if log_dir is not None else default_state_file().parent / "runs")
+    # beside the rollback state (the controller's own records) unless --log-dir says otherwise
+    run_dir = new_run_dir(log_dir if log_dir is not None else (state_file or default_state_file()).parent / "runs")
     plain = not _output.state.quiet and not _output.stderr.is_terminal  # a CI log: one line per host and task
     log = RunLog(run_dir, on_line=_output.info if plain else None)
     try:
