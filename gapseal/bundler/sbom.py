@@ -1,4 +1,4 @@
-"""The bundle's SBOM: CycloneDX 1.6 JSON of everything the bundle carries, built with ``cyclonedx-python-lib``.
+"""The bundle's SBOM: CycloneDX 1.6 JSON of everything the bundle carries.
 
 What it lists (bom-refs in brackets, each component's files nested under it with their SHA-256):
 - the bundle itself as ``metadata.component`` [``bundle``], gapseal as the tool that made it;
@@ -20,8 +20,8 @@ statement like every file: ``verify`` rejects a changed SBOM by that name.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
-import warnings
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -48,28 +48,50 @@ def sbom_serial(descriptor_bytes: bytes) -> uuid.UUID:
     return uuid.uuid5(_SERIAL_NAMESPACE, "sha256:" + hashlib.sha256(descriptor_bytes).hexdigest())
 
 
-def _properties(pairs: Iterable[tuple[str, object]]) -> list[Any]:
-    from cyclonedx.model import Property
-
-    return [Property(name=f"gapseal:{k}", value=str(v)) for k, v in pairs if v is not None and v != ""]
-
-
-def _hashes(digest: str) -> list[Any]:
-    from cyclonedx.model import HashAlgorithm, HashType
-
-    return [HashType(alg=HashAlgorithm.SHA_256, content=digest.removeprefix("sha256:"))]
+def _properties(pairs: Iterable[tuple[str, object]]) -> list[dict[str, str]]:
+    props = [{"name": f"gapseal:{k}", "value": str(v)} for k, v in pairs if v is not None and v != ""]
+    return sorted(props, key=lambda p: (p["name"], p["value"]))
 
 
-def _file(ref: str, entry: FileEntry) -> Any:
-    from cyclonedx.model.component import Component, ComponentType
+def _hashes(digest: str) -> list[dict[str, str]]:
+    return [{"alg": "SHA-256", "content": digest.removeprefix("sha256:")}]
 
-    return Component(
-        type=ComponentType.FILE,
-        name=entry.path,
-        bom_ref=f"{ref}/{entry.path}",
+
+def _component(kind: str, name: str, ref: str, **fields: Any) -> dict[str, Any]:
+    """One CycloneDX component; empty or None fields are left out (the schema wants no empty arrays)."""
+    out: dict[str, Any] = {"type": kind, "name": name, "bom-ref": ref}
+    out.update({k: v for k, v in fields.items() if v not in (None, [], "")})
+    return out
+
+
+def _file(ref: str, entry: FileEntry) -> dict[str, Any]:
+    return _component(
+        "file",
+        entry.path,
+        f"{ref}/{entry.path}",
         hashes=_hashes(entry.digest),
         properties=_properties([("media_type", entry.media_type), ("size", entry.size)]),
     )
+
+
+def _licenses(text: str | None) -> list[dict[str, Any]] | None:
+    """A licence as CycloneDX wants it: an SPDX id when it is one, an SPDX expression, else a free-text name."""
+    if not text:
+        return None
+    from cyclonedx.spdx import fixup_id, is_expression
+
+    spdx = fixup_id(text)
+    if spdx is not None:
+        return [{"license": {"id": spdx}}]
+    if is_expression(text):
+        return [{"expression": text}]
+    return [{"license": {"name": text}}]
+
+
+def _purl(kind: str, name: str, version: str, qualifiers: dict[str, str] | None = None) -> str:
+    from packageurl import PackageURL
+
+    return str(PackageURL(type=kind, name=name, version=version, qualifiers=qualifiers).to_string())
 
 
 def _flat_facts(details: dict[str, Any], prefix: str = "") -> list[tuple[str, object]]:
@@ -92,28 +114,25 @@ def _flat_facts(details: dict[str, Any], prefix: str = "") -> list[tuple[str, ob
 
 
 def build_sbom(descriptor: BundleDescriptor) -> bytes:
-    """The CycloneDX JSON of ``descriptor`` (which must not hold an SBOM entry yet)."""
-    from cyclonedx.contrib.license.factories import LicenseFactory
-    from cyclonedx.model.bom import Bom, BomMetaData
-    from cyclonedx.model.component import Component, ComponentType
-    from cyclonedx.model.tool import ToolRepository
-    from cyclonedx.output.json import JsonV1Dot6
-    from packageurl import PackageURL
+    """The CycloneDX JSON of ``descriptor`` (which must not hold an SBOM entry yet).
 
+    Written as plain JSON rather than through cyclonedx-python-lib's object model: the library keeps every nested
+    component in sorted sets and compares them field by field, which took 8.9 s of a 10,000-file ``create`` (2.4 s
+    without it). The tests validate the output against the CycloneDX 1.6 schema with the library's strict validator.
+    """
     if descriptor.sbom is not None:
         raise ValueError("the descriptor already holds an SBOM entry")
     d = descriptor
-    licenses = LicenseFactory()
-    components: list[Component] = []
+    components: list[dict[str, Any]] = []
     for m in d.models:
         ref = f"model/{m.name}"
         files = [*m.files, *([m.signature] if m.signature else [])]
         components.append(
-            Component(
-                type=ComponentType.MACHINE_LEARNING_MODEL,
-                name=m.name,
-                bom_ref=ref,
-                licenses=[licenses.make_from_string(m.license)] if m.license else None,
+            _component(
+                "machine-learning-model",
+                m.name,
+                ref,
+                licenses=_licenses(m.license),
                 properties=_properties(
                     [("format", m.format), ("source", m.source), *_flat_facts(m.format_details, "format.")]
                 ),
@@ -122,9 +141,7 @@ def build_sbom(descriptor: BundleDescriptor) -> bytes:
         )
     for c in d.files:
         ref = f"files/{c.name}"
-        components.append(
-            Component(type=ComponentType.DATA, name=c.name, bom_ref=ref, components=[_file(ref, f) for f in c.files])
-        )
+        components.append(_component("data", c.name, ref, components=[_file(ref, f) for f in c.files]))
     for b in d.builds:
         ref = f"build/{b.name}"
         variants = []
@@ -132,30 +149,29 @@ def build_sbom(descriptor: BundleDescriptor) -> bytes:
             vref = f"{ref}/{v.backend}-{v.arch}"
             requires = v.requires.model_dump(mode="json", exclude_none=True)
             variants.append(
-                Component(
-                    type=ComponentType.APPLICATION,
-                    name=f"{b.name}-{v.backend}-{v.arch}",
-                    bom_ref=vref,
+                _component(
+                    "application",
+                    f"{b.name}-{v.backend}-{v.arch}",
+                    vref,
                     properties=_properties(
                         [("backend", v.backend), ("arch", v.arch), *_flat_facts(requires, "requires.")]
                     ),
                     components=[_file(vref, f) for f in v.files],
                 )
             )
-        components.append(Component(type=ComponentType.APPLICATION, name=b.name, bom_ref=ref, components=variants))
+        components.append(_component("application", b.name, ref, components=variants))
     for image in d.images or []:
-        ref = f"image/{image.name}"
         manifests = [
             (f"manifest[{m.platform or 'single'}]", f"{m.digest} config {m.config.digest} layers {len(m.layers)}")
             for m in image.manifests
         ]
         components.append(
-            Component(
-                type=ComponentType.CONTAINER,
-                name=image.name,
-                bom_ref=ref,
+            _component(
+                "container",
+                image.name,
+                f"image/{image.name}",
                 hashes=_hashes(image.digest),
-                purl=PackageURL(type="oci", name=image.name, version=image.digest),
+                purl=_purl("oci", image.name, image.digest),
                 properties=_properties(
                     [
                         ("source", image.source),
@@ -170,22 +186,22 @@ def build_sbom(descriptor: BundleDescriptor) -> bytes:
         )
     for w in d.wheels.files if d.wheels else []:
         components.append(
-            Component(
-                type=ComponentType.LIBRARY,
-                name=w.name,
+            _component(
+                "library",
+                w.name,
+                f"wheel/{w.path}",
                 version=w.version,
-                bom_ref=f"wheel/{w.path}",
-                purl=PackageURL(type="pypi", name=w.name, version=w.version, qualifiers={"file_name": w.path}),
+                purl=_purl("pypi", w.name, w.version, {"file_name": w.path}),
                 hashes=_hashes(w.digest),
                 properties=_properties([("file", w.path), ("size", w.size)]),
             )
         )
-
-    root = Component(
-        type=ComponentType.APPLICATION,
-        name=d.name,
+    components.sort(key=lambda c: c["bom-ref"])
+    root = _component(
+        "application",
+        d.name,
+        "bundle",
         version=d.version,
-        bom_ref="bundle",
         description=d.description,
         properties=_properties(
             [
@@ -196,21 +212,28 @@ def build_sbom(descriptor: BundleDescriptor) -> bytes:
             ]
         ),
     )
-    tool = Component(type=ComponentType.APPLICATION, name="gapseal", version=__version__, bom_ref="tool/gapseal")
-    bom = Bom(
-        serial_number=sbom_serial(descriptor.to_bytes()),
-        metadata=BomMetaData(
-            component=root,
-            tools=ToolRepository(components=[tool]),
-            timestamp=datetime.fromisoformat(d.created.replace("Z", "+00:00")),
-        ),
-        components=components,
+    refs = [c["bom-ref"] for c in components]
+    dependencies = sorted(
+        [{"ref": "bundle", **({"dependsOn": refs} if refs else {})}, *({"ref": r} for r in refs)],
+        key=lambda dep: dep["ref"],
     )
-    bom.register_dependency(root, components)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the library warns about components without dependency entries
-        text: str = JsonV1Dot6(bom).output_as_string(indent=2)
-    return text.encode() + b"\n"
+    bom = {
+        "$schema": f"http://cyclonedx.org/schema/bom-{SPEC_VERSION}.schema.json",
+        "bomFormat": "CycloneDX",
+        "specVersion": SPEC_VERSION,
+        "serialNumber": sbom_serial(descriptor.to_bytes()).urn,
+        "version": 1,
+        "metadata": {
+            "timestamp": datetime.fromisoformat(d.created.replace("Z", "+00:00")).isoformat(),
+            "tools": {
+                "components": [_component("application", "gapseal", "tool/gapseal", version=__version__)],
+            },
+            "component": root,
+        },
+        "components": components,
+        "dependencies": dependencies,
+    }
+    return json.dumps(bom, indent=2, ensure_ascii=False).encode() + b"\n"
 
 
 def sbom_entry(data: bytes, digest: str) -> FileEntry:
