@@ -19,9 +19,12 @@ layout paths:
   its offset in the blob; readers concatenate them back into ``blobs/sha256/<hex>``.
 
 The parts list names every part with its size and sha256 (parts 2..N; part 1 cannot contain its own digest) and
-every member of every part with its size and sha256. Beside the parts, ``FILE.parts.json`` holds the same list with
-part 1's size and digest too, and ``FILE.SHA256SUMS`` the digests of every part in ``sha256sum -c`` form, so a set can
-be checked on any machine before it is carried further.
+every member of every part with its size and sha256 (a whole blob's is its name, ``blobs/sha256/<hex>``, so only
+ranges are hashed twice while packing; a blob already damaged in the layout is then named by the reader as a member
+that does not match the list). Parts are written side by side, one per core: a part's digest is one sequential hash.
+Beside the parts, ``FILE.parts.json`` holds the same list with part 1's size and digest too, and ``FILE.SHA256SUMS``
+the digests of every part in ``sha256sum -c`` form, so a set can be checked on any machine before it is carried
+further.
 
 Trust: the parts list is not signed and gives no security on its own. A bundle's integrity comes from the signed
 manifest digests and blob digests that ``verify`` checks after reassembly; an attacker who rewrites a part can rewrite
