@@ -320,6 +320,9 @@ class SystemdHost(NamespaceHost):
         if rc != REBOOT_EXIT:
             raise HostSetupError(f"{self.name}: nspawn exited {rc}, not {REBOOT_EXIT} (reboot): {self._console_tail()}")
         self.nspawn = None
+        # The network namespace outlives the container, so its kernel state would survive the "reboot"; a real
+        # reboot starts with an empty ruleset, so flush it: whatever is loaded afterwards, the host's boot loaded.
+        _run(["ip", "netns", "exec", self.netns, "nft", "flush", "ruleset"])
         self.boot(timeout)
 
     def halt(self, timeout: float = 20) -> None:
