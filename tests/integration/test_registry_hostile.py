@@ -769,13 +769,23 @@ def _sig_entry(world: World, n: int = 0) -> dict[str, object]:
     return {**sig, "digest": sig["digest"] if n == 0 else "sha256:" + f"{n:064x}"}
 
 
+def test_pull_caps_the_number_of_signatures_at_what_a_bundle_may_carry(
+    world: World, hostile: HostileRegistry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hostile.on("GET", r"/manifests/sha256-", _referrers_index([_sig_entry(world, n) for n in range(9)]))
+    run = pull(capsys, hostile.host, tmp_path / "out")
+    assert run.code == 1
+    assert "the registry lists 9 signatures; a bundle carries at most 8" in run.err
+
+
 def test_pull_caps_the_number_of_referrers(
     world: World, hostile: HostileRegistry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    hostile.on("GET", r"/manifests/sha256-", _referrers_index([_sig_entry(world, n) for n in range(17)]))
+    others = [{**_sig_entry(world, n), "artifactType": "application/spdx+json"} for n in range(1, 66)]
+    hostile.on("GET", r"/manifests/sha256-", _referrers_index([_sig_entry(world), *others]))
     run = pull(capsys, hostile.host, tmp_path / "out")
     assert run.code == 1
-    assert "the registry lists 17 referrers; gapseal reads at most 16" in run.err
+    assert "the registry lists 66 referrers; gapseal reads at most 64" in run.err
 
 
 def test_pull_refuses_a_referrer_listed_twice(

@@ -27,10 +27,10 @@ from gapseal.bundler import layout as oci
 from gapseal.bundler.images import INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES
 from gapseal.bundler.registry.distribution import MAX_MANIFEST, Distribution, run_parallel
 from gapseal.bundler.registry.reference import allowed_origins, bundle_repository, fallback_tag, registry_origin
-from gapseal.bundler.registry.signatures import MAX_SIGNATURES, signature_referrers
+from gapseal.bundler.registry.signatures import MAX_REFERRERS, signature_referrers
 from gapseal.bundler.registry.transport import DEFAULT_TIMEOUT, FileBody, Limits, RegistryError, RegistryHTTP
 from gapseal.bundler.rollback import RollbackState
-from gapseal.bundler.verify import VerifiedBundle, verify_bundle
+from gapseal.bundler.verify import MAX_SIGNATURES, VerifiedBundle, verify_bundle
 from gapseal.errors import UsageError, check_input
 from gapseal.progress import NO_PROGRESS, Progress
 from gapseal.signing.keys import VerifyingKey
@@ -277,9 +277,12 @@ def _attach_signature(
         media_type=oci.MEDIA_MANIFEST, digest=sig.digest, size=len(data), artifact_type=oci.ARTIFACT_SIGSTORE
     )
     if all(e.digest != entry.digest for e in existing):
-        if len(existing) >= MAX_SIGNATURES:
+        if (
+            len(existing) >= MAX_REFERRERS
+            or sum(e.artifact_type == oci.ARTIFACT_SIGSTORE for e in existing) >= MAX_SIGNATURES
+        ):
             raise client.http.error(
-                f"{repo}:{tag} already lists {len(existing)} referrers; gapseal reads at most {MAX_SIGNATURES}",
+                f"{repo}:{tag} already lists {len(existing)} referrers; no room for another signature",
                 hint="delete that tag; it is reserved for the referrers of the bundle manifest",
             )
         index = oci.Index(schema_version=2, media_type=oci.MEDIA_INDEX, manifests=[*existing, entry])

@@ -41,13 +41,12 @@ from gapseal.bundler.registry.signatures import signature_referrers
 from gapseal.bundler.registry.transport import DEFAULT_TIMEOUT, RegistryError
 from gapseal.bundler.rollback import RollbackState
 from gapseal.bundler.statement import image_index_entries
-from gapseal.bundler.verify import verify_read_bundle
+from gapseal.bundler.verify import MAX_SIGNATURE_MANIFEST, verify_read_bundle
 from gapseal.errors import SignatureError, VerificationError
 from gapseal.progress import NO_PROGRESS, Progress
 from gapseal.signing.attestation import verify_statement
 from gapseal.signing.keys import VerifyingKey
 
-MAX_SIGNATURE_MANIFEST = 64 * 1024
 MAX_SIGNATURE_BLOB = 16 * 1024 * 1024
 """A Sigstore bundle is read up to this size before it is verified (its statement lists every file's digest)."""
 DEFAULT_MAX_BLOB = 64 * 1024**3

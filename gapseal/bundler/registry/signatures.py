@@ -1,7 +1,9 @@
 """Finding a bundle manifest's signatures on a registry: the OCI referrers API, else the referrers tag schema.
 
 The listing comes from the registry, so it is bounded like everything else read from it: the index is read up to
-``MAX_REFERRERS_INDEX`` bytes, at most ``MAX_SIGNATURES`` entries are accepted, and a digest listed twice is refused.
+``MAX_REFERRERS_INDEX`` bytes, at most ``MAX_REFERRERS`` entries of any type and ``verify.MAX_SIGNATURES`` Sigstore
+signatures (the bundle's own rule: a pulled bundle with more would not verify) are accepted, and a digest listed
+twice is refused.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from pydantic import ValidationError
 from gapseal.bundler import layout as oci
 from gapseal.bundler.registry.distribution import Distribution
 from gapseal.bundler.registry.reference import fallback_tag
+from gapseal.bundler.verify import MAX_SIGNATURES
 
-MAX_SIGNATURES = 16
-"""The most referrers of one bundle manifest gapseal reads (a bundle usually has one or two signatures)."""
+MAX_REFERRERS = 64
+"""The most referrers of one bundle manifest gapseal reads, of any type (other tools may attach their own)."""
 MAX_REFERRERS_INDEX = 256 * 1024
 
 
@@ -43,16 +46,22 @@ def signature_referrers(
                 f"{what}: the registry's referrers index is malformed",
                 hint=f"delete {repo}:{fallback_tag(subject)} and load the bundle again",
             ) from e
-        if len(found) > MAX_SIGNATURES:
+        if len(found) > MAX_REFERRERS:
             raise client.http.error(
-                f"{what}: the registry lists {len(found)} referrers; gapseal reads at most {MAX_SIGNATURES}",
+                f"{what}: the registry lists {len(found)} referrers; gapseal reads at most {MAX_REFERRERS}",
                 hint="the registry is misconfigured or hostile; delete the extra referrers",
             )
         digests = [d.digest for d in found]
         if len(set(digests)) != len(digests):
             twice = next(d for d in digests if digests.count(d) > 1)
             raise client.http.error(f"{what}: the registry lists referrer {twice} more than once; refused")
-        sigs = found if all_types else [d for d in found if d.artifact_type == oci.ARTIFACT_SIGSTORE]
+        signatures = [d for d in found if d.artifact_type == oci.ARTIFACT_SIGSTORE]
+        if len(signatures) > MAX_SIGNATURES:
+            raise client.http.error(
+                f"{what}: the registry lists {len(signatures)} signatures; a bundle carries at most {MAX_SIGNATURES}",
+                hint="the registry is misconfigured or hostile; delete the extra referrers",
+            )
+        sigs = found if all_types else signatures
         if sigs:
             return sigs, mode
     return [], "none"
