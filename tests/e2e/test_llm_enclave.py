@@ -6,7 +6,7 @@ with egress lockdown and the service bound to each host's enclave address; the c
 over that address, while the hosts cannot reach a peer standing for "outside"; the auditor's `gapseal audit run`
 on the serving hosts names the enclave in its site data.
 
-Hosts 211-212 of GAPSEAL_TEST_SUBNET, their outside peers 221-222.
+Hosts 233-234 of GAPSEAL_TEST_SUBNET, their outside peers 235-236.
 """
 
 from __future__ import annotations
@@ -82,8 +82,8 @@ def enclave(
     work = Path(tmp_path_factory.mktemp("llm"))
     monkeypatch_module.setenv("GAPSEAL_STATE_DIR", str(work / "state"))
     monkeypatch_module.setenv("GAPSEAL_KEY_PASSPHRASE", PASSPHRASE)
-    hosts = systemd_fleet.boot_many([211, 212])
-    outside = {h.name: h.add_outside_peer(h.index + 10, OUTSIDE_PORT) for h in hosts}
+    hosts = systemd_fleet.boot_many([233, 234])
+    outside = {h.name: h.add_outside_peer(h.index + 2, OUTSIDE_PORT) for h in hosts}
     reached = {h.name: _reach(h, outside[h.name], OUTSIDE_PORT) for h in hosts}
 
     assert _cli("keys", "generate", str(work / "team")) == 0

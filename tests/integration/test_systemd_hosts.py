@@ -1,6 +1,6 @@
 """The nspawn host fixture itself: systemd is PID 1, units start, enable and restart, a reboot comes back.
 
-Runs on real systemd hosts (tests/hosts/nspawn.py); host indices 201-202 of GAPSEAL_TEST_SUBNET.
+Runs on real systemd hosts (tests/hosts/nspawn.py); host index 231 of GAPSEAL_TEST_SUBNET.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ ExecStart=/bin/sleep infinity
 
 @pytest.fixture(scope="module")
 def host(systemd_fleet: SystemdFleet) -> SystemdHost:
-    return systemd_fleet.boot_many([201])[0]
+    return systemd_fleet.boot_many([231])[0]
 
 
 def _ssh_ok(host: SystemdHost, *argv: str) -> str:

@@ -5,7 +5,7 @@ GPU here), so the build's vulkan variant is chosen first. Its launcher kills its
 for instructions the host lacks would; the cpu variant is a small real HTTP server (Python's http.server) so these
 tests stay quick. The real LLM runs in tests/e2e/test_llm_enclave.py.
 
-Host index 205 of GAPSEAL_TEST_SUBNET.
+Host index 232 of GAPSEAL_TEST_SUBNET.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ class Lab:
 def lab(systemd_fleet: SystemdFleet, tmp_path_factory: pytest.TempPathFactory) -> Lab:
     work = Path(tmp_path_factory.mktemp("service"))
     tools = install_fake_tools(work / "gpu", "vulkan-renoir-1650ti")
-    host = systemd_fleet.boot_many([205], tools={"vulkaninfo": tools / "vulkaninfo"})[0]
+    host = systemd_fleet.boot_many([232], tools={"vulkaninfo": tools / "vulkaninfo"})[0]
     return Lab(work, host, systemd_fleet)
 
 
