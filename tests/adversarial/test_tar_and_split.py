@@ -7,21 +7,30 @@ its output and no scratch beside it. Memory is checked too: reading a tar of unr
 
 from __future__ import annotations
 
+import atexit
+import functools
 import hashlib
 import shutil
+import tempfile
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from gapseal.bundler import inventory, tarformat
 from gapseal.bundler.archive import pack_layout
+from gapseal.bundler.create import create_bundle
 from gapseal.bundler.inventory import read_layout_archive
+from gapseal.bundler.unpack import unpack_and_verify
 from gapseal.canonical import canonical_json
+from gapseal.errors import GapsealError
+from gapseal.signing.keys import VerifyingKey
 from tests.adversarial.conftest import Gapseal, refused
 from tests.adversarial.forge import Layout, resign
-from tests.bundles import KeyPair, make_bundle
+from tests.bundles import KeyPair, make_bundle, make_inputs, make_keys
 
 MTIME = 1_767_225_600  # the fixture bundle's created time
 
@@ -493,3 +502,72 @@ def test_extract_from_a_hostile_tar(tmp_path: Path, gapseal: Gapseal, keys: KeyP
     refused(_extract(gapseal, tar, tmp_path / "out", keys), "'..' component")  # type: ignore[arg-type]
     assert not (tmp_path.parent / "evil").exists()
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Property: any byte or block mutation of a packed bundle is refused by unpack --key, with gapseal's own error only
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _property_archives() -> tuple[Path, VerifyingKey, list[Path]]:
+    """One real signed bundle packed whole and split (a blob cut into ranges too); removed at interpreter exit."""
+    root = Path(tempfile.mkdtemp(prefix="gapseal-unpack-prop-"))
+    atexit.register(shutil.rmtree, root, True)
+    keys = make_keys(root / "keys")
+    spec = make_inputs(root / "in")
+    (root / "in/docs/manual.txt").write_bytes(bytes(range(256)) * 200)
+    made = create_bundle(spec, keys.private, root / "bundle", link=False).path
+    whole = pack_layout(made, root / "whole.tar", mtime=MTIME).out
+    split = pack_layout(made, root / "split.tar", mtime=MTIME, part_size=20480)
+    return root, keys.public, [whole, *[p.path for p in split.parts]]
+
+
+def _mutate(data: bytes, kind: str, offset: int, value: int) -> bytes:
+    block = offset - offset % tarformat.BLOCK
+    if kind == "flip":
+        out = bytearray(data)
+        out[offset] ^= value
+        return bytes(out)
+    if kind == "truncate":
+        return data[:offset]
+    if kind == "insert":
+        return data[:offset] + bytes([value]) * (1 + value % 7) + data[offset:]
+    if kind == "drop-block":
+        return data[:block] + data[block + tarformat.BLOCK :]
+    return data[: block + tarformat.BLOCK] + data[block:]  # "repeat-block"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_mutation_is_refused_by_unpack_with_nothing_written(data: st.DataObject) -> None:
+    """Invariant: unpack --key succeeds only on the signed bytes; a mutated archive raises a GapsealError, never
+    another exception, and nothing appears at the output or beside it."""
+    root, key, files = _property_archives()
+    target = data.draw(st.sampled_from(files), label="file")
+    original = target.read_bytes()
+    kind = data.draw(st.sampled_from(["flip", "truncate", "insert", "drop-block", "repeat-block"]), label="kind")
+    offset = data.draw(st.integers(0, len(original) - 1), label="offset")
+    value = data.draw(st.integers(1, 255), label="value")
+    mutated = _mutate(original, kind, offset, value)
+    assume(mutated != original)
+    work = Path(tempfile.mkdtemp(dir=root))
+    try:
+        for f in files:
+            shutil.copyfile(f, work / f.name)
+        (work / target.name).write_bytes(mutated)
+        first = work / ("whole.tar" if target.name == "whole.tar" else files[1].name)
+        with pytest.raises(GapsealError):
+            unpack_and_verify(first, work / "out", trusted_keys=[key])
+        assert sorted(p.name for p in work.iterdir()) == sorted(f.name for f in files)
+    finally:
+        shutil.rmtree(work)
+
+
+def test_the_property_archives_unpack_when_untouched(tmp_path: Path) -> None:
+    _, key, files = _property_archives()
+    for first in (files[0], files[1]):
+        out = tmp_path / first.stem
+        result = unpack_and_verify(first, out, trusted_keys=[key])
+        assert result.verified is not None
+        assert (out / "index.json").is_file()
