@@ -198,8 +198,8 @@ def pack(
     from gapseal.errors import output_exists
 
     _output.configure(json_output=json_output, quiet=quiet)
+    size = parse_size(part_size) if part_size is not None else None  # usage errors first
     check_input(bundle, "bundle", want="directory", hint="pack reads a bundle directory (bundle create --out DIR)")
-    size = parse_size(part_size) if part_size is not None else None
     epoch = _source_date_epoch()
     mtime = epoch if epoch is not None else _created_epoch(bundle)
     # A self-contained bundle (--include-self) travels with its stdlib-only bootstrap script, for a far side that has
