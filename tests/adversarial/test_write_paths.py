@@ -8,26 +8,33 @@ nothing appeared where the name pointed. Writers covered: ``bundle extract`` (an
 
 from __future__ import annotations
 
+import atexit
+import functools
+import hashlib
 import importlib.util
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 from ansible.errors import AnsibleFilterError  # type: ignore[import-untyped]
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gapseal.bundler.descriptor import FileEntry
 from gapseal.bundler.extract import component_files, extract_component
 from gapseal.bundler.verify import VerifiedBundle, verify_bundle
-from gapseal.errors import InstallError, VerificationError
+from gapseal.errors import GapsealError, InstallError, VerificationError
 from gapseal.installer.record import parse_record
 from gapseal.names import join_under
 from gapseal.resources import playbooks_dir
 from tests.adversarial.conftest import Gapseal, refused
 from tests.adversarial.forge import Layout, resign
-from tests.bundles import KeyPair
+from tests.bundles import KeyPair, make_bundle, make_keys
 
 # (case id, hostile file path, fragment the refusal must carry)
 HOSTILE_PATHS = [
@@ -379,3 +386,54 @@ def test_apply_refuses_a_delta_directory_holding_a_link(
     result = gapseal("bundle", "apply", delta, "--base", bundle, "--out", tmp_path / "full", "--key", keys.public_path)
     refused(result, "symbolic link")
     assert not (tmp_path / "full").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Property: a trusted-signed descriptor with any file path either is refused, or extracts exactly the signed bytes
+# at exactly the signed paths under --out
+# ---------------------------------------------------------------------------------------------------------------
+
+_PATH_ALPHABET = st.sampled_from(["a", "B", "0", ".", "..", "/", "\\", "\x00", "\n", "\x7f", "\u00e9", "e\u0301", "-"])
+
+
+@functools.cache
+def _property_bundle() -> tuple[Path, KeyPair]:
+    root = Path(tempfile.mkdtemp(prefix="gapseal-paths-prop-"))
+    atexit.register(shutil.rmtree, root, True)
+    keys = make_keys(root / "keys")
+    return make_bundle(root / "made", keys).path, keys
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(parts=st.lists(_PATH_ALPHABET, min_size=1, max_size=12))
+def test_any_signed_path_is_refused_or_extracted_exactly_under_out(parts: list[str]) -> None:
+    """Invariant: exit 0 only if what was written equals the signed content at the signed paths, all under --out;
+    otherwise a GapsealError and nothing at --out."""
+    base, keys = _property_bundle()
+    work = Path(tempfile.mkdtemp(dir=base.parent))
+    try:
+        bundle = work / "bundle"
+        shutil.copytree(base, bundle)
+        desc = Layout(bundle).descriptor()
+        desc["models"][0]["files"][0]["path"] = "".join(parts)
+        resign(bundle, keys.private, desc)
+        out = work / "out"
+        try:
+            verified = verify_bundle(bundle, [keys.public])
+            files = component_files(verified, "model", "tiny")
+            extract_component(verified, files, out)
+        except GapsealError:
+            assert not out.exists()
+            return
+        written = {p.relative_to(out).as_posix(): p for p in out.rglob("*") if p.is_file()}
+        assert sorted(written) == sorted(f.path for f in files)
+        for f in files:
+            path = written[f.path]
+            assert Path(os.path.realpath(path)).is_relative_to(os.path.realpath(out))
+            assert f"sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}" == f.digest
+        outside = [
+            p for p in work.rglob("*") if p.is_file() and not p.is_relative_to(bundle) and not p.is_relative_to(out)
+        ]
+        assert outside == []
+    finally:
+        shutil.rmtree(work)
