@@ -611,6 +611,11 @@ class InferenceService(_Model):
     ``marker`` (``GAPSEAL_SERVICE``) or ``install-dir``."""
     environment_known: bool
     """False when the environment could not be read: then every requirement is unsatisfied."""
+    exposure: float | None = None
+    """``systemd-analyze security`` overall exposure of the unit (0 = most locked down, 10 = none), when the unit is
+    loaded on a live systemd host; None for processes, Quadlet files, staged roots, or when it could not be read."""
+    exposure_rating: str | None = None
+    """systemd's word for that exposure: ``OK``, ``MEDIUM``, ``EXPOSED`` or ``UNSAFE``."""
     requirements: list[TelemetryRequirement] = Field(default_factory=list)
     """Every telemetry/offline requirement of the service, checked."""
     telemetry_disabled: bool

@@ -182,7 +182,7 @@ def test_audit_of_the_serving_hosts_is_compliant_and_shows_socket_and_environmen
     enclave: Enclave, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`gapseal audit run` over the two hosts with site data naming the enclave: compliant, and the evidence's facts
-    show the llama.cpp listener on the enclave address and the unit's offline environment."""
+    show the llama.cpp listener on the enclave address, the unit's offline environment and its exposure score."""
     work = enclave.work
     site = work / "site.yaml"
     site.write_text(
@@ -217,6 +217,10 @@ def test_audit_of_the_serving_hosts_is_compliant_and_shows_socket_and_environmen
         assert f'"{host.address}"' in facts, "the listening socket is in the evidence"
         assert str(PORT) in facts
         assert "LLAMA_OFFLINE" in facts, "the unit's offline environment is in the evidence"
+        units = [s for s in json.loads(facts)["telemetry"]["services"] if s["origin"] == "systemd_unit"]
+        assert units, "the llama.cpp unit is in the evidence"
+        exposure = [(s["location"], s["exposure"], s["exposure_rating"]) for s in units]
+        assert all(e is not None and e < 5.0 for _, e, _ in exposure), exposure  # systemd-analyze security
 
 
 def test_service_and_egress_ruleset_come_back_after_a_reboot(enclave: Enclave) -> None:

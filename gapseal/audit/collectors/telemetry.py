@@ -643,6 +643,21 @@ def _service(
     )
 
 
+_EXPOSURE = re.compile(r"Overall exposure level for (\S+): ([0-9]+(?:\.[0-9]+)?) ([A-Z]+)")
+
+
+def _with_exposure(trace: Trace, service: InferenceService) -> InferenceService:
+    """Add ``systemd-analyze security``'s overall exposure of a loaded unit (live host only; else left unknown)."""
+    if service.origin != "systemd_unit" or not service.location.endswith(".service"):
+        return service
+    unit = os.path.basename(service.location)
+    out = trace.run(["systemd-analyze", "security", "--no-pager", unit])
+    match = _EXPOSURE.search(out.text) if out.ok else None
+    if match is None:
+        return service
+    return service.model_copy(update={"exposure": float(match.group(2)), "exposure_rating": match.group(3)})
+
+
 def collect_telemetry(
     store: RawStore, processes: ProcessesFacts, units: list[Unit], root: Path, build_dirs: Sequence[str] = ()
 ) -> TelemetryFacts:
@@ -691,6 +706,8 @@ def collect_telemetry(
             )
         for name, how in found.items():
             services.append(_service(name, "systemd_unit", str(unit.path), unit.environment, unit.exec_start, how=how))
+    if root == Path("/"):
+        services = [_with_exposure(trace, s) for s in services]
     for path, qc, _image in quadlet_containers(trace, root):
         if qc is None:
             continue
