@@ -38,14 +38,20 @@ def _below(root, path):
     return os.path.isabs(path) and (real == root or real.startswith(root.rstrip("/") + "/"))
 
 
-def _prune_empty(directory, actions):
-    """Remove ``directory`` and its subdirectories, bottom-up, where they hold nothing (a stray file keeps them)."""
+def _prune_empty(directory, actions, stop):
+    """Remove ``directory``, its subdirectories and then its parents up to (not including) a ``stop`` directory,
+    bottom-up, where they hold nothing (a stray file keeps them and everything above it)."""
     if not os.path.isdir(directory) or os.path.islink(directory):
         return
     for dirpath, _, _ in os.walk(directory, topdown=False):
         if not os.listdir(dirpath):
             actions.append(f"remove dir {dirpath}")
             os.rmdir(dirpath)
+    parent = os.path.dirname(os.path.normpath(directory))
+    while parent not in stop and os.path.isdir(parent) and not os.listdir(parent):
+        actions.append(f"remove dir {parent}")
+        os.rmdir(parent)
+        parent = os.path.dirname(parent)
 
 
 def main():
@@ -114,9 +120,12 @@ def main():
                     os.unlink(path)
         dirs = [m.get("dir") for m in (record.get("models") or {}).values()]
         dirs += [v.get("dir") for v in (record.get("variants") or {}).values()]
+        # gapseal's own top directories stay (the egress rules, other records may live there); the root always does
+        stop = {os.path.normpath(os.path.join(root, d)) for d in ("", "opt/gapseal", "var/lib/gapseal", "etc")}
+        stop.add("/")
         for directory in sorted(d for d in dirs if d and _below(root, d)):
             if not check:
-                _prune_empty(directory, actions)
+                _prune_empty(directory, actions, stop)
             elif os.path.isdir(directory):
                 actions.append(f"remove dir {directory} (if empty)")
         actions.append(f"remove {p['path']}")

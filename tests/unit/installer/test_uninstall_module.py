@@ -68,6 +68,8 @@ def test_uninstall_check_mode_then_real_then_again(tmp_path: Path) -> None:
         f"remove {root}/opt/gapseal/builds/x/cpu/bin/serve",
         f"remove dir {root}/opt/gapseal/builds/x/cpu/bin",
         f"remove dir {root}/opt/gapseal/builds/x/cpu",
+        f"remove dir {root}/opt/gapseal/builds/x",
+        f"remove dir {root}/opt/gapseal/builds",
         f"remove {record}",
     ]
     assert planned["actions"][0] == done["actions"][0]
