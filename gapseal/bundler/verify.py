@@ -259,16 +259,23 @@ class _IndexEntries:
 
 def _classify_index(index: oci.Index, problems: _Problems) -> _IndexEntries:
     """Sort index.json's entries into the bundle manifest, images and signatures; anything else is fatal."""
-    seen: set[str] = set()
+    # An entry is its (digest, name) pair: two images of identical content under two names share a digest (create
+    # writes one entry per image name), but no pair, and no name, may be listed twice.
+    seen: set[tuple[str, str | None]] = set()
+    names: set[str] = set()
     bundles: list[oci.Descriptor] = []
     images: list[oci.Descriptor] = []
     signatures: list[oci.Descriptor] = []
     for d in index.manifests:
-        if d.digest in seen:
-            raise problems.fatal(f"index.json lists {d.digest} twice")
-        seen.add(d.digest)
         annotations = d.annotations or {}
         ref = annotations.get(oci.ANNOTATION_REF_NAME)
+        if (d.digest, ref) in seen:
+            raise problems.fatal(f"index.json lists {d.digest} twice")
+        if ref is not None and ref != oci.BUNDLE_REF_NAME and ref in names:  # two bundles: counted below
+            raise problems.fatal(f"index.json names {ref!r} twice")
+        seen.add((d.digest, ref))
+        if ref is not None:
+            names.add(ref)
         if ref == oci.BUNDLE_REF_NAME:
             bundles.append(d)
         elif d.artifact_type == oci.ARTIFACT_SIGSTORE and not annotations and d.media_type == oci.MEDIA_MANIFEST:

@@ -188,6 +188,23 @@ def signature_entry_with_an_annotation(layout: Layout) -> None:
     layout.write_index(index)
 
 
+def one_image_name_listed_twice(layout: Layout) -> None:
+    """Two entries named 'backdoor' (different content): a name may stand for one image only."""
+    index = layout.index()
+    for n in (1, 2):
+        doc = canonical_json({"schemaVersion": 2, "mediaType": oci.MEDIA_MANIFEST, "config": {}, "layers": [], "n": n})
+        index["manifests"].insert(
+            1,
+            {
+                "mediaType": oci.MEDIA_MANIFEST,
+                "digest": layout.add_blob(doc),
+                "size": len(doc),
+                "annotations": {oci.ANNOTATION_REF_NAME: "backdoor"},
+            },
+        )
+    layout.write_index(index)
+
+
 def unsigned_image_in_the_index(layout: Layout) -> None:
     doc = canonical_json({"schemaVersion": 2, "mediaType": oci.MEDIA_MANIFEST, "config": {}, "layers": []})
     index = layout.index()
@@ -265,6 +282,7 @@ CASES: dict[str, tuple[Callable[[Layout], None], tuple[str, ...]]] = {
     "referrer-unknown-field": (referrer_with_an_unknown_field, ("signature manifest #1", "malformed", "payload")),
     "other-artifact-in-index": (other_artifact_in_the_index, ("unexpected manifest", "application/x-sh")),
     "signature-entry-with-annotation": (signature_entry_with_an_annotation, ("unexpected manifest",)),
+    "image-name-listed-twice": (one_image_name_listed_twice, ("index.json names 'backdoor' twice",)),
     "unsigned-image-in-index": (unsigned_image_in_the_index, ("image the signed bundle does not hold: 'backdoor'",)),
     "nine-signatures": (nine_signatures, ("lists 9 signatures; at most 8",)),
     "index-reordered": (index_reordered, ("index.json has been edited",)),
