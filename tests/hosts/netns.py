@@ -38,6 +38,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+
 def _subnet_prefix() -> str:
     """``10.231`` unless ``GAPSEAL_TEST_SUBNET`` names another ``10.2xx`` (so two test runs on one machine, e.g. two
     developers' work trees, never assign the same veth address twice). Always inside 10.0.0.0/8, the enclave the
