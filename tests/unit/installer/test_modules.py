@@ -164,7 +164,13 @@ def test_record_module_writes_a_document_the_record_model_accepts(tmp_path: Path
                 "files": entries({"bin/s": b"s"}),
             }
         ],
-        "services": [{"name": "api", "unit": "/u/gapseal-api.service", "state": "not started: systemd is not running"}],
+        "services": [
+            {
+                "name": "api",
+                "unit": str(root / "etc/systemd/system/gapseal-api.service"),
+                "state": "not started: systemd is not running",
+            }
+        ],
     }
     first = run_module("gapseal_record", args, tmp_path)
     assert first["changed"] is True
