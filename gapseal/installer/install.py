@@ -272,18 +272,35 @@ def install_bundle(
         raise InstallError("no trusted key given", hint="pass --key PUB or --trust trust.yaml")
     unpacked: Path | None = None
     try:
-        if bundle_path.is_file():  # a tar or the first part of a split set: unpack (strict reader), then verify that
-            from gapseal.bundler.unpack import unpack_archive
+        if bundle_path.is_file():
+            # A tar or the first part of a split set: unpacked by the strict reader and verified in the same pass
+            # (every byte hashed as it is written), so what Ansible sends is exactly what was verified.
+            from gapseal.bundler.unpack import unpack_and_verify
 
-            progress.note(f"unpacking {bundle_path}")
+            progress.note(f"unpacking and verifying {bundle_path}")
             unpacked = Path(tempfile.mkdtemp(prefix=".gapseal-install-", dir=bundle_path.parent))
-            layout = unpack_archive(bundle_path, unpacked / "layout", progress=progress)
+            result = unpack_and_verify(
+                bundle_path,
+                unpacked / "layout",
+                trusted_keys=trusted_keys,
+                rollback=rollback,
+                allow_downgrade=allow_downgrade,
+                record=True,
+                progress=progress,
+            )
+            if result.verified is None:  # trusted_keys is not empty: unpack_and_verify verifies
+                raise InstallError("the bundle was unpacked but not verified", where=str(bundle_path))
+            bundle = result.verified
         else:
-            layout = bundle_path
-        progress.note(f"verifying {bundle_path}")
-        bundle = verify_bundle(
-            layout, trusted_keys, rollback=rollback, allow_downgrade=allow_downgrade, record=True, progress=progress
-        )
+            progress.note(f"verifying {bundle_path}")
+            bundle = verify_bundle(
+                bundle_path,
+                trusted_keys,
+                rollback=rollback,
+                allow_downgrade=allow_downgrade,
+                record=True,
+                progress=progress,
+            )
         return _install_verified(bundle, inventory, inventory_path, options, progress, on_event)
     finally:
         if unpacked is not None:
