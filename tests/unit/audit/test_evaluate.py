@@ -60,7 +60,11 @@ def test_each_leak_trips_exactly_its_rule(engine: RegopyEngine, leak: str) -> No
     results = evaluate_hosts([host_input_from_bytes(facts_bytes(leaky_facts(leak)), "facts/host2.json")], engine)
     bad = {r.rule: r for r in results.hosts[0].rules if r.status != "pass"}
     assert rule in bad
-    expected = {"routes_unknown": {"EGRESS-001", "EGRESS-002"}}.get(leak, {rule})
+    # accept_public accepts 203.0.113.0/24, where the outside stand-in addresses are: EGRESS-003 sees them reachable
+    expected = {
+        "routes_unknown": {"EGRESS-001", "EGRESS-002"},
+        "accept_public": {"EGRESS-003", "EGRESS-004"},
+    }.get(leak, {rule})
     assert set(bad) == expected
     result = bad[rule]
     assert result.status == ("unknown" if leak == "routes_unknown" else "fail")
@@ -227,7 +231,7 @@ def test_cli_site_data_narrows_the_enclave(tmp_path: Path, capsys: pytest.Captur
     assert main(["audit", "evaluate", str(facts), "--data", str(site)]) == 3
     out = capsys.readouterr().out
     assert "route 10.231.1.0/30 via - dev veth1 table main leads to 10.231.1.0/30, outside the enclave" in out
-    assert "accepts outgoing traffic to 10.231.1.0/30, outside the enclave" in out
+    assert "tcp to 10.231.1.0/30 port 22 (outside the enclave) leaves the host: accepted by nftables" in out
 
 
 @pytest.mark.parametrize(
