@@ -178,11 +178,8 @@ def test_hosts_cannot_reach_the_outside_peer_after_lockdown(enclave: Enclave) ->
         assert "policy drop" in host.ssh(["nft", "list", "ruleset"]).stdout
 
 
-def test_audit_of_the_serving_hosts_is_compliant_and_shows_socket_and_environment(
-    enclave: Enclave, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """`gapseal audit run` over the two hosts with site data naming the enclave: compliant, and the evidence's facts
-    show the llama.cpp listener on the enclave address, the unit's offline environment and its exposure score."""
+def _audit(enclave: Enclave, capsys: pytest.CaptureFixture[str], name: str) -> tuple[int, dict[str, Any], Path]:
+    """`gapseal audit run` over the serving hosts, site data naming the enclave: exit code, --json output, evidence."""
     work = enclave.work
     site = work / "site.yaml"
     site.write_text(
@@ -200,16 +197,26 @@ def test_audit_of_the_serving_hosts_is_compliant_and_shows_socket_and_environmen
     inventory.write_text(
         yaml.safe_dump(enclave.fleet.inventory(enclave.hosts, group_vars={"gapseal_venv": "/opt/gapseal/venv"}))
     )
-    assert _cli("keys", "generate", str(work / "auditor")) == 0
+    if not (work / "auditor.key").exists():
+        assert _cli("keys", "generate", str(work / "auditor")) == 0
     capsys.readouterr()
-    out = work / "evidence"
+    out = work / name
     rc = _cli(
         "audit", "run", "-i", str(inventory), "--site", str(site), "--waivers", str(work / "waivers.yaml"),
-        "--out", str(out), "--key", str(work / "auditor.key"), "--json",
+        "--out", str(out), "--key", str(work / "auditor.key"), "--json", "--no-pdf",
     )  # fmt: skip
     captured = capsys.readouterr()
     doc = json.loads(captured.out or "{}")
     assert "findings" in doc, (rc, captured.out[-3000:], captured.err[-3000:])
+    return rc, doc, out
+
+
+def test_audit_of_the_serving_hosts_is_compliant_and_shows_socket_and_environment(
+    enclave: Enclave, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`gapseal audit run` over the two hosts with site data naming the enclave: compliant, and the evidence's facts
+    show the llama.cpp listener on the enclave address, the unit's offline environment and its exposure score."""
+    rc, doc, out = _audit(enclave, capsys, "evidence")
     assert doc["findings"] == [], json.dumps(doc["findings"], indent=1)[:4000]
     assert rc == 0
     for host in enclave.hosts:
@@ -221,6 +228,32 @@ def test_audit_of_the_serving_hosts_is_compliant_and_shows_socket_and_environmen
         assert units, "the llama.cpp unit is in the evidence"
         exposure = [(s["location"], s["exposure"], s["exposure_rating"]) for s in units]
         assert all(e is not None and e < 5.0 for _, e, _ in exposure), exposure  # systemd-analyze security
+
+
+def test_journald_settings_the_auditor_reads_are_the_ones_journald_runs_with(
+    enclave: Enclave, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A journald drop-in that keeps logs in memory only, for one day: journald really runs with it (its journal moves
+    to /run), and the audit of the same host names both settings (LOGGING-001, LOGGING-002); then it is undone."""
+    host = enclave.hosts[0]
+    dropin = "/etc/systemd/journald.conf.d/50-e2e-volatile.conf"
+    apply = (
+        "mkdir -p /etc/systemd/journald.conf.d"
+        f" && printf '[Journal]\\nStorage=volatile\\nMaxRetentionSec=1day\\n' > {dropin}"
+        " && systemctl restart systemd-journald && logger gapseal-e2e-volatile && journalctl --sync"
+        " && ls /run/log/journal/*/system.journal"
+    )
+    done = host.ssh(["sh", "-c", apply])
+    try:
+        assert done.returncode == 0, done.stderr  # journald writes its journal in /run: it runs with the drop-in
+        rc, doc, _ = _audit(enclave, capsys, "evidence-volatile")
+        assert rc == 3
+        fired = {(f["host"], f["rule"]) for f in doc["findings"]}
+        assert {(host.name, "LOGGING-001"), (host.name, "LOGGING-002")} <= fired, doc["findings"]
+        assert {r for h, r in fired if h != host.name} == set()  # the other host is untouched
+    finally:
+        undo = host.ssh(["sh", "-c", f"rm -f {dropin} && systemctl restart systemd-journald"])
+        assert undo.returncode == 0, undo.stderr
 
 
 def test_service_and_egress_ruleset_come_back_after_a_reboot(enclave: Enclave) -> None:
