@@ -32,11 +32,11 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, Self, TypeVar
 
 
 def _subnet_prefix() -> str:
@@ -345,19 +345,77 @@ def close_control_masters(control_dir: Path) -> None:
                 sock.unlink()
 
 
-class HostFleet:
-    """A set of namespace hosts sharing one controller identity; a context manager that always tears down."""
+H = TypeVar("H", bound="NamespaceHost")
 
-    def __init__(self, workdir: Path, *, token: str | None = None) -> None:
-        missing = requirements_missing()
-        if missing:
-            raise HostSetupError(f"cannot run namespace hosts here, missing: {', '.join(missing)}")
+
+class Fleet(Generic[H]):
+    """Hosts sharing one controller identity; a context manager that always tears down (namespace or systemd)."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        token: str | None = None,
+        what: str = "namespace hosts",
+        missing: Callable[[], list[str]] = requirements_missing,
+    ) -> None:
+        missing_now = missing()
+        if missing_now:
+            raise HostSetupError(f"cannot run {what} here, missing: {', '.join(missing_now)}")
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.token = token or secrets.token_hex(2)
         self.identity = SshIdentity.generate(workdir / "controller-key")
         self.control_dirs: list[Path] = []
-        self.hosts: dict[int, NamespaceHost] = {}
+        self.hosts: dict[int, H] = {}
+
+    def control_dir(self, name: str = "cp") -> Path:
+        """A short directory for ssh ControlPath sockets, closed at teardown."""
+        path = self.workdir / name
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.control_dirs.append(path)
+        return path
+
+    def inventory(
+        self,
+        hosts: Sequence[H] | None = None,
+        host_vars: Mapping[str, Mapping[str, Any]] | None = None,
+        group_vars: Mapping[str, Any] | None = None,
+        group: str = "gapseal",
+    ) -> dict[str, Any]:
+        """An Ansible YAML inventory (as a dict) with ``hosts`` in one group."""
+        chosen = list(hosts) if hosts is not None else list(self.hosts.values())
+        per_host = {h.name: {**h.inventory_vars(), **dict((host_vars or {}).get(h.name, {}))} for h in chosen}
+        return {"all": {"children": {group: {"hosts": per_host, "vars": dict(group_vars or {})}}}}
+
+    def teardown(self) -> None:
+        """Close ControlMasters, destroy every host (its processes by PID, its namespace), even if one fails."""
+        for d in self.control_dirs:
+            close_control_masters(d)
+        errors: list[str] = []
+        for host in self.hosts.values():
+            try:
+                host.destroy()
+            except Exception as e:  # noqa: BLE001 - tear down every host even if one fails
+                errors.append(f"{host.name}: {e}")
+        self.hosts.clear()
+        if errors:
+            raise HostSetupError("teardown incomplete: " + "; ".join(errors))
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.teardown()
+
+    def __iter__(self) -> Iterator[H]:
+        return iter(self.hosts.values())
+
+
+class HostFleet(Fleet["NamespaceHost"]):
+    """A set of namespace hosts sharing one controller identity; a context manager that always tears down."""
 
     def add(
         self,
@@ -385,47 +443,3 @@ class HostFleet:
         if start_sshd:
             host.start_sshd()
         return host
-
-    def control_dir(self, name: str = "cp") -> Path:
-        """A short directory for ssh ControlPath sockets, closed at teardown."""
-        path = self.workdir / name
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.control_dirs.append(path)
-        return path
-
-    def inventory(
-        self,
-        hosts: Sequence[NamespaceHost] | None = None,
-        host_vars: Mapping[str, Mapping[str, Any]] | None = None,
-        group_vars: Mapping[str, Any] | None = None,
-        group: str = "gapseal",
-    ) -> dict[str, Any]:
-        """An Ansible YAML inventory (as a dict) with ``hosts`` in one group."""
-        chosen = list(hosts) if hosts is not None else list(self.hosts.values())
-        per_host = {h.name: {**h.inventory_vars(), **dict((host_vars or {}).get(h.name, {}))} for h in chosen}
-        return {"all": {"children": {group: {"hosts": per_host, "vars": dict(group_vars or {})}}}}
-
-    def teardown(self) -> None:
-        """Close ControlMasters, kill every namespace process by PID, delete every namespace."""
-        for d in self.control_dirs:
-            close_control_masters(d)
-        errors: list[str] = []
-        for host in self.hosts.values():
-            try:
-                host.destroy()
-            except Exception as e:  # noqa: BLE001 - tear down every host even if one fails
-                errors.append(f"{host.name}: {e}")
-        self.hosts.clear()
-        if errors:
-            raise HostSetupError("teardown incomplete: " + "; ".join(errors))
-
-    def __enter__(self) -> HostFleet:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.teardown()
-
-    def __iter__(self) -> Iterator[NamespaceHost]:
-        return iter(self.hosts.values())

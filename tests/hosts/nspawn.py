@@ -30,12 +30,10 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any
 
-from tests.hosts.netns import SUBNET_PREFIX, HostSetupError, NamespaceHost, SshIdentity, _run, close_control_masters
+from tests.hosts.netns import SUBNET_PREFIX, Fleet, HostSetupError, NamespaceHost, SshIdentity, _run
 
 SUITE = "bookworm"
 PACKAGES = (
@@ -395,22 +393,12 @@ class SystemdHost(NamespaceHost):
         return self.ssh(["journalctl", "-u", unit, "-n", str(lines), "--no-pager", "-o", "cat"]).stdout
 
 
-class SystemdFleet:
+class SystemdFleet(Fleet[SystemdHost]):
     """A set of nspawn hosts sharing one controller identity; a context manager that always tears down."""
 
     def __init__(self, workdir: Path, rootfs: Path, *, token: str | None = None) -> None:
-        import secrets
-
-        missing = requirements_missing()
-        if missing:
-            raise HostSetupError(f"cannot boot nspawn hosts here, missing: {', '.join(missing)}")
-        self.workdir = workdir
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        super().__init__(workdir, token=token, what="nspawn hosts", missing=requirements_missing)
         self.rootfs = rootfs
-        self.token = token or secrets.token_hex(2)
-        self.identity = SshIdentity.generate(workdir / "controller-key")
-        self.control_dirs: list[Path] = []
-        self.hosts: dict[int, SystemdHost] = {}
 
     def add(self, index: int, *, timeout: float = 60) -> SystemdHost:
         """Create host ``index`` (address ``10.2xx.index.2``) and boot it."""
@@ -438,50 +426,6 @@ class SystemdFleet:
         for host in hosts:
             host.wait_running(timeout)
         return hosts
-
-    def control_dir(self, name: str = "cp") -> Path:
-        """A short directory for ssh ControlPath sockets, closed at teardown."""
-        path = self.workdir / name
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.control_dirs.append(path)
-        return path
-
-    def inventory(
-        self,
-        hosts: Sequence[SystemdHost] | None = None,
-        host_vars: Mapping[str, Mapping[str, Any]] | None = None,
-        group_vars: Mapping[str, Any] | None = None,
-        group: str = "gapseal",
-    ) -> dict[str, Any]:
-        """An Ansible YAML inventory (as a dict) with ``hosts`` in one group."""
-        chosen = list(hosts) if hosts is not None else list(self.hosts.values())
-        per_host = {h.name: {**h.inventory_vars(), **dict((host_vars or {}).get(h.name, {}))} for h in chosen}
-        return {"all": {"children": {group: {"hosts": per_host, "vars": dict(group_vars or {})}}}}
-
-    def teardown(self) -> None:
-        """Close ControlMasters, halt every host, delete cgroups, links, namespaces and overlays."""
-        for d in self.control_dirs:
-            close_control_masters(d)
-        errors: list[str] = []
-        for host in self.hosts.values():
-            try:
-                host.destroy()
-            except Exception as e:  # noqa: BLE001 - tear down every host even if one fails
-                errors.append(f"{host.name}: {e}")
-        self.hosts.clear()
-        if errors:
-            raise HostSetupError("teardown incomplete: " + "; ".join(errors))
-
-    def __enter__(self) -> SystemdFleet:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.teardown()
-
-    def __iter__(self) -> Iterator[SystemdHost]:
-        return iter(self.hosts.values())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
