@@ -8,6 +8,7 @@ unit's own ``.d/``) and its ``ExecStart=``. The caller decides which units matte
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,19 +85,27 @@ def parse_env_file(text: str) -> list[tuple[int, str, str]]:
     return out
 
 
-def _apply(unit: Unit, root: Path, path: Path, text: str) -> None:
-    section = ""
+def section_entries(text: str, section: str) -> Iterator[tuple[int, str, str]]:
+    """Every ``key=value`` line in ``[section]`` of a systemd-style file, as ``(line number, key, value)``.
+
+    Units, drop-ins and Quadlet files share the syntax; comments, blank lines and other sections are skipped.
+    """
+    current = ""
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith(("#", ";")):
             continue
         if line.startswith("["):
-            section = line.strip("[]")
+            current = line.strip("[]")
             continue
-        if section != "Service" or "=" not in line:
+        if current != section or "=" not in line:
             continue
         key, _, value = line.partition("=")
-        key, value = key.strip(), value.strip()
+        yield n, key.strip(), value.strip()
+
+
+def _apply(unit: Unit, root: Path, path: Path, text: str) -> None:
+    for n, key, value in section_entries(text, "Service"):
         if key == "ExecStart":
             if not value:
                 unit.exec_start = []

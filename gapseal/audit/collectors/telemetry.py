@@ -69,7 +69,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gapseal.audit.collectors._common import MAX_FILE_BYTES, RawStore, Trace, parse_bool, under_root
-from gapseal.audit.collectors._units import Unit, parse_env_assignments, parse_env_file
+from gapseal.audit.collectors._units import Unit, parse_env_assignments, parse_env_file, section_entries
 from gapseal.audit.facts import (
     InferenceService,
     ProcessesFacts,
@@ -555,17 +555,7 @@ def quadlet_containers(trace: Trace, root: Path) -> list[tuple[Path, Container |
                 if text is None:
                     continue
                 files.append(part)
-                section = ""
-                for raw in text.splitlines():
-                    line = raw.strip()
-                    if not line or line.startswith(("#", ";")):
-                        continue
-                    if line.startswith("["):
-                        section = line.strip("[]")
-                        continue
-                    if section != "Container" or "=" not in line:
-                        continue
-                    key, _, value = (x.strip() for x in line.partition("="))
+                for _, key, value in section_entries(text, "Container"):
                     if key == "Image":
                         image = value
                     elif key == "Environment":
