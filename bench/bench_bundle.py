@@ -35,13 +35,13 @@ _CHILD = r"""
 import json, sys, time
 from pathlib import Path
 op, args = sys.argv[1], sys.argv[2:]
-if op in ("create", "create-copy"):
+if op in ("create", "create-copy", "create-nosbom"):
     import model_signing.signing  # imported before the clock starts, as for the model_signing baseline
     from gapseal.bundler.create import create_bundle
     from gapseal.signing.keys import load_private_key
     key = load_private_key(Path(args[1]), None)
     t0 = time.perf_counter()
-    create_bundle(Path(args[0]), key, Path(args[2]), link=(op == "create"))
+    create_bundle(Path(args[0]), key, Path(args[2]), link=(op != "create-copy"), sbom=(op != "create-nosbom"))
 elif op == "verify":
     from gapseal.bundler.verify import verify_bundle
     from gapseal.signing.keys import load_public_key

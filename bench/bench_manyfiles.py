@@ -18,59 +18,14 @@ Run: ``.venv/bin/python -m bench.bench_manyfiles [--files 10000] [--runs 2]``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-_CHILD = r"""
-import json, sys, time
-from pathlib import Path
-op, args = sys.argv[1], sys.argv[2:]
-if op in ("create", "create-nosbom"):
-    import model_signing.signing  # imported before the clock starts, as for the model_signing baseline
-    from gapseal.bundler.create import create_bundle
-    from gapseal.signing.keys import load_private_key
-    key = load_private_key(Path(args[1]), None)
-    t0 = time.perf_counter()
-    create_bundle(Path(args[0]), key, Path(args[2]), sbom=(op == "create"))
-elif op == "verify":
-    from gapseal.bundler.verify import verify_bundle
-    from gapseal.signing.keys import load_public_key
-    key = load_public_key(Path(args[1]))
-    t0 = time.perf_counter()
-    verify_bundle(Path(args[0]), [key])
-elif op in ("ms-sign", "ms-verify"):
-    from model_signing import hashing, signing, verifying
-    hcfg = hashing.Config().use_file_serialization(hashing_algorithm="sha256")
-    t0 = time.perf_counter()
-    if op == "ms-sign":
-        signing.Config().use_elliptic_key_signer(private_key=args[1]).set_hashing_config(hcfg).sign(args[0], args[2])
-    else:
-        verifying.Config().use_elliptic_key_verifier(public_key=args[1]).set_hashing_config(hcfg).verify(
-            args[0], args[2]
-        )
-else:
-    raise SystemExit(f"unknown op {op}")
-print(json.dumps({"seconds": time.perf_counter() - t0}))
-"""
+from bench.bench_bundle import _child
 
 RSS_LIMIT_MB = 300
-
-
-def _child(op: str, *args: str | Path) -> tuple[float, float]:
-    """Run one operation in a child process; return (seconds, peak RSS in MB)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, op, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
-    out, err = proc.communicate()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{op} failed: {err.decode()[-2000:]}")
-    return json.loads(out)["seconds"], usage.ru_maxrss / 1024
 
 
 def _best(runs: int, fn: object) -> tuple[float, float]:
