@@ -4,7 +4,7 @@
 set -euo pipefail
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in systemd-container mmdebstrap skopeo umoci docker-registry podman runc nftables iptables openssh-server iproute2 uidmap chromium poppler-utils busybox-static vulkan-tools mesa-vulkan-drivers; do
+for pkg in systemd-container mmdebstrap skopeo umoci docker-registry podman runc nftables iptables openssh-server iproute2 uidmap chromium poppler-utils busybox-static vulkan-tools mesa-vulkan-drivers rsync; do
   have "$pkg" || need+=("$pkg")
 done
 if [ ${#need[@]} -eq 0 ]; then
