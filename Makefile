@@ -50,8 +50,8 @@ test: deps venv model wheels lint typecheck
 demo: deps venv model wheels
 	PATH="$(abspath $(BIN)):$$PATH" ./scripts/demo.sh
 
-bench: deps venv
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m bench
+bench: deps venv model wheels
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m bench --readme README.md
 
 clean:
 	rm -rf $(VENV) demo-out .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import yaml
 
+from bench import results
 from bench.bench_pack import _warm
 from bench.bench_unpack import make_model_bundle
 
@@ -135,6 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     runs = ", ".join(f"{b:.2f}/{f:.2f}/{r:.2f}" for b, f, r in zip(base, first, rerun, strict=True))
     print(f"  every run (rsync+sha256sum / first install / rerun): {runs} s")
     ok = ratio >= TARGET_RATIO
+    results.row(
+        "bench_datapath",
+        f"first install's data path, {weights / GIB:.1f} GiB of weights to one host (install minus its rerun)",
+        f"{med(net):.2f} s ({med(net) / gib:.2f} s/GiB); whole install {med(first):.2f} s",
+        f"rsync -e ssh + sha256sum {med(base):.2f} s ({med(base) / gib:.2f} s/GiB)",
+        f"{ratio:.2f}x (target >= {TARGET_RATIO})",
+        ok,
+    )
     print("PASS" if ok else "BELOW TARGET")
     return 0 if ok else 1
 

@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import results
 from gapseal.bundler.archive import pack_layout
 from gapseal.bundler.create import create_bundle
 from gapseal.bundler.delta import apply_delta, create_delta, take_inventory, verify_delta, write_inventory
@@ -148,6 +149,14 @@ def main() -> int:
             f"{applied.from_base + applied.from_delta} files hard-linked); applied bundle verifies standalone"
         )
         print(f"target: delta <= changed + 1% = {limit:,.0f} bytes: {'met' if ok else 'MISSED'}")
+        results.row(
+            "bench_delta",
+            f"delta tar, {changed / MIB:.0f} MiB of one model file changed",
+            f"{delta_tar:,} bytes",
+            f"changed bytes {changed:,}",
+            f"{delta_tar / changed:.4f}x (target <= 1.01x)",
+            ok,
+        )
         return 0 if ok else 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

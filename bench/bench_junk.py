@@ -21,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench import results
+
 RSS_LIMIT_MB = 100
 MIB = 1024 * 1024
 
@@ -85,6 +87,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         ok = clean[2] == "verified" and "unexpected file" in junk[2] and junk[1] < RSS_LIMIT_MB
         print(f"target: junk refused and peak RSS < {RSS_LIMIT_MB} MB: {'met' if ok else 'MISSED'}")
+        results.row(
+            "bench_junk",
+            f"verify of a tar carrying {opts.junk_mb} MiB of junk beside the layout",
+            f"refused ({junk[2]}), peak RSS {junk[1]:.0f} MB",
+            f"clean tar: {clean[2]}, peak RSS {clean[1]:.0f} MB",
+            f"target: refused and < {RSS_LIMIT_MB} MB",
+            ok,
+        )
         return 0 if ok else 1
     finally:
         shutil.rmtree(root, ignore_errors=True)
