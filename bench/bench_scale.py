@@ -19,7 +19,9 @@ run; ``make bench`` uses the issue's sizes and needs about 2x the model size fre
 system (inputs or unpacked copy, and the tar; the bundle shares the inputs' inodes and both are removed before
 unpack).
 
-Run: ``.venv/bin/python -m bench.bench_scale [--files 10000] [--model-gb 20]``.
+Each operation runs ``--repeat`` times (default 2; its output removed in between) and the best time is kept.
+
+Run: ``.venv/bin/python -m bench.bench_scale [--files 10000] [--model-gb 20] [--repeat 2]``.
 """
 
 from __future__ import annotations
@@ -104,11 +106,17 @@ def _big_model(root: Path, size: int) -> tuple[Path, int]:
     return _spec(root, "big", "models:\n  - {name: m, path: model}\n"), total
 
 
-def _measure(work: Path, spec: Path, keys: tuple[Path, Path]) -> dict[str, tuple[float, float]]:
-    """Seconds and peak RSS (MB) of each operation, each in its own child; everything it wrote is removed after."""
+def _measure(work: Path, spec: Path, keys: tuple[Path, Path], repeat: int) -> dict[str, tuple[float, float]]:
+    """Seconds (best of ``repeat``) and peak RSS (MB, worst) of each operation, each run in its own child.
+
+    Everything an operation wrote is removed before it runs again and at the end. The best of a few runs, not one:
+    a quarter-size run of small files takes a few tenths of a second, where one scheduling hiccup on a shared
+    2-core machine would otherwise read as non-linear growth.
+    """
     python = sys.executable
     private, public = keys
     bundle, tar, out = work / "bundle", work / "b.tar", work / "unpacked"
+    outputs = {"create": bundle, "verify": None, "pack": tar, "unpack": out}
     results = {}
     for op, args in (
         ("create", (spec, bundle, private)),
@@ -121,13 +129,26 @@ def _measure(work: Path, spec: Path, keys: tuple[Path, Path]) -> dict[str, tuple
             # run needs 2x its size of free disk, not 3x.
             shutil.rmtree(bundle, ignore_errors=True)
             shutil.rmtree(spec.parent, ignore_errors=True)
-        os.sync()
-        results[op] = _run([python, "-c", _CHILD, op, *map(str, args)])
-    shutil.rmtree(out, ignore_errors=True)
-    tar.unlink(missing_ok=True)
-    shutil.rmtree(bundle, ignore_errors=True)
+        runs = []
+        for _ in range(repeat):
+            _remove(outputs[op])
+            os.sync()
+            runs.append(_run([python, "-c", _CHILD, op, *map(str, args)]))
+        results[op] = (min(t for t, _ in runs), max(rss for _, rss in runs))
+    _remove(out)
+    _remove(tar)
+    _remove(bundle)
     os.sync()
     return results
+
+
+def _remove(path: Path | None) -> None:
+    if path is None:
+        return
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _report(
@@ -166,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=int(os.environ.get("GAPSEAL_BENCH_SCALE_FILES", "10000")))
     parser.add_argument("--model-gb", type=float, default=float(os.environ.get("GAPSEAL_BENCH_SCALE_GB", "20")))
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each operation; the best is reported")
     parser.add_argument("--dir", type=Path, default=None, help="where to work (default: a temp dir)")
     args = parser.parse_args(argv)
 
@@ -180,11 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         files_results = []
         for count in (max(1, args.files // 4), args.files):
             spec, size = _many_files(work / f"files-{count}", count)
-            files_results.append((count / 1000, _measure(work, spec, keys)))
+            files_results.append((count / 1000, _measure(work, spec, keys, args.repeat)))
         model_results = []
         for size in (int(args.model_gb * GB / 4), int(args.model_gb * GB)):
             spec, actual = _big_model(work / f"model-{size}", size)
-            model_results.append((actual / GB, _measure(work, spec, keys)))
+            model_results.append((actual / GB, _measure(work, spec, keys, args.repeat)))
 
     ok_files, peak_files = _report(
         f"small files: {args.files // 4} and {args.files} files of 1-4 KiB", "1000 files", *files_results

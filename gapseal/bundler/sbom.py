@@ -233,7 +233,28 @@ def build_sbom(descriptor: BundleDescriptor) -> bytes:
         "components": components,
         "dependencies": dependencies,
     }
-    return json.dumps(bom, indent=2, ensure_ascii=False).encode() + b"\n"
+    return _dump(bom)
+
+
+def _dump(bom: dict[str, Any]) -> bytes:
+    """The SBOM's bytes: one top-level key per line, and one entry per line in its lists.
+
+    ``json.dumps(indent=2)`` would read the same but runs Python's pure-Python encoder (``indent`` turns the C one
+    off): about 1 s of a 10,000-file create. Each line here goes through the C encoder, and one component per line
+    keeps the file easy to grep and diff.
+    """
+    enc = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+    lines = ["{"]
+    for i, (key, value) in enumerate(bom.items()):
+        comma = "," if i < len(bom) - 1 else ""
+        if isinstance(value, list) and value:
+            lines.append(f"  {enc(key)}: [")
+            lines += [f"    {enc(item)}," for item in value[:-1]]
+            lines += [f"    {enc(value[-1])}", f"  ]{comma}"]
+        else:
+            lines.append(f"  {enc(key)}: {enc(value)}{comma}")
+    lines.append("}")
+    return ("\n".join(lines) + "\n").encode()
 
 
 def sbom_entry(data: bytes, digest: str) -> FileEntry:
