@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from gapseal.atomic import DurableWriter, fsync_dir, remove_stale_temps, sync_filesystem, temp_prefix, write_new_file
 from gapseal.bundler import layout as oci
@@ -44,6 +44,7 @@ from gapseal.bundler.selfcontained import Wheelhouse
 from gapseal.bundler.verify import VerifiedBundle, read_inventory, verify_read_bundle
 from gapseal.canonical import canonical_json
 from gapseal.errors import BundleError, UsageError, VerificationError, check_input
+from gapseal.jsonlimits import MAX_DOCUMENT, load_model
 from gapseal.names import UnsafeNameError, join_under
 from gapseal.progress import NO_PROGRESS, Progress
 from gapseal.signing.keys import SigningKey, VerifyingKey
@@ -79,7 +80,7 @@ def _bundle_ref(inv: LayoutInventory) -> BundleRef | None:
     if entry is None or entry.content is None:
         return None
     try:
-        index = oci.Index.model_validate_json(entry.content)
+        index = load_model(oci.Index, entry.content, "index.json", error=VerificationError)
         named = [
             m for m in index.manifests if (m.annotations or {}).get(oci.ANNOTATION_REF_NAME) == oci.BUNDLE_REF_NAME
         ]
@@ -88,12 +89,12 @@ def _bundle_ref(inv: LayoutInventory) -> BundleRef | None:
         manifest_entry = inv.entries.get(oci.blob_path(named[0].digest))
         if manifest_entry is None or manifest_entry.content is None:
             return None
-        manifest = oci.Manifest.model_validate_json(manifest_entry.content)
+        manifest = load_model(oci.Manifest, manifest_entry.content, "the manifest", error=VerificationError)
         config = inv.entries.get(oci.blob_path(manifest.config.digest))
         if config is None or config.content is None:
             return None
-        d = BundleDescriptor.model_validate_json(config.content)
-    except (ValidationError, VerificationError):
+        d = load_model(BundleDescriptor, config.content, "the descriptor", error=VerificationError)
+    except VerificationError:
         return None
     return BundleRef(name=d.name, version=d.version, manifest_digest=named[0].digest)
 
@@ -209,15 +210,13 @@ def _is_inventory_file(path: Path) -> bool:
 def load_base(path: Path, *, progress: Progress = NO_PROGRESS) -> BlobInventory:
     """The blobs a base holds: an inventory file as written by ``bundle inventory``, or a bundle read now."""
     if _is_inventory_file(path):
+        with path.open("rb") as f:
+            data = f.read(MAX_DOCUMENT + 1)  # more is refused by load_model: never read a huge file whole
         try:
-            return BlobInventory.model_validate_json(path.read_bytes())
-        except ValidationError as e:
-            err = e.errors()[0]
-            raise UsageError(
-                f"the base is not a gapseal blob inventory: {err['msg']} at {'.'.join(map(str, err['loc']))}",
-                where=str(path),
-                hint="write one with 'gapseal bundle inventory BUNDLE... --out have.json' on the far side",
-            ) from e
+            return load_model(BlobInventory, data, "the base inventory", error=UsageError, where=str(path))
+        except UsageError as e:
+            e.hint = "write one with 'gapseal bundle inventory BUNDLE... --out have.json' on the far side"
+            raise
     check_input(path, "the base", want="any", hint="name an earlier bundle or an inventory file")
     return take_inventory([path], progress=progress)
 
@@ -333,13 +332,15 @@ def _titles(inv: LayoutInventory) -> dict[str, list[str]]:
     """Digest -> what it is in the bundle (layer titles, image subjects), read from the delta for messages only."""
     out: dict[str, list[str]] = {}
     try:
-        index = oci.Index.model_validate_json(inv.entries["index.json"].content or b"")
+        index = load_model(oci.Index, inv.entries["index.json"].content or b"", "index.json", error=VerificationError)
         named = [
             m for m in index.manifests if (m.annotations or {}).get(oci.ANNOTATION_REF_NAME) == oci.BUNDLE_REF_NAME
         ]
-        manifest = oci.Manifest.model_validate_json(inv.entries[oci.blob_path(named[0].digest)].content or b"")
-        d = BundleDescriptor.model_validate_json(inv.entries[oci.blob_path(manifest.config.digest)].content or b"")
-    except (KeyError, IndexError, ValidationError):
+        content = inv.entries[oci.blob_path(named[0].digest)].content or b""
+        manifest = load_model(oci.Manifest, content, "the manifest", error=VerificationError)
+        content = inv.entries[oci.blob_path(manifest.config.digest)].content or b""
+        d = load_model(BundleDescriptor, content, "the descriptor", error=VerificationError)
+    except (KeyError, IndexError, VerificationError):
         return out
     for title, entry in d.layers():
         out.setdefault(entry.digest, []).append(title)
@@ -382,10 +383,9 @@ def _merge(delta: Path, base: Path, progress: Progress, reader: _Reader | None =
     index_entry = inv.entries.get("index.json")
     if index_entry is None or index_entry.content is None:
         raise VerificationError("the delta's index.json is missing", where=str(delta))
-    try:
-        index = oci.Index.model_validate_json(index_entry.content)
-    except ValidationError as e:
-        raise VerificationError(f"the delta's index.json is malformed: {e.errors()[0]['msg']}", where=str(delta)) from e
+    index = load_model(
+        oci.Index, index_entry.content, "the delta's index.json", error=VerificationError, where=str(delta)
+    )
     named = [
         m.digest for m in index.manifests if (m.annotations or {}).get(oci.ANNOTATION_REF_NAME) == "gapseal-bundle"
     ]

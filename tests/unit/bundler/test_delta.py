@@ -25,6 +25,7 @@ from gapseal.bundler.delta_marker import DELTA_MARKER_NAME, DeltaMarker
 from gapseal.bundler.inspect import inspect_bundle
 from gapseal.bundler.verify import verify_bundle
 from gapseal.errors import BundleError, InputPathError, UsageError, VerificationError
+from gapseal.jsonlimits import MAX_DOCUMENT
 from tests.bundles import KeyPair, make_inputs, make_keys
 
 
@@ -272,8 +273,9 @@ def test_full_bundle_or_inventory_file_where_a_bundle_is_needed(tmp_path: Path, 
     with pytest.raises(UsageError, match="needs the base bundle itself, not an inventory of it"):
         verify_delta(delta, tmp_path / "have.json", [keys.public])
     (tmp_path / "bad.json").write_text('{"kind": "Something"}')
-    with pytest.raises(UsageError, match="not a gapseal blob inventory"):
+    with pytest.raises(UsageError, match="the base inventory is malformed") as caught:
         load_base(tmp_path / "bad.json")
+    assert "gapseal bundle inventory" in (caught.value.hint or "")
     with pytest.raises(InputPathError, match="does not exist"):
         create_delta(v.spec2, keys.private, tmp_path / "d", tmp_path / "nowhere")
 
@@ -357,3 +359,20 @@ def test_corrupt_blob_in_a_tar_base_is_named_on_apply(tmp_path: Path, keys: KeyP
     assert info.value.where == str(tmp_path / "v1.tar")
     assert not (tmp_path / "full").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".full")]
+
+
+def test_inventory_file_is_parsed_strictly_and_bounded(tmp_path: Path, keys: KeyPair) -> None:
+    """have.json is untrusted input: duplicate keys (two readers, two documents) and a huge file are refused."""
+    v = _versions(tmp_path, keys)
+    write_inventory(take_inventory([v.base]), tmp_path / "have.json")
+    text = (tmp_path / "have.json").read_text()
+    assert text.startswith('{"api_version":')
+    (tmp_path / "dup.json").write_text('{"kind":"Other",' + text[1:])
+    with pytest.raises(UsageError, match="duplicate key 'kind'"):
+        load_base(tmp_path / "dup.json")
+    huge = tmp_path / "huge.json"
+    with huge.open("wb") as f:
+        f.write(b"{")
+        f.truncate(MAX_DOCUMENT + 4096)  # sparse: costs no disk, and must not be read whole
+    with pytest.raises(UsageError, match="over the 67108864-byte limit"):
+        load_base(huge)
