@@ -74,7 +74,7 @@ __all__ = [
 
 HARDWARE_KIND: Literal["gapseal.HostHardware"] = "gapseal.HostHardware"
 
-#: The commands every probe runs, by probe name. The Ansible module (playbooks/library/gapseal_hardware.py) carries
+#: The commands every probe runs, by probe name. The Ansible module (playbooks/library/gapseal_host_state.py) carries
 #: the same table because it must run on hosts without gapseal; a unit test keeps the two equal.
 PROBE_COMMANDS: dict[str, list[str]] = {
     "nvidia_smi_xml": ["nvidia-smi", "-q", "-x"],

@@ -225,6 +225,9 @@ def run_playbook(
         {
             "ANSIBLE_CONFIG": str(project / "ansible.cfg"),
             "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),
+            # ansible-runner puts its own callback directory in this variable, which then hides ansible.cfg's
+            # callback_plugins: name the playbooks' own here so runner appends to it (gapseal_preload).
+            "ANSIBLE_CALLBACK_PLUGINS": str(project / "callback_plugins"),
             "ANSIBLE_PIPELINING": "True",
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_RETRY_FILES_ENABLED": "False",

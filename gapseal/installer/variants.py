@@ -43,6 +43,7 @@ __all__ = [
     "VariantCheck",
     "VariantLike",
     "VariantSelection",
+    "choose_build_variants",
     "evaluate_variants",
     "select_variant",
     "selection_schema",
@@ -483,3 +484,32 @@ def select_variant(
     if selection.selected is None:
         raise NoVariantError(selection, host=host)
     return selection
+
+
+def choose_build_variants(
+    builds: Sequence[Mapping[str, Any]], hardware: HostHardware, *, host: str | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """Evaluate every build's variants for one host, as the install's ``gapseal_variants`` fact.
+
+    Returns ``({build name: VariantSelection as JSON + "chosen": {index, backend, arch, path} or None}, unmet)``
+    where ``unmet`` holds one :class:`NoVariantError` message per build that has no variant the host satisfies.
+    Shared by the ``gapseal_hardware`` and ``gapseal_host_state`` action plugins (one home for the fact's shape).
+    """
+    selections: dict[str, Any] = {}
+    unmet: list[str] = []
+    for build in builds:
+        name = build.get("name")
+        if not isinstance(name, str) or not name:
+            raise InstallError(f"every build needs a name, got {build!r}", where="builds")
+        selection = evaluate_variants(build.get("variants") or [], hardware, build=name)
+        chosen = selection.chosen
+        entry = selection.model_dump(mode="json")
+        entry["chosen"] = (
+            {"index": chosen.index, "backend": chosen.backend, "arch": chosen.arch, "path": chosen.path}
+            if chosen is not None
+            else None
+        )
+        selections[name] = entry
+        if chosen is None:
+            unmet.append(NoVariantError(selection, host=host).message)
+    return selections, unmet

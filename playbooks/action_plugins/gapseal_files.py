@@ -4,12 +4,18 @@ The controller never trusts what it sends: every blob is hashed again on the hos
 before it is renamed into place. Blobs travel over the play's own connection (``put_file``: sftp/scp over the
 ssh ControlMaster, or a local copy for ``ansible_connection=local``), straight into the staging directory beside
 the destination, so nothing lands in the user's home and the final rename is atomic.
+
+``plan``: what the host state (``gapseal_host_state``, run at the start of the play) found in ``dest`` - ``{missing,
+extra, stale_modes, leftovers}``. Given, and with no leftover in staging, it stands in for the plan phase (one module
+call less per host); the commit phase plans again on the host and hashes every staged blob, so a host that changed
+since fails closed ("was not transferred") instead of taking anything unverified.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import tarfile
 import tempfile
 
@@ -25,7 +31,38 @@ class ActionModule(ActionBase):
     """Plan on the host, transfer the missing blobs into staging, commit on the host."""
 
     TRANSFERS_FILES = True
-    _VALID_ARGS = frozenset(("dest", "staging", "files", "executable", "prune"))
+    _VALID_ARGS = frozenset(("dest", "staging", "files", "executable", "prune", "plan"))
+
+    @staticmethod
+    def _known_plan(args, module_files):
+        """The plan phase's result from the host state's ``plan``, or None to run the plan phase on the host."""
+        known = args.get("plan")
+        if not isinstance(known, dict) or known.get("leftovers") is not False:
+            return None  # no host state for this set, or partial blobs to clean first: the plan phase does it
+        if not all(isinstance(known.get(k), list) for k in ("missing", "extra", "stale_modes")):
+            return None
+        dest = str(args.get("dest", "")).rstrip("/")
+        managed = sorted(
+            ({"path": f"{dest}/{f['path']}", "digest": f["digest"], "size": f["size"]} for f in module_files),
+            key=lambda f: f["path"],
+        )
+        changed = bool(known["missing"] or known["extra"] or known["stale_modes"])
+        return {
+            "changed": changed,
+            "missing": list(known["missing"]),
+            "extra": list(known["extra"]),
+            "stale_modes": list(known["stale_modes"]),
+            "removed_partials": [],
+            "installed": [],
+            "files": managed,
+        }
+
+    def _make_dirs(self, dest, staging):
+        """Create dest and staging as the plan phase would (a shell command: no Python started on the host)."""
+        cmd = f"mkdir -p -- {shlex.quote(dest)} {shlex.quote(staging)}"
+        res = self._low_level_execute_command(cmd)
+        if res.get("rc") != 0:
+            raise AnsibleActionFail("cannot create {} and {}: {}".format(dest, staging, res.get("stderr", "").strip()))
 
     def run(self, tmp=None, task_vars=None):
         """Run the plan, push what is missing, run the commit; in check mode only the plan."""
@@ -50,12 +87,16 @@ class ActionModule(ActionBase):
                 )
             sources[digest] = src
             module_files.append({"path": f.get("path"), "digest": digest, "size": f.get("size")})
-        module_args = {k: v for k, v in args.items() if k != "files"}
+        module_args = {k: v for k, v in args.items() if k not in ("files", "plan")}
         module_args["files"] = module_files
 
-        plan = self._execute_module(
-            module_name="gapseal_files", module_args={**module_args, "phase": "plan"}, task_vars=task_vars
-        )
+        plan = self._known_plan(args, module_files)
+        if plan is None:
+            plan = self._execute_module(
+                module_name="gapseal_files", module_args={**module_args, "phase": "plan"}, task_vars=task_vars
+            )
+        elif plan["changed"] and not self._task.check_mode:
+            self._make_dirs(args["dest"], args["staging"])
         if plan.get("failed") or self._task.check_mode or not plan.get("changed"):
             result.update(plan)
             return result

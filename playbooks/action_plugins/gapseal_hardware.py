@@ -1,8 +1,9 @@
 """Action plugin for gapseal_hardware: probe on the host, parse and select variants on the controller.
 
-The module (``library/gapseal_hardware.py``) only runs the tools and returns their raw output, so hosts need nothing
-but Python. Parsing (``gapseal.installer.hardware``) and variant selection (``gapseal.installer.variants``) run here,
-in the controller's Python where gapseal is installed: the same code ``gapseal hosts detect`` uses, one place to fix.
+The probes run on the host through the ``gapseal_host_state`` module (``library/gapseal_host_state.py``, the one home
+of the probe commands), which only runs the tools and returns their raw output, so hosts need nothing but Python.
+Parsing (``gapseal.installer.hardware``) and variant selection (``gapseal.installer.variants``) run here, in the
+controller's Python where gapseal is installed: the same code ``gapseal hosts detect`` uses, one place to fix.
 
 Arguments:
   builds:              the bundle's builds, ``[{name, variants: [{backend, arch, requires, ...}]}]`` in preference order
@@ -38,7 +39,7 @@ class ActionModule(ActionBase):
         try:
             from gapseal.errors import InstallError
             from gapseal.installer.hardware import hardware_from_probe
-            from gapseal.installer.variants import NoVariantError, evaluate_variants
+            from gapseal.installer.variants import choose_build_variants
         except ImportError as e:
             raise AnsibleActionFail(
                 "gapseal_hardware needs gapseal importable by the Python that runs Ansible on the controller "
@@ -52,7 +53,9 @@ class ActionModule(ActionBase):
         fail_on_no_variant = bool(args.get("fail_on_no_variant", True))
         module_args = {k: args[k] for k in ("timeout", "cpuinfo_path") if k in args}
 
-        probe = self._execute_module(module_name="gapseal_hardware", module_args=module_args, task_vars=task_vars)
+        probe = self._execute_module(
+            module_name="gapseal_host_state", module_args={**module_args, "probes": True}, task_vars=task_vars
+        )
         if probe.get("failed"):
             result.update(probe)
             return result
@@ -60,23 +63,7 @@ class ActionModule(ActionBase):
         host = (task_vars or {}).get("inventory_hostname")
         try:
             hardware = hardware_from_probe(probe.get("probes") or {})
-            selections: dict[str, Any] = {}
-            unmet: list[str] = []
-            for build in builds:
-                name = build.get("name")
-                if not isinstance(name, str) or not name:
-                    raise AnsibleActionFail(f"every build needs a name, got {build!r}")
-                selection = evaluate_variants(build.get("variants") or [], hardware, build=name)
-                chosen = selection.chosen
-                entry = selection.model_dump(mode="json")
-                entry["chosen"] = (
-                    {"index": chosen.index, "backend": chosen.backend, "arch": chosen.arch, "path": chosen.path}
-                    if chosen is not None
-                    else None
-                )
-                selections[name] = entry
-                if chosen is None:
-                    unmet.append(NoVariantError(selection, host=host).message)
+            selections, unmet = choose_build_variants(builds, hardware, host=host)
         except InstallError as e:
             raise AnsibleActionFail(e.diagnostics()) from e
 

@@ -137,6 +137,92 @@ def gapseal_preflight_files(models, builds, root):
     return out
 
 
+def gapseal_state_file_sets(models, builds, models_dir, builds_dir, staging, executable):
+    """The file sets the host state reads: every model's directory and every variant's (the choice comes later).
+
+    ``[{dest, staging, files, executable, prune}]``, as the models and runtime roles hand them to ``gapseal_files``
+    (models with no executable file, builds with ``executable``), so a set the host state calls current is one
+    ``gapseal_files`` would leave alone.
+    """
+    sets = [
+        {"dest": m["dir"], "staging": staging, "files": m["files"], "executable": [], "prune": True}
+        for m in gapseal_model_dirs(models, models_dir)
+    ]
+    for b in builds or []:
+        name = _safe_name("build name", b["name"])
+        for v in b.get("variants") or []:
+            sets.append(
+                {
+                    "dest": gapseal_path(builds_dir, name, _safe_name(f"build {name!r} backend", v["backend"])),
+                    "staging": staging,
+                    "files": _safe_files(f"build {name!r}", v["files"]),
+                    "executable": list(executable or []),
+                    "prune": True,
+                }
+            )
+    return sets
+
+
+def gapseal_state_build_dirs(builds, builds_dir):
+    """``<builds dir>/<build>`` for every build: where the host state reads the rollback state (current.json)."""
+    return [gapseal_path(builds_dir, _safe_name("build name", b["name"])) for b in builds or []]
+
+
+def _settled(host_state, dest):
+    """True when the host state read ``dest`` and found every file in place (a set it did not read is not)."""
+    entry = ((host_state or {}).get("file_sets") or {}).get(dest)
+    return isinstance(entry, dict) and entry.get("current") is True
+
+
+def gapseal_pending_models(models, host_state):
+    """The models (``gapseal_model_dirs`` entries) whose directory is not exactly the bundle's yet."""
+    return [m for m in models or [] if not _settled(host_state, m["dir"])]
+
+
+def gapseal_known_plan(host_state, dest):
+    """What the host state found in ``dest`` (``{current, missing, extra, stale_modes, leftovers}``), or None."""
+    entry = ((host_state or {}).get("file_sets") or {}).get(dest)
+    return entry if isinstance(entry, dict) else None
+
+
+def gapseal_keep_needed(variants, host_state, bundle):
+    """The variants whose build may have a running version to keep before they are installed.
+
+    Without the host state's reading of the build every variant is listed (the keep action decides on the host);
+    with it, a build that has no ``current.json`` or one for this very bundle is left out (keep would do nothing).
+    """
+    if not host_state:
+        return list(variants or [])
+    digest = (bundle or {}).get("manifest_digest")
+    builds = host_state.get("builds") or {}
+    out = []
+    for v in variants or []:
+        history = builds.get(posixpath.dirname(v["dir"]))
+        if not (isinstance(history, dict) and history.get("current") in (None, digest)):
+            out.append(v)
+    return out
+
+
+def _wheels(variant):
+    return [f["path"] for f in variant.get("files") or [] if re.match(r"^wheels/[^/]+\.whl$", str(f.get("path", "")))]
+
+
+def gapseal_pending_variants(selected, host_state, bundle):
+    """The chosen variants the runtime role still has work for.
+
+    A variant is left out only when the host state shows its files all in place, the build's rollback state needs
+    nothing kept (no ``current.json``, or one for this very bundle) and it has no wheels (its venv is checked by pip
+    on every run). Without a host state every variant is pending.
+    """
+    keep = gapseal_keep_needed(selected, host_state, bundle)
+    return [v for v in selected or [] if not _settled(host_state, v["dir"]) or v in keep or _wheels(v)]
+
+
+def gapseal_with_wheels(variants):
+    """The variants that carry wheels, each with ``wheels``: their paths (relative to the variant's directory)."""
+    return [{**v, "wheels": _wheels(v)} for v in variants or [] if _wheels(v)]
+
+
 def gapseal_arches(builds):
     """Architectures the bundle's builds cover (empty when it has no builds)."""
     return sorted({v["arch"] for b in builds or [] for v in b.get("variants", [])})
@@ -325,6 +411,13 @@ class FilterModule:
             "gapseal_selected_variants": gapseal_selected_variants,
             "gapseal_preflight_files": gapseal_preflight_files,
             "gapseal_arches": gapseal_arches,
+            "gapseal_state_file_sets": gapseal_state_file_sets,
+            "gapseal_state_build_dirs": gapseal_state_build_dirs,
+            "gapseal_pending_models": gapseal_pending_models,
+            "gapseal_pending_variants": gapseal_pending_variants,
+            "gapseal_with_wheels": gapseal_with_wheels,
+            "gapseal_known_plan": gapseal_known_plan,
+            "gapseal_keep_needed": gapseal_keep_needed,
             "gapseal_model_dirs": gapseal_model_dirs,
             "gapseal_cidrs": gapseal_cidrs,
             "gapseal_service_units": gapseal_service_units,

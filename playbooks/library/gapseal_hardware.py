@@ -1,13 +1,12 @@
 #!/usr/bin/python
 # Copyright: gapseal authors. Apache-2.0.
-"""Run the hardware tools on a host and return their raw output; gapseal parses it on the controller."""
+"""Documentation of the gapseal_hardware action: probe a host's hardware, choose each build's variant.
+
+The action plugin (playbooks/action_plugins/gapseal_hardware.py) runs the probes through the gapseal_host_state module
+(the one home of the probe commands) and parses their output on the controller.
+"""
 
 from __future__ import annotations
-
-import os
-import subprocess
-
-from ansible.module_utils.basic import AnsibleModule
 
 DOCUMENTATION = r"""
 ---
@@ -75,74 +74,13 @@ probes:
     rocminfo: {present: false, rc: null, stdout: "", stderr: "", error: null}
 """
 
-# Keep equal to gapseal.installer.hardware.PROBE_COMMANDS (a unit test compares them).
-PROBE_COMMANDS = {
-    "nvidia_smi_xml": ["nvidia-smi", "-q", "-x"],
-    "nvidia_smi_query": ["nvidia-smi", "--query-gpu=name,compute_cap,driver_version,uuid", "--format=csv"],
-    "rocminfo": ["rocminfo"],
-    "vulkaninfo": ["vulkaninfo", "--summary"],
-    "uname_m": ["uname", "-m"],
-    "glibc": ["getconf", "GNU_LIBC_VERSION"],
-    "ldconfig": ["ldconfig", "-p"],
-}
-MAX_OUTPUT = 8 * 1024 * 1024
-
-
-def _absent():
-    return {"present": False, "rc": None, "stdout": "", "stderr": "", "error": None}
-
-
-def run_probe(module, argv, timeout):
-    """Run one tool found on PATH; return {present, rc, stdout, stderr, error}."""
-    path = module.get_bin_path(argv[0])
-    if path is None:
-        return _absent()
-    try:
-        done = subprocess.run(
-            [path] + argv[1:],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return {"present": True, "rc": None, "stdout": "", "stderr": "", "error": f"timed out after {timeout}s"}
-    except OSError as e:
-        return {"present": True, "rc": None, "stdout": "", "stderr": "", "error": f"could not run: {e}"}
-    out = done.stdout[:MAX_OUTPUT].decode("utf-8", "replace")
-    err = done.stderr[:MAX_OUTPUT].decode("utf-8", "replace")
-    return {"present": True, "rc": done.returncode, "stdout": out, "stderr": err, "error": None}
-
-
-def read_cpuinfo(path):
-    """Read the cpuinfo file as a probe result (absent when the file does not exist)."""
-    if not os.path.exists(path):
-        return _absent()
-    try:
-        with open(path, "rb") as f:
-            text = f.read(MAX_OUTPUT).decode("utf-8", "replace")
-    except OSError as e:
-        return {"present": True, "rc": None, "stdout": "", "stderr": "", "error": f"could not read: {e}"}
-    return {"present": True, "rc": 0, "stdout": text, "stderr": "", "error": None}
-
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            timeout=dict(type="int", default=60),
-            cpuinfo_path=dict(type="path", default="/proc/cpuinfo"),
-            builds=dict(type="list", elements="dict", required=False),
-            fail_on_no_variant=dict(type="bool", default=True),
-            return_probes=dict(type="bool", default=False),
-        ),
-        supports_check_mode=True,
-    )
-    timeout = module.params["timeout"]
-    if timeout < 1:
-        module.fail_json(msg=f"timeout must be at least 1 second, got {timeout}")
-    probes = {name: run_probe(module, argv, timeout) for name, argv in PROBE_COMMANDS.items()}
-    probes["cpuinfo"] = read_cpuinfo(module.params["cpuinfo_path"])
-    module.exit_json(changed=False, probes=probes)
+    """Only reached when the action plugin is missing: the probes live in gapseal_host_state."""
+    from ansible.module_utils.basic import AnsibleModule
+
+    module = AnsibleModule(argument_spec={}, bypass_checks=True)
+    module.fail_json(msg="gapseal_hardware runs through its action plugin (playbooks/action_plugins), not alone")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,11 @@ options:
     type: list
     elements: dict
     default: []
+  current_sha256:
+    description:
+      - Action plugin option. The sha256 of the record on the host as the host state read it (C(sha256:<hex>)); when
+        the record these options make has exactly that digest, nothing is sent to the host.
+    type: str
 """
 
 RETURN = r"""
@@ -90,6 +95,12 @@ def build_record(p):
     }
 
 
+def record_bytes(params):
+    """The record for these parameters and the exact bytes written for it (sorted keys, two-space indent)."""
+    record = build_record(params)
+    return record, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -105,10 +116,9 @@ def main():
     )
     path = module.params["path"]
     try:
-        record = build_record(module.params)
+        record, data = record_bytes(module.params)
     except (KeyError, TypeError, ValueError) as e:
         module.fail_json(msg=f"cannot build the install record: missing or malformed field {e}")
-    data = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8")
     try:
         with open(path, "rb") as f:
             current = f.read()

@@ -542,7 +542,7 @@ def test_probe_local_records_timeouts_and_unreadable_cpuinfo(tmp_path: Path) -> 
 
 def _load_module_file() -> Any:
     spec = importlib.util.spec_from_file_location(
-        "gapseal_hardware_module", REPO / "playbooks/library/gapseal_hardware.py"
+        "gapseal_host_state_module", REPO / "playbooks/library/gapseal_host_state.py"
     )
     assert spec is not None
     assert spec.loader is not None

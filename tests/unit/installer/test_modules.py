@@ -186,11 +186,12 @@ def test_record_module_writes_a_document_the_record_model_accepts(tmp_path: Path
 def test_preflight_fails_with_the_reason_when_space_is_short(tmp_path: Path) -> None:
     free = os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize
     files = [{"path": "var/lib/gapseal/models/m/huge.bin", "size": 2 * free}]
-    result = run_module("gapseal_preflight", {"root": str(tmp_path / "root"), "files": files}, tmp_path)
+    result = run_module("gapseal_host_state", {"root": str(tmp_path / "root"), "preflight": {"files": files}}, tmp_path)
     assert result["failed"] is True
+    assert result["failed_check"] == "preflight"
     assert "not enough free space for the install" in result["msg"]
     assert str(tmp_path) in result["msg"]
-    assert result["ansible_facts"]["gapseal_preflight"]["needed_bytes"] == 2 * free
+    assert result["preflight"]["needed_bytes"] == 2 * free
 
 
 def test_preflight_counts_only_files_not_already_there(tmp_path: Path) -> None:
@@ -199,14 +200,14 @@ def test_preflight_counts_only_files_not_already_there(tmp_path: Path) -> None:
     (root / "big").write_bytes(b"x" * 10)
     files = [{"path": "big", "size": 10}, {"path": "new", "size": 5}]
     result = run_module(
-        "gapseal_preflight", {"root": str(root), "files": files, "arches": ["amd64", "arm64"]}, tmp_path
+        "gapseal_host_state", {"root": str(root), "preflight": {"files": files, "arches": ["amd64", "arm64"]}}, tmp_path
     )
     assert result.get("failed") is not True, result
-    assert result["ansible_facts"]["gapseal_preflight"]["needed_bytes"] == 5
+    assert result["preflight"]["needed_bytes"] == 5
 
 
 def test_preflight_refuses_an_architecture_the_bundle_has_no_build_for(tmp_path: Path) -> None:
-    result = run_module("gapseal_preflight", {"root": str(tmp_path), "arches": ["riscv64"]}, tmp_path)
+    result = run_module("gapseal_host_state", {"root": str(tmp_path), "preflight": {"arches": ["riscv64"]}}, tmp_path)
     assert result["failed"] is True
     assert "has no build in this bundle (bundle has: riscv64)" in result["msg"]
 

@@ -1,0 +1,41 @@
+"""Callback plugin: import gapseal's controller-side code once, in ansible-playbook's main process.
+
+Ansible runs every task of every host in a worker process forked from the main one. The action plugins that parse
+hardware and choose variants on the controller (``gapseal_host_state``, ``gapseal_hardware``) import
+``gapseal.installer.hardware`` and ``gapseal.installer.variants`` (pydantic models, packaging): done in each worker,
+that is about a quarter of a second of CPU per host, which on a small controller serializes a fleet. Imported here,
+when the callbacks load (before any worker is forked), every worker inherits the modules already imported.
+
+It prints nothing and handles no event. Enabled by ``callbacks_enabled`` in playbooks/ansible.cfg (and by the
+installer's ansible-runner environment); without gapseal importable it does nothing (the action plugins then say why).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from ansible.plugins.callback import CallbackBase
+
+DOCUMENTATION = r"""
+name: gapseal_preload
+type: aggregate
+short_description: Import gapseal's controller-side modules before Ansible forks its workers
+description:
+  - Imports gapseal.installer.hardware and gapseal.installer.variants in the main process, so the forked workers that
+    run gapseal's action plugins do not import them again for every host.
+requirements:
+  - enabled in configuration (callbacks_enabled)
+"""
+
+with contextlib.suppress(ImportError):
+    import gapseal.installer.hardware
+    import gapseal.installer.variants  # noqa: F401
+
+
+class CallbackModule(CallbackBase):
+    """Loads nothing but the imports above."""
+
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "gapseal_preload"
+    CALLBACK_NEEDS_ENABLED = True
