@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import os
 import subprocess
 import tarfile
 import tempfile
@@ -414,3 +416,63 @@ def test_every_single_byte_change_is_detected_exhaustively() -> None:
         except ArchiveError:
             continue
         assert got != clean, f"flip at {position} ^ {delta:#x} went unnoticed"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hashed copies: in the kernel and read back from the output, or through user space; the same bytes and digests
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _hashed_pack(
+    tmp_path: Path, *, out_flags: int, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> tuple[bytes, str, str]:
+    """Pack one 3-chunk-and-a-bit file with a part hash and a member hash; return (archive, part hash, member hash)."""
+    monkeypatch.setattr(tarformat, "COPY_CHUNK", chunk)
+    monkeypatch.setattr(tarformat, "READ_BACK_CHUNK", chunk // 3)
+    src = tmp_path / "src"
+    src.write_bytes(bytes(range(256)) * (3 * chunk // 256) + b"tail")
+    out = tmp_path / f"out-{out_flags}"
+    part, member = hashlib.sha256(), hashlib.sha256()
+    with src.open("rb") as s:
+        fd = os.open(out, out_flags | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            writer = TarWriter(fd, mtime=MTIME, sink=part.update, early_writeback=True)
+            writer.add_bytes("a", b"x")
+            writer.add_file("b", s.fileno(), offset=1, length=src.stat().st_size - 1, data_sink=member.update)
+            writer.close()
+        finally:
+            os.close(fd)
+    return out.read_bytes(), part.hexdigest(), member.hexdigest()
+
+
+def test_a_hashed_copy_in_the_kernel_hashes_exactly_what_it_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read_back = _hashed_pack(tmp_path, out_flags=os.O_RDWR, chunk=64 * 1024, monkeypatch=monkeypatch)
+    through = _hashed_pack(tmp_path, out_flags=os.O_WRONLY, chunk=64 * 1024, monkeypatch=monkeypatch)  # no read back
+    assert read_back == through
+    archive, part, member = read_back
+    assert part == hashlib.sha256(archive).hexdigest()
+    assert read_all(archive)["b"] is not None
+    assert member == hashlib.sha256(read_all(archive)["b"] or b"").hexdigest()
+
+
+def test_a_hashed_copy_falls_back_when_the_kernel_cannot_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_args: object) -> int:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    expected = _hashed_pack(tmp_path, out_flags=os.O_WRONLY, chunk=64 * 1024, monkeypatch=monkeypatch)
+    monkeypatch.setattr(os, "copy_file_range", refuse)
+    assert _hashed_pack(tmp_path, out_flags=os.O_RDWR, chunk=64 * 1024, monkeypatch=monkeypatch) == expected
+
+
+def test_a_hashed_copy_from_a_source_that_shrinks_raises_eof(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.write_bytes(b"1" * 1000)
+    fd = os.open(tmp_path / "out", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        writer = TarWriter(fd, mtime=MTIME, sink=hashlib.sha256().update)
+        with src.open("rb") as s, pytest.raises(EOFError, match="source ended after 1000 of 2000 bytes"):
+            writer.add_file("b", s.fileno(), offset=0, length=2000)
+    finally:
+        os.close(fd)
