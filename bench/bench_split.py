@@ -1,12 +1,13 @@
 """Benchmark: a split ``bundle pack`` against the unsplit pack of the same bundle, in the same run.
 
 Target (issue 12): the split pack at least 0.9 times the speed of the unsplit pack of the same bundle, hashing while
-it writes (every part's SHA-256 for ``SHA256SUMS``, every range's for the parts list) and never reading a part back.
+it writes (every part's SHA-256, for the parts list and ``SHA256SUMS``; a range has no digest of its own since parts
+list version 2) and never reading a part back from disk.
 
 The bundle is real and signed (``bench_unpack.make_model_bundle``: ``--size-mib`` of generated safetensors weights in
 three files, default 1536 MiB), in a temporary directory removed at the end. The unsplit pack moves bytes in the
-kernel (``copy_file_range``) and hashes nothing; the split pack copies through user space because it must hash what
-it writes. Each side runs in its own child process (peak RSS from ``wait4``), the sides alternate, the layout is read
+kernel (``copy_file_range``) and hashes nothing; the split pack copies in the kernel too and hashes each copied
+stretch from the page cache right after (one SHA-256 per byte). Each side runs in its own child process (peak RSS from ``wait4``), the sides alternate, the layout is read
 once before each run (warm cache), outputs are removed and synced between runs, the median of ``--runs`` is reported.
 Both fsync their outputs before renaming them into place.
 

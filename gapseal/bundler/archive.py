@@ -18,10 +18,19 @@ layout paths:
   follow each other across consecutive parts (the first range fills the rest of the current part), each listed with
   its offset in the blob; readers concatenate them back into ``blobs/sha256/<hex>``.
 
-The parts list names every part with its size and sha256 (parts 2..N; part 1 cannot contain its own digest) and
-every member of every part with its size and sha256 (a whole blob's is its name, ``blobs/sha256/<hex>``, so only
-ranges are hashed twice while packing; a blob already damaged in the layout is then named by the reader as a member
-that does not match the list). Parts are written side by side, one per core: a part's digest is one sequential hash.
+The parts list (version 2) names every part with its size and sha256 (parts 2..N; part 1 cannot contain its own
+digest) and every member of every part with its size; a whole file's member also with its sha256 (a blob's is its
+name, ``blobs/sha256/<hex>``, so it is not hashed while packing), a range with the blob it belongs to, its offset and
+the blob's size. A range carries no sha256 of its own when its blob is named by its digest: its bytes are covered by
+the digest of the part holding it and, once the ranges are put back together, by the blob's name, so every byte is
+hashed once while packing (the part's digest, computed from what was written) and once while reading (the blob's).
+A reader that finds a reassembled blob not matching its name hashes the parts holding its ranges again to say which
+part is damaged, and which range in it; when every such part matches the list, the blob was damaged before it was
+packed. Only a range of a file not named by a digest (never in a valid layout) has a sha256 of its own. Version 1
+lists (every range with its own sha256: each of those bytes hashed twice on both sides) are still read, their range
+digests checked as before; a reader that knows only version 1 refuses a version 2 list by its version field.
+Parts are written side by side, several per core: a part's digest is one sequential hash, and a part's bytes are
+copied in the kernel and hashed from the page cache right after (``tarformat.TarWriter``).
 Beside the parts, ``FILE.parts.json`` holds the same list with part 1's size and digest too, and ``FILE.SHA256SUMS``
 the digests of every part in ``sha256sum -c`` form, so a set can be checked on any machine before it is carried
 further.
@@ -60,7 +69,8 @@ from gapseal.progress import NO_PROGRESS, Progress
 PARTS_LIST_NAME = "gapseal-parts.json"
 """The parts list: the first member of part 1 of a split set; never part of the layout."""
 PARTS_KIND = "gapseal-parts"
-PARTS_VERSION = 1
+PARTS_VERSION = 2
+"""The parts-list version written; version 1 (a sha256 on every range) is still read."""
 MAX_PARTS = 9999
 MIN_PART_SIZE = 2 * tarformat.RECORD
 MAX_TOP_LEVEL_FILE = 64 * 1024 * 1024
@@ -99,7 +109,14 @@ class PartMember(_Frozen):
 
     path: str = Field(description="Member path in the part's tar: a layout path, or a range of a blob.")
     size: int = Field(ge=0, description="Data bytes of the member.")
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the member's data, lower-case hex.")
+    sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description=(
+            "SHA-256 of the member's data, lower-case hex. Absent (version 2) for a range of a blob named by its "
+            "digest: the part's digest and the blob's name cover it."
+        ),
+    )
     blob: str | None = Field(default=None, description="For a range: the layout path of the blob it is part of.")
     offset: int | None = Field(default=None, ge=0, description="For a range: where its bytes start in the blob.")
     blob_size: int | None = Field(default=None, ge=0, description="For a range: the whole blob's size.")
@@ -121,7 +138,9 @@ class PartsList(_Frozen):
     """Every part of a split set with its members: names a missing, swapped or damaged part precisely."""
 
     kind: Literal["gapseal-parts"] = Field(description="Always 'gapseal-parts'.")
-    version: Literal[1] = Field(description="Format version of this list.")
+    version: Literal[1, 2] = Field(
+        description="Format version of this list: 2 is written; 1 (a sha256 on every range too) is still read."
+    )
     part_size: int = Field(ge=MIN_PART_SIZE, description="The --part-size the set was cut with.")
     parts: tuple[PartRecord, ...] = Field(min_length=1, description="Every part, part 1 first.")
     sha256: str | None = Field(
@@ -322,12 +341,17 @@ def _plan_split(files: list[_Source], capacity: int, reserved_first: int) -> lis
     return plans
 
 
+def _named_by_digest(path: str) -> bool:
+    """A blob whose name is its sha256: its content is checked against its name, so it is not hashed to pack it."""
+    return _BLOB_NAME.match(path) is not None
+
+
 def _member_record(piece: _Piece, sha256: str) -> PartMember:
     if piece.is_range:
         return PartMember(
             path=piece.path,
             size=piece.length,
-            sha256=sha256,
+            sha256=None if _named_by_digest(piece.source.path) else sha256,
             blob=piece.source.path,
             offset=piece.offset,
             blob_size=piece.source.size,
@@ -633,9 +657,10 @@ def _pack_split(
                 digests[(plan.number, "")] = part_hash.hexdigest()
                 sizes[plan.number] = writer.position
 
-            # A part's digest is one sequential SHA-256 (one core at most), so parts are written side by side, one
-            # per core: the set costs about what the unsplit tar does, which needs no hashing at all.
-            workers = min(default_workers(), len(plans) - 1) or 1
+            # A part's digest is one sequential SHA-256 (one core at most), and a part's copy and hash take turns on
+            # its thread, so parts are written side by side, two per core: every core stays busy even while one part
+            # finishes alone (three equal parts on two cores would otherwise leave one core idle for a third).
+            workers = min(2 * default_workers(), len(plans) - 1) or 1
             if workers == 1:
                 for plan in plans[1:]:
                     write_part(plan)
@@ -704,7 +729,10 @@ def _write_pieces(
             if d not in written_dirs:
                 writer.add_dir(d)
                 written_dirs.add(d)
-        named = _BLOB_NAME.match(piece.path) if not piece.is_range else None
+        # A blob is named by its digest: the parts list records the name for a whole blob and nothing for a range of
+        # it, and a blob that does not match its name (damaged in the layout) is reported by the reader, naming it.
+        # Only a file not named by a digest (never in a valid layout) is hashed here, besides the part itself.
+        named = _BLOB_NAME.match(piece.source.path)
         h = hashlib.sha256()
         try:
             writer.add_file(
@@ -717,9 +745,10 @@ def _write_pieces(
             )
         except EOFError as e:
             raise InputError(f"layout file shrank while packing: {e}", where=str(piece.source.src)) from e
-        # A whole blob is named by its digest: the parts list records the name, and a blob that does not match it
-        # (damaged in the layout) is reported as a damaged member by the reader, as it is. Only ranges need hashing.
-        digests[(plan.number, piece.path)] = named.group(1) if named else h.hexdigest()
+        if named is None:
+            digests[(plan.number, piece.path)] = h.hexdigest()
+        elif not piece.is_range:
+            digests[(plan.number, piece.path)] = named.group(1)
 
 
 def _write_small(temps: _TempFiles, final: Path, data: bytes) -> None:

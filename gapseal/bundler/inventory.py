@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -45,6 +46,8 @@ MAX_CONTENT = MAX_DOCUMENT
 """A file's ``content`` is available up to this size (manifests and descriptors grow with the file count)."""
 MAX_METADATA_FILE = 64 * 1024 * 1024
 """A file outside ``blobs/`` larger than this is refused (index.json is kilobytes)."""
+
+_SHA256_BLOB = re.compile(r"^blobs/sha256/([0-9a-f]{64})$")
 
 Segment = tuple[str, int, int]
 """Where bytes of a layout file lie: (file holding them, offset, length)."""
@@ -299,6 +302,8 @@ class _ArchiveWalk:
         self.task = 0
         self.current: _OpenFile | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._records: dict[str, PartRecord] = {}
+        """For a split set: each part's record in the parts list, by the part's path as its reader names it."""
 
     # -- errors -------------------------------------------------------------------------------------------------
 
@@ -450,6 +455,7 @@ class _ArchiveWalk:
             reader.read_data(head, raw.extend)
             plist = self._parse_parts_list(first, bytes(raw))
             paths = self._check_part_files(first, plist)
+            self._records = {str(paths[r.number][0]): r for r in plist.parts}
             total = sum(paths[n][1] for n in paths)
             self.task = self.progress.begin(f"reading {len(plist.parts)} parts of {first.name}", total)
             try:
@@ -561,9 +567,11 @@ class _ArchiveWalk:
                 if ranged is None or ranged.path != want.blob or ranged.size != want.offset:  # pragma: no cover
                     raise self.fail(part, f"range {member.path!r} does not continue its blob", member.path)
                 f = ranged
-                member_hash = hashlib.sha256()
+                if want.sha256 is not None:  # a version 1 list, or a file not named by its digest
+                    member_hash = hashlib.sha256()
             self._stream(reader, member, f, member_hash)
-            if (member_hash or f.hasher).hexdigest() != want.sha256:
+            checked = member_hash if want.blob is not None else f.hasher  # None: a range its blob's name covers
+            if checked is not None and checked.hexdigest() != want.sha256:
                 raise self.fail(
                     part,
                     f"{part.name} is damaged: member {member.path!r} does not match its digest in the parts list",
@@ -572,10 +580,50 @@ class _ArchiveWalk:
             if want.blob is None:
                 self._end_file(f)
             elif f.size == f.blob_size:
+                self._check_reassembled(f)
                 self._end_file(f)
                 self.current = None
         if index != len(expected):
             raise self.fail(part, f"{part.name} lacks {expected[index].path!r}, which the parts list puts in it", None)
+
+    def _check_reassembled(self, f: _OpenFile) -> None:
+        """A blob put back together from ranges matches its name, or the part that damaged it is named.
+
+        Its ranges have no digests of their own (parts list version 2): each byte was hashed once, into the blob's
+        digest. Only when that digest is wrong are the parts holding the ranges hashed again, against the parts
+        list, to say which part (and which range in it) is damaged.
+        """
+        m = _SHA256_BLOB.match(f.path)
+        if m is None or f.hasher.hexdigest() == m.group(1):
+            return
+        holding = list(dict.fromkeys(source for source, _, _ in f.segments))
+        for source in holding:
+            record = self._records[source]
+            member = next(x.path for x in record.members if x.blob == f.path)
+            if record.sha256 is not None and _hash_part(Path(source)) != record.sha256:
+                raise self.fail(
+                    Path(source),
+                    f"{Path(source).name} is damaged: it does not match its digest in the parts list, and blob "
+                    f"{f.path} (range {member!r} of it lies in this part) does not match its digest either",
+                    member,
+                )
+        first = self._records[holding[0]]
+        raise self.fail(
+            Path(holding[0]),
+            f"blob {f.path} does not match its digest in the parts list (its name), though every part holding its "
+            "ranges matches its own: the blob was damaged before it was packed",
+            next(x.path for x in first.members if x.blob == f.path),
+            hint="pack the set again from an undamaged copy of the bundle",
+        )
+
+
+def _hash_part(path: Path) -> str | None:
+    """SHA-256 of a part file, read again; None when it cannot be read (it is then named as damaged)."""
+    try:
+        with path.open("rb", buffering=0) as f:
+            return hash_stream(f).sha256
+    except OSError:
+        return None
 
 
 def _parts_list_problem(plist: PartsList) -> str | None:
@@ -593,6 +641,11 @@ def _parts_list_problem(plist: PartsList) -> str | None:
         for m in record.members:
             if tarformat.check_path(m.path) is not None or m.path == PARTS_LIST_NAME:
                 return f"member name {m.path!r} is not allowed"
+            if n == 1 and "/" in m.path:
+                return f"part 1 holds {m.path!r}; it holds only the layout's top-level files"
+            problem = _digest_problem(plist.version, m)
+            if problem:
+                return problem
             if m.path in seen:
                 return f"member {m.path!r} listed twice"
             seen.add(m.path)
@@ -622,6 +675,16 @@ def _parts_list_problem(plist: PartsList) -> str | None:
                 open_blob = None
     if open_blob is not None:
         return f"blob {open_blob.blob} is incomplete"
+    return None
+
+
+def _digest_problem(version: int, m: PartMember) -> str | None:
+    """Whether ``m`` carries a sha256 exactly when its list version says it must."""
+    needed = m.blob is None or version == 1 or _SHA256_BLOB.match(m.blob) is None
+    if needed and m.sha256 is None:
+        return f"member {m.path!r} has no digest"
+    if not needed and m.sha256 is not None:
+        return f"range {m.path!r} has a digest of its own; in version {version} its blob's name covers it"
     return None
 
 

@@ -8,7 +8,8 @@ Files gapseal reads: the bundle spec (``spec.v1``), ``trust.yaml`` (``trust.v1``
 the site file (``site.v1``); all start with ``apiVersion: gapseal/v1`` and their ``kind`` (gapseal.documents).
 Documents it writes: every ``--json`` output that is a document of its own carries ``kind`` and ``version``
 (install report, hosts status, uninstall report, bundle diff, the error document every command prints on failure),
-the install record on each host, the facts, the audit results.
+the install record on each host, the facts, the audit results, and the parts list of a split set
+(``gapseal-parts.json`` in its first part and ``NAME.parts.json`` beside it: version 2 is written, 1 still read).
 """
 
 from __future__ import annotations
@@ -129,6 +130,12 @@ def _diff() -> dict[str, Any]:
     return BundleDiff.model_json_schema()
 
 
+def _parts() -> dict[str, Any]:
+    from gapseal.bundler.archive import PartsList
+
+    return PartsList.model_json_schema()
+
+
 def _error() -> dict[str, Any]:
     return ErrorDocument.model_json_schema()
 
@@ -149,6 +156,7 @@ PUBLISHED: dict[str, Callable[[], dict[str, Any]]] = {
     "hosts-status.v1.schema.json": _hosts_status,
     "uninstall-report.v1.schema.json": _uninstall,
     "bundle-diff.v1.schema.json": _diff,
+    "parts.v2.schema.json": _parts,
     "error.v1.schema.json": _error,
 }
 """File name -> the model's JSON Schema."""

@@ -472,10 +472,103 @@ def test_parts_list_not_in_canonical_form_is_refused(split: list[Path]) -> None:
 def test_parts_list_claiming_a_wrong_digest_names_the_part(split: list[Path]) -> None:
     """A forged but self-consistent list: the mismatch is reported at the part whose member disagrees."""
     doc = json.loads(_parts_list_bytes(split[0]))
-    member = doc["parts"][2]["members"][0]
+    number, member = next(
+        (n, m) for n, r in enumerate(doc["parts"]) if n >= 1 for m in r["members"] if m.get("sha256") is not None
+    )
     member["sha256"] = "0" * 64
     _replace_parts_list(split[0], canonical_model_json(PartsList.model_validate(doc).sealed()))
-    rejected(split[0], split[2].name, "does not match its digest in the parts list")
+    rejected(split[0], split[number].name, "does not match its digest in the parts list", member["path"])
+
+
+# -- parts list version 2: a range has no digest of its own; its part's digest and its blob's name cover it ---------
+
+
+def _big_blob(layout: Path) -> str:
+    return next(p.name for p in (layout / "blobs" / "sha256").iterdir() if p.stat().st_size == 100 * 1024)
+
+
+def test_ranges_of_a_blob_named_by_its_digest_carry_no_digest(tmp_path: Path, layout: Path, split: list[Path]) -> None:
+    listed = PartsList.model_validate_json((tmp_path / "out" / "b.parts.json").read_bytes())
+    assert listed.version == 2
+    members = [m for r in listed.parts for m in r.members]
+    ranges = [m for m in members if m.blob is not None]
+    assert ranges
+    assert all(m.sha256 is None and m.blob == f"blobs/sha256/{_big_blob(layout)}" for m in ranges)
+    assert all(m.sha256 is not None for m in members if m.blob is None)
+    blobs = [m for m in members if m.blob is None and m.path.startswith("blobs/")]
+    assert blobs
+    assert all(m.sha256 == m.path.rsplit("/", 1)[1] for m in blobs)
+
+
+def _part_with_range(split: list[Path]) -> tuple[Path, str, int, int]:
+    """(part, range member, data offset, size) of the first range in the set."""
+    for part in split[1:]:
+        with part.open("rb") as f:
+            for m in tarformat.TarReader(f, str(part)).members():
+                if ".range" in m.path:
+                    return part, m.path, m.offset + tarformat.BLOCK, m.size
+    raise AssertionError("no range in the set")
+
+
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_a_damaged_range_names_its_part_and_range(split: list[Path], where: str) -> None:
+    part, member, offset, size = _part_with_range(split)
+    data = bytearray(part.read_bytes())
+    data[offset + (0 if where == "first" else size - 1)] ^= 0x01
+    part.write_bytes(bytes(data))
+    text = rejected(split[0], part.name, member, "is damaged", "does not match its digest in the parts list")
+    assert "before it was packed" not in text
+
+
+def test_a_ranged_blob_damaged_before_packing_is_named(tmp_path: Path, layout: Path) -> None:
+    victim = layout / "blobs" / "sha256" / _big_blob(layout)
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    (tmp_path / "out").mkdir()
+    result = pack_layout(layout, tmp_path / "out" / "b.tar", mtime=MTIME, part_size=PART)
+    rejected(result.out, victim.name, "does not match its digest in the parts list", "damaged before it was packed")
+
+
+def _as_version_1(first: Path) -> None:
+    """Rewrite a set's parts list as gapseal wrote it before version 2: every range with its own sha256."""
+    doc = json.loads(_parts_list_bytes(first))
+    doc["version"] = 1
+    for record in doc["parts"]:
+        part = part_path(first, record["number"])
+        with part.open("rb") as f:
+            reader = tarformat.TarReader(f, str(part))
+            digests = {}
+            for m in reader.members():
+                if not m.is_dir:
+                    h = hashlib.sha256()
+                    reader.read_data(m, h.update)
+                    digests[m.path] = h.hexdigest()
+        for member in record["members"]:
+            member["sha256"] = digests[member["path"]]
+    _replace_parts_list(first, canonical_model_json(PartsList.model_validate(doc).sealed()))
+
+
+def test_a_version_1_set_still_reads(split: list[Path], layout: Path) -> None:
+    _as_version_1(split[0])
+    assert snapshot(read_layout_archive(split[0]).entries) == snapshot(read_layout_dir(layout).entries)
+
+
+def test_a_version_1_set_names_a_damaged_range_by_its_own_digest(split: list[Path]) -> None:
+    _as_version_1(split[0])
+    part, member, offset, size = _part_with_range(split)
+    data = bytearray(part.read_bytes())
+    data[offset + size // 2] ^= 0x01
+    part.write_bytes(bytes(data))
+    rejected(split[0], part.name, member, "is damaged: member", "does not match its digest in the parts list")
+
+
+def test_a_version_2_list_giving_a_range_a_digest_is_refused(split: list[Path]) -> None:
+    doc = json.loads(_parts_list_bytes(split[0]))
+    member = next(m for r in doc["parts"] for m in r["members"] if m.get("blob") is not None)
+    member["sha256"] = "0" * 64
+    _replace_parts_list(split[0], canonical_model_json(PartsList.model_validate(doc).sealed()))
+    rejected(split[0], split[0].name, "inconsistent", "has a digest of its own")
 
 
 def _parts_list_bytes(first: Path) -> bytes:

@@ -236,11 +236,16 @@ def whole(path: str) -> PartMember:
     return PartMember(path=path, size=1, sha256=H)
 
 
-def plist(*members: tuple[PartMember, ...]) -> PartsList:
-    parts = [PartRecord(number=1, name="b.part0001.tar", members=(whole("index.json"),))]
+def rng2(index: int, offset: int, size: int, blob: str = BLOB, sha256: str | None = None) -> PartMember:
+    """A range as a version 2 list writes it: no digest of its own when its blob is named by its digest."""
+    return PartMember(path=f"{blob}.range{index:04d}", size=size, sha256=sha256, blob=blob, offset=offset, blob_size=20)
+
+
+def plist(*members: tuple[PartMember, ...], version: int = 1, first: tuple[PartMember, ...] = ()) -> PartsList:
+    parts = [PartRecord(number=1, name="b.part0001.tar", members=(whole("index.json"), *first))]
     for n, ms in enumerate(members, start=2):
         parts.append(PartRecord(number=n, name=f"b.part{n:04d}.tar", size=10240, sha256=H, members=ms))
-    return PartsList(kind="gapseal-parts", version=1, part_size=20480, parts=tuple(parts))
+    return PartsList(kind="gapseal-parts", version=version, part_size=20480, parts=tuple(parts))
 
 
 @pytest.mark.parametrize(
@@ -259,6 +264,14 @@ def plist(*members: tuple[PartMember, ...]) -> PartsList:
         (plist((whole(PARTS_LIST_NAME),)), "not allowed"),
         (plist((whole(BLOB), rng(1, 0, 20))), "both whole and in ranges"),
         (plist((PartMember(path="blobs/x.range0001", size=1, sha256=H),)), "half a range"),
+        # version 2: a range of a blob named by its digest has no digest of its own; anything else has one
+        (plist((rng2(1, 0, 10),), (rng2(2, 10, 10),), version=2), None),
+        (plist((rng2(1, 0, 10),), (rng2(2, 10, 10, sha256=H),), version=2), "has a digest of its own"),
+        (plist((rng2(1, 0, 10, "blobs/x", H),), (rng2(2, 10, 10, "blobs/x", H),), version=2), None),
+        (plist((rng2(1, 0, 10, "blobs/x", H),), (rng2(2, 10, 10, "blobs/x"),), version=2), "has no digest"),
+        (plist((PartMember(path="blobs/sha256/b", size=1),), version=2), "has no digest"),
+        (plist((rng2(1, 0, 10),), (rng2(2, 10, 10),), version=1), "has no digest"),
+        (plist(first=(whole("blobs/sha256/b"),)), "part 1 holds"),
     ],
 )
 def test_parts_list_consistency(lst: PartsList, problem: str | None) -> None:
