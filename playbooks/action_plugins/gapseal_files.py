@@ -13,6 +13,7 @@ since fails closed ("was not transferred") instead of taking anything unverified
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shlex
@@ -24,7 +25,9 @@ from ansible.plugins.action import ActionBase
 
 DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
 BATCH_BELOW = 1024 * 1024
-"""Blobs smaller than this travel together in one uncompressed tar (one sftp session instead of one per file)."""
+"""Blobs smaller than this travel together: inside the commit's own arguments when they add up to at most
+INLINE_TOTAL (no transfer session at all), else in one uncompressed tar (one sftp session instead of one per file)."""
+INLINE_TOTAL = 2 * 1024 * 1024
 
 
 class ActionModule(ActionBase):
@@ -95,8 +98,7 @@ class ActionModule(ActionBase):
             plan = self._execute_module(
                 module_name="gapseal_files", module_args={**module_args, "phase": "plan"}, task_vars=task_vars
             )
-        elif plan["changed"] and not self._task.check_mode:
-            self._make_dirs(args["dest"], args["staging"])
+        dirs_made = plan is None
         if plan.get("failed") or self._task.check_mode or not plan.get("changed"):
             result.update(plan)
             return result
@@ -106,6 +108,15 @@ class ActionModule(ActionBase):
         small = [d for d in plan.get("missing", []) if os.path.getsize(sources[d]) < BATCH_BELOW]
         large = [d for d in plan.get("missing", []) if d not in small]
         batches = []
+        inline = {}
+        if small and sum(os.path.getsize(sources[d]) for d in small) <= INLINE_TOTAL:
+            for digest in small:  # in the commit's arguments: hashed on the host like any transferred blob
+                with open(sources[digest], "rb") as f:
+                    inline[DIGEST.match(digest).group(1)] = base64.b64encode(f.read()).decode("ascii")
+                sent += os.path.getsize(sources[digest])
+            small = []
+        if (small or large) and not dirs_made:
+            self._make_dirs(args["dest"], staging)
         if len(small) > 1:  # one transfer for all the small files (configs, tokenizers) instead of one each
             fd, local = tempfile.mkstemp(prefix="gapseal-batch-", suffix=".tar")
             os.close(fd)
@@ -126,6 +137,7 @@ class ActionModule(ActionBase):
             self._transfer_file(sources[digest], remote)
             sent += os.path.getsize(sources[digest])
         module_args["batches"] = batches
+        module_args["inline"] = inline
 
         commit = self._execute_module(
             module_name="gapseal_files", module_args={**module_args, "phase": "commit"}, task_vars=task_vars

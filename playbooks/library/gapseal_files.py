@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import errno
 import fnmatch
 import hashlib
@@ -39,6 +40,12 @@ options:
     default: []
   prune: {description: Remove files under I(dest) that are not listed., type: bool, default: true}
   phase: {description: Internal, set by the action plugin., type: str, choices: [plan, commit], default: plan}
+  batches: {description: Internal. Tar files of small blobs in I(staging) (commit)., type: list, elements: path}
+  inline:
+    description:
+      - Internal. Small blobs sent inside the arguments, C({<hex digest>: <base64>}) (commit); written to I(staging)
+        and then verified like any transferred blob.
+    type: dict
 """
 
 RETURN = r"""
@@ -186,6 +193,21 @@ def _unpack_batches(module, staging, batches, wanted):
         os.unlink(batch)
 
 
+def _write_inline(module, staging, inline, wanted):
+    """Write the blobs that came inside the arguments (base64, by hex digest) into staging as <hex>.partial."""
+    if inline:
+        os.makedirs(staging, exist_ok=True)
+    for hexd, data in inline.items():
+        if hexd not in wanted:
+            module.fail_json(msg=f"inline blob {hexd} is not one this commit is missing")
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (TypeError, ValueError) as e:
+            module.fail_json(msg=f"inline blob {hexd} is not base64: {e}")
+        with open(os.path.join(staging, hexd + ".partial"), "wb") as out:
+            out.write(raw)
+
+
 def _commit(module, dest, staging, files, executable, prune, missing, extra, stale):
     by_digest = {}
     for f in files:
@@ -250,6 +272,7 @@ def main():
             prune=dict(type="bool", default=True),
             phase=dict(type="str", choices=["plan", "commit"], default="plan"),
             batches=dict(type="list", elements="path", default=[]),
+            inline=dict(type="dict", default={}, no_log=True),
         ),
         supports_check_mode=True,
     )
@@ -281,7 +304,9 @@ def main():
                 files=managed,
             )
         missing, extra, stale, _ = _plan(module, dest, staging, files, p["executable"], p["prune"], clean=False)
-        _unpack_batches(module, staging, p["batches"], {DIGEST.match(d).group(1) for d in missing})
+        wanted = {DIGEST.match(d).group(1) for d in missing}
+        _write_inline(module, staging, p["inline"], wanted)
+        _unpack_batches(module, staging, p["batches"], wanted)
         installed = _commit(module, dest, staging, files, p["executable"], p["prune"], missing, extra, stale)
     except OSError as e:
         module.fail_json(msg="{}: {}".format(getattr(e, "filename", None) or dest, e.strerror or e))

@@ -274,6 +274,28 @@ def test_check_mode_reports_a_repair_without_making_it(env: Env) -> None:
     assert target.read_bytes() == original
 
 
+def test_rerun_repairs_a_same_size_tampered_weight_file(env: Env) -> None:
+    """The rerun's host state hashes every installed file on the host: a flipped byte (same size, same mtime kept)
+    makes the model's directory pending again, and the models role puts the bundle's bytes back."""
+    target = env.root(env.cpu) / "var/lib/gapseal/models/minilm/model.safetensors"
+    before = target.stat()
+    with target.open("r+b") as f:
+        f.seek(before.st_size // 2)
+        byte = f.read(1)
+        f.seek(before.st_size // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    rc, doc = _install(env, _main_inventory(env), "--limit", "host3")
+    assert rc == 0
+    h = _hosts(doc)["host3"]
+    assert any("model weights" in t for t in h["changed_tasks"]), h["changed_tasks"]
+    with target.open("rb") as f:
+        f.seek(before.st_size // 2)
+        assert f.read(1) == byte
+    rc, doc = _install(env, _main_inventory(env), "--limit", "host3")
+    assert (rc, _hosts(doc)["host3"]["changed"]) == (0, 0)
+
+
 def _udp_send(host: NamespaceHost, address: str) -> str:
     code = (
         "import socket,sys\n"

@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,22 +47,32 @@ def _tree(root: Path) -> dict[str, tuple[int, int, str]]:
     return out
 
 
+def _remove_all(dest: Path, staging: Path) -> None:
+    for p in dest.rglob("*"):
+        if p.is_file():
+            p.unlink()
+
+
+def _symlink_in_place(dest: Path, staging: Path) -> None:
+    (dest / "config.json").unlink()
+    (dest / "config.json").symlink_to(dest / "sub/model.bin")
+
+
+def _partial_in_staging(dest: Path, staging: Path) -> None:
+    staging.mkdir()
+    (staging / ("0" * 64 + ".partial")).write_bytes(b"half")
+
+
 # Each case changes a correct install; the survey and gapseal_files' plan must say the same thing about it.
-CASES = {
+CASES: dict[str, Callable[[Path, Path], object]] = {
     "installed": lambda dest, staging: None,
-    "nothing_installed": lambda dest, staging: [p.unlink() for p in dest.rglob("*") if p.is_file()],
+    "nothing_installed": _remove_all,
     "same_size_tampered_weights": lambda dest, staging: _same_size_flip(dest / "sub/model.bin"),
     "truncated_config": lambda dest, staging: (dest / "config.json").write_bytes(b"{"),
     "executable_lost_its_mode": lambda dest, staging: (dest / "bin/serve").chmod(0o644),
     "extra_file": lambda dest, staging: (dest / "sub/planted.so").write_bytes(b"x"),
-    "symlink_in_place_of_a_file": lambda dest, staging: (
-        (dest / "config.json").unlink(),
-        (dest / "config.json").symlink_to(dest / "sub/model.bin"),
-    ),
-    "partial_left_in_staging": lambda dest, staging: (
-        staging.mkdir(),
-        (staging / ("0" * 64 + ".partial")).write_bytes(b"half"),
-    ),
+    "symlink_in_place_of_a_file": _symlink_in_place,
+    "partial_left_in_staging": _partial_in_staging,
 }
 
 

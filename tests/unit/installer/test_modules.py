@@ -262,3 +262,44 @@ def test_files_commit_refuses_a_batch_with_a_foreign_member(tmp_path: Path) -> N
     assert result["failed"] is True
     assert "unexpected member '../../etc/evil'" in result["msg"]
     assert not (tmp_path / "etc").exists()
+
+
+def _inline(files: dict[str, bytes]) -> dict[str, str]:
+    import base64
+
+    return {hashlib.sha256(d).hexdigest(): base64.b64encode(d).decode() for d in files.values()}
+
+
+def test_files_commit_installs_small_blobs_sent_inline(tmp_path: Path) -> None:
+    dest, staging = tmp_path / "dest", tmp_path / "staging"  # neither exists: the commit makes them
+    files = {"a.json": b"{}", "sub/b.txt": b"bee"}
+    args = {"dest": str(dest), "staging": str(staging), "files": entries(files), "inline": _inline(files)}
+    result = run_module("gapseal_files", {**args, "phase": "commit"}, tmp_path)
+    assert result["installed"] == ["a.json", "sub/b.txt"], result
+    assert (dest / "sub/b.txt").read_bytes() == b"bee"
+    assert not staging.exists()
+    # the blobs' content is not echoed back in the result (no_log): only their digests
+    assert set(result["invocation"]["module_args"]["inline"].values()) == {"VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"}
+
+
+def test_files_commit_refuses_an_inline_blob_that_does_not_match_its_digest(tmp_path: Path) -> None:
+    dest, staging = tmp_path / "dest", tmp_path / "staging"
+    files = {"model.bin": b"the real weights"}
+    forged = {
+        k: _inline({"x": b"the evil weights"})[hashlib.sha256(b"the evil weights").hexdigest()] for k in _inline(files)
+    }
+    args = {"dest": str(dest), "staging": str(staging), "files": entries(files), "inline": forged}
+    result = run_module("gapseal_files", {**args, "phase": "commit"}, tmp_path)
+    assert result["failed"] is True
+    assert "model.bin: content on the host does not match the bundle" in result["msg"]
+    assert not (dest / "model.bin").exists()
+
+
+def test_files_commit_refuses_an_inline_blob_it_is_not_missing(tmp_path: Path) -> None:
+    dest, staging = tmp_path / "dest", tmp_path / "staging"
+    files = {"a.json": b"{}"}
+    args = {"dest": str(dest), "staging": str(staging), "files": entries(files), "inline": _inline({"x": b"other"})}
+    result = run_module("gapseal_files", {**args, "phase": "commit"}, tmp_path)
+    assert result["failed"] is True
+    assert "is not one this commit is missing" in result["msg"]
+    assert not dest.exists() or not any(dest.iterdir())
