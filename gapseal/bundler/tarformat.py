@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import mmap
 import os
 import re
 import stat
@@ -409,6 +410,17 @@ class TarWriter:
         self._writeback(force=True)
 
 
+ALIGNED_BUFFER = 64 * 1024
+"""Read buffers of at least this size are page-aligned anonymous memory (``mmap``), not a ``bytearray``."""
+
+
+def _buffer(size: int) -> memoryview:
+    """A writable buffer of ``size`` bytes; page-aligned when large, so ``O_DIRECT`` writes can use it as it is."""
+    if size >= ALIGNED_BUFFER:
+        return memoryview(mmap.mmap(-1, size))
+    return memoryview(bytearray(size))
+
+
 def _readable_file_offset(fd: int) -> int | None:
     """The current offset of ``fd`` if it is a regular file open for reading and writing, else None."""
     try:
@@ -593,16 +605,18 @@ class TarReader:
         """Stream ``member``'s data to ``sink`` in chunks, then check its zero padding.
 
         Chunks alternate between two buffers: a view passed to ``sink`` stays valid until the sink's *next* call
-        returns, so a sink may hash one chunk on another thread while this reads the next.
+        returns, so a sink may hash one chunk on another thread while this reads the next. The buffers of a large
+        member are page-aligned and every chunk but the last is a whole number of blocks, so a sink may write them
+        with ``O_DIRECT`` (unpack does).
         """
         if self._pending is None or self._pending != member:
             raise RuntimeError(f"read_data({member.path!r}) out of sequence")
         self._pending = None
         remaining = member.size
         size = min(COPY_CHUNK, max(member.size, 1))
-        views = [memoryview(bytearray(size))]
+        views = [_buffer(size)]
         if member.size > size:
-            views.append(memoryview(bytearray(size)))
+            views.append(_buffer(size))
         k = 0
         while remaining:
             view = views[k]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import io
 import os
@@ -261,3 +263,43 @@ def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Large files: written with O_DIRECT where the file system takes it, through the page cache elsewhere; same bytes
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _big_layout(root: Path) -> Path:
+    """A layout with blobs of several MiB in varied bytes, so reads come in large page-aligned chunks."""
+    (root / "blobs" / "sha256").mkdir(parents=True)
+    (root / "oci-layout").write_bytes(b'{"imageLayoutVersion":"1.0.0"}')
+    (root / "index.json").write_bytes(b'{"schemaVersion":2}')
+    for i, size in enumerate([9 * 1024 * 1024 + 7, 5 * 1024 * 1024 + 512, 70_001]):
+        data = hashlib.sha256(bytes([i])).digest() * (size // 32) + bytes(size % 32)
+        (root / "blobs" / "sha256" / hashlib.sha256(data).hexdigest()).write_bytes(data)
+    return root
+
+
+@pytest.mark.parametrize("part_size", [None, 3 * 1024 * 1024 + 3 * 512], ids=["tar", "split"])
+def test_large_files_unpack_to_the_same_bytes_on_disk(tmp_path: Path, part_size: int | None) -> None:
+    """Range boundaries of the split set fall mid-page: direct and cached writes meet inside a page of the file."""
+    layout = _big_layout(tmp_path / "layout")
+    result = pack_layout(layout, tmp_path / "b.tar", mtime=MTIME, part_size=part_size)
+    out = unpack_archive(result.out, tmp_path / "out")
+    same_files(layout, out)  # read back from the disk, not from what unpack hashed
+
+
+def test_large_files_unpack_where_o_direct_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system without O_DIRECT (tmpfs), or a buffer the kernel will not take: the page cache path."""
+    real_write = os.write
+
+    def refuse_direct(fd: int, data: object) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "write", refuse_direct)
+    layout = _big_layout(tmp_path / "layout")
+    result = pack_layout(layout, tmp_path / "b.tar", mtime=MTIME, part_size=3 * 1024 * 1024 + 3 * 512)
+    same_files(layout, unpack_archive(result.out, tmp_path / "out"))
