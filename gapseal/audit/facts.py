@@ -183,8 +183,42 @@ class RoutingRule(_Model):
     """Match fields as ``ip -j rule`` prints them (``src``, ``dst``, ``iif``, ``oif``, ``fwmark``...)."""
 
 
+class ForwardingSetting(_Model):
+    """One forwarding sysctl as read from ``/proc/sys/net``."""
+
+    family: Family
+    """``inet`` (``net.ipv4.conf.<interface>.forwarding``) or ``inet6`` (``net.ipv6.conf.<interface>.forwarding``)."""
+    interface: str
+    """The interface, or ``all`` / ``default``."""
+    path: str
+    """The file read, e.g. ``/proc/sys/net/ipv4/conf/eth0/forwarding``."""
+    value: int | None
+    """The value (0 off, 1 on; IPv6 2 is on too); null when the file could not be read or parsed."""
+
+
+class IpForwarding(_Model):
+    """Whether the host forwards packets it receives (a router for containers, VMs or other hosts).
+
+    The kernel forwards an IPv4 packet when the *input* interface's ``net.ipv4.conf.<if>.forwarding`` is on
+    (``net.ipv4.ip_forward`` sets every interface's); an IPv6 packet when ``net.ipv6.conf.all.forwarding`` is on.
+    """
+
+    status: Status
+    """``unknown`` when some setting that decides could not be read (then ``inet``/``inet6`` may be null)."""
+    reason: str | None = None
+    """Why the status is ``unknown``."""
+    inet: bool | None
+    """IPv4 packets arriving on some non-loopback interface are forwarded; null: could not be determined."""
+    inet6: bool | None
+    """IPv6 packets arriving on any interface are forwarded; null: could not be determined."""
+    interfaces: dict[str, list[str]] = Field(default_factory=dict)
+    """Per family (``inet``, ``inet6``), the non-loopback interfaces whose arriving packets are forwarded."""
+    settings: list[ForwardingSetting] = Field(default_factory=list)
+    """Every setting read."""
+
+
 class RoutesFacts(_Domain):
-    """Routing tables and rules, IPv4 and IPv6."""
+    """Routing tables and rules, IPv4 and IPv6, and whether the host forwards packets."""
 
     routes: list[Route] = Field(default_factory=list)
     """Every route of every table, both families."""
@@ -194,6 +228,8 @@ class RoutesFacts(_Domain):
     """The routes with ``is_default`` and ``forwards`` (in any table): a way off the host towards anywhere."""
     forwarding_routes: list[Route] = Field(default_factory=list)
     """Every route with ``forwards`` true, default routes included."""
+    ip_forwarding: IpForwarding | None = None
+    """The forwarding sysctls; null in facts from before they were collected (policies treat that as unknown)."""
 
 
 # --------------------------------------------------------------------------------------------------- firewall
@@ -325,7 +361,10 @@ class EgressAnswer(_Model):
 
 
 class FirewallEgress(_Model):
-    """The evaluator's answers (``gapseal.audit.netfilter``): which destinations NEW packets from this host reach."""
+    """The evaluator's answers (``gapseal.audit.netfilter``): which destinations NEW packets reach.
+
+    ``firewall.egress``: packets from this host; ``firewall.forward``: packets through it.
+    """
 
     status: Status
     """``unknown`` when the ruleset could not be read or evaluated."""
@@ -351,6 +390,9 @@ class FirewallFacts(_Domain):
     egress: FirewallEgress | None = None
     """nftables, iptables-nft and iptables-legacy evaluated together; null in facts from before the evaluator
     (policies treat that as unknown)."""
+    forward: FirewallEgress | None = None
+    """The same evaluation for NEW packets the host would *forward* (arriving on any non-loopback interface:
+    prerouting, forward and postrouting hooks); null in facts from before it (policies treat that as unknown)."""
 
 
 # --------------------------------------------------------------------------------------------------- DNS

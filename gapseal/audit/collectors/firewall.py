@@ -290,8 +290,16 @@ def collect_firewall(store: RawStore) -> FirewallFacts:
     reason = None
     if status == "unknown":
         reason = "no firewall state could be read: " + "; ".join(x for x in (nft.reason, ipt.reason) if x)
-    egress = collect_egress(trace, nft_json, nft.status == "ok" or not nft.present, notes=nft_notes)
-    return FirewallFacts(status=status, reason=reason, sources=trace.sources, nftables=nft, iptables=ipt, egress=egress)
+    egress, forward = collect_egress_and_forward(trace, nft_json, nft.status == "ok" or not nft.present, nft_notes)
+    return FirewallFacts(
+        status=status,
+        reason=reason,
+        sources=trace.sources,
+        nftables=nft,
+        iptables=ipt,
+        egress=egress,
+        forward=forward,
+    )
 
 
 # ------------------------------------------------------------------------------------------------ egress
@@ -424,8 +432,25 @@ def collect_egress(
     ``nft_readable``: nft ran (or is absent). When it failed the answer is ``unknown``: a ruleset that cannot be
     read cannot be evaluated, even though the other sources could only add drops.
     """
+    return collect_egress_and_forward(trace, nft_json, nft_readable, notes, probe_addresses)[0]
+
+
+def collect_egress_and_forward(
+    trace: Trace,
+    nft_json: Any,
+    nft_readable: bool,
+    notes: list[str] | None = None,
+    probe_addresses: tuple[str, ...] = (),
+) -> tuple[FirewallEgress, FirewallEgress]:
+    """``collect_egress``, and the same ruleset evaluated for NEW packets the host would forward.
+
+    A forwarded packet arrives on any non-loopback interface and runs the prerouting, forward and postrouting
+    hooks (``netfilter.Ruleset.forward``); the route to its destination decides its output interface, as for
+    the host's own packets.
+    """
     if not nft_readable:
-        return FirewallEgress(status="unknown", reason="the nftables ruleset could not be read")
+        unread = FirewallEgress(status="unknown", reason="the nftables ruleset could not be read")
+        return unread, unread
     notes = list(notes or [])
     listing = None
     if nft_json is not None:
@@ -451,17 +476,22 @@ def collect_egress(
             iptables_legacy=legacy,
             local_addresses=_local_addresses(trace, notes),
         )
-        probes = netfilter.probe_verdicts(ruleset, probe_addresses or DEFAULT_ROUTE_TARGETS, routing)
-        classes = netfilter.egress_classes(ruleset, routing=routing)
+        targets = probe_addresses or DEFAULT_ROUTE_TARGETS
+        answers = []
+        for path_ruleset in (ruleset, ruleset.forward()):
+            answers.append(
+                FirewallEgress(
+                    status="ok",
+                    base_chains=[describe_base_chain(bc) for bc in ruleset.base_chains],
+                    notes=notes + ruleset.notes,
+                    probes=egress_answers(netfilter.probe_verdicts(path_ruleset, targets, routing)),
+                    classes=egress_answers(netfilter.egress_classes(path_ruleset, routing=routing)),
+                )
+            )
     except ValueError as e:
-        return FirewallEgress(status="unknown", reason=f"the ruleset could not be evaluated: {e}", notes=notes)
-    return FirewallEgress(
-        status="ok",
-        base_chains=[describe_base_chain(bc) for bc in ruleset.base_chains],
-        notes=notes + ruleset.notes,
-        probes=egress_answers(probes),
-        classes=egress_answers(classes),
-    )
+        failed = FirewallEgress(status="unknown", reason=f"the ruleset could not be evaluated: {e}", notes=notes)
+        return failed, failed
+    return answers[0], answers[1]
 
 
 def describe_base_chain(bc: netfilter.BaseChain) -> str:

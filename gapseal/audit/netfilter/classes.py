@@ -8,6 +8,9 @@ output interface, uid and gid are tried for every value a rule names (plus one n
 (``gapseal.audit.netfilter.routing``), the output interface is the one the route to the destination uses wherever
 that is known for sure.
 
+For packets the host forwards (``Ruleset.forward()``), the sender is another host: the input interface takes the
+place of the socket (every non-loopback interface a rule names, plus one no rule names), uid and gid do not exist.
+
 ``egress_classes`` returns the destination ranges (per family and protocol) whose answer is not ``drop``, with the
 ports and the words that decided; ``probe_verdicts`` answers for named destinations (the documentation addresses that
 stand for "anywhere outside"). A rule that may send a packet to another destination (dnat, redirect, dup, queue...)
@@ -109,34 +112,49 @@ def _cells(starts: Sequence[int], hi: int) -> list[tuple[int, int]]:
     return [(a, (starts[i + 1] - 1) if i + 1 < len(starts) else hi) for i, a in enumerate(starts)]
 
 
-_Sender = tuple[str | None, int | None, int | None]
+_Sender = tuple[str | None, int | None, int | None, str | None]
+"""Output interface, uid, gid, and (forwarded packets) input interface."""
 
 
-def _sender_values(ruleset: Ruleset, family: Family) -> tuple[list[str | None], list[int | None], list[int | None]]:
-    """The output interfaces, uids and gids the rules tell apart (one value per cell; [None] when no rule asks)."""
+def _interfaces(ruleset: Ruleset, family: Family, key: str, *, always: bool = False) -> list[str | None]:
+    """One interface name per cell the rules' names cut them into (never ``lo``), or [None] when no rule asks."""
     names = {
         (a.text[:-1] + "gs0" if a.text.endswith("*") else a.text)
-        for a in _atoms(ruleset, family, "meta oifname")
+        for a in _atoms(ruleset, family, key)
         if isinstance(a, Name)
     }
-    oifs: list[str | None] = [*sorted(n for n in names if n != "lo"), "gapseal-any0"] if names else [None]
+    return [*sorted(n for n in names if n != "lo"), "gapseal-any0"] if names or always else [None]
+
+
+def _sender_values(
+    ruleset: Ruleset, family: Family
+) -> tuple[list[str | None], list[int | None], list[int | None], list[str | None]]:
+    """The output interfaces, uids, gids and input interfaces the rules tell apart (one value per cell)."""
+    oifs = _interfaces(ruleset, family, "meta oifname")
+    if ruleset.path == "forward":  # no socket; arriving on any interface but loopback
+        return oifs, [None], [None], _interfaces(ruleset, family, "meta iifname", always=True)
     dims: list[list[int | None]] = []
     for key in ("meta skuid", "meta skgid"):
         ivs = [a for a in _atoms(ruleset, family, key) if isinstance(a, Interval)]
         dims.append(list(_cuts(ivs, 0, 2**32 - 1)) if ivs else [None])
-    return oifs, dims[0], dims[1]
+    return oifs, dims[0], dims[1], [None]
 
 
-def _combine(oifs: Sequence[str | None], uids: Sequence[int | None], gids: Sequence[int | None]) -> list[_Sender]:
-    combos = list(itertools.product(oifs, uids, gids))
+def _combine(
+    oifs: Sequence[str | None],
+    uids: Sequence[int | None],
+    gids: Sequence[int | None],
+    iifs: Sequence[str | None] = (None,),
+) -> list[_Sender]:
+    combos = list(itertools.product(oifs, uids, gids, iifs))
     if len(combos) > MAX_SENDERS:
-        return [(None, None, None)]
+        return [(None, None, None, None)]
     return combos
 
 
 def _address_cuts(ruleset: Ruleset, family: Family, extra: Iterable[int]) -> list[int]:
     ivs = [a for a in _atoms(ruleset, family, f"{family} daddr") if isinstance(a, Interval)]
-    if _atoms(ruleset, family, "fib daddr type"):
+    if _atoms(ruleset, family, "fib daddr type") or ruleset.path == "forward":
         ivs += _SPECIAL[family]
         ivs += [Interval(a, a) for f, a in ruleset.context.local_addresses if f == family]
     return _cuts(ivs, 0, _TOP[family], extra)
@@ -162,8 +180,8 @@ class _Analysis:
     def __init__(self, ruleset: Ruleset, family: Family, routing: Routing | None = None) -> None:
         self.ruleset = ruleset
         self.family = family
-        self.oifs, self.uids, self.gids = _sender_values(ruleset, family)
-        self.senders = _combine(self.oifs, self.uids, self.gids)
+        self.oifs, self.uids, self.gids, self.iifs = _sender_values(ruleset, family)
+        self.senders = _combine(self.oifs, self.uids, self.gids, self.iifs)
         # the route decides the output interface where it is known, and only matters when a rule names one
         self.routing = routing if routing is not None and self.oifs != [None] else None
         self.ports = {p: _port_cells(ruleset, family, p) for p in PROTOCOLS}
@@ -240,7 +258,8 @@ class _Analysis:
                     keep = sorted([*free, *active]) if active else free
                     view[name] = tuple(rules[i] for i in keep)
                 views[key] = view
-            yield cell, Ruleset([replace(bc, chains=views[id(bc.chains)]) for bc in bases], self.ruleset.context)
+            restricted = [replace(bc, chains=views[id(bc.chains)]) for bc in bases]
+            yield cell, Ruleset(restricted, self.ruleset.context, path=self.ruleset.path)
 
     def route_cuts(self) -> list[int]:
         """Where the route (so the output interface) may change, when routes decide the interface."""
@@ -251,7 +270,7 @@ class _Analysis:
         if self.routing is not None:
             devices = self.routing.output_interfaces(self.family, address)
             if devices is not None:
-                return _combine(devices, self.uids, self.gids)
+                return _combine(devices, self.uids, self.gids, self.iifs)
         return self.senders
 
     def answer(self, ruleset: Ruleset, address: int, protocol: Protocol, port: int | None) -> Outcome:
@@ -259,12 +278,17 @@ class _Analysis:
         unknown: list[str] = []
         drop: Outcome | None = None
         senders = self.senders_for(address)
-        for oif, uid, gid in senders:
-            packet = Packet(self.family, address, protocol, port, oifname=oif, skuid=uid, skgid=gid)
+        forwarded = self.ruleset.path == "forward"
+        for oif, uid, gid, iif in senders:
+            packet = Packet(
+                self.family, address, protocol, port, oifname=oif, skuid=uid, skgid=gid, forwarded=forwarded,
+                iifname=iif,
+            )  # fmt: skip
             outcome = ruleset.evaluate(packet)
             if outcome.verdict == "accept":
-                if len(senders) > 1 or oif is not None:
-                    return Outcome("accept", (*outcome.decided_by, f"(a packet from {packet.describe()})"))
+                if len(senders) > 1 or oif is not None or iif is not None:
+                    sender = "a forwarded packet:" if forwarded else "a packet from"
+                    return Outcome("accept", (*outcome.decided_by, f"({sender} {packet.describe()})"))
                 return outcome
             if outcome.verdict == "unknown":
                 unknown += outcome.decided_by

@@ -36,6 +36,9 @@ from gapseal.audit.netfilter.model import (
 )
 
 LEGACY_HOOKS: dict[tuple[str, str], int] = {
+    ("raw", "PREROUTING"): -300,
+    ("mangle", "PREROUTING"): -150,
+    ("nat", "PREROUTING"): -100,
     ("raw", "OUTPUT"): -300,
     ("mangle", "OUTPUT"): -150,
     ("nat", "OUTPUT"): -100,

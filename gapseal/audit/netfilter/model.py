@@ -18,6 +18,11 @@ Packets carry the fields a rule may test: family, destination address, layer-4 p
 sending socket's output interface, uid and gid (``None`` when the caller does not fix them: then every value any
 rule names is tried, see ``gapseal.audit.netfilter.classes``). The packet is NEW (conntrack state ``new``,
 direction ``original``), its mark is 0, it has no input interface.
+
+The same model answers for packets the host *forwards* (``Ruleset.path == "forward"``): then the base chains run are
+those on ``prerouting``, ``forward`` and ``postrouting`` (hook then priority order), the packet arrives on an input
+interface (``Packet.iifname``, None: not fixed) and has no sending socket (``meta skuid``/``skgid`` never match), and a
+packet addressed to one of the host's own addresses is delivered locally, not forwarded (a drop on this path).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Final, Literal, TypeAlias
 Verdict = Literal["accept", "drop", "unknown"]
 Protocol = Literal["tcp", "udp", "icmp"]
 Family = Literal["ip", "ip6"]
+PacketPath = Literal["output", "forward"]
 
 PROTO_NUMBERS: Final = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "sctp": 132, "dccp": 33, "udplite": 136}
 REWRITING_TARGETS: Final = frozenset({"DNAT", "REDIRECT", "TPROXY", "NETMAP", "TEE", "NFQUEUE", "QUEUE"})
@@ -70,6 +76,10 @@ class Packet:
     """The sending socket's uid; None: not fixed."""
     skgid: int | None = None
     """The sending socket's gid; None: not fixed."""
+    forwarded: bool = False
+    """A packet another host (a container, a VM) sent through this one: no socket, an input interface."""
+    iifname: str | None = None
+    """Input interface of a forwarded packet; None: not fixed."""
 
     @property
     def address(self) -> str:
@@ -79,7 +89,8 @@ class Packet:
     def describe(self) -> str:
         """E.g. ``tcp 198.51.100.7 port 443``."""
         text = f"{self.protocol} {self.address}" + (f" port {self.dport}" if self.dport is not None else "")
-        extra = [f"{k} {v}" for k, v in (("oifname", self.oifname), ("skuid", self.skuid), ("skgid", self.skgid))]
+        fields = (("iifname", self.iifname), ("oifname", self.oifname), ("skuid", self.skuid), ("skgid", self.skgid))
+        extra = [f"{k} {v}" for k, v in fields]
         return " ".join([text, *(e for e in extra if not e.endswith(" None"))])
 
 
@@ -118,11 +129,13 @@ def field_value(packet: Packet, key: str, ctx: Context) -> Value:
     if key == "meta oifname":
         return packet.oifname
     if key in {"meta iifname", "meta iif"}:
+        if packet.forwarded:
+            return packet.iifname if key == "meta iifname" else None  # iif compares an index: not modelled
         return ABSENT  # a locally generated packet has no input interface: the expression breaks the rule
-    if key == "meta skuid":
-        return packet.skuid
-    if key == "meta skgid":
-        return packet.skgid
+    if key in {"meta skuid", "meta skgid"}:
+        if packet.forwarded:
+            return ABSENT  # a forwarded packet has no socket: the expression breaks the rule
+        return packet.skuid if key == "meta skuid" else packet.skgid
     if key in {"meta mark", "ct mark"}:
         return 0
     if key == "ct state":
@@ -313,21 +326,31 @@ class _Budget:
 
 @dataclass
 class Ruleset:
-    """Every base chain that sees locally generated packets, from every source; see the module docstring."""
+    """Every base chain of the host, from every source; see the module docstring."""
 
     base_chains: list[BaseChain] = field(default_factory=list)
     context: Context = field(default_factory=Context)
     notes: list[str] = field(default_factory=list)
     """What was read and what was left out (e.g. a table on another hook)."""
+    path: PacketPath = "output"
+    """Which packets it answers for: ``output`` (this host's own) or ``forward`` (through it); see ``forward``."""
+
+    def forward(self) -> Ruleset:
+        """The same ruleset answering for packets the host forwards (prerouting, forward, postrouting)."""
+        return replace(self, path="forward")
 
     def output_chains(self, family: Family) -> list[BaseChain]:
-        """The base chains a locally generated packet of ``family`` traverses, in hook then priority order."""
-        order = {"output": 0, "postrouting": 1}
+        """The base chains a packet of ``family`` on this ruleset's path traverses, in hook then priority order."""
+        order = _HOOK_ORDER[self.path]
         chosen = [c for c in self.base_chains if c.hook in order and family in c.families]
         return sorted(chosen, key=lambda c: (order[c.hook], c.priority))
 
     def evaluate(self, packet: Packet) -> Outcome:
         """Whether ``packet`` (all fields fixed by the caller, or None where any value is possible) leaves."""
+        if self.path == "forward" and (packet.family, packet.daddr) in self.context.local_addresses:
+            return Outcome("drop", (f"{packet.address} is this host's own address: delivered, not forwarded",))
+        if (self.path == "forward") != packet.forwarded:
+            raise ValueError(f"a {'forwarded' if packet.forwarded else 'local'} packet on the {self.path} path")
         chains = self.output_chains(packet.family)
         maybe_accept: list[str] = []
         uncertain: list[str] = []
@@ -352,8 +375,15 @@ class Ruleset:
         if uncertain:
             return Outcome("unknown", tuple(dict.fromkeys(uncertain)))
         if not chains:
-            return Outcome("accept", (f"no active base chain on the output hook for {packet.family} packets",))
+            hooks = "output hook" if self.path == "output" else "prerouting, forward or postrouting hooks"
+            return Outcome("accept", (f"no active base chain on the {hooks} for {packet.family} packets",))
         return Outcome("accept", tuple(dict.fromkeys(maybe_accept)))
+
+
+_HOOK_ORDER: Final[dict[str, dict[str, int]]] = {
+    "output": {"output": 0, "postrouting": 1},
+    "forward": {"prerouting": 0, "forward": 1, "postrouting": 2},
+}
 
 
 def _run_base(bc: BaseChain, packet: Packet, ctx: Context) -> list[_Path]:

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from gapseal.audit.collectors._common import RawStore, Trace
 from gapseal.audit.collectors.firewall import parse_iptables_save, parse_nft_ruleset
-from gapseal.audit.collectors.routes import parse_routes, parse_rules
+from gapseal.audit.collectors.routes import collect_ip_forwarding, parse_routes, parse_rules
 from gapseal.audit.collectors.sockets import bind_scope, decode_address, parse_proc_net
 
 pytestmark = pytest.mark.skipif(
@@ -142,13 +143,18 @@ def test_live_routes_in_namespace_without_default_route(ns: str) -> None:
     dev = f"gsn{os.getpid() % 100000}b"
     assert fwd == [("10.231.51.0/30", dev), ("fe80::/64", dev)]  # connected routes leave the host, onto the link
     assert [r["dst"]["address_class"] for r in facts["forwarding_routes"]] == ["private", "link_local"]
-    assert [s["argv"] for s in facts["sources"]] == [
+    assert [s["argv"] for s in facts["sources"] if s["kind"] == "command"] == [
         ["ip", "-4", "-j", "route", "show", "table", "all"],
         ["ip", "-4", "-j", "rule", "show"],
         ["ip", "-6", "-j", "route", "show", "table", "all"],
         ["ip", "-6", "-j", "rule", "show"],
     ]
-    assert all(s["exit_code"] == 0 and s["stored"] for s in facts["sources"])
+    forwarding = facts["ip_forwarding"]  # a new namespace starts with forwarding off
+    assert (forwarding["status"], forwarding["inet"], forwarding["inet6"]) == ("ok", False, False), forwarding
+    assert {("all", 0), ("default", 0), ("lo", 0), (dev, 0)} <= {
+        (s["interface"], s["value"]) for s in forwarding["settings"] if s["family"] == "inet"
+    }
+    assert all((s["exit_code"] == 0 or s["kind"] != "command") and s["stored"] for s in facts["sources"])
 
 
 def test_live_default_route_is_reported(ns: str) -> None:
@@ -350,3 +356,58 @@ def test_neighbour_discovery_accept_is_parsed_not_unparsed() -> None:
     assert parsed.unparsed is False
     assert parsed.verdict == "accept"
     assert parse_rule(rule("!="), {}).unparsed is True  # "any type but ND" cannot be bounded to the link
+
+
+def _proc_net(root: Path, v4: dict[str, str | None], v6: dict[str, str | None] | None) -> Path:
+    """A fake /proc/sys/net: interface -> forwarding file content (None: a directory, so reading it fails)."""
+    for version, values in (("ipv4", v4), ("ipv6", v6)):
+        for name, text in (values or {}).items():
+            d = root / version / "conf" / name
+            d.mkdir(parents=True)
+            if text is None:
+                (d / "forwarding").mkdir()
+            else:
+                (d / "forwarding").write_text(text)
+    return root
+
+
+OFF = {"all": "0\n", "default": "0\n", "lo": "0\n", "eth0": "0\n"}
+
+
+@pytest.mark.parametrize(
+    ("name", "v4", "v6", "expected"),
+    [
+        ("everything-off", OFF, OFF, ("ok", False, False, {"inet": [], "inet6": []})),
+        (
+            "ip-forward-on",
+            {**OFF, "all": "1\n", "eth0": "1\n", "lo": "1\n"},
+            OFF,
+            ("ok", True, False, {"inet": ["eth0"], "inet6": []}),
+        ),
+        ("one-interface-on", {**OFF, "podman0": "1\n"}, OFF, ("ok", True, False, {"inet": ["podman0"], "inet6": []})),
+        ("only-loopback-on", {**OFF, "lo": "1\n"}, OFF, ("ok", False, False, {"inet": [], "inet6": []})),
+        ("ipv6-all-on", OFF, {**OFF, "all": "1\n"}, ("ok", False, True, {"inet": [], "inet6": ["eth0"]})),
+        ("ipv6-interface-on-all-off", OFF, {**OFF, "eth0": "1\n"}, ("ok", False, False, {"inet": [], "inet6": []})),
+        ("unreadable-interface", {**OFF, "eth0": None}, OFF, ("unknown", None, False, {"inet": [], "inet6": []})),
+        ("garbage-value", {**OFF, "eth0": "yes\n"}, OFF, ("unknown", None, False, {"inet": [], "inet6": []})),
+        ("unreadable-ipv6-all", OFF, {**OFF, "all": None}, ("unknown", False, None, {"inet": [], "inet6": []})),
+        ("no-ipv6-in-kernel", OFF, None, ("ok", False, False, {"inet": [], "inet6": []})),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_ip_forwarding_settings(
+    tmp_path: Path,
+    name: str,
+    v4: dict[str, str | None],
+    v6: dict[str, str | None] | None,
+    expected: tuple[str, bool | None, bool | None, dict[str, list[str]]],
+) -> None:
+    facts = collect_ip_forwarding(Trace(RawStore()), _proc_net(tmp_path / name, v4, v6))
+    assert (facts.status, facts.inet, facts.inet6, facts.interfaces) == expected, facts.reason
+    if facts.status == "unknown":
+        assert "not readable" in (facts.reason or "")  # an unreadable setting is named, never "off"
+
+
+def test_ip_forwarding_without_proc_is_unknown(tmp_path: Path) -> None:
+    facts = collect_ip_forwarding(Trace(RawStore()), tmp_path / "missing")
+    assert (facts.status, facts.inet, facts.inet6) == ("unknown", None, None)
