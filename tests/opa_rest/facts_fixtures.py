@@ -122,7 +122,13 @@ def compliant_facts(host: str = "host1") -> dict[str, Any]:
         "collected_at": NOW.isoformat(),
         "collector": {"tool": "gapseal", "version": "0.1.0"},
         "host": {"hostname": host, "root": "/", "netns": "net:[4026532000]", "kernel": "6.1.0", "machine_id": None},
-        "routes": _ok(routes=[enclave_route], rules=[], default_routes=[], forwarding_routes=[enclave_route]),
+        "routes": _ok(
+            routes=[enclave_route],
+            rules=[],
+            default_routes=[],
+            forwarding_routes=[enclave_route],
+            ip_forwarding=ip_forwarding(inet=False),
+        ),
         "firewall": _ok(
             nftables={
                 "status": "ok",
@@ -135,6 +141,7 @@ def compliant_facts(host: str = "host1") -> dict[str, Any]:
             },
             iptables={"status": "ok", "reason": None, "present": False, "chains": []},
             egress=egress_facts(),
+            forward=egress_facts(path="forward"),
         ),
         "dns": _ok(
             resolv_conf_present=True,
@@ -354,8 +361,30 @@ def _accept_public(d: dict[str, Any]) -> None:
     d["firewall"]["egress"] = egress_facts(extra_public_accept=True)
 
 
-def egress_facts(extra_public_accept: bool = False) -> dict[str, Any]:
-    """firewall.egress as gapseal's evaluator answers for the lockdown (plus an accept to 203.0.113.0/24)."""
+def ip_forwarding(*, inet: bool | None) -> dict[str, Any]:
+    """routes.ip_forwarding with IPv4 forwarding ``inet`` on veth1 (IPv6 off)."""
+    value = None if inet is None else int(inet)
+    proc = "/proc/sys/net"
+    return {
+        "status": "ok" if inet is not None else "unknown",
+        "reason": None if inet is not None else "/proc/sys/net/ipv4/conf/veth1/forwarding: not readable",
+        "inet": inet,
+        "inet6": False,
+        "interfaces": {"inet": ["veth1"] if inet else [], "inet6": []},
+        "settings": [
+            {"family": "inet", "interface": "veth1", "path": f"{proc}/ipv4/conf/veth1/forwarding", "value": value},
+            {"family": "inet6", "interface": "all", "path": f"{proc}/ipv6/conf/all/forwarding", "value": 0},
+        ],
+    }
+
+
+def egress_facts(
+    extra_public_accept: bool = False, path: str = "output", forward_policy: str = "drop"
+) -> dict[str, Any]:
+    """firewall.egress as gapseal's evaluator answers for the lockdown (plus an accept to 203.0.113.0/24).
+
+    ``path="forward"``: firewall.forward for the same lockdown plus a forward chain with ``forward_policy``.
+    """
     from gapseal.audit import netfilter
     from gapseal.audit.collectors.firewall import egress_answers
 
@@ -378,11 +407,17 @@ def egress_facts(extra_public_accept: bool = False) -> dict[str, Any]:
     ]  # fmt: skip
     items += [{"rule": {"family": "inet", "table": "gapseal", "chain": "output", "handle": i + 2, "expr": e}}
               for i, e in enumerate(exprs)]  # fmt: skip
+    base_chains = ["nftables inet gapseal output: hook output priority 0 policy drop"]
+    items.append({"chain": {"family": "inet", "table": "gapseal", "name": "forward", "type": "filter",
+                            "hook": "forward", "prio": 0, "policy": forward_policy}})  # fmt: skip
+    base_chains.append(f"nftables inet gapseal forward: hook forward priority 0 policy {forward_policy}")
     ruleset = netfilter.build_ruleset(nft_json={"nftables": items})
+    if path == "forward":
+        ruleset = ruleset.forward()
     return {
         "status": "ok",
         "reason": None,
-        "base_chains": ["nftables inet gapseal output: hook output priority 0 policy drop"],
+        "base_chains": base_chains,
         "notes": [],
         "probes": [
             a.model_dump(mode="json") for a in egress_answers(netfilter.probe_verdicts(ruleset, ["203.0.113.1"]))
@@ -403,6 +438,11 @@ def _ntp_pool(d: dict[str, Any]) -> None:
     d["time"]["servers"].append(time_server("chrony", "pool", "2.debian.pool.ntp.org"))
 
 
+def _forwarding_open(d: dict[str, Any]) -> None:
+    d["routes"]["ip_forwarding"] = ip_forwarding(inet=True)
+    d["firewall"]["forward"] = egress_facts(path="forward", forward_policy="accept")
+
+
 def _routes_unknown(d: dict[str, Any]) -> None:
     d["routes"] = {"status": "unknown", "reason": "ip: command not found", "sources": []}
 
@@ -418,6 +458,7 @@ LEAKS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "ssh_forwarding": (_ssh_forwarding, "ACCESS-004"),
     "apt_outside": (_apt_outside, "EGRESS-010"),
     "ntp_pool": (_ntp_pool, "EGRESS-011"),
+    "forwarding_open": (_forwarding_open, "EGRESS-012"),
 }
 """Leak name -> (mutation, a rule id it must trip)."""
 

@@ -75,6 +75,17 @@ routes_ok := {
 	"rules": [],
 	"default_routes": [],
 	"forwarding_routes": [route(enclave_net, null, "veth1", false)],
+	"ip_forwarding": forwarding_off,
+}
+
+# The forwarding sysctls of a host that forwards nothing (a new network namespace's defaults).
+forwarding_off := {
+	"status": "ok", "reason": null, "inet": false, "inet6": false, "interfaces": {"inet": [], "inet6": []},
+	"settings": [
+		{"family": "inet", "interface": "all", "path": "/proc/sys/net/ipv4/conf/all/forwarding", "value": 0},
+		{"family": "inet", "interface": "veth1", "path": "/proc/sys/net/ipv4/conf/veth1/forwarding", "value": 0},
+		{"family": "inet6", "interface": "all", "path": "/proc/sys/net/ipv6/conf/all/forwarding", "value": 0},
+	],
 }
 
 nft_rule(chain, verdict, daddr) := {
@@ -100,6 +111,7 @@ firewall_ok := {
 	},
 	"iptables": {"status": "ok", "reason": null, "present": false, "chains": []},
 	"egress": egress_ok,
+	"forward": forward_open,
 }
 
 # The netfilter evaluator's answers for the compliant host: the outside dropped by the output policy, tcp 22 to
@@ -119,6 +131,19 @@ egress_ok := {
 		egress_answer("inet", "udp", [net("203.0.113.1/32", "inet", 32, "cb007101", "cb007101", "documentation")], ["1-65535"], "drop", drop_policy),
 	],
 	"classes": [egress_answer("inet", "tcp", [enclave_net], ["22"], "accept", ["nftables inet gapseal output: ip daddr 10.231.1.0/30 tcp dport 22 accept # handle 4"])],
+}
+
+# The forward path of the compliant host: its lockdown filters only its own packets, so forwarded ones would pass
+# (harmless while forwarding is off).
+no_forward_chain := ["no active base chain on the prerouting, forward or postrouting hooks for ip packets"]
+
+public_v4 := net("0.0.0.0/0", "inet", 0, "00000000", "ffffffff", "unspecified")
+
+forward_open := {
+	"status": "ok", "reason": null,
+	"base_chains": ["nftables inet gapseal output: hook output priority 0 policy drop"], "notes": [],
+	"probes": [],
+	"classes": [egress_answer("inet", "tcp", [public_v4], ["1-65535"], "accept", no_forward_chain)],
 }
 
 dns_ok := {
