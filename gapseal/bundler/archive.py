@@ -29,7 +29,7 @@ part is damaged, and which range in it; when every such part matches the list, t
 packed. Only a range of a file not named by a digest (never in a valid layout) has a sha256 of its own. Version 1
 lists (every range with its own sha256: each of those bytes hashed twice on both sides) are still read, their range
 digests checked as before; a reader that knows only version 1 refuses a version 2 list by its version field.
-Parts are written side by side, several per core: a part's digest is one sequential hash, and a part's bytes are
+Parts are written side by side, two per core: a part's digest is one sequential hash, and a part's bytes are
 copied in the kernel and hashed from the page cache right after (``tarformat.TarWriter``).
 Beside the parts, ``FILE.parts.json`` holds the same list with part 1's size and digest too, and ``FILE.SHA256SUMS``
 the digests of every part in ``sha256sum -c`` form, so a set can be checked on any machine before it is carried
