@@ -411,14 +411,12 @@ class TarWriter:
 
 
 ALIGNED_BUFFER = 64 * 1024
-"""Read buffers of at least this size are page-aligned anonymous memory (``mmap``), not a ``bytearray``."""
+"""A member of at least this size is read into page-aligned anonymous memory (``mmap``), not a ``bytearray``."""
 
 
 def _buffer(size: int) -> memoryview:
-    """A writable buffer of ``size`` bytes; page-aligned when large, so ``O_DIRECT`` writes can use it as it is."""
-    if size >= ALIGNED_BUFFER:
-        return memoryview(mmap.mmap(-1, size))
-    return memoryview(bytearray(size))
+    """A writable, page-aligned buffer of ``size`` bytes (anonymous memory), so ``O_DIRECT`` writes can use it."""
+    return memoryview(mmap.mmap(-1, size))
 
 
 def _readable_file_offset(fd: int) -> int | None:
@@ -469,6 +467,8 @@ class TarReader:
         self._last: bytes | None = None
         self._dirs: set[str] = set()
         self._used_dirs: set[str] = set()
+        self._aligned: list[memoryview] = []
+        """Two page-aligned ``COPY_CHUNK`` buffers, made on the first large member and reused for every later one."""
 
     # -- low level ----------------------------------------------------------------------------------------------
 
@@ -605,18 +605,24 @@ class TarReader:
         """Stream ``member``'s data to ``sink`` in chunks, then check its zero padding.
 
         Chunks alternate between two buffers: a view passed to ``sink`` stays valid until the sink's *next* call
-        returns, so a sink may hash one chunk on another thread while this reads the next. The buffers of a large
-        member are page-aligned and every chunk but the last is a whole number of blocks, so a sink may write them
-        with ``O_DIRECT`` (unpack does).
+        returns, so a sink may hash one chunk on another thread while this reads the next, and must be done with
+        every view when this returns (a later member reuses the buffers). The buffers of a large member are
+        page-aligned and every chunk but the last is a whole number of blocks, so a sink may write them with
+        ``O_DIRECT`` (unpack does).
         """
         if self._pending is None or self._pending != member:
             raise RuntimeError(f"read_data({member.path!r}) out of sequence")
         self._pending = None
         remaining = member.size
         size = min(COPY_CHUNK, max(member.size, 1))
-        views = [_buffer(size)]
-        if member.size > size:
-            views.append(_buffer(size))
+        if size >= ALIGNED_BUFFER:
+            if not self._aligned:  # allocated once per reader: a layout of many mid-sized files maps no new memory
+                self._aligned = [_buffer(COPY_CHUNK), _buffer(COPY_CHUNK)]
+            views = [v[:size] for v in self._aligned[: 1 + (member.size > size)]]
+        else:
+            views = [memoryview(bytearray(size))]
+            if member.size > size:
+                views.append(memoryview(bytearray(size)))
         k = 0
         while remaining:
             view = views[k]
