@@ -20,10 +20,11 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from gapseal.audit.collectors._common import CommandOutput
 from tests.hosts.netns import SUBNET_PREFIX
@@ -36,7 +37,7 @@ def csum(b):
     s = sum(struct.unpack("!%dH" % (len(b) // 2), b)); s = (s >> 16) + (s & 0xffff); s += s >> 16
     return ~s & 0xffff
 raw = {}
-for dev in ("enc0", "out0"):
+for dev in [d for d in sys.argv[1].split(",") if d]:
     r = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); r.bind((dev, 0)); raw[dev] = r
 for line in sys.stdin:
     cmd = json.loads(line); results = []
@@ -71,6 +72,7 @@ for line in sys.stdin:
 _CAPTURE = r"""
 import json, socket, struct, sys, ipaddress
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+print("ready", flush=True)
 seen, sentinels = [], set()
 while True:
     frame, meta = s.recvfrom(65535)
@@ -142,7 +144,7 @@ class EgressLab:
         """Every frame the peer saw in the last ``send`` (protocol, destination, port, source port/id)."""
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
-    def __enter__(self) -> EgressLab:
+    def __enter__(self) -> Self:
         try:
             self._create()
         except BaseException:
@@ -184,15 +186,18 @@ class EgressLab:
         for addr in ["198.51.100.1", "198.51.100.7", *self.outside_v6]:
             self._ip(h, "neigh", "replace", addr, "lladdr", macs["out0"], "dev", "out0", "nud", "permanent")
         self._capture = self._spawn(p, _CAPTURE)
-        self._sender = self._spawn(h, _SENDER)
+        assert self._capture.stdout is not None  # noqa: S101
+        if self._capture.stdout.readline().strip() != "ready":  # frames sent before its socket exists go unseen
+            raise LabError(f"the capture did not start: {self._capture.stderr.read() if self._capture.stderr else ''}")
+        self._sender = self._spawn(h, _SENDER, "enc0,out0")
 
     def _mac(self, ns: str, dev: str) -> str:
         links = json.loads(_run(["ip", "-n", ns, "-j", "link", "show", dev]).stdout)
         return str(links[0]["address"])
 
-    def _spawn(self, ns: str, code: str) -> subprocess.Popen[str]:
+    def _spawn(self, ns: str, code: str, *args: str) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, "-c", code],
+            ["ip", "netns", "exec", ns, sys.executable, "-c", code, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -207,8 +212,12 @@ class EgressLab:
             proc.kill()
             proc.wait(timeout=10)
         self._procs.clear()
-        for ns in (self.host, self.peer):
+        for ns in self.namespaces():
             _run(["ip", "netns", "del", ns], check=False)
+
+    def namespaces(self) -> list[str]:
+        """The namespaces the lab made."""
+        return [self.host, self.peer]
 
     # -- using it ----------------------------------------------------------------------------------------------
     def run(self, argv: Sequence[str], input_text: str | None = None, check: bool = True) -> str:
@@ -243,16 +252,24 @@ class EgressLab:
     def send(self, probes: Sequence[Probe]) -> tuple[set[tuple[str, str, int | None, int]], list[Any]]:
         """Send ``probes`` from the host; return the keys the peer received and the sender's per-probe errnos."""
         self._batch += 1
-        assert self._sender.stdin is not None  # noqa: S101
-        assert self._sender.stdout is not None  # noqa: S101
-        assert self._capture.stdout is not None  # noqa: S101
-        cmd = {"batch": self._batch, "probes": [[p.protocol, p.address, p.port, p.sport] for p in probes]}
-        self._sender.stdin.write(json.dumps(cmd) + "\n")
-        self._sender.stdin.flush()
-        line = self._sender.stdout.readline()
+        errors = self._ask(self._sender, {"batch": self._batch, "probes": [list(p.key) for p in probes]})
+        return self._collect(probes), errors
+
+    @staticmethod
+    def _ask(sender: subprocess.Popen[str], cmd: dict[str, Any]) -> list[Any]:
+        """Have ``sender`` send a batch; its per-probe errnos."""
+        assert sender.stdin is not None  # noqa: S101
+        assert sender.stdout is not None  # noqa: S101
+        sender.stdin.write(json.dumps(cmd) + "\n")
+        sender.stdin.flush()
+        line = sender.stdout.readline()
         if not line:
-            raise LabError(f"the sender died: {self._sender.stderr.read() if self._sender.stderr else ''}")
-        errors = json.loads(line)
+            raise LabError(f"the sender died: {sender.stderr.read() if sender.stderr else ''}")
+        return list(json.loads(line))
+
+    def _collect(self, probes: Sequence[Probe]) -> set[tuple[str, str, int | None, int]]:
+        """What the peer saw of batch ``self._batch`` (up to both sentinels)."""
+        assert self._capture.stdout is not None  # noqa: S101
         report = self._capture.stdout.readline()
         if not report:
             raise LabError(f"the capture died: {self._capture.stderr.read() if self._capture.stderr else ''}")
@@ -261,11 +278,66 @@ class EgressLab:
             raise LabError(f"capture answered batch {seen['batch']}, expected {self._batch}")
         wanted = {p.key for p in probes}
         self.last_seen = [tuple(x) for x in seen["seen"]]  # every frame of the batch (a rewritten one too)
-        return {k for k in self.last_seen if k in wanted}, errors
+        return {k for k in self.last_seen if k in wanted}
 
     def oif(self, address: str) -> str:
         """The host's output interface towards ``address``."""
         return "enc0" if address in {*self.enclave_v4, *self.enclave_v6} else "out0"
+
+
+class ForwardLab(EgressLab):
+    """The egress lab plus a ``client`` namespace behind the host: a container on a bridge, a VM, an enclave host.
+
+    The client's only link is ``cli0`` to the host's ``ctr0`` (10.88.<index>.0/24, fd20:88:<index>::/64, client .2,
+    host .1, static neighbours both ways) and its default routes lead through the host, so a probe the client sends
+    reaches the peer only if the host *forwards* it. Forwarding starts off (a new namespace's default); the host's
+    own sender still sends the sentinels, after the client's probes have crossed the host.
+    """
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.client = self.host[: -len(f"h{index}")] + f"c{index}"
+        self.client_v4 = f"10.88.{index}.2"
+        self.client_v6 = f"fd20:88:{index:x}::2"
+
+    def namespaces(self) -> list[str]:
+        """The namespaces the lab made (client included)."""
+        return [*super().namespaces(), self.client]
+
+    def _create(self) -> None:
+        super()._create()
+        h, c, i = self.host, self.client, self.index
+        _run(["ip", "netns", "add", c])
+        _run(["ip", "-n", h, "link", "add", "ctr0", "type", "veth", "peer", "name", "cli0", "netns", c])
+        self._ip(h, "addr", "add", f"10.88.{i}.1/24", "dev", "ctr0")
+        self._ip(h, "addr", "add", f"fd20:88:{i:x}::1/64", "dev", "ctr0", "nodad")
+        self._ip(c, "addr", "add", f"{self.client_v4}/24", "dev", "cli0")
+        self._ip(c, "addr", "add", f"{self.client_v6}/64", "dev", "cli0", "nodad")
+        for ns, dev in ((h, "ctr0"), (c, "cli0"), (c, "lo")):
+            self._ip(ns, "link", "set", dev, "up")
+        self._ip(c, "route", "add", "default", "via", f"10.88.{i}.1", "dev", "cli0")
+        self._ip(c, "-6", "route", "add", "default", "via", f"fd20:88:{i:x}::1", "dev", "cli0")
+        host_mac, client_mac = self._mac(h, "ctr0"), self._mac(c, "cli0")
+        for addr in (f"10.88.{i}.1", f"fd20:88:{i:x}::1"):
+            self._ip(c, "neigh", "replace", addr, "lladdr", host_mac, "dev", "cli0", "nud", "permanent")
+        for addr in (self.client_v4, self.client_v6):
+            self._ip(h, "neigh", "replace", addr, "lladdr", client_mac, "dev", "ctr0", "nud", "permanent")
+        self._client_sender = self._spawn(c, _SENDER, "")
+        self.set_forwarding()
+
+    def set_forwarding(self, *, ipv4: bool = False, ipv6: bool = False, ipv4_interfaces: Sequence[str] = ()) -> None:
+        """Set the host's forwarding sysctls: all IPv4 interfaces, IPv6, and IPv4 on ``ipv4_interfaces`` only."""
+        settings = [f"net.ipv4.ip_forward={int(ipv4)}", f"net.ipv6.conf.all.forwarding={int(ipv6)}"]
+        settings += [f"net.ipv4.conf.{dev}.forwarding=1" for dev in ipv4_interfaces]
+        self.run(["sysctl", "-q", "-w", *settings])
+
+    def send(self, probes: Sequence[Probe]) -> tuple[set[tuple[str, str, int | None, int]], list[Any]]:
+        """Send ``probes`` from the client through the host; the keys the peer received and the per-probe errnos."""
+        self._batch += 1
+        errors = self._ask(self._client_sender, {"batch": self._batch, "probes": [list(p.key) for p in probes]})
+        time.sleep(0.3)  # a forwarded frame crosses two backlogs: let them drain before the sentinels follow
+        self._ask(self._sender, {"batch": self._batch, "probes": []})
+        return self._collect(probes), errors
 
 
 def lab_requirements_missing() -> list[str]:
