@@ -98,6 +98,7 @@ def _unit(name: str, service: str, extra: dict[str, str] | None = None) -> Stage
 
 S = Scenario
 A4, E6, E7, E10, E11, T1 = "ACCESS-004", "EGRESS-006", "EGRESS-007", "EGRESS-010", "EGRESS-011", "TELEMETRY-001"
+E12 = "EGRESS-012"
 NONE: frozenset[str] = frozenset()
 
 
@@ -738,15 +739,19 @@ SCENARIOS: list[Scenario] = SSH + PROXY + SOURCES + NAMES + TELEMETRY + STORAGE
 
 # ------------------------------------------------------------------------------------------------ namespace hosts
 
-LEAKY_HOST_RULES = frozenset({A4, E6, E7, E10, E11, T1})
-"""What the leaky namespace host must report (ENCRYPTION-001 for the disk below the model directory is waived: the
+LEAKY_HOST_RULES = frozenset({A4, E6, E7, E10, E11, E12, T1})
+"""What the leaky namespace host must report (EGRESS-012: IPv4 forwarding on with no forward chain behind its output
+lockdown; ENCRYPTION-001 for the disk below the model directory is waived: the
 model directory itself sits on this machine's unencrypted disk, as on every host of this test machine)."""
 
 
 def leak_every_class(root: Path, host_netns: str, pids: list[int]) -> None:
-    """One leak of every class of section 2 on a staged namespace host (files under ``root``, a process in its netns)."""
+    """One leak of every class of section 2 on a staged namespace host (files under ``root``, a process in its netns,
+    IPv4 forwarding on in its netns: containers behind it would reach the outside, its output lockdown not seeing them).
+    """
     import subprocess
 
+    subprocess.run(["ip", "netns", "exec", host_netns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], check=True)
     with (root / "etc/ssh/sshd_config").open("a") as f:
         f.write("Match User ops\n  DisableForwarding no\n")
     write(root, "etc/profile", f"export http_proxy={_PROXY}\n")

@@ -234,6 +234,8 @@ def ansible_hosts(host_fleet: HostFleet, tmp_path_factory: pytest.TempPathFactor
         yield Hosts(staged, below)
     finally:
         for s in staged.values():
+            off = ["sysctl", "-q", "-w", "net.ipv4.ip_forward=0"]  # undo the leak for the next user of the host
+            subprocess.run(["ip", "netns", "exec", s.host.netns, *off], check=False)
             s.stop()
         subprocess.run(["umount", "-l", str(below)], check=False)
         subprocess.run(["losetup", "-d", loop], check=False)
@@ -295,6 +297,7 @@ def test_ansible_leaky_host_reports_every_class(
     assert [s["location"] for s in process_proxies] == [f"pid:{leaky.pids[-1]} (sleep)"]
     assert {s["origin"] for s in facts["proxy"]["proxies"]} == {"process", "profile"}
     assert [c["context"] for c in facts["ssh"]["forwarding"] if c["tcp_forwarding"]] == ["Match User ops"]
+    assert (facts["routes"]["ip_forwarding"]["inet"], facts["routes"]["ip_forwarding"]["inet6"]) == (True, False)
     assert [(s["service"], s["origin"], s["image"]) for s in facts["telemetry"]["services"]] == [
         ("vllm", "quadlet", "docker.io/vllm/vllm-openai:v0.6.3")
     ]
