@@ -6,8 +6,8 @@ install record's digest. Here, on the controller, the probes are parsed and each
 (``gapseal.installer.hardware``, ``gapseal.installer.variants``: the same code as ``gapseal hosts detect``).
 
 Arguments:
-  root, preflight, timeout, cpuinfo_path, file_sets, build_dirs, record_path: passed to the module (``files`` entries
-                       may carry ``src``; only ``{path, digest, size}`` travel)
+  root, preflight, timeout, cpuinfo_path, file_sets, build_dirs, record_path, files_sha256, units, nft_tables, nft:
+                       passed to the module (``files`` entries may carry ``src``; only ``{path, digest, size}`` travel)
   builds:              the bundle's builds, in preference order (variant selection); hardware is probed when given
 
 Result: ``failed`` with ``msg`` and ``failure`` (``preflight``: the host cannot take the install; ``host``: the module
@@ -18,7 +18,8 @@ Facts set (``ansible_facts``):
   gapseal_preflight:   arch, python, free and needed bytes (also set when the preflight check fails)
   gapseal_hardware, gapseal_variants: as the ``gapseal_hardware`` action sets them
   gapseal_host_state:  ``{file_sets: {dest: {current, missing, extra, stale_modes, leftovers}}, builds: {dir:
-                       {current, previous}}, record_sha256}`` - what the models, runtime and record roles skip on
+                       {current, previous}}, record_sha256, systemd, files_sha256: {path: digest}, units: {unit:
+                       is-enabled}, nft_tables: {table: loaded}}`` - what the later roles skip on
 
 """
 
@@ -29,7 +30,18 @@ from typing import Any
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
-MODULE_ARGS = ("root", "preflight", "timeout", "cpuinfo_path", "build_dirs", "record_path")
+MODULE_ARGS = (
+    "root",
+    "preflight",
+    "timeout",
+    "cpuinfo_path",
+    "build_dirs",
+    "record_path",
+    "files_sha256",
+    "units",
+    "nft_tables",
+    "nft",
+)
 
 
 class ActionModule(ActionBase):
@@ -97,6 +109,10 @@ class ActionModule(ActionBase):
             "file_sets": state.get("file_sets") or {},
             "builds": state.get("builds") or {},
             "record_sha256": state.get("record_sha256"),
+            "systemd": bool(state.get("systemd")),
+            "files_sha256": state.get("files_sha256") or {},
+            "units": state.get("units") or {},
+            "nft_tables": state.get("nft_tables") or {},
         }
         result["changed"] = False
         result["ansible_facts"] = facts

@@ -45,6 +45,12 @@ options:
     default: []
   build_dirs: {description: "<builds dir>/<build> directories.", type: list, elements: path, default: []}
   record_path: {description: The install record's path., type: path}
+  files_sha256: {description: Further files to hash (the egress drop-in)., type: list, elements: path, default: []}
+  units: {description: "Units whose C(systemctl is-enabled) state to read (where systemd runs).", type: list,
+          elements: str, default: []}
+  nft_tables: {description: "nftables C(inet) tables to look for (C(nft list table)).", type: list, elements: str,
+               default: []}
+  nft: {description: The nft executable., type: path, default: /usr/sbin/nft}
 """
 
 RETURN = r"""
@@ -53,6 +59,10 @@ probes: {description: "Per probe (PROBE_COMMANDS keys and cpuinfo) {present, rc,
 file_sets: {description: "Per dest {current, missing, extra, stale_modes, leftovers, files}.", type: dict}
 builds: {description: "Per build dir {current, previous}: the manifest digests of current.json and .previous.", type: dict}
 record_sha256: {description: "sha256 of the install record, or null when there is none.", type: str}
+systemd: {description: Whether systemd runs the host (/run/systemd/system exists)., type: bool}
+files_sha256: {description: "Per path C({sha256, mode, dir_mode}), or null when it is not a regular file.", type: dict}
+units: {description: "Per unit its C(systemctl is-enabled) answer (only where systemd runs).", type: dict}
+nft_tables: {description: Per table whether it is loaded (false without nft)., type: dict}
 """
 
 ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
@@ -237,6 +247,34 @@ def build_state(build_dir):
     }
 
 
+def file_state(path):
+    """``{sha256, mode, dir_mode}`` of a regular file (modes as octal strings), or None when it is not one."""
+    if os.path.islink(path) or not os.path.isfile(path):
+        return None
+    return {
+        "sha256": sha256_file(path)[0],
+        "mode": f"{stat.S_IMODE(os.stat(path).st_mode):04o}",
+        "dir_mode": f"{stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode):04o}",
+    }
+
+
+def unit_enabled(module, unit):
+    """``systemctl is-enabled UNIT``'s answer (enabled, disabled, masked, not-found...)."""
+    systemctl = module.get_bin_path("systemctl")
+    if systemctl is None:
+        return "no systemctl"
+    rc, out, err = module.run_command([systemctl, "is-enabled", unit])
+    return (out or err).strip().splitlines()[0] if (out or err).strip() else f"exit {rc}"
+
+
+def nft_table_loaded(module, nft, table):
+    """Whether ``inet TABLE`` is loaded (nft missing: not loaded)."""
+    if not os.path.exists(nft):
+        return False
+    rc, _, _ = module.run_command([nft, "list", "table", "inet", table])
+    return rc == 0
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -248,6 +286,10 @@ def main():
             file_sets=dict(type="list", elements="dict", default=[]),
             build_dirs=dict(type="list", elements="path", default=[]),
             record_path=dict(type="path", required=False),
+            files_sha256=dict(type="list", elements="path", default=[]),
+            units=dict(type="list", elements="str", default=[]),
+            nft_tables=dict(type="list", elements="str", default=[]),
+            nft=dict(type="path", default="/usr/sbin/nft"),
         ),
         supports_check_mode=True,
     )
@@ -281,6 +323,10 @@ def main():
         result["builds"] = {d: build_state(d) for d in p["build_dirs"]}
         record = p["record_path"]
         result["record_sha256"] = sha256_file(record)[0] if record and os.path.isfile(record) else None
+        result["files_sha256"] = {f: file_state(f) for f in p["files_sha256"]}
+        result["systemd"] = os.path.isdir("/run/systemd/system")
+        result["units"] = {u: unit_enabled(module, u) for u in p["units"]} if result["systemd"] else {}
+        result["nft_tables"] = {t: nft_table_loaded(module, p["nft"], t) for t in p["nft_tables"]}
     except (KeyError, TypeError, ValueError) as e:
         module.fail_json(msg=f"malformed file set: {e}")
     except OSError as e:

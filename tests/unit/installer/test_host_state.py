@@ -235,3 +235,29 @@ def test_record_bytes_are_what_the_record_module_writes(tmp_path: Path) -> None:
     }
     assert run_module("gapseal_record", args, tmp_path)["changed"] is True
     assert module.record_bytes(args)[1] == path.read_bytes()
+
+
+def test_files_units_and_nft_tables_are_read(tmp_path: Path) -> None:
+    conf = tmp_path / "d/gapseal-egress.conf"
+    conf.parent.mkdir()
+    conf.parent.chmod(0o755)
+    conf.write_text("[Service]\n")
+    conf.chmod(0o644)
+    (tmp_path / "link.conf").symlink_to(conf)
+    args = {
+        "root": str(tmp_path),
+        "files_sha256": [str(conf), str(tmp_path / "link.conf"), str(tmp_path / "absent.conf")],
+        "units": ["nftables.service"],
+        "nft_tables": ["gapseal_egress"],
+        "nft": str(tmp_path / "no-nft-here"),
+    }
+    state = run_module("gapseal_host_state", args, tmp_path)
+    assert state["files_sha256"] == {
+        str(conf): {"sha256": digest(b"[Service]\n"), "mode": "0644", "dir_mode": "0755"},
+        str(tmp_path / "link.conf"): None,  # a link is not the drop-in the egress role writes
+        str(tmp_path / "absent.conf"): None,
+    }
+    assert state["nft_tables"] == {"gapseal_egress": False}  # no nft: nothing loaded
+    assert state["systemd"] is os.path.isdir("/run/systemd/system")
+    if not state["systemd"]:
+        assert state["units"] == {}
