@@ -180,6 +180,7 @@ class EgressLab:
             for dev in ("lo", *(("enc0", "out0") if ns == h else ("penc0", "pout0"))):
                 self._ip(ns, "link", "set", dev, "up")
         self._ip(h, "route", "add", "203.0.113.0/24", "via", "198.51.100.1", "dev", "out0")
+        self.set_forwarding()  # a new namespace may inherit IPv4 forwarding from the machine's: off, explicitly
         macs = {d: self._mac(p, f"p{d}") for d in ("enc0", "out0")}
         for addr in [*self.enclave_v4, *self.enclave_v6]:
             self._ip(h, "neigh", "replace", addr, "lladdr", macs["enc0"], "dev", "enc0", "nud", "permanent")
@@ -220,6 +221,12 @@ class EgressLab:
         return [self.host, self.peer]
 
     # -- using it ----------------------------------------------------------------------------------------------
+    def set_forwarding(self, *, ipv4: bool = False, ipv6: bool = False, ipv4_interfaces: Sequence[str] = ()) -> None:
+        """Set the host's forwarding sysctls: all IPv4 interfaces, IPv6, and IPv4 on ``ipv4_interfaces`` only."""
+        settings = [f"net.ipv4.ip_forward={int(ipv4)}", f"net.ipv6.conf.all.forwarding={int(ipv6)}"]
+        settings += [f"net.ipv4.conf.{dev}.forwarding=1" for dev in ipv4_interfaces]
+        self.run(["sysctl", "-q", "-w", *settings])
+
     def run(self, argv: Sequence[str], input_text: str | None = None, check: bool = True) -> str:
         """Run ``argv`` inside the host namespace and return its stdout."""
         return _run(["ip", "netns", "exec", self.host, *argv], input_text=input_text, check=check).stdout
@@ -325,12 +332,6 @@ class ForwardLab(EgressLab):
         self._client_sender = self._spawn(c, _SENDER, "")
         self.set_forwarding()
 
-    def set_forwarding(self, *, ipv4: bool = False, ipv6: bool = False, ipv4_interfaces: Sequence[str] = ()) -> None:
-        """Set the host's forwarding sysctls: all IPv4 interfaces, IPv6, and IPv4 on ``ipv4_interfaces`` only."""
-        settings = [f"net.ipv4.ip_forward={int(ipv4)}", f"net.ipv6.conf.all.forwarding={int(ipv6)}"]
-        settings += [f"net.ipv4.conf.{dev}.forwarding=1" for dev in ipv4_interfaces]
-        self.run(["sysctl", "-q", "-w", *settings])
-
     def send(self, probes: Sequence[Probe]) -> tuple[set[tuple[str, str, int | None, int]], list[Any]]:
         """Send ``probes`` from the client through the host; the keys the peer received and the per-probe errnos."""
         self._batch += 1
@@ -344,7 +345,7 @@ def lab_requirements_missing() -> list[str]:
     """What this machine lacks for the lab."""
     missing = [
         t
-        for t in ("ip", "nft", "iptables-legacy-restore", "iptables-nft-restore")
+        for t in ("ip", "nft", "sysctl", "iptables-legacy-restore", "iptables-nft-restore")
         if not Path(f"/usr/sbin/{t}").exists()
     ]
     if os.geteuid() != 0:
