@@ -132,6 +132,21 @@ SCENARIOS = [
         quoted=("dscp cs1",),
     ),
     Scenario(
+        # routing has not run on prerouting: an oifname match there never matches, so nothing is dropped
+        "forwarding-on-oifname-drop-in-prerouting-never-matches",
+        "fail",
+        leaks=True,
+        ipv4=True,
+        ipv6=True,
+        nft="""table inet pre {
+  chain pre {
+    type filter hook prerouting priority 0; policy accept;
+    oifname "out0" drop
+  }
+}
+""",
+    ),
+    Scenario(
         # the forward chain accepts only the enclave, but prerouting's dnat sends packets addressed to .10 to
         # 198.51.100.7 and accepts what it rewrote: the kernel forwards them outside; gapseal does not model where
         # dnat sends a packet, so every destination is unknown, quoting the rule (never a pass)

@@ -80,6 +80,9 @@ class Packet:
     """A packet another host (a container, a VM) sent through this one: no socket, an input interface."""
     iifname: str | None = None
     """Input interface of a forwarded packet; None: not fixed."""
+    hook: str | None = None
+    """The hook whose base chain is running (set by ``Ruleset.evaluate``): a forwarded packet has no output
+    interface yet on ``prerouting`` (its input interface is still known on ``postrouting``)."""
 
     @property
     def address(self) -> str:
@@ -127,6 +130,8 @@ def field_value(packet: Packet, key: str, ctx: Context) -> Value:
         own = "icmp type" if fam == "ip" else "icmpv6 type"
         return "echo-request" if proto == "icmp" and key == own else ABSENT
     if key == "meta oifname":
+        if packet.forwarded and packet.hook == "prerouting":
+            return ABSENT  # routing has not run yet: nft's expression breaks the rule (iptables refuses -o there)
         return packet.oifname
     if key in {"meta iifname", "meta iif"}:
         if packet.forwarded:
@@ -355,7 +360,7 @@ class Ruleset:
         maybe_accept: list[str] = []
         uncertain: list[str] = []
         for bc in chains:
-            paths = _run_base(bc, packet, self.context)
+            paths = _run_base(bc, replace(packet, hook=bc.hook) if packet.forwarded else packet, self.context)
             ends = {p.end for p in paths}
             if bc.active is None:
                 ends.add("accept")  # a table whose flags are unreadable may be dormant

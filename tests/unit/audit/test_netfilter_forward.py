@@ -151,3 +151,15 @@ def test_a_packet_on_the_wrong_path_is_refused() -> None:
     rs = forward_ruleset(LOCKED_OUTPUT)
     with pytest.raises(ValueError, match="local packet on the forward path"):
         rs.evaluate(Packet("ip", 1, "tcp", 80))
+
+
+def test_prerouting_knows_no_output_interface_postrouting_still_knows_the_input() -> None:
+    # as the kernel does (checked in the forward lab): oifname in prerouting never matches, iifname in postrouting does
+    pre = forward_ruleset(("pre", "prerouting", "accept", [[match(meta("oifname"), "gapseal-any0"), DROP]]))
+    assert verdicts(pre, "198.51.100.7") == {"accept"}
+    post = forward_ruleset(("post", "postrouting", "accept", [[match(meta("iifname"), "ctr0"), DROP]]))
+    assert verdicts(post, "198.51.100.7") == {"accept"}  # a packet arriving on another interface
+    (answer, *_) = netfilter.probe_verdicts(post, ["198.51.100.7"])
+    assert "iifname gapseal-any0" in answer.decided_by[-1]
+    both = [[match(meta("iifname"), "ctr0"), DROP], [match(meta("iifname"), "ctr0", "!="), DROP]]
+    assert verdicts(forward_ruleset(("post", "postrouting", "accept", both)), "198.51.100.7") == {"drop"}
