@@ -2,7 +2,8 @@
 
 ``firewall.egress`` holds what the kernel would do with NEW packets from this host, from every source netfilter runs:
 nftables (JSON for the rules, the ``nft -a`` listing for quotes and table flags), the iptables-nft rules behind nft's
-``xt`` expressions, and iptables-legacy tables (``gapseal.audit.netfilter`` evaluates them).
+``xt`` expressions, and iptables-legacy tables (``gapseal.audit.netfilter`` evaluates them). ``firewall.forward``
+holds the same for NEW packets the host would forward (whether it forwards at all is ``routes.ip_forwarding``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """Firewall semantics as the kernel evaluates them.
 
 The one question egress auditing asks: "can a NEW packet from this host to address A, protocol P, port X leave?".
+The same model answers it for packets the host *forwards* (``Ruleset.forward()``: arriving on any non-loopback
+interface, through the prerouting, forward and postrouting hooks): a host that routes for containers or VMs is a way
+out its output chain never sees.
 
 - ``model``: the ruleset model (base chains per hook with priority and policy, rules as steps) and its evaluation;
 - ``nft``: ``nft -j list ruleset`` (+ ``nft -a list ruleset``) into the model; ``iptables``: iptables-save text
