@@ -165,6 +165,10 @@ class NamespaceHost:
         _run(["ip", "-n", self.netns, "addr", "add", f"{self.address}/30", "dev", self._veth_host])
         _run(["ip", "-n", self.netns, "link", "set", self._veth_host, "up"])
         _run(["ip", "-n", self.netns, "link", "set", "lo", "up"])
+        # A new namespace may copy the machine's forwarding settings (net.core.devconf_inherit_init_net): on a CI
+        # machine that forwards (docker), every host would start out leaky for EGRESS-012. Hosts start not forwarding.
+        for key in ("net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0"):
+            _run(["ip", "netns", "exec", self.netns, "sysctl", "-q", "-w", key], check=False)
 
     def _write_sshd_config(self) -> Path:
         host_key = self.dir / "ssh_host_ed25519_key"
