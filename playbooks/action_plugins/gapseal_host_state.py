@@ -16,7 +16,8 @@ message per build with no variant this host satisfies (the hardware role fails t
 
 Facts set (``ansible_facts``):
   gapseal_preflight:   arch, python, free and needed bytes (also set when the preflight check fails)
-  gapseal_hardware, gapseal_variants: as the ``gapseal_hardware`` action sets them
+  gapseal_variants:    as the ``gapseal_hardware`` action sets it (the hardware itself is not kept as a fact here:
+                       ``gapseal hosts detect`` reports it)
   gapseal_host_state:  ``{file_sets: {dest: {current, missing, extra, stale_modes, leftovers}}, builds: {dir:
                        {current, previous}}, record_sha256, systemd, files_sha256: {path: digest}, units: {unit:
                        is-enabled}, nft_tables: {table: loaded}}`` - what the later roles skip on
@@ -102,7 +103,8 @@ class ActionModule(ActionBase):
                 selections, unmet = choose_build_variants(builds, hardware, host=host)
             except InstallError as e:
                 raise AnsibleActionFail(e.diagnostics()) from e
-            facts["gapseal_hardware"] = hardware.model_dump(mode="json")
+            # Not gapseal_hardware: no role of the install reads it (hosts detect shows it), and Ansible copies every
+            # fact of a host for each of its tasks - the loader cache alone is ~1,800 values, ~10 ms per task and host.
             facts["gapseal_variants"] = selections
             result["unmet"] = unmet
         facts["gapseal_host_state"] = {
