@@ -28,7 +28,7 @@ import pytest
 from gapseal.audit.evaluate import evaluate_facts
 from tests.hosts.netns import SUBNET_PREFIX
 from tests.integration.egress_lab import ForwardLab, lab_requirements_missing
-from tests.integration.test_egress_oracle import GAPSEAL, LAB_ROUTE_FINDINGS, facts_verdict
+from tests.integration.test_egress_oracle import GAPSEAL, LAB_ROUTE_FINDINGS, facts_verdict, role_ruleset
 
 pytestmark = [
     pytest.mark.integration,
@@ -100,6 +100,15 @@ SCENARIOS = [
         ipv4=True,
         ipv6=True,
         nft=forward_chain("drop", f"ip daddr {ENCLAVE_V4} accept", f"ip6 daddr {ENCLAVE_V6} accept"),
+    ),
+    Scenario(
+        # what `gapseal install` loads (playbooks/roles/egress): a host that forwards stays locked down
+        "forwarding-on-gapseal-egress-role-lockdown",
+        None,
+        leaks=False,
+        ipv4=True,
+        ipv6=True,
+        nft=role_ruleset(),
     ),
     Scenario(
         "forwarding-on-iptables-nft-forward-accept-one-cidr",
