@@ -61,7 +61,7 @@ def main(argv: list[str]) -> int:
     print(f"\nbenchmarks: {len(chosen) - len(failed)} met their targets, {len(failed)} did not: {', '.join(failed)}")
     if args.readme is not None:
         ran = {r.bench for r in rows}
-        broken = [name for name in chosen if name not in ran]  # exited without a single row: it did not run through
+        broken = [name for name in chosen if f"bench_{name}" not in ran]  # no row at all: it did not run through
         generated = results.table(
             rows, date=date, machine=results.machine(), load_start=load_start, load_end=_load(), failed=broken
         )

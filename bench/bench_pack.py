@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import results
+
 TARGET_RATIO = 0.9
 RSS_LIMIT_MB = 200
 MTIME = 1_700_000_000
@@ -195,6 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  tar xf (no hash, no fsync)          {tarx_t:7.3f} s  {_gbps(total, tarx_t)}")
     print(f"  peak RSS of gapseal children: {peak:.1f} MB (limit {RSS_LIMIT_MB} MB; upper bounds, see _run)")
     ok = ratio >= TARGET_RATIO and peak < RSS_LIMIT_MB
+    results.row(
+        "bench_pack",
+        f"pack a {total / 2**20:.0f} MiB layout into one tar, fsync'd",
+        f"{pack_m:.2f} s ({_gbps(total, pack_m)})",
+        f"tar cf {tar_m:.2f} s; tar cf + fsync {tar_sync_m:.2f} s",
+        f"{ratio:.2f}x of tar cf (target >= {TARGET_RATIO}); {ratio_sync:.2f}x of tar cf + fsync",
+        ok,
+    )
     print("PASS" if ok else "BELOW TARGET")
     return 0 if ok else 1
 

@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import results
 from bench.bench_pack import _run
 
 TARGET_RATIO = 0.9
@@ -164,6 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  every run (baseline/tar/split): {runs} s")
     print(f"  peak RSS of unpack children: {peak:.1f} MB (limit {RSS_LIMIT_MB} MB; upper bounds, see bench_pack._run)")
     ok = r_tar >= TARGET_RATIO and r_split >= TARGET_RATIO and peak < RSS_LIMIT_MB
+    for form, seconds, ratio in (("tar", tar_m, r_tar), (f"split set ({len(split.parts)} parts)", split_m, r_split)):
+        results.row(
+            "bench_unpack",
+            f"unpack + verify, {args.size_mib} MiB {form}, every byte hashed and fsync'd",
+            f"{seconds:.2f} s ({_gbps(total, seconds)})",
+            f"tar xf + sync {base_m:.2f} s",
+            f"{ratio:.2f}x (target >= {TARGET_RATIO}; peak RSS {peak:.0f} MB)",
+            ratio >= TARGET_RATIO and peak < RSS_LIMIT_MB,
+        )
     print("PASS" if ok else "BELOW TARGET")
     return 0 if ok else 1
 

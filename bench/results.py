@@ -87,7 +87,11 @@ def table(
             f"| `{r.bench}` | {_cell(r.what)} | {_cell(r.ours)} | {_cell(r.baseline)} | {_cell(r.result)}{verdict} |"
         )
     if failed:
-        lines += ["", "Benchmarks that failed to run: " + ", ".join(f"`{name}`" for name in failed) + "."]
+        names = ", ".join(f"`bench_{name}`" for name in failed)
+        lines += [
+            "",
+            f"Benchmarks that recorded no figures (they stopped before the end; see the run's output): {names}.",
+        ]
     return "\n".join(lines)
 
 
