@@ -34,7 +34,7 @@ from gapseal.bundler.descriptor import BinaryRequirements
 from gapseal.bundler.elf import LDCONFIG_TAGS, UNAME_TO_MACHINE, parse_version
 from gapseal.bundler.spec import Requirements
 from gapseal.errors import InstallError
-from gapseal.installer.hardware import HostHardware, NvidiaGpu, RocmAgent, VulkanDevice
+from gapseal.installer.hardware import HostHardware, NvidiaGpu, RocmAgent, VulkanDevice, hardware_from_probe
 
 __all__ = [
     "SELECTION_KIND",
@@ -44,6 +44,7 @@ __all__ = [
     "VariantLike",
     "VariantSelection",
     "choose_build_variants",
+    "variants_from_probes",
     "evaluate_variants",
     "select_variant",
     "selection_schema",
@@ -486,6 +487,19 @@ def select_variant(
     return selection
 
 
+def variants_from_probes(
+    builds: Sequence[Mapping[str, Any]], probes: Mapping[str, Any], *, host: str | None = None
+) -> tuple[HostHardware, dict[str, Any], list[str]]:
+    """Parse a host's raw probe outputs and choose every build's variant: ``(hardware, selections, unmet)``.
+
+    What the ``gapseal_hardware`` and ``gapseal_host_state`` action plugins do with the module's ``probes``; raises
+    ``InstallError`` (``HardwareParseError``) for output that cannot be parsed.
+    """
+    hardware = hardware_from_probe(probes)
+    selections, unmet = choose_build_variants(builds, hardware, host=host)
+    return hardware, selections, unmet
+
+
 def choose_build_variants(
     builds: Sequence[Mapping[str, Any]], hardware: HostHardware, *, host: str | None = None
 ) -> tuple[dict[str, Any], list[str]]:
@@ -493,7 +507,7 @@ def choose_build_variants(
 
     Returns ``({build name: VariantSelection as JSON + "chosen": {index, backend, arch, path} or None}, unmet)``
     where ``unmet`` holds one :class:`NoVariantError` message per build that has no variant the host satisfies.
-    Shared by the ``gapseal_hardware`` and ``gapseal_host_state`` action plugins (one home for the fact's shape).
+    The action plugins reach it through ``variants_from_probes`` (one home for the fact's shape).
     """
     selections: dict[str, Any] = {}
     unmet: list[str] = []

@@ -38,8 +38,7 @@ class ActionModule(ActionBase):
         del tmp
         try:
             from gapseal.errors import InstallError
-            from gapseal.installer.hardware import hardware_from_probe
-            from gapseal.installer.variants import choose_build_variants
+            from gapseal.installer.variants import variants_from_probes
         except ImportError as e:
             raise AnsibleActionFail(
                 "gapseal_hardware needs gapseal importable by the Python that runs Ansible on the controller "
@@ -62,8 +61,7 @@ class ActionModule(ActionBase):
 
         host = (task_vars or {}).get("inventory_hostname")
         try:
-            hardware = hardware_from_probe(probe.get("probes") or {})
-            selections, unmet = choose_build_variants(builds, hardware, host=host)
+            hardware, selections, unmet = variants_from_probes(builds, probe.get("probes") or {}, host=host)
         except InstallError as e:
             raise AnsibleActionFail(e.diagnostics()) from e
 

@@ -57,8 +57,7 @@ class ActionModule(ActionBase):
         del tmp
         try:
             from gapseal.errors import InstallError
-            from gapseal.installer.hardware import hardware_from_probe
-            from gapseal.installer.variants import choose_build_variants
+            from gapseal.installer.variants import variants_from_probes
         except ImportError as e:
             raise AnsibleActionFail(
                 "gapseal_host_state needs gapseal importable by the Python that runs Ansible on the controller "
@@ -99,8 +98,7 @@ class ActionModule(ActionBase):
         if builds is not None:
             host = (task_vars or {}).get("inventory_hostname")
             try:
-                hardware = hardware_from_probe(state.get("probes") or {})
-                selections, unmet = choose_build_variants(builds, hardware, host=host)
+                _, selections, unmet = variants_from_probes(builds, state.get("probes") or {}, host=host)
             except InstallError as e:
                 raise AnsibleActionFail(e.diagnostics()) from e
             # Not gapseal_hardware: no role of the install reads it (hosts detect shows it), and Ansible copies every
