@@ -21,7 +21,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -120,6 +120,11 @@ class Probe:
     def key(self) -> tuple[str, str, int | None, int]:
         """What the capture reports for it."""
         return (self.protocol, self.address, self.port, self.sport)
+
+
+_NFT_RESTORE = {"ip": "iptables-nft-restore", "ip6": "ip6tables-nft-restore"}
+_LEGACY_RESTORE = {"ip": "iptables-legacy-restore", "ip6": "ip6tables-legacy-restore"}
+"""The iptables-save loaders per family: through nftables (iptables-nft) and the legacy xtables."""
 
 
 class EgressLab:
@@ -241,8 +246,23 @@ class EgressLab:
         """Empty the host's firewall: nftables flushed, the legacy filter tables back to accept with no rules."""
         self.run(["nft", "flush", "ruleset"])
         empty = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
-        for tool in ("iptables-legacy-restore", "ip6tables-legacy-restore"):
+        for tool in _LEGACY_RESTORE.values():
             self.run([tool], input_text=empty)
+
+    def load(
+        self,
+        nft: str | None = None,
+        iptables_nft: Mapping[str, str] | None = None,
+        legacy: Mapping[str, str] | None = None,
+    ) -> None:
+        """Load rulesets on top of what the host has: nft text, then iptables-save text per family ("ip", "ip6")
+        through the iptables-nft and the legacy restore tools."""
+        if nft:
+            self.run(["nft", "-f", "-"], input_text=nft)
+        for fam, text in (iptables_nft or {}).items():
+            self.run([_NFT_RESTORE[fam]], input_text=text)
+        for fam, text in (legacy or {}).items():
+            self.run([_LEGACY_RESTORE[fam]], input_text=text)
 
     def probes(
         self, protocols: Sequence[str] = ("tcp", "udp", "icmp"), ports: Sequence[int] = (22, 53, 443)

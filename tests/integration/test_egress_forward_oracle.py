@@ -175,9 +175,6 @@ SCENARIOS = [
     ),
 ]
 
-_LEGACY_TOOL = {"ip": "iptables-legacy-restore", "ip6": "ip6tables-legacy-restore"}
-_NFT_TOOL = {"ip": "iptables-nft-restore", "ip6": "ip6tables-nft-restore"}
-
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[ForwardLab]:
@@ -196,11 +193,7 @@ def load(lab: ForwardLab, scenario: Scenario) -> None:
     lab.reset()
     lab.set_forwarding()  # every interface back to off before the scenario's own settings
     lab.set_forwarding(ipv4=scenario.ipv4, ipv6=scenario.ipv6, ipv4_interfaces=scenario.ipv4_interfaces)
-    lab.run(["nft", "-f", "-"], input_text=OUTPUT_LOCKDOWN + scenario.nft)
-    for fam, text in scenario.iptables_nft.items():
-        lab.run([_NFT_TOOL[fam]], input_text=text)
-    for fam, text in scenario.legacy.items():
-        lab.run([_LEGACY_TOOL[fam]], input_text=text)
+    lab.load(OUTPUT_LOCKDOWN + scenario.nft, scenario.iptables_nft, scenario.legacy)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])

@@ -49,9 +49,6 @@ LAB_ROUTE_FINDINGS = {"EGRESS-002": "fail", "EGRESS-005": "fail"}
 """What the lab's routes (to 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/64) trip in every scenario."""
 FIREWALL_RULES = ("EGRESS-003", "EGRESS-004")
 
-_LEGACY_TOOL = {"ip": "iptables-legacy-restore", "ip6": "ip6tables-legacy-restore"}
-_NFT_TOOL = {"ip": "iptables-nft-restore", "ip6": "ip6tables-nft-restore"}
-
 
 def role_ruleset(*, dormant: bool = False) -> str:
     """The installer's egress lockdown, rendered from the egress role's template (enclave v4 and v6 allowed)."""
@@ -518,12 +515,7 @@ def audit_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def load(lab: EgressLab, scenario: Scenario) -> None:
     """Replace the lab host's firewall with the scenario's."""
     lab.reset()
-    if scenario.nft:
-        lab.run(["nft", "-f", "-"], input_text=scenario.nft)
-    for fam, text in scenario.iptables_nft.items():
-        lab.run([_NFT_TOOL[fam]], input_text=text)
-    for fam, text in scenario.legacy.items():
-        lab.run([_LEGACY_TOOL[fam]], input_text=text)
+    lab.load(scenario.nft, scenario.iptables_nft, scenario.legacy)
 
 
 def facts_verdict(egress: Mapping[str, Any], probe: Probe) -> str:

@@ -236,12 +236,7 @@ def generate(seed: int, lab: EgressLab) -> Generated:
 def load(lab: EgressLab, g: Generated) -> None:
     """Replace the lab host's firewall with ``g``."""
     lab.reset()
-    if g.nft:
-        lab.run(["nft", "-f", "-"], input_text=g.nft)
-    for fam, text in (g.ipt_nft or {}).items():
-        lab.run(["iptables-nft-restore" if fam == "ip" else "ip6tables-nft-restore"], input_text=text)
-    for fam, text in (g.legacy or {}).items():
-        lab.run(["iptables-legacy-restore" if fam == "ip" else "ip6tables-legacy-restore"], input_text=text)
+    lab.load(g.nft, g.ipt_nft, g.legacy)
 
 
 def read_ruleset(lab: EgressLab) -> netfilter.Ruleset:
