@@ -47,8 +47,7 @@ CIPHERS = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@opens
 
 def _baseline(host, src: Path, dest: Path) -> float:  # type: ignore[no-untyped-def]
     """rsync the model directory to ``dest`` on the host, then sha256sum every file there; return seconds."""
-    ssh = host.ssh_command(["true"])[:-3]  # ssh and its options, without "root@addr -- true"
-    ssh += ["-o", f"Ciphers={CIPHERS}"]
+    ssh = ["ssh", *host.ssh_options(), "-o", f"Ciphers={CIPHERS}"]
     files = sorted(p.name for p in src.iterdir())
     dest.parent.mkdir(parents=True, exist_ok=True)  # rsync makes only the last component
     t0 = time.perf_counter()

@@ -301,6 +301,10 @@ class NamespaceHost:
 
     def ssh_command(self, argv: Sequence[str], control_dir: Path | None = None) -> list[str]:
         """The ``ssh`` argument list that runs ``argv`` on this host as root with the test identity."""
+        return ["ssh", *self.ssh_options(control_dir), f"root@{self.address}", "--", shlex.join(argv)]
+
+    def ssh_options(self, control_dir: Path | None = None) -> list[str]:
+        """The ``ssh`` options of ``ssh_command`` (the test identity, no host-key prompts), e.g. for ``rsync -e``."""
         opts = [
             "-i",
             str(self.identity.private_key),
@@ -317,7 +321,7 @@ class NamespaceHost:
         ]
         if control_dir is not None:
             opts += ["-o", "ControlMaster=auto", "-o", f"ControlPath={control_dir}/%C", "-o", "ControlPersist=30"]
-        return ["ssh", *opts, f"root@{self.address}", "--", shlex.join(argv)]
+        return opts
 
     def ssh(
         self, argv: Sequence[str], *, timeout: float = 30, control_dir: Path | None = None
