@@ -179,12 +179,16 @@ def uninstall(
     remove_egress: bool = typer.Option(
         False, "--remove-egress", help="Also remove the egress lockdown (kept by default: the host stays closed)."
     ),
+    keep_state: bool = typer.Option(
+        False, "--keep-state", help="Keep the services' state directories (/var/lib/gapseal-NAME); listed as kept."
+    ),
     json_output: bool = _JSON,
     quiet: bool = _QUIET,
 ) -> int:
-    """Remove what each host's install record lists: stop and remove the units, the files, the record.
+    """Remove everything gapseal installed: units and their state, files, venvs, rollback copies, the record.
 
-    Idempotent: a host with nothing installed is left alone. Exit 0 when every host is clean.
+    Files gapseal did not put there stay and are listed. Idempotent: a rerun finishes an interrupted run; a clean
+    host is left alone. Exit 0 when every host is clean.
     """
     from gapseal.installer.inventory import load_inventory
     from gapseal.installer.selection import check_limit
@@ -194,7 +198,9 @@ def uninstall(
     inventory = inventory.absolute()
     check_limit(load_inventory(inventory), limit)
     with _output.progress() as progress:
-        report = uninstall_hosts(inventory, check=check, limit=limit, remove_egress=remove_egress, progress=progress)
+        report = uninstall_hosts(
+            inventory, check=check, limit=limit, remove_egress=remove_egress, keep_state=keep_state, progress=progress
+        )
     if json_output:
         _output.emit_json(report.model_dump(mode="json"))
         return 0 if report.ok else 1
@@ -208,6 +214,8 @@ def uninstall(
             _output.stdout.print(f"  {action}", highlight=False, markup=False)
         for problem in h.problems:
             _output.stdout.print(f"  {problem}", highlight=False, markup=False)
+        for kept in h.kept:
+            _output.stdout.print(f"  kept {kept}", highlight=False, markup=False)
         if h.status == "removed" and h.egress_kept:
             _output.stdout.print("  egress lockdown kept (--remove-egress removes it)")
         for image in h.images_kept:

@@ -1,8 +1,11 @@
-"""``uninstall_hosts``: remove what each host's install record lists. Idempotent; check mode changes nothing.
+"""``uninstall_hosts``: remove everything an install put on each host. Idempotent; check mode changes nothing.
 
 Runs ``playbooks/uninstall.yml`` (the ``gapseal_uninstall`` module: stops and disables the units where systemd runs,
-removes the unit files, every recorded file, the directories that leaves empty, and the record). The egress lockdown
-stays unless ``remove_egress``: taking the AI off a host is no reason to open it to the network.
+removes their state directories, the unit files, every recorded file, what the install makes whole without listing it
+file by file (the builds' venvs and rollback copies, gapseal's own venv and wheels, staging, the image layout), the
+directories that leaves empty, and the record last, so a rerun finishes an interrupted run). What stays is reported:
+an operator's files, and the egress lockdown unless ``remove_egress``: taking the AI off a host is no reason to open
+it to the network.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ class HostUninstall(_UninstallModel):
     """``NAME VERSION`` from the record that was removed."""
     actions: list[str] = Field(default_factory=list)
     """Each unit stopped, file and directory removed (or that would be, in check mode)."""
+    kept: list[str] = Field(default_factory=list)
+    """What stayed under gapseal's directories, each with the reason: an operator's file, the egress rules, the
+    services' state when asked to keep it."""
     egress_kept: bool = True
     """The egress lockdown was left in place."""
     images_kept: list[str] = Field(default_factory=list)
@@ -65,15 +71,19 @@ def uninstall_hosts(
     check: bool = False,
     limit: str | None = None,
     remove_egress: bool = False,
+    keep_state: bool = False,
     envvars: Mapping[str, str] | None = None,
     progress: Progress = NO_PROGRESS,
 ) -> UninstallReport:
-    """Remove the install from every host of the inventory (``--limit`` applies); return what was done per host."""
+    """Remove the install from every host of the inventory (``--limit`` applies); return what was done per host.
+
+    ``keep_state`` keeps the services' state directories (listed as kept).
+    """
     inventory = load_inventory(inventory_path)
     run = run_playbook(
         playbooks_dir() / UNINSTALL_PLAYBOOK,
         inventory_path,
-        {"uninstall_remove_egress": remove_egress},
+        {"uninstall_remove_egress": remove_egress, "uninstall_keep_state": keep_state},
         check=check,
         limit=limit,
         envvars=envvars,
@@ -98,6 +108,7 @@ def uninstall_hosts(
                 status=status,
                 bundle=f"{bundle.get('name')} {bundle.get('version')}" if bundle else None,
                 actions=list(facts.get("actions") or []),
+                kept=[str(k) for k in facts.get("kept") or []],
                 egress_kept=bool(facts.get("egress_kept", not remove_egress)),
                 images_kept=[str(i) for i in facts.get("images_kept") or []],
                 problems=problems or ([] if facts or outcome.unreachable == 0 else ["no result reported"]),

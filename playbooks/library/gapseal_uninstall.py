@@ -1,57 +1,289 @@
 #!/usr/bin/python
-"""Ansible module: remove what installed.json lists (units, files, the record); idempotent and check-mode safe."""
+"""Ansible module: remove everything a gapseal install put on a host; idempotent, check-mode safe, rerun-safe."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 
 from ansible.module_utils.basic import AnsibleModule
 
 DOCUMENTATION = r"""
 module: gapseal_uninstall
-short_description: Remove a gapseal install from a host, exactly what its install record lists
+short_description: Remove a gapseal install from a host and say what was removed and what was left
 description:
-  - Reads installed.json; stops and disables each service unit where systemd runs and removes its unit file,
-    removes every file the record lists, then the model and build directories it leaves empty, then the record.
-  - Only paths below root are touched, so a damaged record cannot remove anything outside the install.
-  - The egress lockdown stays unless remove_egress is true (then the nftables table and its rules file go too).
+  - Reads installed.json. For each service unit (where systemd runs): stop, disable, remove its state directory
+    (systemd's StateDirectory, /var/lib/gapseal-NAME; kept with keep_state) and its unit file.
+    Then every file the record lists, and the directories that leaves empty.
+  - Also what the install makes whole and never lists file by file, found at the places the roles make them,
+    with or without a record (so a host an older uninstall left half-clean is finished too); each is gapseal's by
+    construction and goes whole: every build's virtual environments (C(<variant>.venv), recognised by pyvenv.cfg),
+    its rollback copy (C(.previous/), C(.previous.new/)) and C(current.json); gapseal's own virtual environment and
+    the wheels it came from (self role, C(*.whl) only); the staging directory; the images role's OCI layout
+    (C(oci-layout), C(index.json), C(blobs/sha256/<hex>)).
+  - A file the install did not put there (an operator's) stays, and so does every directory above it; it is listed
+    in kept. So is anything found where gapseal makes a directory but that is a symlink or not a directory: a symlink
+    is never followed, and nothing outside root is touched (a record naming such a path removes nothing at all).
+  - The record goes last: an interrupted run leaves it, and the next run finishes the job.
+  - The egress lockdown stays unless remove_egress is true (then the nftables table, its rules file and, where
+    systemd runs the host at /, the nftables.service drop-in that reloads it at boot go too).
   - Container images stay in podman's store (listed as images_kept: podman rmi removes them).
-  - A host without a record is left alone (changed false): running it twice is the same as once.
 options:
   path: {description: Absolute path of installed.json., type: path, required: true}
   root: {description: The host's gapseal_root; nothing outside it is removed., type: path, required: true}
+  builds_dir: {description: "The runtime role's build directory (<root>/opt/gapseal/builds).", type: path}
+  self_venv: {description: "The self role's virtual environment (<root>/opt/gapseal/venv).", type: path}
+  self_wheels_dir: {description: "The self role's wheel directory (<root>/opt/gapseal/wheels).", type: path}
+  staging: {description: "The roles' staging directory (<root>/var/lib/gapseal/.staging).", type: path}
+  images_layouts: {description: "The images role's OCI layout (<root>/var/lib/gapseal/images).", type: path}
+  keep_state: {description: Keep the services' state directories (listed in kept)., type: bool, default: false}
   remove_egress: {description: Also remove the egress lockdown., type: bool, default: false}
   egress_table: {description: The nftables inet table of the lockdown., type: str, default: gapseal_egress}
   egress_rules_path: {description: The lockdown's rules file., type: path, required: true}
+  egress_dropin_path:
+    description: The egress role's nftables.service drop-in (only where root is /).
+    type: path
+    default: /etc/systemd/system/nftables.service.d/gapseal-egress.conf
   nft: {description: Path of nft., type: path, default: /usr/sbin/nft}
 """
 
 RETURN = r"""
 actions: {description: "What was (or in check mode would be) done, one line each.", type: list, returned: always}
+kept: {description: "What was left under gapseal's directories, one line each: the path and why.", type: list}
 """
 
+HEX_BLOB = re.compile(r"^[0-9a-f]{64}$")
+DROPIN_MARK = "# Managed by gapseal"
+STATE_BASE = "/var/lib"  # systemd's StateDirectory= base for system units
 
-def _below(root, path):
+
+def _inside(root, path):
+    """``path`` is absolute and, with every symlink in its directories resolved, stays below ``root``."""
     root = os.path.realpath(root)
-    real = os.path.realpath(os.path.dirname(path))
+    real = os.path.realpath(os.path.dirname(os.path.normpath(path)))
     return os.path.isabs(path) and (real == root or real.startswith(root.rstrip("/") + "/"))
 
 
-def _prune_empty(directory, actions, stop):
-    """Remove ``directory``, its subdirectories and then its parents up to (not including) a ``stop`` directory,
-    bottom-up, where they hold nothing (a stray file keeps them and everything above it)."""
-    if not os.path.isdir(directory) or os.path.islink(directory):
-        return
-    for dirpath, _, _ in os.walk(directory, topdown=False):
-        if not os.listdir(dirpath):
-            actions.append(f"remove dir {dirpath}")
-            os.rmdir(dirpath)
-    parent = os.path.dirname(os.path.normpath(directory))
-    while parent not in stop and os.path.isdir(parent) and not os.listdir(parent):
-        actions.append(f"remove dir {parent}")
-        os.rmdir(parent)
-        parent = os.path.dirname(parent)
+def _system_dir(root, directory):
+    """Where pruning empty parents stops: the root itself and, on a host installed at /, the system's own
+    directories (two levels deep, like /opt or /var/lib, and the systemd unit directory), however empty."""
+    directory = os.path.normpath(directory)
+    if directory in ("/", os.path.normpath(root)):
+        return True
+    return os.path.normpath(root) == "/" and (directory.count("/") <= 2 or directory == "/etc/systemd/system")
+
+
+class Uninstall:
+    """One host's removal: every step checks before it acts, so a rerun after any interruption finishes the job."""
+
+    def __init__(self, module, root):
+        self.module = module
+        self.check = module.check_mode
+        self.root = os.path.normpath(root)
+        self.actions = []
+        self.kept = []
+        self.prune = []  # directories to remove, bottom-up, where they end up empty
+        self.kept_paths = set()
+
+    def keep(self, path, why):
+        if path not in self.kept_paths:
+            self.kept_paths.add(path)
+            self.kept.append(f"{path} ({why})")
+
+    def usable_dir(self, path, what):
+        """``path`` is a real directory below root gapseal may clean; else it is listed as kept (when it exists)."""
+        if not os.path.lexists(path):
+            return False
+        if os.path.islink(path) or not os.path.isdir(path) or not _inside(self.root, path):
+            self.keep(path, f"gapseal makes {what} here, but this is not one: left alone")
+            return False
+        return True
+
+    def remove_file(self, path):
+        if not os.path.lexists(path):
+            return
+        if os.path.isdir(path) and not os.path.islink(path):
+            self.keep(path, "a directory where gapseal puts a file: left alone")
+            return
+        self.actions.append(f"remove {path}")
+        if not self.check:
+            os.unlink(path)
+
+    def remove_tree(self, path, what):
+        """Remove a directory gapseal made whole (a venv, a rollback copy); never follows a symlink."""
+        if not self.usable_dir(path, what):
+            return
+        self.actions.append(f"remove {what} {path}")
+        if not self.check:
+            shutil.rmtree(path)
+
+    def remove_venv(self, path):
+        if os.path.isdir(path) and not os.path.islink(path) and not os.path.isfile(os.path.join(path, "pyvenv.cfg")):
+            self.keep(path, "no pyvenv.cfg: not a virtual environment gapseal made, left alone")
+            return
+        if os.path.lexists(path) and (os.path.islink(path) or not os.path.isdir(path)):
+            self.keep(path, "gapseal makes a virtual environment here, but this is not one: left alone")
+            return
+        self.remove_tree(path, "venv")
+
+    # -- the parts of an install -----------------------------------------------------------------------------------
+
+    def services(self, services, keep_state):
+        systemctl = os.path.isdir("/run/systemd/system") and self.module.get_bin_path("systemctl")
+        reload_needed = False
+        for svc in services:
+            unit = svc.get("unit") or ""
+            name = os.path.basename(unit)
+            if systemctl:
+                _, out, _ = self.module.run_command([systemctl, "is-active", name])
+                if out.strip() in ("active", "activating", "reloading", "deactivating"):
+                    self.actions.append(f"stop {name}")
+                    if not self.check:
+                        self.module.run_command([systemctl, "stop", name], check_rc=True)
+                _, out, _ = self.module.run_command([systemctl, "is-enabled", name])
+                if out.strip() in ("enabled", "enabled-runtime", "linked", "linked-runtime"):
+                    self.actions.append(f"disable {name}")
+                    if not self.check:
+                        self.module.run_command([systemctl, "disable", name], check_rc=True)
+            if self.root == "/" and svc.get("name"):
+                # DynamicUser=yes: systemd keeps the state in /var/lib/private/NAME behind the symlink /var/lib/NAME
+                state = "gapseal-" + str(svc["name"])
+                paths = [os.path.join(STATE_BASE, state), os.path.join(STATE_BASE, "private", state)]
+                for path in paths:
+                    if not os.path.lexists(path):
+                        continue
+                    if keep_state:
+                        self.keep(path, f"state of service {svc['name']}, kept as asked")
+                    elif os.path.islink(path):
+                        self.remove_file(path)
+                    else:
+                        self.remove_tree(path, "service state")
+            if os.path.lexists(unit):
+                self.remove_file(unit)
+                reload_needed = True
+            if self.root != "/":
+                self.prune.append(os.path.dirname(unit))
+        return systemctl if reload_needed else None
+
+    def builds(self, variant_dirs, builds_dir):
+        """Each build directory: its venvs, rollback copy and current.json (the variant files are in the record)."""
+        build_dirs = {os.path.dirname(d) for d in variant_dirs}
+        if builds_dir and os.path.isdir(builds_dir) and not os.path.islink(builds_dir):
+            build_dirs.update(os.path.join(builds_dir, n) for n in os.listdir(builds_dir))
+        for build in sorted(build_dirs):
+            if not os.path.isdir(build) or os.path.islink(build) or not _inside(self.root, build):
+                continue
+            for name in sorted(os.listdir(build)):
+                path = os.path.join(build, name)
+                if name.endswith(".venv"):
+                    self.remove_venv(path)
+                elif name in (".previous", ".previous.new"):
+                    self.remove_tree(path, "rollback copy")
+                elif name in ("current.json", "current.json.tmp"):
+                    self.remove_file(path)
+            self.prune.append(build)
+        self.prune += sorted(variant_dirs)
+        if builds_dir:
+            self.prune.append(builds_dir)
+
+    def own_venv(self, venv, wheels_dir):
+        if venv:
+            self.remove_venv(venv)
+        if wheels_dir and self.usable_dir(wheels_dir, "a wheel directory"):
+            for name in sorted(os.listdir(wheels_dir)):
+                path = os.path.join(wheels_dir, name)
+                if name.endswith(".whl") and os.path.isfile(path) and not os.path.islink(path):
+                    self.remove_file(path)
+            self.prune.append(wheels_dir)
+
+    def scratch(self, staging, layouts):
+        # staging holds only the roles' partial transfers (gapseal_files deletes whatever it finds there)
+        if staging and self.usable_dir(staging, "a staging directory"):
+            for name in sorted(os.listdir(staging)):
+                path = os.path.join(staging, name)
+                if not os.path.isdir(path) or os.path.islink(path):
+                    self.remove_file(path)
+            self.prune.append(staging)
+        if layouts and self.usable_dir(layouts, "an OCI layout"):
+            for name in ("oci-layout", "index.json"):
+                if os.path.isfile(os.path.join(layouts, name)):
+                    self.remove_file(os.path.join(layouts, name))
+            blobs = os.path.join(layouts, "blobs", "sha256")
+            if self.usable_dir(blobs, "a blob directory"):
+                for name in sorted(os.listdir(blobs)):
+                    path = os.path.join(blobs, name)
+                    if HEX_BLOB.match(name) and os.path.isfile(path) and not os.path.islink(path):
+                        self.remove_file(path)
+                self.prune.append(blobs)
+            self.prune.append(layouts)
+
+    def egress(self, table, rules_path, dropin_path, nft):
+        if os.path.exists(nft):
+            rc, _, _ = self.module.run_command([nft, "list", "table", "inet", table])
+            if rc == 0:
+                self.actions.append(f"nft delete table inet {table}")
+                if not self.check:
+                    self.module.run_command([nft, "delete", "table", "inet", table], check_rc=True)
+        self.remove_file(rules_path)
+        self.prune.append(os.path.dirname(rules_path))
+        if self.root != "/" or not os.path.lexists(dropin_path):
+            return False  # the egress role writes the drop-in only where the host is installed at /
+        try:
+            with open(dropin_path, encoding="utf-8") as f:
+                ours = f.readline().startswith(DROPIN_MARK)
+        except (OSError, UnicodeDecodeError):
+            ours = False
+        if not ours or os.path.islink(dropin_path):
+            self.keep(dropin_path, "not the drop-in gapseal writes: left alone")
+            return False
+        self.remove_file(dropin_path)
+        self.prune.append(os.path.dirname(dropin_path))
+        return True
+
+    # -- what is left ----------------------------------------------------------------------------------------------
+
+    def prune_empty(self, stop):
+        """Remove each candidate directory's empty subdirectories, itself and its parents (up to a ``stop``
+        directory) bottom-up, where they hold nothing: a file left anywhere keeps its directory and all above it."""
+        done = set()
+        removing = bool(self.actions)
+        for directory in sorted(set(self.prune), key=lambda d: (-d.count("/"), d)):
+            if not os.path.isdir(directory) or os.path.islink(directory) or not _inside(self.root, directory):
+                continue
+            if self.check:  # what removing the files above would leave empty is not known before they are gone
+                if removing:
+                    self.actions.append(f"remove dir {directory} (if empty)")
+                continue
+            for dirpath, _dirs, _files in os.walk(directory, topdown=False):
+                if dirpath not in done and not stop(dirpath) and not os.listdir(dirpath):
+                    self.actions.append(f"remove dir {dirpath}")
+                    os.rmdir(dirpath)
+                    done.add(dirpath)
+            parent = os.path.dirname(directory)
+            while not stop(parent) and _inside(self.root, parent) and os.path.isdir(parent):
+                if os.path.islink(parent) or os.listdir(parent):
+                    break
+                self.actions.append(f"remove dir {parent}")
+                os.rmdir(parent)
+                done.add(parent)
+                parent = os.path.dirname(parent)
+
+    def leftovers(self, tops, reason_for):
+        """List every entry (not directory) still under gapseal's directories, with the reason it stayed."""
+        seen = set()
+        for top in sorted(set(tops)):
+            if not os.path.isdir(top) or os.path.islink(top):
+                continue
+            for dirpath, dirnames, filenames in os.walk(top):
+                links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+                for name in sorted(filenames + links):
+                    path = os.path.join(dirpath, name)
+                    if path not in seen:
+                        seen.add(path)
+                        self.keep(path, reason_for(path))
+        self.kept.sort()
 
 
 def main():
@@ -59,16 +291,24 @@ def main():
         argument_spec=dict(
             path=dict(type="path", required=True),
             root=dict(type="path", required=True),
+            builds_dir=dict(type="path"),
+            self_venv=dict(type="path"),
+            self_wheels_dir=dict(type="path"),
+            staging=dict(type="path"),
+            images_layouts=dict(type="path"),
+            keep_state=dict(type="bool", default=False),
             remove_egress=dict(type="bool", default=False),
             egress_table=dict(type="str", default="gapseal_egress"),
             egress_rules_path=dict(type="path", required=True),
+            egress_dropin_path=dict(type="path", default="/etc/systemd/system/nftables.service.d/gapseal-egress.conf"),
             nft=dict(type="path", default="/usr/sbin/nft"),
         ),
         supports_check_mode=True,
     )
     p = module.params
-    check, root = module.check_mode, p["root"]
-    actions = []
+    root = p["root"]
+    if not os.path.isabs(root):
+        module.fail_json(msg=f"root {root!r} must be an absolute path; set gapseal_root to the install's prefix")
     record = None
     try:
         with open(p["path"], "rb") as f:
@@ -76,81 +316,74 @@ def main():
     except FileNotFoundError:
         pass
     except (OSError, ValueError) as e:
-        module.fail_json(msg=f"{p['path']}: cannot read the install record: {e}")
+        module.fail_json(msg=f"{p['path']}: cannot read the install record ({e}); nothing removed")
     if record is not None and (not isinstance(record, dict) or record.get("kind") != "gapseal.InstalledRecord"):
         module.fail_json(msg=f"{p['path']}: not a gapseal install record; nothing removed")
+    record = record or {}
 
-    if record is not None:
-        # Every path the record names is checked before the first removal: a record that lies removes nothing.
-        named = [s.get("unit") or "" for s in record.get("services") or []]
-        named += [f.get("path") or "" for f in record.get("files") or []]
-        for path in named:
-            if not _below(root, path):
-                module.fail_json(msg=f"the record lists {path!r} outside {root}; nothing removed")
-        systemd = os.path.isdir("/run/systemd/system") and module.get_bin_path("systemctl")
-        removed_units = False
-        for svc in record.get("services") or []:
-            unit = svc.get("unit") or ""
-            name = os.path.basename(unit)
-            if systemd:
-                rc, out, _ = module.run_command([systemd, "is-active", name])
-                if out.strip() in ("active", "activating", "reloading"):
-                    actions.append(f"stop {name}")
-                    if not check:
-                        module.run_command([systemd, "stop", name], check_rc=True)
-                rc, out, _ = module.run_command([systemd, "is-enabled", name])
-                if out.strip() == "enabled":
-                    actions.append(f"disable {name}")
-                    if not check:
-                        module.run_command([systemd, "disable", name], check_rc=True)
-            if os.path.lexists(unit):
-                actions.append(f"remove {unit}")
-                removed_units = True
-                if not check:
-                    os.unlink(unit)
-        if systemd and removed_units:
-            actions.append("systemctl daemon-reload")
-            if not check:
-                module.run_command([systemd, "daemon-reload"], check_rc=True)
-        for entry in record.get("files") or []:
-            path = entry.get("path") or ""
-            if os.path.lexists(path):
-                actions.append(f"remove {path}")
-                if not check:
-                    os.unlink(path)
-        dirs = [m.get("dir") for m in (record.get("models") or {}).values()]
-        dirs += [v.get("dir") for v in (record.get("variants") or {}).values()]
-        # gapseal's own top directories stay (the egress rules, other records may live there); the root always does
-        stop = {os.path.normpath(os.path.join(root, d)) for d in ("", "opt/gapseal", "var/lib/gapseal", "etc")}
-        stop.add("/")
-        for directory in sorted(d for d in dirs if d and _below(root, d)):
-            if not check:
-                _prune_empty(directory, actions, stop)
-            elif os.path.isdir(directory):
-                actions.append(f"remove dir {directory} (if empty)")
-        actions.append(f"remove {p['path']}")
-        if not check:
-            os.unlink(p["path"])
+    services = [s for s in record.get("services") or [] if isinstance(s, dict)]
+    files = [f.get("path") or "" for f in record.get("files") or [] if isinstance(f, dict)]
+    model_dirs = [m.get("dir") or "" for m in (record.get("models") or {}).values() if isinstance(m, dict)]
+    variant_dirs = [v.get("dir") or "" for v in (record.get("variants") or {}).values() if isinstance(v, dict)]
+    own = [p[k] for k in ("builds_dir", "self_venv", "self_wheels_dir", "staging", "images_layouts") if p[k]]
+    # Every path the record names or the playbook passes is checked before the first removal: a lie removes nothing.
+    for path in [s.get("unit") or "" for s in services] + files + model_dirs + variant_dirs + own:
+        if not _inside(root, path):
+            module.fail_json(msg=f"{path!r} is outside the install root {root}; nothing removed")
 
-    if p["remove_egress"]:
-        nft = p["nft"]
-        if os.path.exists(nft):
-            rc, _, _ = module.run_command([nft, "list", "table", "inet", p["egress_table"]])
-            if rc == 0:
-                actions.append(f"nft delete table inet {p['egress_table']}")
-                if not check:
-                    module.run_command([nft, "delete", "table", "inet", p["egress_table"]], check_rc=True)
-        if os.path.lexists(p["egress_rules_path"]):
-            actions.append(f"remove {p['egress_rules_path']}")
-            if not check:
-                os.unlink(p["egress_rules_path"])
+    u = Uninstall(module, root)
+    try:
+        reload_with = u.services(services, p["keep_state"])
+        for path in files:
+            u.remove_file(path)
+        u.prune += model_dirs
+        u.builds(variant_dirs, p["builds_dir"])
+        u.own_venv(p["self_venv"], p["self_wheels_dir"])
+        u.scratch(p["staging"], p["images_layouts"])
+        removed_dropin = False
+        if p["remove_egress"]:
+            removed_dropin = u.egress(p["egress_table"], p["egress_rules_path"], p["egress_dropin_path"], p["nft"])
+        if not reload_with and removed_dropin and os.path.isdir("/run/systemd/system"):
+            reload_with = module.get_bin_path("systemctl")
+        if reload_with:
+            u.actions.append("systemctl daemon-reload")
+            if not u.check:
+                module.run_command([reload_with, "daemon-reload"], check_rc=True)
+        if record:
+            u.remove_file(p["path"])  # last: until here a rerun knows everything this run knew
+        u.prune.append(os.path.dirname(p["path"]))
+        u.prune_empty(lambda d: _system_dir(root, d))
+    except OSError as e:
+        module.fail_json(
+            msg=f"{getattr(e, 'filename', None) or p['path']}: {e.strerror or e}; rerun uninstall to finish the job",
+            actions=u.actions,
+        )
 
-    facts = {"installed": record is not None, "actions": actions, "egress_kept": not p["remove_egress"]}
-    if record is not None:
+    rules = os.path.normpath(p["egress_rules_path"])
+    tops = [os.path.join(root, d) for d in ("opt/gapseal", "var/lib/gapseal", "etc/gapseal")]
+    tops += [d for d in model_dirs + variant_dirs + own if d]
+
+    def reason(path):
+        if path == rules:
+            return "egress lockdown rules, kept: --remove-egress removes them"
+        return "not in the install record: not gapseal's, left alone"
+
+    if not u.check:
+        u.leftovers(tops, reason)
+
+    facts = {
+        "installed": bool(record),
+        "actions": u.actions,
+        "kept": u.kept,
+        "egress_kept": not p["remove_egress"],
+    }
+    if record:
         facts["bundle"] = record.get("bundle") or {}
         # Container images stay in podman's store: another install or a person may use them; the record names them.
         facts["images_kept"] = [i.get("reference") for i in record.get("images") or [] if i.get("reference")]
-    module.exit_json(changed=bool(actions), actions=actions, ansible_facts={"gapseal_uninstall": facts})
+    module.exit_json(
+        changed=bool(u.actions), actions=u.actions, kept=u.kept, ansible_facts={"gapseal_uninstall": facts}
+    )
 
 
 if __name__ == "__main__":

@@ -1,12 +1,16 @@
 """The gapseal_uninstall and gapseal_status modules run as Ansible runs them (``python module.py args.json``).
 
 What the namespace/systemd host tests cannot easily stage: a record that lies (a path outside the install root) must
-remove nothing at all, and a file changed after the install is reported by the status module.
+remove nothing at all, a symlink where gapseal makes a directory is never followed, a host an older uninstall left
+half-clean (no record, venvs and rollback copies left) is finished, a run cut short is finished by the next, and a
+file changed after the install is reported by the status module.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +42,50 @@ def _install(root: Path, files: dict[str, bytes], extra_record_files: tuple[dict
 
 
 def _args(root: Path, record: Path) -> dict[str, Any]:
-    return {"path": str(record), "root": str(root), "egress_rules_path": str(root / "etc/gapseal/egress.nft")}
+    return {
+        "path": str(record),
+        "root": str(root),
+        "egress_rules_path": str(root / "etc/gapseal/egress.nft"),
+        "builds_dir": str(root / "opt/gapseal/builds"),
+        "self_venv": str(root / "opt/gapseal/venv"),
+        "self_wheels_dir": str(root / "opt/gapseal/wheels"),
+        "staging": str(root / "var/lib/gapseal/.staging"),
+        "images_layouts": str(root / "var/lib/gapseal/images"),
+    }
+
+
+def _venv(path: Path) -> None:
+    """A real virtual environment, as the runtime and self roles make them (pip left out: faster, same shape)."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+
+
+def _tree(root: Path) -> list[str]:
+    """Every path under root, directories included, symlinks not followed."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
+
+
+def _everything_else(root: Path) -> None:
+    """What a full install leaves beside the recorded files: a build's venv, its rollback copy of the version
+    before (build, venv, unit), current.json, gapseal's own venv and wheels, a staged partial, the image layout."""
+    build = root / "opt/gapseal/builds/x"
+    _venv(build / "cpu.venv")
+    (build / "current.json").write_text('{"backend": "cpu"}\n')
+    (build / ".previous/build/bin").mkdir(parents=True)
+    (build / ".previous/build/bin/serve").write_text("#!/bin/sh\n")
+    _venv(build / ".previous/build.venv")
+    (build / ".previous/units").mkdir()
+    (build / ".previous/units/gapseal-x.service").write_text("[Service]\n")
+    (build / ".previous/meta.json").write_text("{}\n")
+    _venv(root / "opt/gapseal/venv")
+    (root / "opt/gapseal/wheels").mkdir(parents=True)
+    (root / "opt/gapseal/wheels/gapseal-1.0.0-py3-none-any.whl").write_bytes(b"PK")
+    (root / "var/lib/gapseal/.staging").mkdir(parents=True)
+    (root / "var/lib/gapseal/.staging" / ("ab" * 32 + ".partial")).write_bytes(b"half")
+    blobs = root / "var/lib/gapseal/images/blobs/sha256"
+    blobs.mkdir(parents=True)
+    (blobs / ("cd" * 32)).write_bytes(b"layer")
+    (root / "var/lib/gapseal/images/oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (root / "var/lib/gapseal/images/index.json").write_text('{"schemaVersion":2,"manifests":[]}')
 
 
 def test_a_record_naming_a_path_outside_the_root_removes_nothing(tmp_path: Path) -> None:
@@ -66,15 +113,100 @@ def test_uninstall_check_mode_then_real_then_again(tmp_path: Path) -> None:
     done = run_module("gapseal_uninstall", _args(root, record), tmp_path)
     assert done["actions"] == [
         f"remove {root}/opt/gapseal/builds/x/cpu/bin/serve",
+        f"remove {record}",
         f"remove dir {root}/opt/gapseal/builds/x/cpu/bin",
         f"remove dir {root}/opt/gapseal/builds/x/cpu",
         f"remove dir {root}/opt/gapseal/builds/x",
         f"remove dir {root}/opt/gapseal/builds",
-        f"remove {record}",
+        f"remove dir {root}/opt/gapseal",
+        f"remove dir {root}/opt",
+        f"remove dir {root}/var/lib/gapseal",
+        f"remove dir {root}/var/lib",
+        f"remove dir {root}/var",
     ]
-    assert planned["actions"][0] == done["actions"][0]
+    assert planned["actions"][:2] == done["actions"][:2]
+    assert (_tree(root), done["kept"]) == ([], [])
     again = run_module("gapseal_uninstall", _args(root, record), tmp_path)
-    assert (again["changed"], again["actions"]) == (False, [])
+    assert (again["changed"], again["actions"], again["kept"]) == (False, [], [])
+
+
+def test_uninstall_removes_venvs_rollback_copies_own_venv_staging_and_layout_and_keeps_an_operators_file(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    record = _install(root, {"opt/gapseal/builds/x/cpu/bin/serve": b"#!/bin/sh\n"})
+    _everything_else(root)
+    notes = root / "opt/gapseal/builds/x/cpu/operator-notes.txt"  # not the install's: stays, and its directories
+    notes.write_text("keep me\n")
+    planned = run_module("gapseal_uninstall", _args(root, record), tmp_path, check=True)
+    assert f"remove venv {root}/opt/gapseal/venv" in planned["actions"]
+    assert (root / "opt/gapseal/venv/pyvenv.cfg").exists(), "check mode removes nothing"
+    done = run_module("gapseal_uninstall", _args(root, record), tmp_path)
+    build = f"{root}/opt/gapseal/builds/x"
+    for action in (
+        f"remove venv {build}/cpu.venv",
+        f"remove rollback copy {build}/.previous",
+        f"remove {build}/current.json",
+        f"remove venv {root}/opt/gapseal/venv",
+        f"remove {root}/opt/gapseal/wheels/gapseal-1.0.0-py3-none-any.whl",
+        f"remove {root}/var/lib/gapseal/.staging/{'ab' * 32}.partial",
+        f"remove {root}/var/lib/gapseal/images/blobs/sha256/{'cd' * 32}",
+        f"remove {root}/var/lib/gapseal/images/index.json",
+    ):
+        assert action in done["actions"]
+    assert _tree(root) == [
+        "opt",
+        "opt/gapseal",
+        "opt/gapseal/builds",
+        "opt/gapseal/builds/x",
+        "opt/gapseal/builds/x/cpu",
+        "opt/gapseal/builds/x/cpu/operator-notes.txt",
+    ]
+    assert done["kept"] == [f"{notes} (not in the install record: not gapseal's, left alone)"]
+    again = run_module("gapseal_uninstall", _args(root, record), tmp_path)
+    assert (again["changed"], again["kept"]) == (False, done["kept"])
+
+
+def test_a_symlink_where_gapseal_makes_a_venv_is_left_and_its_target_untouched(tmp_path: Path) -> None:
+    root, elsewhere = tmp_path / "root", tmp_path / "operators-venv"
+    record = _install(root, {"opt/gapseal/builds/x/cpu/bin/serve": b"#!/bin/sh\n"})
+    _venv(elsewhere)
+    (root / "opt/gapseal/venv").parent.mkdir(parents=True, exist_ok=True)
+    (root / "opt/gapseal/venv").symlink_to(elsewhere)
+    (root / "opt/gapseal/builds/x/cpu.venv").symlink_to(elsewhere)
+    done = run_module("gapseal_uninstall", _args(root, record), tmp_path)
+    assert (elsewhere / "pyvenv.cfg").is_file()
+    assert (root / "opt/gapseal/venv").is_symlink()
+    assert (root / "opt/gapseal/builds/x/cpu.venv").is_symlink()
+    why = "gapseal makes a virtual environment here, but this is not one: left alone"
+    assert done["kept"] == [f"{root}/opt/gapseal/builds/x/cpu.venv ({why})", f"{root}/opt/gapseal/venv ({why})"]
+    assert not any("venv" in a for a in done["actions"])
+
+
+def test_a_host_an_older_uninstall_left_half_clean_is_finished(tmp_path: Path) -> None:
+    """No record (an older uninstall removed it and the listed files), but the venvs and rollback copy stayed."""
+    root = tmp_path / "root"
+    (root / "opt/gapseal/builds/x").mkdir(parents=True)
+    _everything_else(root)
+    done = run_module("gapseal_uninstall", _args(root, root / "var/lib/gapseal/installed.json"), tmp_path)
+    assert done["changed"] is True
+    assert done["ansible_facts"]["gapseal_uninstall"]["installed"] is False
+    assert (_tree(root), done["kept"]) == ([], [])
+
+
+def test_a_run_cut_short_is_finished_by_the_next(tmp_path: Path) -> None:
+    """The state a kill leaves part-way (some listed files and the venv's interpreter already gone, a rollback
+    copy half-written): the record is still there, so the rerun knows everything and finishes."""
+    root = tmp_path / "root"
+    record = _install(root, {"opt/gapseal/builds/x/cpu/bin/serve": b"#!/bin/sh\n", "opt/gapseal/builds/x/cpu/a": b"a"})
+    _everything_else(root)
+    (root / "opt/gapseal/builds/x/cpu/bin/serve").unlink()
+    for p in (root / "opt/gapseal/builds/x/cpu.venv/bin").iterdir():
+        p.unlink()
+    (root / "opt/gapseal/builds/x/.previous.new/build").mkdir(parents=True)
+    done = run_module("gapseal_uninstall", _args(root, record), tmp_path)
+    assert f"remove rollback copy {root}/opt/gapseal/builds/x/.previous.new" in done["actions"]
+    assert (_tree(root), done["kept"]) == ([], [])
 
 
 def test_status_tells_a_changed_file_by_size_and_a_same_size_edit_only_with_full(tmp_path: Path) -> None:
