@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import shutil
+import time
 from pathlib import Path
 
 
@@ -95,6 +97,66 @@ def sync_filesystem(path: Path) -> None:
             os.sync()
     finally:
         os.close(fd)
+
+
+def _libc_renameat2() -> object | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.renameat2  # glibc >= 2.28
+    except (OSError, AttributeError):  # pragma: no cover - an older or other C library
+        return None
+    fn.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_RENAMEAT2 = _libc_renameat2()
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the names ``a`` and ``b`` in one atomic step; False where the kernel or file system cannot."""
+    if _RENAMEAT2 is None:  # pragma: no cover - an older or other C library
+        return False
+    rc = _RENAMEAT2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)  # type: ignore[operator]
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # pragma: no cover - e.g. an old kernel or NFS
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def publish(work: Path, out: Path) -> None:
+    """Make the finished ``work`` (a file or directory beside ``out``) visible as ``out``, replacing what is there.
+
+    The caller has made ``work`` durable and decided that ``out`` may be replaced. When ``out`` exists the two names
+    are exchanged in one atomic step (``renameat2(RENAME_EXCHANGE)``), so a crash or an interrupt at any moment
+    leaves either the old ``out`` or the new one in place, never neither; only then is the old one, now at ``work``'s
+    name, removed; ``work`` named by ``temp_prefix``, a removal cut short leaves a stale temp the next run clears
+    (``remove_stale_temps``). Where the exchange is not available, the old ``out`` is renamed aside first, to a name
+    no run clears on its own: an interrupt between the two renames leaves it there, whole, for the operator.
+    """
+    try:
+        os.lstat(out)
+    except FileNotFoundError:
+        os.rename(work, out)
+    else:
+        if not _exchange(work, out):  # pragma: no cover - file systems without RENAME_EXCHANGE
+            aside = out.with_name(f".{out.name}.replaced-{os.getpid()}-{time.time_ns()}")
+            os.rename(out, aside)
+            os.rename(work, out)
+            work = aside
+        _remove(work)
+    fsync_dir(out.parent)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 def temp_prefix(final: Path, kind: str) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gapseal.atomic import fsync_dir, remove_stale_temps, temp_prefix, write_new_file
+from gapseal.atomic import fsync_dir, publish, remove_stale_temps, temp_prefix, write_new_file
 from gapseal.bundler import layout as oci
 from gapseal.bundler.descriptor import (
     DESCRIPTOR_API_VERSION,
@@ -342,10 +342,7 @@ def create_bundle(
         fsync_dir(store.blobs)
         fsync_dir(work)
 
-        if out.exists() and overwrite:
-            shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
-        os.rename(work, out)
-        fsync_dir(out.parent)
+        publish(work, out)  # the caller's --overwrite was checked by prepare_output
     except OSError as e:
         shutil.rmtree(work, ignore_errors=True)
         if e.errno in _OUTPUT_ERRNOS:

@@ -27,7 +27,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gapseal.atomic import DurableWriter, fsync_dir, remove_stale_temps, sync_filesystem, temp_prefix, write_new_file
+from gapseal.atomic import (
+    publish,
+    remove_stale_temps,
+    sync_filesystem,
+    temp_prefix,
+    write_new_file,
+)
 from gapseal.bundler import layout as oci
 from gapseal.bundler.create import CreatedBundle, create_bundle, prepare_output
 from gapseal.bundler.delta_marker import (
@@ -41,6 +47,7 @@ from gapseal.bundler.descriptor import BundleDescriptor
 from gapseal.bundler.inventory import LayoutEntry, LayoutInventory, LayoutSink, read_layout_dir, walk_archive
 from gapseal.bundler.rollback import RollbackState
 from gapseal.bundler.selfcontained import Wheelhouse
+from gapseal.bundler.unpack import OutputFile
 from gapseal.bundler.verify import VerifiedBundle, read_inventory, verify_read_bundle
 from gapseal.canonical import canonical_json
 from gapseal.errors import BundleError, UsageError, VerificationError, check_input
@@ -301,9 +308,8 @@ def create_delta(
         )
         write_new_file(work / DELTA_MARKER_NAME, marker.to_bytes())
         stored = [p.stat().st_size for p in blobs_dir.iterdir()]
-        if out.exists() and overwrite:
-            shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
-        os.rename(work, out)
+        sync_filesystem(work)  # every file and directory durable before the rename makes them visible
+        publish(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -468,7 +474,7 @@ class _Materializer(LayoutSink):
         self.progress = progress
         self._wanted: frozenset[str] | None = None
         self._fd: int | None = None
-        self._writer: DurableWriter | None = None
+        self._writer: OutputFile | None = None
         self._source = ""
 
     def __call__(self, path: Path, wanted: frozenset[str] | None) -> LayoutInventory:
@@ -506,7 +512,7 @@ class _Materializer(LayoutSink):
             target.parent.mkdir(parents=True, exist_ok=True)
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             self._fd = os.open(target, flags, 0o644)
-            self._writer = DurableWriter(self._fd)
+            self._writer = OutputFile(self._fd)  # large chunks O_DIRECT from the reader's buffer, as unpack
 
     def write(self, chunk: memoryview) -> None:
         """Write the member's bytes (if wanted)."""
@@ -593,10 +599,7 @@ def apply_delta(
             d.chmod(0o755)
         work.chmod(0o755)
         sync_filesystem(work)  # every file and directory durable before the rename makes them visible
-        if out.exists() and overwrite:
-            shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
-        os.rename(work, out)
-        fsync_dir(out.parent)
+        publish(work, out)
     except OSError as e:
         raise BundleError(
             f"cannot write the output {out}: {e.strerror or e}; nothing was applied",

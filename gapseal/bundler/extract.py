@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from gapseal.atomic import fsync_dir, remove_stale_temps, sync_filesystem, temp_prefix
+from gapseal.atomic import publish, remove_stale_temps, sync_filesystem, temp_prefix
 from gapseal.bundler.create import prepare_output
 from gapseal.bundler.descriptor import FileEntry
 from gapseal.bundler.rollback import RollbackState
@@ -186,10 +186,7 @@ def extract_component(
             d.chmod(0o755)
         work.chmod(0o755)
         sync_filesystem(work)  # every file and directory durable before the rename makes them visible
-        if out.exists() and overwrite:
-            shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
-        os.rename(work, out)
-        fsync_dir(out.parent)
+        publish(work, out)
     except OSError as e:
         shutil.rmtree(work, ignore_errors=True)
         raise BundleError(

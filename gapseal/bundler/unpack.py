@@ -30,7 +30,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from gapseal.atomic import WRITEBACK_STEP, fsync_dir, remove_stale_temps, sync_filesystem, temp_prefix, write_all
+from gapseal.atomic import (
+    WRITEBACK_STEP,
+    publish,
+    remove_stale_temps,
+    sync_filesystem,
+    temp_prefix,
+    write_all,
+)
 from gapseal.bundler import tarformat
 from gapseal.bundler.inventory import LayoutEntry, LayoutInventory, LayoutSink, walk_archive
 from gapseal.bundler.rollback import RollbackState
@@ -43,7 +50,7 @@ from gapseal.signing.keys import VerifyingKey
 _SHA256_BLOB = re.compile(r"^blobs/sha256/([0-9a-f]{64})$")
 
 
-class _OutputFile:
+class OutputFile:
     """One layout file being written: large whole-block chunks straight to the disk, the rest through the page cache.
 
     A chunk of at least ``tarformat.ALIGNED_BUFFER`` bytes and a whole number of blocks (every chunk of a large
@@ -74,6 +81,7 @@ class _OutputFile:
         return True
 
     def write(self, chunk: memoryview) -> None:
+        """Write all of ``chunk``: straight to the disk when it is large and whole blocks, else through the cache."""
         if (
             not self._direct_refused
             and len(chunk) >= tarformat.ALIGNED_BUFFER
@@ -113,7 +121,7 @@ class _DirectorySink(LayoutSink):
         self._root_fd = root_fd
         self._where = where
         self._fd: int | None = None
-        self._writer: _OutputFile | None = None
+        self._writer: OutputFile | None = None
         self.dirs: list[str] = []
 
     def directory(self, path: str) -> None:
@@ -127,7 +135,7 @@ class _DirectorySink(LayoutSink):
             raise ArchiveError(str(e), where=f"{self._where}, member {path!r}") from e
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         self._fd = os.open(path, flags, 0o644, dir_fd=self._root_fd)
-        self._writer = _OutputFile(self._fd)
+        self._writer = OutputFile(self._fd)
 
     def write(self, chunk: memoryview) -> None:
         if self._writer is None:  # pragma: no cover - the walk always begins a file first
@@ -254,14 +262,7 @@ def _unpack(
         verified = check(inventory)  # before anything appears at out_dir
         os.chmod(tmp, 0o755)  # noqa: S103 - mkdtemp made it 0700; a layout is readable data like its subdirs
         sync_filesystem(tmp)  # every file and directory durable before the rename makes them visible
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".replaced", dir=parent))
-            os.replace(out_dir, old / "old")
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, out_dir)
-        fsync_dir(parent)
+        publish(tmp, out_dir)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(tmp)

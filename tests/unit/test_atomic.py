@@ -90,3 +90,69 @@ def test_remove_stale_temps_removes_only_dead_runs_of_that_output(tmp_path: Path
 
 def test_remove_stale_temps_in_a_missing_directory_is_a_no_op(tmp_path: Path) -> None:
     assert remove_stale_temps(tmp_path / "nowhere" / "b.tar", "packing") == []
+
+
+def _tree(root: Path, text: str) -> Path:
+    (root / "blobs").mkdir(parents=True)
+    (root / "blobs" / "a").write_text(text)
+    (root / "index.json").write_text(text)
+    return root
+
+
+def test_publish_renames_into_a_free_name(tmp_path: Path) -> None:
+    work = _tree(tmp_path / ".out.unpacking-1-x", "new")
+    atomic.publish(work, tmp_path / "out")
+    assert (tmp_path / "out" / "blobs" / "a").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize("old_kind", ["directory", "file", "symlink"])
+def test_publish_replaces_what_is_there_in_one_exchange(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, old_kind: str
+) -> None:
+    out = tmp_path / "out"
+    if old_kind == "directory":
+        _tree(out, "old")
+    elif old_kind == "file":
+        out.write_text("old")
+    else:
+        _tree(tmp_path / "elsewhere", "kept")
+        out.symlink_to(tmp_path / "elsewhere")
+    work = _tree(tmp_path / f"{temp_prefix(out, 'creating')}x", "new")
+
+    def no_rename(src: object, dst: object) -> None:  # the exchange must not fall back to two renames here
+        raise AssertionError(f"os.rename({src}, {dst}) with {dst} present")
+
+    monkeypatch.setattr(os, "rename", no_rename)
+    atomic.publish(work, out)
+    assert (out / "index.json").read_text() == "new" and not out.is_symlink()
+    assert not work.exists() and not work.is_symlink()  # the old one, exchanged to work's name, is removed
+    if old_kind == "symlink":  # the link itself was replaced; what it pointed at is untouched
+        assert (tmp_path / "elsewhere" / "index.json").read_text() == "kept"
+
+
+def test_publish_interrupted_while_removing_the_old_leaves_the_new_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C (or a kill) after the exchange: ``out`` is already the new output, the old one a temp to clear."""
+    out = _tree(tmp_path / "out", "old")
+    work = _tree(tmp_path / f"{temp_prefix(out, 'extracting')}x", "new")
+
+    def interrupted(path: object, *args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(atomic.shutil, "rmtree", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        atomic.publish(work, out)
+    assert (out / "index.json").read_text() == "new"
+    assert (work / "index.json").read_text() == "old"  # under a pid-named temp name: the next run removes it
+    assert work.name.startswith(temp_prefix(out, "extracting"))
+
+
+def test_publish_reports_an_exchange_the_kernel_refuses(tmp_path: Path) -> None:
+    """A failure other than "not supported" is an OSError naming the output, and nothing moved."""
+    out = _tree(tmp_path / "out", "old")
+    missing = tmp_path / ".out.creating-1-gone"
+    with pytest.raises(FileNotFoundError):
+        atomic.publish(missing, out)
+    assert (out / "index.json").read_text() == "old"
