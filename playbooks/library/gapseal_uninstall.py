@@ -15,7 +15,8 @@ module: gapseal_uninstall
 short_description: Remove a gapseal install from a host and say what was removed and what was left
 description:
   - Reads installed.json. For each service unit (where systemd runs): stop, disable, remove its state directory
-    (systemd's StateDirectory, /var/lib/gapseal-NAME; kept with keep_state) and its unit file.
+    (systemd's StateDirectory, /var/lib/gapseal-NAME and /var/lib/private/gapseal-NAME, also found without a
+    record; kept with keep_state) and its unit file.
     Then every file the record lists, and the directories that leaves empty.
   - Also what the install makes whole and never lists file by file, found at the places the roles make them,
     with or without a record (so a host an older uninstall left half-clean is finished too); each is gapseal's by
@@ -66,13 +67,18 @@ def _inside(root, path):
     return os.path.isabs(path) and (real == root or real.startswith(root.rstrip("/") + "/"))
 
 
+SYSTEM_DIRS = frozenset(
+    ("/etc/systemd", "/etc/systemd/system", "/usr/local", "/var/lib", "/var/lib/private", "/var/cache", "/var/log")
+)
+
+
 def _system_dir(root, directory):
     """Where pruning empty parents stops: the root itself and, on a host installed at /, the system's own
-    directories (two levels deep, like /opt or /var/lib, and the systemd unit directory), however empty."""
+    directories (every top-level one, like /opt, and SYSTEM_DIRS), however empty."""
     directory = os.path.normpath(directory)
     if directory in ("/", os.path.normpath(root)):
         return True
-    return os.path.normpath(root) == "/" and (directory.count("/") <= 2 or directory == "/etc/systemd/system")
+    return os.path.normpath(root) == "/" and (directory.count("/") <= 1 or directory in SYSTEM_DIRS)
 
 
 class Uninstall:
@@ -131,8 +137,10 @@ class Uninstall:
     # -- the parts of an install -----------------------------------------------------------------------------------
 
     def services(self, services, keep_state):
+        """Stop, disable and remove each unit, then the services' state; return systemctl when systemd must reload,
+        and the units it must forget a failure of (reset-failed)."""
         systemctl = os.path.isdir("/run/systemd/system") and self.module.get_bin_path("systemctl")
-        reload_needed = False
+        reload_needed, failed = False, []
         for svc in services:
             unit = svc.get("unit") or ""
             name = os.path.basename(unit)
@@ -142,30 +150,42 @@ class Uninstall:
                     self.actions.append(f"stop {name}")
                     if not self.check:
                         self.module.run_command([systemctl, "stop", name], check_rc=True)
+                elif out.strip() == "failed":
+                    failed.append(name)
                 _, out, _ = self.module.run_command([systemctl, "is-enabled", name])
                 if out.strip() in ("enabled", "enabled-runtime", "linked", "linked-runtime"):
                     self.actions.append(f"disable {name}")
                     if not self.check:
                         self.module.run_command([systemctl, "disable", name], check_rc=True)
-            if self.root == "/" and svc.get("name"):
-                # DynamicUser=yes: systemd keeps the state in /var/lib/private/NAME behind the symlink /var/lib/NAME
-                state = "gapseal-" + str(svc["name"])
-                paths = [os.path.join(STATE_BASE, state), os.path.join(STATE_BASE, "private", state)]
-                for path in paths:
-                    if not os.path.lexists(path):
-                        continue
-                    if keep_state:
-                        self.keep(path, f"state of service {svc['name']}, kept as asked")
-                    elif os.path.islink(path):
-                        self.remove_file(path)
-                    else:
-                        self.remove_tree(path, "service state")
             if os.path.lexists(unit):
                 self.remove_file(unit)
                 reload_needed = True
             if self.root != "/":
                 self.prune.append(os.path.dirname(unit))
-        return systemctl if reload_needed else None
+        if self.root == "/":
+            self.service_state([str(s["name"]) for s in services if s.get("name")], keep_state)
+        return (systemctl if reload_needed else None), failed
+
+    def service_state(self, names, keep_state):
+        """DynamicUser=yes: systemd keeps a unit's StateDirectory=gapseal-NAME in /var/lib/private/gapseal-NAME,
+        behind the symlink /var/lib/gapseal-NAME. Those of the record's services, and any other gapseal-* ones (a
+        record an earlier run with keep_state removed no longer names them)."""
+        paths = set()
+        for name in names:
+            paths.add(os.path.join(STATE_BASE, "gapseal-" + name))
+            paths.add(os.path.join(STATE_BASE, "private", "gapseal-" + name))
+        for base in (STATE_BASE, os.path.join(STATE_BASE, "private")):
+            if os.path.isdir(base) and not os.path.islink(base):
+                paths.update(os.path.join(base, n) for n in os.listdir(base) if n.startswith("gapseal-"))
+        for path in sorted(paths):
+            if not os.path.lexists(path):
+                continue
+            if keep_state:
+                self.keep(path, "a service's state, kept as asked: uninstall without --keep-state removes it")
+            elif os.path.islink(path):
+                self.remove_file(path)
+            else:
+                self.remove_tree(path, "service state")
 
     def builds(self, variant_dirs, builds_dir):
         """Each build directory: its venvs, rollback copy and current.json (the variant files are in the record)."""
@@ -333,7 +353,7 @@ def main():
 
     u = Uninstall(module, root)
     try:
-        reload_with = u.services(services, p["keep_state"])
+        reload_with, failed = u.services(services, p["keep_state"])
         for path in files:
             u.remove_file(path)
         u.prune += model_dirs
@@ -349,6 +369,10 @@ def main():
             u.actions.append("systemctl daemon-reload")
             if not u.check:
                 module.run_command([reload_with, "daemon-reload"], check_rc=True)
+            for name in failed:  # a removed unit that had failed stays listed until its failure is forgotten
+                u.actions.append(f"systemctl reset-failed {name}")
+                if not u.check:
+                    module.run_command([reload_with, "reset-failed", name])
         if record:
             u.remove_file(p["path"])  # last: until here a rerun knows everything this run knew
         u.prune.append(os.path.dirname(p["path"]))

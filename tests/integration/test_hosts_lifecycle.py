@@ -2,12 +2,15 @@
 
 Hosts 101 and 102 of GAPSEAL_TEST_SUBNET (tests/hosts/netns.py), each with its own sshd and nftables, no GPU tools
 (the CPU variant is chosen from the real /proc/cpuinfo). Everything is real: sshd, Ansible through ansible-runner,
-nftables, the signed bundle. The tests of this module share one install and run in order.
+nftables, the signed bundle (its build carries a wheel, so the runtime role makes the variant's venv). The tests of
+this module share one install and run in order. Each host installs into its own prefix, which is empty before the
+install: after uninstall it holds exactly what uninstall reports it kept.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from gapseal.cli import main
 from gapseal.signing.keys import SigningKey
 from tests.fixtures.hardware.fakebin import install_fake_tools
 from tests.hosts.netns import HostFleet, NamespaceHost
+from tests.integration.test_systemd_lifecycle import write_tiny_wheel
 
 pytestmark = pytest.mark.integration
 
@@ -38,10 +42,15 @@ class Env:
     def root(self, host: NamespaceHost) -> Path:
         return self.work / "roots" / host.name
 
+    def root_of(self, name: str) -> Path:
+        return self.work / "roots" / name
+
 
 def _spec(src: Path, name: str, flags: list[str]) -> Path:
     (src / "builds" / "cpu" / "bin").mkdir(parents=True)
     (src / "builds" / "cpu" / "bin" / "serve").write_text("#!/bin/sh\nexec sleep 3600\n")
+    (src / "builds" / "cpu" / "wheels").mkdir()
+    write_tiny_wheel(src / "builds" / "cpu" / "wheels" / "idle_helper-1.0-py3-none-any.whl")
     (src / "builds" / "cpu" / "model-config.bin").write_bytes(b"stand-in data\n" * 512)
     (src / "docs").mkdir()
     (src / "docs" / "runbook.md").write_text("# runbook\n")
@@ -96,6 +105,11 @@ def _installed_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
+def _tree(root: Path) -> list[str]:
+    """Every path under root, directories and symlinks included (none followed), relative to it."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
+
+
 def test_check_mode_prints_a_plan_per_host_and_changes_nothing(
     env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -134,6 +148,7 @@ def test_install_from_relative_paths_keeps_a_run_log(
     assert (report["ok"], report["run_log"]) == (True, str(run_dir))
     for host in (env.locked, env.open_host):
         assert (env.root(host) / RECORD).is_file()
+        assert (env.root(host) / "opt/gapseal/builds/server/cpu.venv/bin/python").exists(), "the variant's venv"
 
 
 def _status(env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *extra: str) -> Any:
@@ -198,32 +213,78 @@ def test_uninstall_check_lists_what_it_would_remove_and_removes_nothing(
     assert _installed_files(env.root(env.locked)) == before
 
 
-def test_uninstall_removes_what_the_record_lists_and_keeps_the_egress_lockdown(
+def test_uninstall_removes_everything_but_an_operators_file_and_the_egress_lockdown(
     env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    stray = env.root(env.locked) / "var/lib/gapseal/operator-notes.txt"  # not the install's: must survive
+    locked = env.root(env.locked)
+    stray = locked / "var/lib/gapseal/operator-notes.txt"  # not the install's: must survive, and be reported
     stray.write_text("keep me\n")
+    link = locked / "opt/gapseal/builds/server/cpu/elsewhere"  # an operator's symlink out of the install: not followed
+    outside = env.work / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("keep\n")
+    link.symlink_to(outside)
     rc = _gapseal(env, monkeypatch, "uninstall", "-i", "inventory.yml", "--json")
     doc = json.loads(capsys.readouterr().out)
     assert rc == 0, doc
     assert (doc["kind"], doc["ok"], doc["check"]) == ("gapseal.UninstallReport", True, False)
+    hosts = {h["name"]: h for h in doc["hosts"]}
     assert {h["status"] for h in doc["hosts"]} == {"removed"}
-    assert _installed_files(env.root(env.locked)) == sorted([stray, env.root(env.locked) / "etc/gapseal/egress.nft"])
-    assert _installed_files(env.root(env.open_host)) == []
+    assert f"remove venv {locked}/opt/gapseal/builds/server/cpu.venv" in hosts[env.locked.name]["actions"]
+    assert hosts[env.locked.name]["kept"] == [
+        f"{locked}/etc/gapseal/egress.nft (egress lockdown rules, kept: --remove-egress removes them)",
+        f"{link} (not in the install record: not gapseal's, left alone)",
+        f"{stray} (not in the install record: not gapseal's, left alone)",
+    ]
+    assert _tree(locked) == [
+        "etc",
+        "etc/gapseal",
+        "etc/gapseal/egress.nft",
+        "opt",
+        "opt/gapseal",
+        "opt/gapseal/builds",
+        "opt/gapseal/builds/server",
+        "opt/gapseal/builds/server/cpu",
+        "opt/gapseal/builds/server/cpu/elsewhere",
+        "var",
+        "var/lib",
+        "var/lib/gapseal",
+        "var/lib/gapseal/operator-notes.txt",
+    ]
+    assert (outside / "precious.txt").read_text() == "keep\n"
+    assert (hosts[env.open_host.name]["kept"], _tree(env.root(env.open_host))) == ([], []), "as before the install"
     assert env.locked.exec(["nft", "list", "table", "inet", "gapseal_egress"]).returncode == 0, "lockdown kept"
+
+
+def test_status_after_uninstall_says_nothing_installed(
+    env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = _status(env, monkeypatch, capsys)
+    assert doc["ok"] is False
+    for h in doc["hosts"]:
+        assert (h["installed"], h["problems"]) == (False, [f"nothing installed ({env.root_of(h['name'])}/{RECORD})"])
 
 
 def test_uninstall_again_is_a_no_op_and_remove_egress_opens_the_host(
     env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    locked = env.root(env.locked)
+    before = _tree(locked)
     rc = _gapseal(env, monkeypatch, "uninstall", "-i", "inventory.yml", "--json")
     doc = json.loads(capsys.readouterr().out)
     assert rc == 0
     assert [(h["status"], h["actions"]) for h in doc["hosts"]] == [("nothing installed", [])] * 2
+    assert _tree(locked) == before
+    # the operator takes the symlink away: the directories it kept go with the next run
+    (locked / "opt/gapseal/builds/server/cpu/elsewhere").unlink()
+    shutil.rmtree(env.work / "outside")
     rc = _gapseal(env, monkeypatch, "uninstall", "-i", "inventory.yml", "--remove-egress", "--limit", env.locked.name)
+    out = capsys.readouterr().out
     assert rc == 0
-    assert "nft delete table inet gapseal_egress" in capsys.readouterr().out
+    assert "nft delete table inet gapseal_egress" in out
+    assert f"kept {locked}/var/lib/gapseal/operator-notes.txt (not in the install record" in out
     assert env.locked.exec(["nft", "list", "table", "inet", "gapseal_egress"]).returncode != 0
+    assert _tree(locked) == ["var", "var/lib", "var/lib/gapseal", "var/lib/gapseal/operator-notes.txt"]
 
 
 def test_a_host_no_variant_fits_fails_with_the_full_reason(
