@@ -17,6 +17,7 @@ from typing import TypeVar
 from gapseal import __version__
 from gapseal.audit.collectors._common import RawStore
 from gapseal.audit.collectors._units import Unit, load_units
+from gapseal.audit.collectors.datapath import collect_datapath
 from gapseal.audit.collectors.dns import collect_dns
 from gapseal.audit.collectors.firewall import collect_firewall
 from gapseal.audit.collectors.integrity import collect_integrity, read_install_record, record_paths
@@ -53,6 +54,7 @@ from gapseal.audit.facts import (
     StorageFacts,
     TelemetryFacts,
     TimeFacts,
+    datapath_unknown,
 )
 from gapseal.audit.probes import DEFAULT_ROUTE_TARGETS, DEFAULT_TIMEOUT, ProbeTarget, run_probes
 from gapseal.errors import AuditError, GapsealError
@@ -75,6 +77,8 @@ def _unknown(domain: str, reason: str) -> object:
         return DnsFacts(status="unknown", reason=reason, resolved=ResolvedFacts(present=False))
     if domain == "integrity":
         return IntegrityFacts(status="unknown", reason=reason, record_path="")
+    if domain == "datapath":
+        return datapath_unknown(reason)
     if domain == "logging":
         return LoggingFacts(
             status="unknown",
@@ -187,6 +191,7 @@ def collect_facts(
         logging=_guard("logging", progress, lambda: collect_logging(store, root)),
         package_sources=_guard("package_sources", progress, lambda: collect_package_sources(store, root)),
         time=_guard("time", progress, lambda: collect_time(store, root)),
+        datapath=_guard("datapath", progress, lambda: collect_datapath(store, proc)),
         raw_outputs=store.items(),
     )
 

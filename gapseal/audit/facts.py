@@ -982,8 +982,145 @@ class TimeFacts(_Domain):
     """Every configured server, pool and peer."""
 
 
+# --------------------------------------------------------------------------------------------------- datapath
+
+
+class NetLink(_Model):
+    """One network interface, from ``ip -j -d link show`` in the namespace that holds it."""
+
+    name: str
+    """Interface name."""
+    ifindex: int
+    """Interface index (unique within its namespace only)."""
+    kind: str | None = None
+    """``linkinfo.info_kind`` (``veth``, ``bridge``, ``macvlan``, ``ipvlan``, ``vlan``, ``tun``...); null for a
+    physical device and for loopback."""
+    link_type: str | None = None
+    """``link_type`` (``ether``, ``loopback``, ``none``...)."""
+    master: str | None = None
+    """The bridge (or bond, VRF) this interface is enslaved to."""
+    lower: str | None = None
+    """The peer (veth) or lower device (macvlan, ipvlan, vlan) when it is in the same namespace."""
+    peer_netns: str | None = None
+    """The namespace (``net:[inode]``) holding the peer or lower device when it is in another namespace."""
+    peer_unresolved: bool = False
+    """True when the link names another namespace (``link_netnsid``) that could not be identified."""
+
+
+class Bridge(_Model):
+    """A bridge of the audited namespace and its ports."""
+
+    name: str
+    """Bridge name."""
+    ports: list[str] = Field(default_factory=list)
+    """Every enslaved interface."""
+    uplink_ports: list[str] = Field(default_factory=list)
+    """Ports that lead off the host: anything but a veth (or tap) whose peer is in a namespace of this host that
+    has no way out of its own."""
+    other_ports: list[str] = Field(default_factory=list)
+    """The remaining ports (veths to containers, taps of VMs)."""
+
+
+class BridgeNetfilter(_Model):
+    """br_netfilter's switches in the audited namespace (``/proc/sys/net/bridge``)."""
+
+    loaded: bool
+    """True when ``/proc/sys/net/bridge`` exists (the br_netfilter module is loaded)."""
+    call_iptables: int | None = None
+    """``bridge-nf-call-iptables``: 1 sends bridged IPv4 frames through the IP hooks; null when unreadable."""
+    call_ip6tables: int | None = None
+    """``bridge-nf-call-ip6tables``: the same for IPv6."""
+
+
+class NetnsPath(_Model):
+    """A network namespace other than the audited one, and whether it has a way out of its own."""
+
+    netns: str
+    """``net:[inode]``."""
+    names: list[str] = Field(default_factory=list)
+    """Its names under ``/var/run/netns`` (``ip netns``)."""
+    pids: list[int] = Field(default_factory=list)
+    """Processes in it (the first 16 by pid)."""
+    comms: list[str] = Field(default_factory=list)
+    """Their ``comm`` names, same order."""
+    status: Status = "ok"
+    """``unknown`` when the namespace could not be entered or its links could not be listed."""
+    reason: str | None = None
+    """Why the status is ``unknown``."""
+    attached: bool
+    """True when it belongs to this host: every namespace does when the audited namespace is the host's initial
+    one; otherwise those linked to the audited namespace by an interface (directly or through each other)."""
+    interfaces: list[NetLink] = Field(default_factory=list)
+    """Its interfaces."""
+    ways_out: list[str] = Field(default_factory=list)
+    """Its interfaces that leave the host without passing the audited namespace's IP hooks: anything but loopback,
+    bridge, dummy, and veths whose peer is the audited namespace or another attached one without a way out."""
+
+
+class PacketSocket(_Model):
+    """An ``AF_PACKET`` socket of the audited namespace (``/proc/net/packet``): it sends frames below the IP hooks."""
+
+    inode: int
+    """Socket inode."""
+    type: str
+    """``raw``, ``dgram``, ``packet`` (SOCK_PACKET) or the number."""
+    protocol: str
+    """Ethertype bound, four hex digits (``0003`` all, ``0800`` IPv4, ``0806`` ARP, ``0000`` none yet)."""
+    interface: str
+    """Interface bound, by name (``any`` for index 0; ``#<index>`` when unknown)."""
+    processes: list[ProcessRef] = Field(default_factory=list)
+    """Processes holding the socket (empty when none could be found)."""
+
+
+class DatapathFacts(_Domain):
+    """Paths out that never reach the audited namespace's IP netfilter hooks.
+
+    Other namespaces with their own way out, bridges carrying an uplink, packet sockets. ``status`` covers the
+    audited namespace's interfaces.
+    """
+
+    netns: str | None = None
+    """The audited namespace (``net:[inode]``)."""
+    initial_netns: str | None = None
+    """The host's initial namespace: that of PID 1, else of the lowest-numbered process whose namespace is readable."""
+    interfaces: list[NetLink] = Field(default_factory=list)
+    """The audited namespace's interfaces."""
+    bridges: list[Bridge] = Field(default_factory=list)
+    """Its bridges."""
+    bridge_netfilter: BridgeNetfilter | None = None
+    """br_netfilter's switches."""
+    namespaces: list[NetnsPath] = Field(default_factory=list)
+    """Every other namespace of this host (``attached``) found through processes' ``/proc/<pid>/ns/net`` and
+    ``/var/run/netns``."""
+    namespaces_status: Status = "ok"
+    """``unknown`` when the set of namespaces of this host could not be determined (see ``namespaces_reason``)."""
+    namespaces_reason: str | None = None
+    """Why ``namespaces_status`` is ``unknown``."""
+    packet_sockets: list[PacketSocket] = Field(default_factory=list)
+    """Every packet socket of the audited namespace."""
+    packet_sockets_status: Status = "ok"
+    """``unknown`` when ``/proc/net/packet`` could not be read."""
+    packet_sockets_reason: str | None = None
+    """Why ``packet_sockets_status`` is ``unknown``."""
+
+
+_NOT_COLLECTED = "not collected (facts written by an older gapseal)"
+
+
 def _not_collected(domain: type[_Domain]) -> Any:
-    return lambda: domain(status="unknown", reason="not collected (facts written by an older gapseal)")
+    return lambda: domain(status="unknown", reason=_NOT_COLLECTED)
+
+
+def datapath_unknown(reason: str) -> DatapathFacts:
+    """A ``DatapathFacts`` with every part ``unknown`` for ``reason``."""
+    return DatapathFacts(
+        status="unknown",
+        reason=reason,
+        namespaces_status="unknown",
+        namespaces_reason=reason,
+        packet_sockets_status="unknown",
+        packet_sockets_reason=reason,
+    )
 
 
 # --------------------------------------------------------------------------------------------------- the document
@@ -1030,13 +1167,15 @@ class HostFacts(_Model):
     """Package and container sources (``unknown`` in facts from a gapseal that did not collect them)."""
     time: TimeFacts = Field(default_factory=_not_collected(TimeFacts))
     """Time servers (``unknown`` in facts from a gapseal that did not collect them)."""
+    datapath: DatapathFacts = Field(default_factory=lambda: datapath_unknown(_NOT_COLLECTED))
+    """Paths out below the IP hooks (``unknown`` in facts from a gapseal that did not collect them)."""
     raw_outputs: dict[str, RawOutput] = Field(default_factory=dict)
     """Raw bytes of every stored source, keyed ``sha256:<hex>`` of those bytes."""
 
     def unknown_domains(self) -> list[str]:
         """Names of the domains whose status is ``unknown``."""
         names = ["routes", "firewall", "dns", "processes", "proxy", "sockets", "probes", "telemetry", "storage"]
-        names += ["integrity", "ssh", "logging", "package_sources", "time"]
+        names += ["integrity", "ssh", "logging", "package_sources", "time", "datapath"]
         return [n for n in names if getattr(self, n).status == "unknown"]
 
     def to_json(self) -> str:

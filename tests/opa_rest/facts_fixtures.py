@@ -213,9 +213,29 @@ def compliant_facts(host: str = "host1") -> dict[str, Any]:
         ),
         "package_sources": _ok(entries=[package_source("apt", "source", "file:/srv/debian", local=True)]),
         "time": _ok(daemons=["chrony"], servers=[time_server("chrony", "server", "10.231.1.1")]),
+        "datapath": _ok(
+            netns="net:[4026531840]",
+            initial_netns="net:[4026531840]",
+            interfaces=[netlink("lo", None, link_type="loopback"), netlink("veth1", None)],
+            bridge_netfilter={"loaded": False},
+            namespaces=[
+                {
+                    "netns": "net:[4026532500]",
+                    "pids": [41],
+                    "comms": ["vllm"],
+                    "attached": True,
+                    "interfaces": [netlink("lo", None, link_type="loopback")],
+                }
+            ],
+        ),
         "raw_outputs": {},
     }
     return HostFacts.model_validate(document).model_dump(mode="json")
+
+
+def netlink(name: str, kind: str | None, *, link_type: str = "ether", **fields: Any) -> dict[str, Any]:
+    """One interface of ``ip -j -d link show`` as the datapath collector records it."""
+    return {"name": name, "ifindex": 2, "kind": kind, "link_type": link_type, **fields}
 
 
 def ssh_forwarding(context: str, settings: dict[str, str]) -> dict[str, Any]:
@@ -443,6 +463,24 @@ def _forwarding_open(d: dict[str, Any]) -> None:
     d["firewall"]["forward"] = egress_facts(path="forward", forward_policy="accept")
 
 
+def _macvlan_namespace(d: dict[str, Any]) -> None:
+    ns = d["datapath"]["namespaces"][0]
+    ns["interfaces"].append(netlink("mv0", "macvlan", peer_netns="net:[4026531840]"))
+    ns["ways_out"] = ["mv0 (macvlan on a device of net:[4026531840])"]
+
+
+def _bridged_uplink(d: dict[str, Any]) -> None:
+    d["datapath"]["bridges"] = [{"name": "br0", "ports": ["veth1", "veth2"], "uplink_ports": ["veth1"],
+                                 "other_ports": ["veth2"]}]  # fmt: skip
+
+
+def _packet_socket(d: dict[str, Any]) -> None:
+    holder = {"pid": 612, "comm": "dhclient", "exe": "/usr/sbin/dhclient"}
+    d["datapath"]["packet_sockets"] = [
+        {"inode": 23817, "type": "raw", "protocol": "0003", "interface": "veth1", "processes": [holder]}
+    ]
+
+
 def _routes_unknown(d: dict[str, Any]) -> None:
     d["routes"] = {"status": "unknown", "reason": "ip: command not found", "sources": []}
 
@@ -458,6 +496,9 @@ LEAKS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "ssh_forwarding": (_ssh_forwarding, "ACCESS-004"),
     "apt_outside": (_apt_outside, "EGRESS-010"),
     "ntp_pool": (_ntp_pool, "EGRESS-011"),
+    "macvlan_namespace": (_macvlan_namespace, "EGRESS-013"),
+    "bridged_uplink": (_bridged_uplink, "EGRESS-014"),
+    "packet_socket": (_packet_socket, "EGRESS-015"),
     "forwarding_open": (_forwarding_open, "EGRESS-012"),
 }
 """Leak name -> (mutation, a rule id it must trip)."""

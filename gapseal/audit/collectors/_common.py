@@ -79,8 +79,10 @@ class Trace:
     store: RawStore
     sources: list[Source] = field(default_factory=list)
 
-    def run(self, argv: list[str], *, store: bool = True, timeout: float = COMMAND_TIMEOUT) -> CommandOutput:
-        """Run ``argv`` (no shell, no stdin), record it as a source and return its output."""
+    def run(
+        self, argv: list[str], *, store: bool = True, timeout: float = COMMAND_TIMEOUT, pass_fds: tuple[int, ...] = ()
+    ) -> CommandOutput:
+        """Run ``argv`` (no shell, no stdin; ``pass_fds`` inherited), record it as a source and return its output."""
         exe = shutil.which(argv[0])
         if exe is None:
             out = CommandOutput(argv, b"", b"", None, f"{argv[0]}: command not found")
@@ -89,7 +91,13 @@ class Trace:
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LC_ALL": "C"}
         try:
             proc = subprocess.run(
-                argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False, env=env
+                argv,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+                env=env,
+                pass_fds=pass_fds,
             )
         except subprocess.TimeoutExpired:
             out = CommandOutput(argv, b"", b"", None, f"{argv[0]}: timed out after {timeout:g}s")
@@ -116,12 +124,23 @@ class Trace:
         )
         return CommandOutput(argv, proc.stdout, proc.stderr, proc.returncode, error)
 
-    def read(self, path: Path, *, store: bool = True, kind: str = "file", record_missing: bool = True) -> bytes | None:
-        """Read ``path`` whole (up to ``MAX_FILE_BYTES``), record it and return the bytes; None if unreadable."""
+    def read(
+        self,
+        path: Path,
+        *,
+        store: bool = True,
+        kind: str = "file",
+        record_missing: bool = True,
+        limit: int = MAX_FILE_BYTES,
+    ) -> bytes | None:
+        """Read ``path`` whole (up to ``limit`` bytes), record it and return the bytes; None if unreadable.
+
+        A sysctl file needs a small ``limit``: procfs refuses a read as large as the default (ENOMEM).
+        """
         src_kind = "procfs" if kind == "procfs" else "file"
         try:
             with path.open("rb") as f:
-                data = f.read(MAX_FILE_BYTES + 1)
+                data = f.read(limit + 1)
         except FileNotFoundError:
             if record_missing:
                 self.sources.append(Source(kind=src_kind, path=str(path), error="not found"))
@@ -130,9 +149,9 @@ class Trace:
             self.sources.append(Source(kind=src_kind, path=str(path), error=e.strerror or str(e)))
             return None
         error = None
-        if len(data) > MAX_FILE_BYTES:
-            data = data[:MAX_FILE_BYTES]
-            error = f"truncated at {MAX_FILE_BYTES} bytes"
+        if len(data) > limit:
+            data = data[:limit]
+            error = f"truncated at {limit} bytes"
         digest = self.store.put(data) if store else hashlib.sha256(data).hexdigest()
         self.sources.append(
             Source(kind=src_kind, path=str(path), sha256=digest, size=len(data), stored=store, error=error)

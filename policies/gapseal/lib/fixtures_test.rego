@@ -23,6 +23,7 @@ compliant := {
 	"logging": logging_ok,
 	"package_sources": {"status": "ok", "reason": null, "entries": []},
 	"time": {"status": "ok", "reason": null, "daemons": [], "servers": []},
+	"datapath": datapath_ok,
 }
 
 # The compliant host with the domains in `overrides` replaced whole (object.union would merge nested objects
@@ -239,4 +240,35 @@ logging_ok := {
 	"status": "ok", "reason": null,
 	"journald": {"present": true, "settings": {}, "storage": "persistent", "persistent": true, "max_retention_sec": null},
 	"auditd": {"present": false, "settings": {}, "rules_files": []},
+}
+
+# A host whose only other namespace is a container behind a veth into the host, no bridge, no packet socket.
+netlink(name, kind, link_type, master, peer_netns) := {
+	"name": name, "ifindex": 2, "kind": kind, "link_type": link_type, "master": master, "lower": null,
+	"peer_netns": peer_netns, "peer_unresolved": false,
+}
+
+container_ns := {
+	"netns": "net:[4026532500]", "names": [], "pids": [41], "comms": ["sleep"], "status": "ok", "reason": null,
+	"attached": true,
+	"interfaces": [
+		netlink("lo", null, "loopback", null, null),
+		netlink("eth0", "veth", "ether", null, "net:[4026531840]"),
+	],
+	"ways_out": [],
+}
+
+datapath_ok := {
+	"status": "ok", "reason": null, "netns": "net:[4026531840]", "initial_netns": "net:[4026531840]",
+	"interfaces": [
+		netlink("lo", null, "loopback", null, null),
+		netlink("enp1s0", null, "ether", null, null),
+		netlink("veth0", "veth", "ether", null, "net:[4026532500]"),
+	],
+	"bridges": [],
+	"bridge_netfilter": {"loaded": false, "call_iptables": null, "call_ip6tables": null},
+	"namespaces": [container_ns],
+	"namespaces_status": "ok", "namespaces_reason": null,
+	"packet_sockets": [],
+	"packet_sockets_status": "ok", "packet_sockets_reason": null,
 }

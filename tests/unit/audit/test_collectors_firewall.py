@@ -42,7 +42,9 @@ class RecordedTrace(Trace):
         self.outputs = outputs
         self.asked: list[str] = []
 
-    def run(self, argv: list[str], *, store: bool = True, timeout: float = 0) -> CommandOutput:
+    def run(
+        self, argv: list[str], *, store: bool = True, timeout: float = 0, pass_fds: tuple[int, ...] = ()
+    ) -> CommandOutput:
         key = " ".join(argv)
         self.asked.append(key)
         return self.outputs.get(key, FAILED)

@@ -70,7 +70,7 @@ def test_shipped_policy_set_loads_every_domain() -> None:
         "gapseal.residency",
         "gapseal.telemetry",
     )
-    assert len(ps.rules) == 21
+    assert len(ps.rules) == 24
     assert set(ps.data["gapseal_rules"]) == {r.id for r in ps.rules}
     assert ps.digest.startswith("sha256:")
     assert len(ps.digest) == 71

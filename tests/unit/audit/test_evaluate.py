@@ -49,7 +49,7 @@ def test_compliant_host_passes_every_rule(engine: RegopyEngine) -> None:
     assert {r.status for r in h.rules} == {"pass"}
     assert [r.rule for r in h.rules] == sorted([r.id for r in POLICY_SET.rules] + ["WAIVER-EXPIRED"])
     assert results.summary.compliant
-    assert results.summary.rules == 22
+    assert results.summary.rules == 25
     assert results.engine.startswith("regopy ")
     assert results.policy_digest == POLICY_SET.digest
 
@@ -198,7 +198,7 @@ def write(tmp_path: Path, name: str, document: dict[str, Any]) -> Path:
 def test_cli_compliant_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["audit", "evaluate", str(write(tmp_path, "h1", compliant_facts("h1")))]) == 0
     out = capsys.readouterr().out
-    assert "COMPLIANT: 1 host(s), 22 rule(s): 22 passed, 0 failed, 0 unknown, 0 waived (regopy" in out
+    assert "COMPLIANT: 1 host(s), 25 rule(s): 25 passed, 0 failed, 0 unknown, 0 waived (regopy" in out
 
 
 def test_cli_findings_exit_3_and_name_controls(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -207,7 +207,7 @@ def test_cli_findings_exit_3_and_name_controls(tmp_path: Path, capsys: pytest.Ca
     out = capsys.readouterr().out
     assert "h2: FAIL EGRESS-001 (high) No default route [eu-ai-act:art-15, hipaa:164.312(e)(1)]" in out
     assert "    - proxy variable HTTPS_PROXY=http://proxy.example:3128 is set in /etc/environment:1" in out
-    assert "NOT COMPLIANT: 1 host(s), 22 rule(s): 20 passed, 2 failed, 0 unknown, 0 waived" in out
+    assert "NOT COMPLIANT: 1 host(s), 25 rule(s): 23 passed, 2 failed, 0 unknown, 0 waived" in out
 
 
 def test_cli_json_is_the_results_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
