@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gapseal.atomic import fsync_dir, publish, remove_stale_temps, temp_prefix, write_new_file
 from gapseal.bundler import layout as oci
@@ -33,12 +34,7 @@ from gapseal.bundler.descriptor import (
     ModelComponent,
     format_time,
 )
-from gapseal.bundler.elf import describe_binaries, scan_files
 from gapseal.bundler.images import ChildRef, ImportedImage, import_image
-from gapseal.bundler.inputs import ComponentInputs, InputFile, collect_inputs
-from gapseal.bundler.model_formats import ModelFormatInfo, detect_model_format
-from gapseal.bundler.model_signature import MODEL_SIGNATURE_NAME, sign_model
-from gapseal.bundler.selfcontained import Wheelhouse, complete_descriptor
 from gapseal.bundler.spec import LoadedSpec, load_spec
 from gapseal.bundler.statement import (
     SUBJECT_TOOL_LIMIT,
@@ -51,6 +47,14 @@ from gapseal.hashing import FileDigest, copy_and_hash, hash_file, parallel_map
 from gapseal.progress import NO_PROGRESS, Progress
 from gapseal.signing.attestation import sign_statement
 from gapseal.signing.keys import SigningKey
+
+if TYPE_CHECKING:
+    from gapseal.bundler.inputs import ComponentInputs, InputFile
+    from gapseal.bundler.model_formats import ModelFormatInfo
+    from gapseal.bundler.selfcontained import Wheelhouse
+
+# What only building needs (inputs, model formats, ELF scanning, model signatures, wheels) is imported where it is
+# used: ``bundle pull`` and ``extract`` import this module for ``prepare_output`` alone.
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,11 @@ def create_bundle(
 
     ``wheels`` (``--include-self``) adds gapseal's own wheels; ``sbom`` adds the CycloneDX SBOM of everything.
     """
+    from gapseal.bundler.inputs import collect_inputs
+    from gapseal.bundler.model_formats import detect_model_format
+    from gapseal.bundler.model_signature import MODEL_SIGNATURE_NAME
+    from gapseal.bundler.selfcontained import complete_descriptor
+
     spec = load_spec(spec_path)
     prepare_output(out, overwrite=overwrite)
     now = datetime.now(UTC)
@@ -402,6 +411,9 @@ def _describe(
     created: str,
     expires: str | None,
 ) -> BundleDescriptor:
+    from gapseal.bundler.elf import describe_binaries, scan_files
+    from gapseal.bundler.model_signature import MODEL_SIGNATURE_NAME, sign_model
+
     s = spec.spec
     models: list[ModelComponent] = []
     files: list[FilesComponent] = []

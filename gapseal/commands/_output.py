@@ -6,20 +6,14 @@ import json
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.progress import Progress as RichProgressBar
 
 from gapseal.progress import NO_PROGRESS, Progress
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
@@ -81,6 +75,10 @@ class RichProgress(Progress):
     """Draws library progress events as rich bars on stderr; thread-safe."""
 
     def __init__(self) -> None:
+        # Imported here: a quiet, JSON or non-terminal run draws no bar and does not pay for rich.progress.
+        from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+        from rich.progress import Progress as RichProgressBar
+
         self._bar = RichProgressBar(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
@@ -104,11 +102,11 @@ class RichProgress(Progress):
             return int(self._bar.add_task(label, total=total))
 
     def advance(self, task: int, amount: int) -> None:
-        self._bar.advance(TaskID(task), amount)
+        self._bar.advance(cast("TaskID", task), amount)
 
     def end(self, task: int) -> None:
         with self._lock:
-            self._bar.remove_task(TaskID(task))
+            self._bar.remove_task(cast("TaskID", task))
 
     def note(self, message: str) -> None:
         self._bar.console.print(message, highlight=False)

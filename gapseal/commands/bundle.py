@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from gapseal.commands import _output, _secrets
+from gapseal.commands import _output
 from gapseal.errors import UsageError, check_input
 
 if TYPE_CHECKING:
@@ -80,6 +80,7 @@ def create(
     With --base the bundle is written as a delta; the far side completes it with 'bundle apply DELTA --base OLD'.
     """
     from gapseal.bundler.create import create_bundle, prepare_output
+    from gapseal.commands import _secrets
 
     _output.configure(json_output=json_output, quiet=quiet)
     if not include_self and (python_version or platform or wheels_from):

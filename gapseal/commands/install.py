@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
 from gapseal.commands import _output
 from gapseal.errors import UsageError
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from gapseal.installer.runlog import RunLog
 
 hosts_app = typer.Typer(help="Inspect the hosts of an inventory: hardware and build variants.", no_args_is_help=True)
@@ -30,6 +31,8 @@ def _split(values: list[str]) -> list[str]:
 
 
 def _summary_table(report: Any) -> Table:
+    from rich.table import Table
+
     title = f"{report.bundle.name} {report.bundle.version}" + (" (check mode: nothing changed)" if report.check else "")
     table = Table(title=title)
     changed = "would change" if report.check else "changed"
@@ -255,6 +258,8 @@ def status(
     if json_output:
         _output.emit_json(result.model_dump(mode="json"))
         return 0 if result.ok else 1
+    from rich.table import Table
+
     table = Table(title="hosts status")
     for column in ("host", "bundle", "variants", "units", "files"):
         table.add_column(column)

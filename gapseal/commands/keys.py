@@ -7,15 +7,10 @@ from typing import Annotated, Any
 
 import typer
 
-from gapseal.commands import _output, _secrets
-from gapseal.signing.keys import (
-    KEY_TYPE,
-    check_key_pair_writable,
-    generate_key_pair,
-    inspect_key_file,
-    load_private_key,
-    load_public_key,
-)
+from gapseal.commands import _output
+
+# The key functions (and cryptography under them) are imported inside each command, so that ``gapseal --help`` and
+# the other command groups do not pay for them.
 
 app = typer.Typer(help="Create and inspect signing keys.", no_args_is_help=True)
 
@@ -36,6 +31,9 @@ def generate(
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> int:
     """Generate an ECDSA P-256 key pair; the passphrase comes from GAPSEAL_KEY_PASSPHRASE or a prompt."""
+    from gapseal.commands import _secrets
+    from gapseal.signing.keys import KEY_TYPE, check_key_pair_writable, generate_key_pair, load_public_key
+
     _output.configure(json_output=json_output)
     check_key_pair_writable(name, overwrite=overwrite)  # before asking for a passphrase
     passphrase = _secrets.new_key_passphrase(unencrypted=unencrypted, weak_ok=weak_passphrase)
@@ -64,6 +62,9 @@ def show(
     json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> int:
     """Show a key file's id, type, and whether it is private and encrypted."""
+    from gapseal.commands import _secrets
+    from gapseal.signing.keys import KEY_TYPE, inspect_key_file, load_private_key, load_public_key
+
     _output.configure(json_output=json_output)
     info = inspect_key_file(file)
     result: dict[str, Any] = {"path": str(file), "key_kind": info.kind, "type": KEY_TYPE, "encrypted": info.encrypted}
