@@ -194,10 +194,8 @@ class RegistryHTTP:
         self.origin = origin
         self.allowed = allowed
         self.limits = limits or Limits()
-        self._tls = ssl.create_default_context()
-        if not tls_verify:
-            self._tls.check_hostname = False
-            self._tls.verify_mode = ssl.CERT_NONE
+        self._tls_verify = tls_verify
+        self._tls: ssl.SSLContext | None = None  # made on the first https connection (_tls_context)
         self._local = threading.local()
         self._all: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
@@ -274,13 +272,24 @@ class RegistryHTTP:
             return conn, True
         host = origin.host.strip("[]")
         conn = (
-            http.client.HTTPSConnection(host, origin.port, timeout=self.limits.timeout, context=self._tls)
+            http.client.HTTPSConnection(host, origin.port, timeout=self.limits.timeout, context=self._tls_context())
             if origin.scheme == "https"
             else http.client.HTTPConnection(host, origin.port, timeout=self.limits.timeout)
         )
         with self._lock:
             self._all.append(conn)
         return conn, False
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """The TLS context of every https connection, made once (reading the system's CAs takes tens of ms)."""
+        with self._lock:
+            if self._tls is None:
+                context = ssl.create_default_context()
+                if not self._tls_verify:
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
+                self._tls = context
+            return self._tls
 
     def give_back(self, origin: Origin, conn: http.client.HTTPConnection) -> None:
         """Keep a connection whose response was read to its end for this thread's next request to ``origin``."""

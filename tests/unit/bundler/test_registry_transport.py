@@ -114,6 +114,19 @@ def test_a_kept_connection_serves_the_next_request_heads_of_large_blobs_included
     http.close()
 
 
+def test_a_plain_http_registry_never_loads_the_ca_store(peer: HostileRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The TLS context (reading the system's CA certificates, tens of ms) is made for the first https connection only."""
+
+    def no_tls(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a TLS context was made for a plain-HTTP registry")
+
+    monkeypatch.setattr("ssl.create_default_context", no_tls)
+    peer.on("GET", r"", _always(Reply(200, body=b"{}")))  # type: ignore[arg-type]
+    http = RegistryHTTP(Origin("http", "127.0.0.1", peer.port), tls_verify=False)
+    assert http.request("GET", "/v2/", what="get").read_capped(10) == b"{}"
+    http.close()
+
+
 def test_a_body_over_the_cap_is_refused_while_reading(peer: HostileRegistry) -> None:
     peer.on("GET", r"", _always(Reply(200, stream=lambda: iter([b"x" * 1000] * 1000))))  # type: ignore[arg-type]
     http = client(peer)
