@@ -390,7 +390,7 @@ def main():
     def reason(path):
         if path == rules:
             return "egress lockdown rules, kept: --remove-egress removes them"
-        return "not in the install record: not gapseal's, left alone"
+        return "not in the install record, so not known to be gapseal's: left alone"
 
     if not u.check:
         u.leftovers(tops, reason)

@@ -233,8 +233,8 @@ def test_uninstall_removes_everything_but_an_operators_file_and_the_egress_lockd
     assert f"remove venv {locked}/opt/gapseal/builds/server/cpu.venv" in hosts[env.locked.name]["actions"]
     assert hosts[env.locked.name]["kept"] == [
         f"{locked}/etc/gapseal/egress.nft (egress lockdown rules, kept: --remove-egress removes them)",
-        f"{link} (not in the install record: not gapseal's, left alone)",
-        f"{stray} (not in the install record: not gapseal's, left alone)",
+        f"{link} (not in the install record, so not known to be gapseal's: left alone)",
+        f"{stray} (not in the install record, so not known to be gapseal's: left alone)",
     ]
     assert _tree(locked) == [
         "etc",

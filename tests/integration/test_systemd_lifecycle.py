@@ -5,8 +5,9 @@ On namespace hosts no unit ever runs; here the service role starts the unit, ``h
 it was before the install: the directories install writes to (/etc, /opt, /var/lib, /srv, /usr/local) are listed
 before the install and after each uninstall and compared. The install is a full one: a build that carries a wheel (so
 the runtime role makes ``<variant>.venv``), installed twice from two versions (so the second keeps the first in
-``.previous/`` for rollback), a service with systemd state, the egress lockdown with its boot-time drop-in. The service
-is a stand-in (``sleep``): what is tested is what the install leaves on the host, not an inference server.
+``.previous/`` for rollback), the first carrying gapseal itself (the self role's venv and wheels), a service with
+systemd state, the egress lockdown with its boot-time drop-in. The service is a stand-in (``sleep``): what is tested
+is what the install leaves on the host, not an inference server.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 import yaml
 
 from gapseal.bundler.create import create_bundle
+from gapseal.bundler.selfcontained import default_cache_dir, prepare_wheelhouse
 from gapseal.cli import main
 from gapseal.signing.keys import SigningKey
 from tests.hosts.netns import SUBNET_PREFIX
@@ -102,7 +104,12 @@ def work(
     w = Path(tmp_path_factory.mktemp("systemd-lifecycle"))
     key = SigningKey.generate()
     (w / "team.pub").write_bytes(key.public.pem())
-    create_bundle(_spec(w / "src-1.0.0", "1.0.0"), key, w / "bundle-1.0.0")
+    # 1.0.0 carries gapseal itself (--include-self): the self role makes /opt/gapseal/venv from /opt/gapseal/wheels
+    cache = default_cache_dir()
+    if not any(cache.glob("*.whl")):
+        pytest.fail(f"no wheelhouse at {cache}: run scripts/fetch-wheels.sh (make test does) on the connected side")
+    wheels = prepare_wheelhouse(w / "wheels", wheels_from=cache)
+    create_bundle(_spec(w / "src-1.0.0", "1.0.0"), key, w / "bundle-1.0.0", wheels=wheels)
     create_bundle(_spec(w / "src-1.1.0", "1.1.0"), key, w / "bundle-1.1.0")
     host_vars = {host.name: {"egress_allow": [f"{SUBNET_PREFIX}.{host.index}.1/32"]}}
     inventory = systemd_fleet.inventory([host], host_vars=host_vars)
@@ -139,9 +146,14 @@ def test_status_reports_the_running_unit(work: Path, host: SystemdHost, capsys: 
         assert rc == 0, out
     assert _unit_state(host) == "active"
     # what the uninstall below must remove was made: the venv, the rollback copy, the state, the drop-in
-    for path in (f"{BUILD}/cpu.venv/bin/python", f"{BUILD}/.previous/build/bin/serve", "/var/lib/private/gapseal-idle"):
+    for path in (
+        f"{BUILD}/cpu.venv/bin/python",
+        f"{BUILD}/.previous/build/bin/serve",
+        "/var/lib/private/gapseal-idle",
+        "/opt/gapseal/venv/bin/gapseal",
+        DROPIN,
+    ):
         assert _exists(host, path), path
-    assert _exists(host, DROPIN)
     rc, out = _cli(work, capsys, "hosts", "status", "--json")
     doc = json.loads(out)
     assert rc == 0, doc
@@ -176,6 +188,7 @@ def test_uninstall_removes_everything_but_an_operators_file_and_the_lockdown(
         f"remove venv {BUILD}/cpu.venv",
         f"remove rollback copy {BUILD}/.previous",
         f"remove {BUILD}/current.json",
+        "remove venv /opt/gapseal/venv",
         "systemctl daemon-reload",
         "remove /var/lib/gapseal/installed.json",
     ):
@@ -184,7 +197,7 @@ def test_uninstall_removes_everything_but_an_operators_file_and_the_lockdown(
     state_kept = "a service's state, kept as asked: uninstall without --keep-state removes it"
     assert h["kept"] == [
         "/etc/gapseal/egress.nft (egress lockdown rules, kept: --remove-egress removes them)",
-        f"{NOTES} (not in the install record: not gapseal's, left alone)",
+        f"{NOTES} (not in the install record, so not known to be gapseal's: left alone)",
         f"/var/lib/gapseal-idle ({state_kept})",
         f"/var/lib/private/gapseal-idle ({state_kept})",
     ]
@@ -224,7 +237,7 @@ def test_uninstall_without_keep_state_and_with_remove_egress_leaves_the_host_as_
         f"remove dir {DROPIN.rsplit('/', 1)[0]}",
         "remove dir /etc/gapseal",
     ]
-    assert h["kept"] == [f"{NOTES} (not in the install record: not gapseal's, left alone)"]
+    assert h["kept"] == [f"{NOTES} (not in the install record, so not known to be gapseal's: left alone)"]
     assert host.ssh(["nft", "list", "table", "inet", "gapseal_egress"]).returncode != 0
     # the operator takes their file away; the next uninstall removes the directories it kept
     assert host.ssh(["rm", NOTES]).returncode == 0

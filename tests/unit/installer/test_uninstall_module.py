@@ -162,7 +162,7 @@ def test_uninstall_removes_venvs_rollback_copies_own_venv_staging_and_layout_and
         "opt/gapseal/builds/x/cpu",
         "opt/gapseal/builds/x/cpu/operator-notes.txt",
     ]
-    assert done["kept"] == [f"{notes} (not in the install record: not gapseal's, left alone)"]
+    assert done["kept"] == [f"{notes} (not in the install record, so not known to be gapseal's: left alone)"]
     again = run_module("gapseal_uninstall", _args(root, record), tmp_path)
     assert (again["changed"], again["kept"]) == (False, done["kept"])
 
