@@ -9,6 +9,7 @@ hands back (upload ``Location``) must be on the named registry.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import threading
 import urllib.parse
@@ -18,15 +19,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from gapseal.atomic import DurableWriter
 from gapseal.bundler import layout as oci
 from gapseal.bundler.registry.transport import FileBody, RegistryError, RegistryHTTP, Response
+from gapseal.bundler.unpack import OutputFile
 from gapseal.progress import NO_PROGRESS, Progress
 
 _T = TypeVar("_T")
 MAX_MANIFEST = 4 * 1024 * 1024
 """The largest manifest or index read (distribution's own limit): the cap is enforced while reading."""
 CHUNK = 1024 * 1024
+DIRECT_MIN = 64 * 1024
+"""A blob at least this large is received into page-aligned memory, which ``OutputFile`` can write with ``O_DIRECT``."""
+
+
+def _aligned_buffer(size: int) -> memoryview:
+    """A writable, page-aligned buffer (anonymous memory): what an ``O_DIRECT`` write needs."""
+    return memoryview(mmap.mmap(-1, size))
 
 
 @dataclass(frozen=True)
@@ -141,15 +149,18 @@ class Distribution:
             raise self._wrong_blob(repo, digest, f"announced as {declared} bytes, not {size}; nothing of it was read")
         h = hashlib.sha256()
         got = 0
-        buffer = bytearray(min(CHUNK, size + 1) or 1)
-        view = memoryview(buffer)
+        # A large blob is received into page-aligned memory, so that whole chunks go to the disk with O_DIRECT from
+        # the buffer they were hashed in, not copied into the page cache first (measured: a third of a pull's system
+        # time); the rest goes through the page cache, its writeback started early. Every file is fsync'd at its end.
+        want = min(CHUNK, size + 1)
+        view = _aligned_buffer(want) if size >= DIRECT_MIN else memoryview(bytearray(want))
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         try:
             try:
-                out = DurableWriter(fd)  # written back to disk while the transfer goes on, fsync'd at the end
+                out = OutputFile(fd)
                 with r:
                     while got < size:
-                        n = r.read_into(view[: min(len(buffer), size - got)])
+                        n = r.read_into(view[: min(len(view), size - got)])
                         if n == 0:
                             raise self.http.error(
                                 f"{what}: the registry closed the connection after {got} of {size} bytes",
@@ -166,7 +177,7 @@ class Distribution:
                 actual = "sha256:" + h.hexdigest()
                 if actual != digest:
                     raise self._wrong_blob(repo, digest, f"it hashes to {actual}")
-                out.finish()
+                os.fsync(fd)
             finally:
                 os.close(fd)
         except BaseException:

@@ -5,10 +5,14 @@ The peer is tests/registry/hostile.py answering every request by itself (no regi
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from gapseal.bundler.registry.distribution import CHUNK, DIRECT_MIN, Distribution
 from gapseal.bundler.registry.reference import allowed_origins, registry_origin
 from gapseal.bundler.registry.transport import (
     DEFAULT_TIMEOUT,
@@ -115,7 +119,7 @@ def test_a_kept_connection_serves_the_next_request_heads_of_large_blobs_included
 
 
 def test_a_plain_http_registry_never_loads_the_ca_store(peer: HostileRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The TLS context (reading the system's CA certificates, tens of ms) is made for the first https connection only."""
+    """The TLS context (reading the system's CA certificates: tens of ms) is made for the first https connection."""
 
     def no_tls(*args: object, **kwargs: object) -> None:
         raise AssertionError("a TLS context was made for a plain-HTTP registry")
@@ -142,3 +146,30 @@ def test_a_header_drip_fails_at_the_deadline_not_never(peer: HostileRegistry) ->
     with pytest.raises(RegistryError, match="too slow: the request's deadline"):
         http.request("GET", "/v2/", what="get").read_capped(10)
     http.close()
+
+
+@pytest.mark.parametrize("size", [0, 100, DIRECT_MIN + 7, CHUNK, 2 * CHUNK + 4096, 3 * CHUNK + 1234])
+def test_a_fetched_blob_is_exactly_the_bytes_hashed_whatever_its_size(
+    peer: HostileRegistry, tmp_path: Path, size: int
+) -> None:
+    """Whole chunks of a large blob go to the disk with O_DIRECT, the rest through the page cache: same bytes."""
+    data = os.urandom(size)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    peer.on("GET", r"/blobs/", _always(Reply(200, body=data)))  # type: ignore[arg-type]
+    registry = Distribution(client(peer))
+    got = registry.fetch_blob("x", digest, size, tmp_path / "blob")
+    assert (got.size, "sha256:" + got.sha256) == (size, digest)
+    assert (tmp_path / "blob").read_bytes() == data
+    registry.http.close()
+
+
+def test_a_large_blob_altered_in_its_last_chunk_is_refused_and_removed(peer: HostileRegistry, tmp_path: Path) -> None:
+    data = os.urandom(2 * CHUNK + 1234)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    altered = data[:-1] + bytes([data[-1] ^ 1])
+    peer.on("GET", r"/blobs/", _always(Reply(200, body=altered)))  # type: ignore[arg-type]
+    registry = Distribution(client(peer))
+    with pytest.raises(RegistryError, match="with other content: it hashes to sha256:"):
+        registry.fetch_blob("x", digest, len(data), tmp_path / "blob")
+    assert not (tmp_path / "blob").exists()
+    registry.http.close()
