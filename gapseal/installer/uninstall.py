@@ -34,7 +34,8 @@ class HostUninstall(_UninstallModel):
     name: str
     """Inventory name."""
     status: Literal["removed", "nothing installed", "failed", "unreachable"]
-    """What happened (in check mode: what would happen)."""
+    """What happened (in check mode: what would happen). ``removed`` also when there was no install record but
+    something of gapseal's was found and removed (what an older uninstall left, the egress lockdown)."""
     bundle: str | None = None
     """``NAME VERSION`` from the record that was removed."""
     actions: list[str] = Field(default_factory=list)
@@ -101,7 +102,8 @@ def uninstall_hosts(
         elif problems or not facts:
             status = "failed"
         else:
-            status = "removed" if facts.get("installed") else "nothing installed"
+            # no record but something of gapseal's removed (what an older uninstall left, the egress lockdown)
+            status = "removed" if facts.get("installed") or facts.get("actions") else "nothing installed"
         hosts.append(
             HostUninstall(
                 name=name,
