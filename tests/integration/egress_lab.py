@@ -9,7 +9,8 @@ silently hold back packets it accepts).
 
 A sender process in ``host`` (pinned to one CPU, so every frame enters the peer's backlog in order) sends NEW TCP
 SYNs (non-blocking connect), UDP datagrams and ICMP echo requests from unique source ports/ids, then a sentinel frame
-on each link through an AF_PACKET socket (which bypasses netfilter). A capture process in ``peer`` reads every frame
+on each link through an AF_PACKET socket (which bypasses netfilter; opened per sentinel and closed, so the audited
+host holds no packet socket when it is audited, EGRESS-015). A capture process in ``peer`` reads every frame
 from an AF_PACKET socket until it has seen both sentinels: what it saw is what the kernel delivered.
 """
 
@@ -36,9 +37,7 @@ def csum(b):
     if len(b) % 2: b += b"\0"
     s = sum(struct.unpack("!%dH" % (len(b) // 2), b)); s = (s >> 16) + (s & 0xffff); s += s >> 16
     return ~s & 0xffff
-raw = {}
-for dev in [d for d in sys.argv[1].split(",") if d]:
-    r = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); r.bind((dev, 0)); raw[dev] = r
+devs = [d for d in sys.argv[1].split(",") if d]
 for line in sys.stdin:
     cmd = json.loads(line); results = []
     for proto, addr, port, sport in cmd["probes"]:
@@ -62,10 +61,12 @@ for line in sys.stdin:
                 s.sendto(pkt, (addr, 0)); s.close(); results.append(0)
         except OSError as e:
             results.append(e.errno)
-    for dev, r in raw.items():
+    for dev in devs:  # a packet socket per sentinel, closed at once: the host is audited holding none (EGRESS-015)
         mac = open(f"/sys/class/net/{dev}/address").read().strip()
         src = bytes.fromhex(mac.replace(":", ""))
+        r = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); r.bind((dev, 0))
         r.send(b"\xff" * 6 + src + b"\x88\xb5" + json.dumps([cmd["batch"], dev]).encode().ljust(46, b" "))
+        r.close()
     print(json.dumps(results), flush=True)
 """
 
