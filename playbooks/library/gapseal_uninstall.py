@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -103,7 +104,10 @@ class Uninstall:
         if not os.path.lexists(path):
             return False
         if os.path.islink(path) or not os.path.isdir(path) or not _inside(self.root, path):
-            self.keep(path, f"gapseal makes {what} here, but this is not one: left alone")
+            self.keep(
+                path,
+                f"gapseal makes {what} here, but this is a symlink, not a directory, or outside the root: left alone",
+            )
             return False
         return True
 
@@ -117,13 +121,25 @@ class Uninstall:
         if not self.check:
             os.unlink(path)
 
-    def remove_tree(self, path, what):
-        """Remove a directory gapseal made whole (a venv, a rollback copy); never follows a symlink."""
-        if not self.usable_dir(path, what):
+    def remove_tree(self, path, what, last=None):
+        """Remove a directory gapseal made whole (a venv, a rollback copy); never follows a symlink. The entry
+        ``last`` (what marks the directory as gapseal's) goes last, so a run cut short still finds the mark."""
+        if not self.usable_dir(path, "a " + what):
             return
         self.actions.append(f"remove {what} {path}")
-        if not self.check:
-            shutil.rmtree(path)
+        if self.check:
+            return
+        for name in os.listdir(path):
+            entry = os.path.join(path, name)
+            if name == last:
+                continue
+            if os.path.isdir(entry) and not os.path.islink(entry):
+                shutil.rmtree(entry)
+            else:
+                os.unlink(entry)
+        if last is not None and os.path.lexists(os.path.join(path, last)):
+            os.unlink(os.path.join(path, last))
+        os.rmdir(path)
 
     def remove_venv(self, path):
         if os.path.isdir(path) and not os.path.islink(path) and not os.path.isfile(os.path.join(path, "pyvenv.cfg")):
@@ -132,14 +148,16 @@ class Uninstall:
         if os.path.lexists(path) and (os.path.islink(path) or not os.path.isdir(path)):
             self.keep(path, "gapseal makes a virtual environment here, but this is not one: left alone")
             return
-        self.remove_tree(path, "venv")
+        self.remove_tree(path, "venv", last="pyvenv.cfg")
 
     # -- the parts of an install -----------------------------------------------------------------------------------
 
     def services(self, services, keep_state):
         """Stop, disable and remove each unit, then the services' state; return systemctl when systemd must reload,
         and the units it must forget a failure of (reset-failed)."""
-        systemctl = os.path.isdir("/run/systemd/system") and self.module.get_bin_path("systemctl")
+        # the service role starts units only on a host installed at /: under a prefix there is nothing to stop
+        systemd = self.root == "/" and os.path.isdir("/run/systemd/system")
+        systemctl = systemd and self.module.get_bin_path("systemctl")
         reload_needed, failed = False, []
         for svc in services:
             unit = svc.get("unit") or ""
@@ -157,6 +175,13 @@ class Uninstall:
                     self.actions.append(f"disable {name}")
                     if not self.check:
                         self.module.run_command([systemctl, "disable", name], check_rc=True)
+            # what an enable left that disable could not take back (the unit file was already gone, say)
+            for link in sorted(
+                glob.glob(os.path.join(glob.escape(os.path.dirname(unit)), "*.wants", glob.escape(name)))
+            ):
+                if os.path.islink(link) and os.readlink(link) == unit:
+                    self.remove_file(link)
+                    reload_needed = True
             if os.path.lexists(unit):
                 self.remove_file(unit)
                 reload_needed = True

@@ -9,6 +9,7 @@ file changed after the install is reported by the status module.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -195,14 +196,19 @@ def test_a_host_an_older_uninstall_left_half_clean_is_finished(tmp_path: Path) -
 
 
 def test_a_run_cut_short_is_finished_by_the_next(tmp_path: Path) -> None:
-    """The state a kill leaves part-way (some listed files and the venv's interpreter already gone, a rollback
-    copy half-written): the record is still there, so the rerun knows everything and finishes."""
+    """The state a kill leaves part-way (some listed files gone, a venv half-removed, a rollback copy half-written):
+    the record is still there, so the rerun knows everything and finishes."""
     root = tmp_path / "root"
     record = _install(root, {"opt/gapseal/builds/x/cpu/bin/serve": b"#!/bin/sh\n", "opt/gapseal/builds/x/cpu/a": b"a"})
     _everything_else(root)
     (root / "opt/gapseal/builds/x/cpu/bin/serve").unlink()
     for p in (root / "opt/gapseal/builds/x/cpu.venv/bin").iterdir():
         p.unlink()
+    for p in (root / "opt/gapseal/venv").iterdir():  # a venv removal cut short: its mark, pyvenv.cfg, goes last
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.name != "pyvenv.cfg":
+            p.unlink()
     (root / "opt/gapseal/builds/x/.previous.new/build").mkdir(parents=True)
     done = run_module("gapseal_uninstall", _args(root, record), tmp_path)
     assert f"remove rollback copy {root}/opt/gapseal/builds/x/.previous.new" in done["actions"]
@@ -221,3 +227,25 @@ def test_status_tells_a_changed_file_by_size_and_a_same_size_edit_only_with_full
     ]
     assert full["files"]["changed"] == [str(root / "a/one"), str(root / "a/two")]
     assert full["check"] == "sha256"
+
+
+def test_an_enable_link_left_without_its_unit_file_is_removed(tmp_path: Path) -> None:
+    """The unit file went before disable could run (an operator, a cut-short run): its wants link still points at it."""
+    root = tmp_path / "root"
+    record = _install(root, {"opt/gapseal/builds/x/cpu/bin/serve": b"#!/bin/sh\n"})
+    unit = root / "etc/systemd/system/gapseal-x.service"
+    doc = json.loads(record.read_text())
+    doc["services"] = [{"name": "x", "unit": str(unit), "state": "enabled"}]
+    record.write_text(json.dumps(doc))
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True)
+    (wants / "gapseal-x.service").symlink_to(unit)
+    (wants / "other.service").symlink_to(root / "etc/systemd/system/other.service")  # not gapseal's: stays
+    done = run_module("gapseal_uninstall", _args(root, record), tmp_path)
+    assert f"remove {wants}/gapseal-x.service" in done["actions"]
+    assert _tree(root / "etc") == [
+        "systemd",
+        "systemd/system",
+        "systemd/system/multi-user.target.wants",
+        "systemd/system/multi-user.target.wants/other.service",
+    ]
