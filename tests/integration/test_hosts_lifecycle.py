@@ -213,6 +213,31 @@ def test_uninstall_check_lists_what_it_would_remove_and_removes_nothing(
     assert _installed_files(env.root(env.locked)) == before
 
 
+def test_an_uninstall_cut_short_says_what_stopped_it_and_keeps_the_record_for_the_rerun(
+    env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A directory of the install made read-only in the host's mount namespace: the run stops at the first file it
+    cannot remove, names it, and leaves the record, so the next run (the test below) finishes the job."""
+    locked = env.root(env.locked)
+    bin_dir = locked / "opt/gapseal/builds/server/cpu/bin"
+    env.locked.exec_in_sessions(["mount", "--bind", str(bin_dir), str(bin_dir)], check=True)
+    try:
+        env.locked.exec_in_sessions(["mount", "-o", "remount,ro,bind", str(bin_dir)], check=True)
+        rc = _gapseal(env, monkeypatch, "uninstall", "-i", "inventory.yml", "--json", "--limit", env.locked.name)
+        out, err = capsys.readouterr()
+        doc = json.loads(out)
+    finally:
+        env.locked.exec_in_sessions(["umount", str(bin_dir)], check=True)
+    assert rc == 1
+    assert "Traceback" not in out + err
+    (h,) = doc["hosts"]
+    assert h["status"] == "failed"
+    (problem,) = h["problems"]
+    assert f"{bin_dir}/serve: Read-only file system; rerun uninstall to finish the job" in problem
+    assert (locked / RECORD).is_file(), "the record goes last"
+    assert (bin_dir / "serve").is_file()
+
+
 def test_uninstall_removes_everything_but_an_operators_file_and_the_egress_lockdown(
     env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
