@@ -8,7 +8,9 @@ import json
 import pytest
 
 from gapseal.audit.collectors.datapath import (
+    _attached,
     _bridges,
+    _Netns,
     parse_links,
     parse_packet_sockets,
     to_netlink,
@@ -91,3 +93,21 @@ def test_a_bridge_port_is_an_uplink_unless_it_is_a_veth_into_a_contained_namespa
 
 def test_packet_sockets_are_parsed_with_type_protocol_and_interface_index() -> None:
     assert parse_packet_sockets(PACKET) == [(23817, "raw", "0003", 2), (23818, "dgram", "0800", 0)]
+
+
+def test_namespaces_of_the_host_from_a_namespace_that_is_not_the_initial_one() -> None:
+    """Audited ``net:[1]`` hangs off the initial ``net:[9]`` (its uplink's peer).
+
+    ``net:[2]`` holds a macvlan on its NIC, ``net:[4]`` sits behind ``net:[2]``; ``net:[3]`` is another host of the
+    machine, linked only to the initial one.
+    """
+    own_links = [link("up0", "veth", peer_netns="net:[9]")]
+    links_of = {
+        "net:[2]": [link("mv0", "macvlan", peer_netns=HOST), link("v4", "veth", peer_netns="net:[4]")],
+        "net:[3]": [link("eth0", "veth", peer_netns="net:[9]")],
+        "net:[4]": [link("eth0", "veth", peer_netns=CHILD)],
+        "net:[9]": [link("up0r", "veth", peer_netns=HOST), link("eth0r", "veth", peer_netns=OTHER)],
+    }
+    others = {ident: _Netns(ident=ident, fd=-1, path="") for ident in links_of}
+    assert _attached(HOST, "net:[9]", own_links, links_of, others) == {"net:[2]", "net:[4]"}
+    assert _attached(HOST, HOST, own_links, links_of, others) == set(others)  # from the initial one: every namespace
