@@ -57,6 +57,8 @@ kept: {description: "What was left under gapseal's directories, one line each: t
 """
 
 HEX_BLOB = re.compile(r"^[0-9a-f]{64}$")
+TMP_COPY = re.compile(r"^\..+\.gapseal-tmp$")
+TMP_RECORD = re.compile(r"^\.installed\..+\.tmp$")
 DROPIN_MARK = "# Managed by gapseal"
 STATE_BASE = "/var/lib"  # systemd's StateDirectory= base for system units
 
@@ -285,7 +287,32 @@ class Uninstall:
             return False
         self.remove_file(dropin_path)
         self.prune.append(os.path.dirname(dropin_path))
+        systemctl = os.path.isdir("/run/systemd/system") and self.module.get_bin_path("systemctl")
+        if systemctl:
+            _, out, _ = self.module.run_command([systemctl, "is-enabled", "nftables.service"])
+            if out.strip() == "enabled":
+                self.keep(
+                    "nftables.service",
+                    "enabled, by the egress lockdown or before it (not recorded): it now loads only the host's own "
+                    "/etc/nftables.conf at boot; systemctl disable nftables.service if the host does not use it",
+                )
         return True
+
+    def temporaries(self, dirs, record_dir):
+        """What a write cut short leaves beside its target: gapseal_files' .NAME.gapseal-tmp (a copy across
+        filesystems) in the install's directories, gapseal_record's .installed.*.tmp beside the record."""
+        for top in dirs:
+            if not os.path.isdir(top) or os.path.islink(top) or not _inside(self.root, top):
+                continue
+            for dirpath, _dirs, names in os.walk(top):
+                for name in sorted(names):
+                    if TMP_COPY.match(name):
+                        self.remove_file(os.path.join(dirpath, name))
+        if os.path.isdir(record_dir) and not os.path.islink(record_dir):
+            for name in sorted(os.listdir(record_dir)):
+                path = os.path.join(record_dir, name)
+                if TMP_RECORD.match(name) and os.path.isfile(path) and not os.path.islink(path):
+                    self.remove_file(path)
 
     # -- what is left ----------------------------------------------------------------------------------------------
 
@@ -385,9 +412,12 @@ def main():
         u.builds(variant_dirs, p["builds_dir"])
         u.own_venv(p["self_venv"], p["self_wheels_dir"])
         u.scratch(p["staging"], p["images_layouts"])
+        u.temporaries(model_dirs + variant_dirs + [d for d in (p["self_wheels_dir"],) if d], os.path.dirname(p["path"]))
         removed_dropin = False
         if p["remove_egress"]:
             removed_dropin = u.egress(p["egress_table"], p["egress_rules_path"], p["egress_dropin_path"], p["nft"])
+        elif os.path.normpath(root) == "/" and os.path.lexists(p["egress_dropin_path"]):
+            u.keep(p["egress_dropin_path"], "egress lockdown, reloaded at boot, kept: --remove-egress removes it")
         if not reload_with and removed_dropin and os.path.isdir("/run/systemd/system"):
             reload_with = module.get_bin_path("systemctl")
         if reload_with:

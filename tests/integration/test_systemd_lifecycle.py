@@ -197,6 +197,7 @@ def test_uninstall_removes_everything_but_an_operators_file_and_the_lockdown(
     state_kept = "a service's state, kept as asked: uninstall without --keep-state removes it"
     assert h["kept"] == [
         "/etc/gapseal/egress.nft (egress lockdown rules, kept: --remove-egress removes them)",
+        f"{DROPIN} (egress lockdown, reloaded at boot, kept: --remove-egress removes it)",
         f"{NOTES} (not in the install record, so not known to be gapseal's: left alone)",
         f"/var/lib/gapseal-idle ({state_kept})",
         f"/var/lib/private/gapseal-idle ({state_kept})",
@@ -237,7 +238,11 @@ def test_uninstall_without_keep_state_and_with_remove_egress_leaves_the_host_as_
         f"remove dir {DROPIN.rsplit('/', 1)[0]}",
         "remove dir /etc/gapseal",
     ]
-    assert h["kept"] == [f"{NOTES} (not in the install record, so not known to be gapseal's: left alone)"]
+    assert h["kept"] == [
+        f"{NOTES} (not in the install record, so not known to be gapseal's: left alone)",
+        "nftables.service (enabled, by the egress lockdown or before it (not recorded): it now loads only the host's "
+        "own /etc/nftables.conf at boot; systemctl disable nftables.service if the host does not use it)",
+    ]
     assert host.ssh(["nft", "list", "table", "inet", "gapseal_egress"]).returncode != 0
     # the operator takes their file away; the next uninstall removes the directories it kept
     assert host.ssh(["rm", NOTES]).returncode == 0

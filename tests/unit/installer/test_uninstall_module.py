@@ -87,6 +87,7 @@ def _everything_else(root: Path) -> None:
     (blobs / ("cd" * 32)).write_bytes(b"layer")
     (root / "var/lib/gapseal/images/oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
     (root / "var/lib/gapseal/images/index.json").write_text('{"schemaVersion":2,"manifests":[]}')
+    (root / "var/lib/gapseal/.installed.k2j4x.tmp").write_text("{")  # gapseal_record's write, cut short
 
 
 def test_a_record_naming_a_path_outside_the_root_removes_nothing(tmp_path: Path) -> None:
@@ -139,6 +140,9 @@ def test_uninstall_removes_venvs_rollback_copies_own_venv_staging_and_layout_and
     _everything_else(root)
     notes = root / "opt/gapseal/builds/x/cpu/operator-notes.txt"  # not the install's: stays, and its directories
     notes.write_text("keep me\n")
+    (root / "opt/gapseal/builds/x/cpu/bin/.serve.gapseal-tmp").write_bytes(
+        b"#!"
+    )  # a copy across filesystems, cut short
     planned = run_module("gapseal_uninstall", _args(root, record), tmp_path, check=True)
     assert f"remove venv {root}/opt/gapseal/venv" in planned["actions"]
     assert (root / "opt/gapseal/venv/pyvenv.cfg").exists(), "check mode removes nothing"
@@ -153,6 +157,8 @@ def test_uninstall_removes_venvs_rollback_copies_own_venv_staging_and_layout_and
         f"remove {root}/var/lib/gapseal/.staging/{'ab' * 32}.partial",
         f"remove {root}/var/lib/gapseal/images/blobs/sha256/{'cd' * 32}",
         f"remove {root}/var/lib/gapseal/images/index.json",
+        f"remove {root}/opt/gapseal/builds/x/cpu/bin/.serve.gapseal-tmp",
+        f"remove {root}/var/lib/gapseal/.installed.k2j4x.tmp",
     ):
         assert action in done["actions"]
     assert _tree(root) == [
