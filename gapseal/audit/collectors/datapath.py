@@ -113,7 +113,9 @@ def way_out(link: NetLink, own: str, contained: set[str]) -> str | None:
     return f"{link.name} ({kind})"
 
 
-def _open_namespaces(trace: Trace, proc: Path, netns_dirs: list[Path]) -> tuple[dict[str, _Netns], list[str]]:
+def _open_namespaces(
+    trace: Trace, proc: Path, pids: list[int], netns_dirs: list[Path]
+) -> tuple[dict[str, _Netns], list[str]]:
     """Every distinct namespace of a process or a name, opened (fd kept so it cannot vanish).
 
     Also returns the paths of namespaces seen but not openable.
@@ -143,7 +145,6 @@ def _open_namespaces(trace: Trace, proc: Path, netns_dirs: list[Path]) -> tuple[
             ns.pids.append(pid)
             ns.comms.append(comm or "")
 
-    pids = sorted(int(d.name) for d in proc.iterdir() if d.name.isdigit())
     trace.sources.append(_listing(trace, proc, [str(p) for p in pids]))
     for pid in pids:
         try:
@@ -193,8 +194,7 @@ def collect_datapath(
         return datapath_unknown(f"own network namespace unreadable: {e.strerror or e}")
     pids = sorted(int(d.name) for d in proc.iterdir() if d.name.isdigit())
     initial = _initial(proc, iter(pids))
-    netns_dirs = [run_netns]
-    found, unreadable = _open_namespaces(trace, proc, netns_dirs)
+    found, unreadable = _open_namespaces(trace, proc, pids, [run_netns])
     try:
         fds = {ident: ns.fd for ident, ns in found.items()}
         return _collect(trace, proc, own, initial, found, unreadable, fds)
