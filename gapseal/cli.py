@@ -4,7 +4,7 @@ Exit codes everywhere: 0 ok, 1 error (verification failures included), 2 usage, 
 This is the only place that catches ``GapsealError``; tracebacks only with ``--verbose``.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: see gapseal/commands/bundle.py.
 
 import sys
 import traceback
