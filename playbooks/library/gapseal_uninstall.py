@@ -25,6 +25,9 @@ description:
     its rollback copy (C(.previous/), C(.previous.new/)) and C(current.json); gapseal's own virtual environment and
     the wheels it came from (self role, C(*.whl) only); the staging directory; the images role's OCI layout
     (C(oci-layout), C(index.json), C(blobs/sha256/<hex>)).
+  - Before anything is removed, every path the record names must be below root and where the roles put such a
+    thing (models in models_dir, variants in a build of builds_dir, files in a recorded directory, units named
+    gapseal-NAME.service in unit_dir); else nothing at all is removed.
   - A file the install did not put there (an operator's) stays, and so does every directory above it; it is listed
     in kept. So is anything found where gapseal makes a directory but that is a symlink or not a directory: a symlink
     is never followed, and nothing outside root is touched (a record naming such a path removes nothing at all).
@@ -36,6 +39,8 @@ options:
   path: {description: Absolute path of installed.json., type: path, required: true}
   root: {description: The host's gapseal_root; nothing outside it is removed., type: path, required: true}
   builds_dir: {description: "The runtime role's build directory (<root>/opt/gapseal/builds).", type: path}
+  models_dir: {description: "The models role's directory (<root>/var/lib/gapseal/models).", type: path}
+  unit_dir: {description: "The service role's unit directory (<root>/etc/systemd/system).", type: path}
   self_venv: {description: "The self role's virtual environment (<root>/opt/gapseal/venv).", type: path}
   self_wheels_dir: {description: "The self role's wheel directory (<root>/opt/gapseal/wheels).", type: path}
   staging: {description: "The roles' staging directory (<root>/var/lib/gapseal/.staging).", type: path}
@@ -57,6 +62,7 @@ kept: {description: "What was left under gapseal's directories, one line each: t
 """
 
 HEX_BLOB = re.compile(r"^[0-9a-f]{64}$")
+SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # gapseal.names: a component name
 TMP_COPY = re.compile(r"^\..+\.gapseal-tmp$")
 TMP_RECORD = re.compile(r"^\.installed\..+\.tmp$")
 DROPIN_MARK = "# Managed by gapseal"
@@ -358,12 +364,39 @@ class Uninstall:
         self.kept.sort()
 
 
+def _misplaced(p, services, files, model_dirs, variant_dirs):
+    """What in the record is not where the roles put it (None when all is): a model directory outside models_dir,
+    a variant directory outside builds_dir, a file outside every recorded directory, a unit not
+    ``<unit_dir>/gapseal-NAME.service``, a service name that is not a component name."""
+    for d in model_dirs:
+        if p["models_dir"] and not _inside(p["models_dir"], d):
+            return f"the model directory {d!r} is not in {p['models_dir']}"
+    for d in variant_dirs:
+        if p["builds_dir"] and not _inside(p["builds_dir"], os.path.dirname(d)):
+            return f"the variant directory {d!r} is not in a build of {p['builds_dir']}"
+    dirs = model_dirs + variant_dirs
+    for f in files:
+        if not any(_inside(d, f) for d in dirs if d):
+            return f"the file {f!r} is in no model or variant directory the record lists"
+    for svc in services:
+        name, unit = str(svc.get("name") or ""), str(svc.get("unit") or "")
+        if not SERVICE_NAME.match(name):
+            return f"the service name {name!r} is not a component name"
+        if os.path.basename(unit) != f"gapseal-{name}.service" or (p["unit_dir"] and not _inside(p["unit_dir"], unit)):
+            return (
+                f"the unit {unit!r} of service {name!r} is not {p['unit_dir'] or '<unit dir>'}/gapseal-{name}.service"
+            )
+    return None
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             path=dict(type="path", required=True),
             root=dict(type="path", required=True),
             builds_dir=dict(type="path"),
+            models_dir=dict(type="path"),
+            unit_dir=dict(type="path"),
             self_venv=dict(type="path"),
             self_wheels_dir=dict(type="path"),
             staging=dict(type="path"),
@@ -402,6 +435,10 @@ def main():
     for path in [s.get("unit") or "" for s in services] + files + model_dirs + variant_dirs + own:
         if not _inside(root, path):
             module.fail_json(msg=f"{path!r} is outside the install root {root}; nothing removed")
+    # Installed at /, "below the root" is everything: each path must also be where the roles put such a thing.
+    problem = _misplaced(p, services, files, model_dirs, variant_dirs)
+    if problem:
+        module.fail_json(msg=f"{p['path']}: {problem}; nothing removed (is this the record gapseal wrote?)")
 
     u = Uninstall(module, root)
     try:

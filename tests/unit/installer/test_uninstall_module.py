@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.unit.installer.test_modules import digest, run_module
 
 
@@ -48,6 +50,8 @@ def _args(root: Path, record: Path) -> dict[str, Any]:
         "root": str(root),
         "egress_rules_path": str(root / "etc/gapseal/egress.nft"),
         "builds_dir": str(root / "opt/gapseal/builds"),
+        "models_dir": str(root / "var/lib/gapseal/models"),
+        "unit_dir": str(root / "etc/systemd/system"),
         "self_venv": str(root / "opt/gapseal/venv"),
         "self_wheels_dir": str(root / "opt/gapseal/wheels"),
         "staging": str(root / "var/lib/gapseal/.staging"),
@@ -103,6 +107,41 @@ def test_a_record_naming_a_path_outside_the_root_removes_nothing(tmp_path: Path)
     assert "outside" in result["msg"]
     assert outside.read_text() == "keep\n"
     assert (root / "opt/gapseal/builds/x/cpu/bin/serve").exists(), "stopped before removing anything"
+    assert record.exists()
+
+
+@pytest.mark.parametrize(
+    ("case", "lie"),
+    [
+        ("a file in no recorded directory", {"files": "etc/shadow"}),
+        ("a variant outside the build directory", {"variant_dir": "srv/www"}),
+        ("a service name that climbs out of /var/lib", {"service": ("x/../../..", "gapseal-x.service")}),
+        ("a unit that is not gapseal's", {"service": ("x", "sshd.service")}),
+    ],
+)
+def test_a_record_naming_a_path_the_roles_never_write_removes_nothing(
+    tmp_path: Path, case: str, lie: dict[str, Any]
+) -> None:
+    """Installed at /, everything is below the root: the record's paths must also be where the roles put them."""
+    root = tmp_path / "root"
+    record = _install(root, {"opt/gapseal/builds/x/cpu/bin/serve": b"#!/bin/sh\n"})
+    victim = root / "etc/shadow"
+    victim.parent.mkdir(parents=True)
+    victim.write_text("keep\n")
+    doc = json.loads(record.read_text())
+    if "files" in lie:
+        doc["files"].append({"path": str(root / lie["files"]), "digest": digest(b"keep\n"), "size": 5})
+    if "variant_dir" in lie:
+        doc["variants"]["x"]["dir"] = str(root / lie["variant_dir"])
+    if "service" in lie:
+        name, unit = lie["service"]
+        doc["services"] = [{"name": name, "unit": str(root / "etc/systemd/system" / unit), "state": "enabled"}]
+    record.write_text(json.dumps(doc))
+    result = run_module("gapseal_uninstall", _args(root, record), tmp_path)
+    assert result["failed"] is True, case
+    assert "nothing removed" in result["msg"]
+    assert victim.read_text() == "keep\n"
+    assert (root / "opt/gapseal/builds/x/cpu/bin/serve").exists()
     assert record.exists()
 
 
