@@ -12,13 +12,15 @@ The order is what keeps a hostile registry's reads bounded:
 5. with trusted keys, the complete bundle is verified (signature, every digest, the exact file set, expiry, and
    the rollback check, which a pull never records) before ``--out`` appears. Without keys nothing is verified and
    the result says so; sizes not yet signed are then capped at ``max_blob``.
-The bundle is written into a private temporary directory beside ``--out`` (each file fsync'd as it ends, written
-back to disk while the transfer goes on) and renamed into place only when complete.
+The bundle is written into a private temporary directory beside ``--out`` (each blob's whole chunks with
+``O_DIRECT``, the rest written back while the transfer goes on, fsync'd as it ends; the small documents fsync'd
+together at the end, then the directories) and renamed into place only when complete.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import threading
 import uuid
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from gapseal.atomic import fsync_dir, write_new_file
+from gapseal.atomic import fsync_dir
 from gapseal.bundler import layout as oci
 from gapseal.bundler.create import prepare_output
 from gapseal.bundler.descriptor import BundleDescriptor
@@ -86,6 +88,7 @@ class _Store:
         self.lock = threading.Lock()
         self.taken: set[str] = set()
         self.entries: dict[str, LayoutEntry] = {}
+        self.unsynced: list[Path] = []
 
     def _record(self, rel: str, size: int, sha256: str) -> None:
         with self.lock:
@@ -95,9 +98,24 @@ class _Store:
                 self.bytes += size
 
     def write_file(self, rel: str, data: bytes) -> None:
-        """Write a new file of the layout (``index.json``, ``oci-layout``)."""
-        write_new_file(self.root / rel, data)
+        """Write a new file of the layout (a document, ``index.json``, ``oci-layout``); ``sync`` flushes it."""
+        path = self.root / rel
+        with path.open("xb") as f:  # "x": never clobber
+            f.write(data)
+        with self.lock:
+            self.unsynced.append(path)
         self._record(rel, len(data), hashlib.sha256(data).hexdigest())
+
+    def sync(self, concurrency: int) -> None:
+        """Flush the documents to disk (blobs were fsync'd as they ended), then the directories naming them.
+
+        The small files are fsync'd side by side here rather than one after another as they are written (a journal
+        commit each, on the main thread's way to the blobs): the file system commits concurrent fsyncs together.
+        """
+        with self.lock:
+            files, self.unsynced = self.unsynced, []
+        run_parallel(_fsync_file, files, concurrency)
+        run_parallel(fsync_dir, [self.blobs, self.blobs.parent, self.root], concurrency)
 
     def inventory(self, source: str) -> LayoutInventory:
         """What was written, as ``verify`` reads a layout."""
@@ -176,8 +194,7 @@ def pull_bundle(
             if verified.manifest_digest != result.manifest_digest:  # pragma: no cover - index.json is ours
                 raise VerificationError("the pulled bundle is not the one fetched", where=reference)
             result = replace(result, verified_by=verified.signer_key_id)
-        for directory in (store.blobs, store.blobs.parent, work):
-            fsync_dir(directory)  # every file was fsync'd as it was written; now their names
+        store.sync(concurrency)  # every file and directory of the layout, before it is renamed into place
         _replace(out, work, overwrite=overwrite)
         fsync_dir(out.parent)
     except BaseException:
@@ -313,6 +330,14 @@ def _pull_into(
         signature_mode=mode,
         verified_by=None,
     )
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _within(client: Distribution, limit: int | None, size: int, what: str) -> None:
