@@ -18,15 +18,27 @@ ALWAYS_TAGS = frozenset({"always", "never", "all", "tagged", "untagged"})
 """Ansible's special tags, valid in any playbook."""
 
 
+ROLE_TASKS = frozenset({"ansible.builtin.import_role", "import_role", "ansible.builtin.include_role", "include_role"})
+"""Task keywords that run a role: their tags are the role's, as a ``roles:`` entry's are."""
+
+
 def playbook_tags(playbook: Path) -> list[str]:
-    """Return the tags the plays of ``playbook`` put on their roles (site.yml: one tag per role), sorted."""
+    """Return the tags the plays of ``playbook`` put on their roles (site.yml: one tag per role), sorted.
+
+    A role is a ``roles:`` entry or a task that imports or includes it (site.yml imports its roles).
+    """
     try:
         plays = yaml.safe_load(playbook.read_text())
     except (OSError, yaml.YAMLError) as e:
         raise InstallError(f"cannot read the playbook {playbook}: {e}", where=str(playbook)) from e
     tags: set[str] = set()
     for play in plays if isinstance(plays, list) else []:
-        for role in (play.get("roles") or []) if isinstance(play, dict) else []:
+        if not isinstance(play, dict):
+            continue
+        entries = list(play.get("roles") or [])
+        for section in ("pre_tasks", "tasks", "post_tasks"):
+            entries += [t for t in play.get(section) or [] if isinstance(t, dict) and ROLE_TASKS & set(t)]
+        for role in entries:
             if isinstance(role, dict):
                 tags.update(str(t) for t in role.get("tags") or [])
     return sorted(tags - ALWAYS_TAGS)

@@ -4,7 +4,8 @@ Ansible runs every task of every host in a worker process forked from the main o
 hardware and choose variants on the controller (``gapseal_host_state``, ``gapseal_hardware``) import
 ``gapseal.installer.hardware`` and ``gapseal.installer.variants`` (pydantic models, packaging): done in each worker,
 that is about a quarter of a second of CPU per host, which on a small controller serializes a fleet. Imported here,
-when the callbacks load (before any worker is forked), every worker inherits the modules already imported.
+when the callbacks load (before any worker is forked), every worker inherits the modules already imported. The same
+holds for Ansible's argument spec checker, which ``gapseal_role_arguments`` (site.yml's first task) runs on every host.
 
 It prints nothing and handles no event. Enabled by ``callbacks_enabled`` in playbooks/ansible.cfg (and by the
 installer's ansible-runner environment); without gapseal importable it does nothing (the action plugins then say why).
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 
+# The checker gapseal_role_arguments uses (site.yml's first task on every host): ~70 ms to import in each worker.
+import ansible.module_utils.common.arg_spec  # noqa: F401
 from ansible.plugins.callback import CallbackBase
 
 DOCUMENTATION = r"""
@@ -21,8 +24,8 @@ name: gapseal_preload
 type: aggregate
 short_description: Import gapseal's controller-side modules before Ansible forks its workers
 description:
-  - Imports gapseal.installer.hardware and gapseal.installer.variants in the main process, so the forked workers that
-    run gapseal's action plugins do not import them again for every host.
+  - Imports gapseal.installer.hardware and gapseal.installer.variants (and Ansible's argument spec checker) in the main
+    process, so the forked workers that run gapseal's action plugins do not import them again for every host.
 requirements:
   - enabled in configuration (callbacks_enabled)
 """

@@ -461,6 +461,41 @@ def test_host_out_of_disk_space_fails_preflight(env: Env) -> None:
         h.exec_in_sessions(["umount", str(root)])
 
 
+def test_role_arguments_that_do_not_fit_their_specs_fail_the_host_before_any_role_runs(env: Env) -> None:
+    """Every role's meta/argument_specs.yml is checked in one task per host (site.yml's first): a host whose variables
+    do not fit fails with each misfit named by role and variable, and nothing is installed on it; a host whose
+    variables fit installs as before."""
+    bad_root = env.root(env.nvidia, "bad-arguments")
+    inv = env.inventory(
+        {
+            env.nvidia: {
+                "gapseal_root": str(bad_root),
+                "service_start": "maybe",  # service role: bool
+                "images_podman_args": {"--log-level": "debug"},  # images role: list
+                "preflight_reserve_bytes": "lots",  # preflight role: int
+            },
+            env.cpu: {"gapseal_root": str(env.root(env.cpu, "good-arguments")), "egress_lockdown": False},
+        },
+        "bad-arguments",
+    )
+    rc, doc = _install(env, inv)
+    assert rc == 1
+    hosts = _hosts(doc)
+    assert hosts["host3"]["status"] == "ok"
+    _assert_installed(env.root(env.cpu, "good-arguments"), "cpu")
+    bad = hosts["host1"]
+    assert bad["status"] == "failed"
+    assert [f["task"] for f in bad["failures"]] == ["Check the arguments of every role against its argument spec"]
+    message = bad["failures"][0]["message"]
+    assert message.startswith("Validation of arguments failed for host1: ")
+    assert "role service: argument 'service_start' is of type str" in message
+    assert "role images: argument 'images_podman_args' is of type dict" in message
+    assert "role preflight: argument 'preflight_reserve_bytes' is of type str" in message
+    assert "meta/argument_specs.yml" in message  # the next step: where the expected types are
+    assert (bad["ok"], bad["changed"]) == (0, 0)
+    assert not bad_root.exists(), "a role ran on a host whose arguments did not fit"
+
+
 def test_hosts_detect_shows_variants_and_reasons(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(
         [
