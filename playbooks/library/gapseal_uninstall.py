@@ -65,6 +65,7 @@ HEX_BLOB = re.compile(r"^[0-9a-f]{64}$")
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # gapseal.names: a component name
 TMP_COPY = re.compile(r"^\..+\.gapseal-tmp$")
 TMP_RECORD = re.compile(r"^\.installed\..+\.tmp$")
+TMP_RULES = re.compile(r"^\.egress\..+\.tmp$")
 DROPIN_MARK = "# Managed by gapseal"
 STATE_BASE = "/var/lib"  # systemd's StateDirectory= base for system units
 
@@ -280,7 +281,12 @@ class Uninstall:
                 if not self.check:
                     self.module.run_command([nft, "delete", "table", "inet", table], check_rc=True)
         self.remove_file(rules_path)
-        self.prune.append(os.path.dirname(rules_path))
+        rules_dir = os.path.dirname(rules_path)
+        if os.path.isdir(rules_dir) and not os.path.islink(rules_dir):  # gapseal_egress's write, cut short
+            for name in sorted(os.listdir(rules_dir)):
+                if TMP_RULES.match(name) and os.path.isfile(os.path.join(rules_dir, name)):
+                    self.remove_file(os.path.join(rules_dir, name))
+        self.prune.append(rules_dir)
         if self.root != "/" or not os.path.lexists(dropin_path):
             return False  # the egress role writes the drop-in only where the host is installed at /
         try:

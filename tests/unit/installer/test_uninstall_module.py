@@ -240,6 +240,29 @@ def test_a_host_an_older_uninstall_left_half_clean_is_finished(tmp_path: Path) -
     assert (_tree(root), done["kept"]) == ([], [])
 
 
+def test_remove_egress_takes_the_rules_and_a_cut_short_write_of_them(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    record = _install(root, {"opt/gapseal/builds/x/cpu/bin/serve": b"#!/bin/sh\n"})
+    rules = root / "etc/gapseal/egress.nft"
+    rules.parent.mkdir(parents=True)
+    rules.write_text("table inet gapseal_egress {}\n")
+    (rules.parent / ".egress.q8z1.tmp").write_text("table inet")
+    kept = run_module("gapseal_uninstall", _args(root, record), tmp_path)
+    assert kept["kept"] == [
+        f"{rules.parent}/.egress.q8z1.tmp (not in the install record, so not known to be gapseal's: left alone)",
+        f"{rules} (egress lockdown rules, kept: --remove-egress removes them)",
+    ]
+    args = {**_args(root, record), "remove_egress": True, "nft": str(tmp_path / "no-nft-here")}
+    done = run_module("gapseal_uninstall", args, tmp_path)
+    assert done["actions"] == [
+        f"remove {rules}",
+        f"remove {rules.parent}/.egress.q8z1.tmp",
+        f"remove dir {root}/etc/gapseal",
+        f"remove dir {root}/etc",
+    ]
+    assert (_tree(root), done["kept"]) == ([], [])
+
+
 def test_a_run_cut_short_is_finished_by_the_next(tmp_path: Path) -> None:
     """The state a kill leaves part-way (some listed files gone, a venv half-removed, a rollback copy half-written):
     the record is still there, so the rerun knows everything and finishes."""
