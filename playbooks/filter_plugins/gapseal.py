@@ -223,6 +223,29 @@ def gapseal_with_wheels(variants):
     return [{**v, "wheels": _wheels(v)} for v in variants or [] if _wheels(v)]
 
 
+VENV_PACKAGE = "python3-venv"
+"""Debian's and Ubuntu's package for ``venv``'s ``ensurepip``: their python3 leaves it out."""
+
+
+def gapseal_python_modules(wheels, builds):
+    """Python modules the host must import beyond the core every module here uses, for the preflight.
+
+    ``[{name, package, purpose}]``: ``venv`` and ``ensurepip`` when the install makes a virtual environment (gapseal's
+    own wheels; a build variant that carries wheels: any variant counts, as the variant is chosen after preflight -
+    the check errs on the safe side, as the free-space estimate does). The modules in playbooks/library import
+    nothing else outside the standard library (Ansible sends ansible.module_utils with each module).
+    """
+    purposes = []
+    if (wheels or {}).get("files"):
+        purposes.append("the virtual environment gapseal's own wheels go into")
+    if any(_wheels(v) for b in builds or [] for v in b.get("variants") or []):
+        purposes.append("the virtual environment of a build that carries wheels")
+    if not purposes:
+        return []
+    purpose = " and ".join(purposes)
+    return [{"name": name, "package": VENV_PACKAGE, "purpose": purpose} for name in ("venv", "ensurepip")]
+
+
 def gapseal_arches(builds):
     """Architectures the bundle's builds cover (empty when it has no builds)."""
     return sorted({v["arch"] for b in builds or [] for v in b.get("variants", [])})
@@ -414,6 +437,7 @@ class FilterModule:
             "gapseal_state_file_sets": gapseal_state_file_sets,
             "gapseal_state_build_dirs": gapseal_state_build_dirs,
             "gapseal_pending_models": gapseal_pending_models,
+            "gapseal_python_modules": gapseal_python_modules,
             "gapseal_pending_variants": gapseal_pending_variants,
             "gapseal_with_wheels": gapseal_with_wheels,
             "gapseal_known_plan": gapseal_known_plan,

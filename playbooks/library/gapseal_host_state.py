@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import importlib
 import json
 import os
 import platform
@@ -33,7 +34,11 @@ description:
 options:
   root: {description: The host's gapseal_root (may not exist yet)., type: path, default: /}
   preflight:
-    description: "C({files: [{path (relative to root), size}], arches, min_python, reserve_bytes}); omit to skip."
+    description: >-
+      C({files: [{path (relative to root), size}], arches, min_python, reserve_bytes, python_modules: [{name,
+      package, purpose}]}); omit to skip. Each of I(python_modules) must import in the host's Python (modules outside
+      what every Python carries, e.g. C(ensurepip), which Debian ships in C(python3-venv)); a missing one fails the
+      preflight naming the package to install.
     type: dict
   probes: {description: Run the hardware probes., type: bool, default: false}
   timeout: {description: Seconds each hardware tool may run., type: int, default: 60}
@@ -92,7 +97,18 @@ def _human(n):
     return str(n)
 
 
-def preflight(root, files, arches, min_python, reserve_bytes):
+def missing_python_modules(modules):
+    """The entries of ``modules`` ({name, package, purpose}) whose module does not import in this Python."""
+    missing = []
+    for m in modules:
+        try:
+            importlib.import_module(str(m["name"]))
+        except ImportError:
+            missing.append(m)
+    return missing
+
+
+def preflight(root, files, arches, min_python, reserve_bytes, python_modules=()):
     """Return the preflight facts; raise PreflightError (with the facts so far) when the host cannot take it."""
     machine = platform.machine()
     arch = ARCHES.get(machine, machine)
@@ -101,6 +117,21 @@ def preflight(root, files, arches, min_python, reserve_bytes):
     want = tuple(int(x) for x in str(min_python).split("."))
     if sys.version_info[: len(want)] < want:
         raise PreflightError(f"python {python} on the host is older than the required {min_python}", facts)
+    missing = missing_python_modules(python_modules)
+    if missing:
+        packages = sorted({str(m["package"]) for m in missing})
+        raise PreflightError(
+            "{} (python {}) on the host cannot import {}, needed for {}: install {} on the host (Debian, Ubuntu: "
+            "apt-get install {}), then run the install again".format(
+                sys.executable,
+                python,
+                ", ".join(str(m["name"]) for m in missing),
+                "; ".join(sorted({str(m["purpose"]) for m in missing})),
+                " and ".join(packages),
+                " ".join(packages),
+            ),
+            facts,
+        )
     if arches and arch not in arches:
         raise PreflightError(
             "host architecture {} ({}) has no build in this bundle (bundle has: {})".format(
@@ -304,6 +335,7 @@ def main():
                 pre.get("arches") or [],
                 pre.get("min_python") or "3.8",
                 int(pre.get("reserve_bytes") or 0),
+                pre.get("python_modules") or [],
             )
         except PreflightError as e:
             module.fail_json(msg=e.args[0], preflight=e.args[1], failed_check="preflight")

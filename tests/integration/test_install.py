@@ -453,7 +453,7 @@ def test_host_out_of_disk_space_fails_preflight(env: Env) -> None:
         host = _hosts(doc)["host2"]
         assert host["status"] == "failed"
         failure = host["failures"][0]
-        assert "Check architecture and free space" in failure["task"]
+        assert "Check architecture, Python modules and free space" in failure["task"]
         assert "not enough free space" in failure["message"]
         assert str(root) in failure["message"]
         assert h.exec_in_sessions(["ls", "-A", str(root)], check=True).stdout == ""  # nothing was written

@@ -71,3 +71,57 @@ def test_gapseal_installs_itself_from_the_bundle_wheels(host_fleet: HostFleet, t
     again = tmp_path / "report2.json"
     assert main([*args, "--tags", "self", "--report", str(again)]) == 0
     assert json.loads(again.read_text())["hosts"][0]["changed"] == 0
+
+
+def test_a_host_whose_python_cannot_make_a_venv_fails_preflight_naming_the_package(
+    host_fleet: HostFleet, tmp_path: Path
+) -> None:
+    """Debian's python3 ships without ensurepip (it is in python3-venv): such a host must fail at preflight, before
+    anything is written, with the package to install, not halfway through at `python3 -m venv`. The host's Python
+    here is the machine's own, with an ensurepip on its PYTHONPATH that fails to import as a missing one does."""
+    cache = default_cache_dir()
+    if not any(cache.glob("*.whl")):
+        pytest.fail(f"no wheelhouse at {cache}: run scripts/fetch-wheels.sh (make test does) on the connected side")
+    src = tmp_path / "src"
+    (src / "builds" / "cpu" / "bin").mkdir(parents=True)
+    (src / "builds" / "cpu" / "bin" / "serve").write_text("#!/bin/sh\nexec sleep 3600\n")
+    (src / "spec.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "gapseal/v1",
+                "kind": "Bundle",
+                "metadata": {"name": "self-site", "version": "1.0.0"},
+                "builds": [{"name": "server", "variants": [{"backend": "cpu", "arch": "amd64", "path": "builds/cpu"}]}],
+            }
+        )
+    )
+    key = SigningKey.generate()
+    pub = tmp_path / "signer.pub"
+    pub.write_bytes(key.public.pem())
+    wheels = prepare_wheelhouse(tmp_path / "wheels", wheels_from=cache)
+    create_bundle(src / "spec.yaml", key, tmp_path / "bundle", wheels=wheels)
+
+    stub = tmp_path / "no-venv" / "ensurepip"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text('raise ModuleNotFoundError("No module named \'ensurepip\'", name="ensurepip")\n')
+    python = tmp_path / "no-venv" / "python3"
+    python.write_text(f'#!/bin/sh\nPYTHONPATH={stub.parent} exec /usr/bin/python3 "$@"\n')
+    python.chmod(0o755)
+    host = host_fleet.add(8, extra_path=[install_fake_tools(tmp_path / "tools", "none")])
+    root = tmp_path / "root"
+    inv = tmp_path / "inventory.yml"
+    host_vars = {"gapseal_root": str(root), "egress_lockdown": False, "ansible_python_interpreter": str(python)}
+    inv.write_text(yaml.safe_dump(host_fleet.inventory([host], host_vars={host.name: host_vars})))
+    report = tmp_path / "report.json"
+    args = ["install", str(tmp_path / "bundle"), "-i", str(inv), "--key", str(pub), "--quiet"]
+    assert main([*args, "--state-file", str(tmp_path / "state.json"), "--report", str(report)]) == 1
+    (failed,) = json.loads(report.read_text())["hosts"]
+    assert failed["status"] == "failed"
+    (failure,) = failed["failures"]
+    assert failure["task"] == "Check architecture, Python modules and free space for the install"
+    assert (
+        "cannot import ensurepip, needed for the virtual environment gapseal's own wheels go into"
+        in (failure["message"])
+    )
+    assert "install python3-venv on the host (Debian, Ubuntu: apt-get install python3-venv)" in failure["message"]
+    assert not root.exists(), "something was written on a host that failed preflight"

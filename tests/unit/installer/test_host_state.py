@@ -261,3 +261,39 @@ def test_files_units_and_nft_tables_are_read(tmp_path: Path) -> None:
     assert state["systemd"] is os.path.isdir("/run/systemd/system")
     if not state["systemd"]:
         assert state["units"] == {}
+
+
+# ------------------------------------------------------------------------------- python modules (preflight)
+
+NO_VENV = {"name": "gapseal_test_no_such_module", "package": "python3-venv", "purpose": "a virtual environment"}
+
+
+def test_preflight_fails_naming_a_python_module_the_host_cannot_import_and_its_package(tmp_path: Path) -> None:
+    pre = {"files": [], "arches": [], "min_python": "3.8", "reserve_bytes": 0}
+    ok = run_module("gapseal_host_state", {"root": str(tmp_path), "preflight": pre}, tmp_path)
+    assert "failed" not in ok
+    with_venv = {**pre, "python_modules": F["gapseal_python_modules"]({"files": [{"path": "w.whl"}]}, [])}
+    assert [m["name"] for m in with_venv["python_modules"]] == ["venv", "ensurepip"]
+    assert "failed" not in run_module("gapseal_host_state", {"root": str(tmp_path), "preflight": with_venv}, tmp_path)
+    bad = run_module(
+        "gapseal_host_state", {"root": str(tmp_path), "preflight": {**pre, "python_modules": [NO_VENV]}}, tmp_path
+    )
+    assert bad["failed"] is True
+    assert bad["failed_check"] == "preflight"
+    assert "cannot import gapseal_test_no_such_module, needed for a virtual environment" in bad["msg"]
+    assert "install python3-venv on the host (Debian, Ubuntu: apt-get install python3-venv)" in bad["msg"]
+    assert bad["preflight"]["python"]  # the facts read so far come with the failure
+    assert not (tmp_path / "var").exists()
+
+
+def test_venv_is_required_only_where_the_install_makes_a_virtual_environment() -> None:
+    modules = F["gapseal_python_modules"]
+    assert modules({}, [{"name": "srv", "variants": [VARIANT]}]) == []
+    assert modules({"files": []}, []) == []
+    for wheels, builds, purpose in [
+        ({"files": [{"path": "gapseal-1-py3-none-any.whl"}]}, [], "gapseal's own wheels"),
+        ({}, [{"name": "srv", "variants": [VARIANT, WHEELS]}], "a build that carries wheels"),
+    ]:
+        needed = modules(wheels, builds)
+        assert [(m["name"], m["package"]) for m in needed] == [("venv", "python3-venv"), ("ensurepip", "python3-venv")]
+        assert all(purpose in m["purpose"] for m in needed)
