@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -125,8 +126,10 @@ def test_publish_replaces_what_is_there_in_one_exchange(
 
     monkeypatch.setattr(os, "rename", no_rename)
     atomic.publish(work, out)
-    assert (out / "index.json").read_text() == "new" and not out.is_symlink()
-    assert not work.exists() and not work.is_symlink()  # the old one, exchanged to work's name, is removed
+    assert (out / "index.json").read_text() == "new"
+    assert not out.is_symlink()
+    assert not work.exists()
+    assert not work.is_symlink()
     if old_kind == "symlink":  # the link itself was replaced; what it pointed at is untouched
         assert (tmp_path / "elsewhere" / "index.json").read_text() == "kept"
 
@@ -141,7 +144,7 @@ def test_publish_interrupted_while_removing_the_old_leaves_the_new_in_place(
     def interrupted(path: object, *args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(atomic.shutil, "rmtree", interrupted)
+    monkeypatch.setattr(shutil, "rmtree", interrupted)
     with pytest.raises(KeyboardInterrupt):
         atomic.publish(work, out)
     assert (out / "index.json").read_text() == "new"
