@@ -755,7 +755,7 @@ def test_pull_never_reads_a_blob_past_its_signed_size_and_refuses_other_content(
     assert run.code == 1
     assert message.format(size=size, over=size + 10, under=size - 1, half=size // 2) in run.err
     assert not (tmp_path / "out").exists()
-    assert not list(tmp_path.glob(".out.partial-*"))
+    assert not list(tmp_path.glob(".out.pulling-*"))
 
 
 def _referrers_index(entries: list[dict[str, object]]) -> Rule:

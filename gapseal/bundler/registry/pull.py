@@ -30,7 +30,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from gapseal.atomic import fsync_dir
+from gapseal.atomic import fsync_dir, publish, remove_stale_temps, temp_prefix
 from gapseal.bundler import layout as oci
 from gapseal.bundler.create import prepare_output
 from gapseal.bundler.descriptor import BundleDescriptor
@@ -174,7 +174,9 @@ def pull_bundle(
     host, repo, tag = parse_reference(reference)
     prepare_output(out, overwrite=overwrite)
     client = connect(host, insecure=insecure, allow_hosts=allow_hosts, timeout=timeout)
-    work = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    for path in remove_stale_temps(out, "pulling"):
+        progress.note(f"removed {path}, left by an interrupted pull")
+    work = out.parent / f"{temp_prefix(out, 'pulling')}{uuid.uuid4().hex[:8]}"
     try:
         client.ping()
         work.mkdir(mode=0o700)  # private until complete: what is verified is what this process wrote
@@ -195,25 +197,13 @@ def pull_bundle(
                 raise VerificationError("the pulled bundle is not the one fetched", where=reference)
             result = replace(result, verified_by=verified.signer_key_id)
         store.sync(concurrency)  # every file and directory of the layout, before it is renamed into place
-        _replace(out, work, overwrite=overwrite)
-        fsync_dir(out.parent)
+        publish(work, out)  # --overwrite was checked by prepare_output; an old out is exchanged, never removed first
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     finally:
         client.http.close()
     return replace(result, path=out)
-
-
-def _replace(out: Path, work: Path, *, overwrite: bool) -> None:
-    """Rename ``work`` to ``out``; with ``overwrite`` what is at ``out`` goes first (a link itself, not its target)."""
-    if overwrite and out.is_symlink():
-        out.unlink()
-    elif overwrite and out.is_dir():
-        shutil.rmtree(out)
-    elif overwrite and out.exists():
-        out.unlink()
-    work.rename(out)
 
 
 def _pull_into(
