@@ -349,6 +349,26 @@ def test_no_subjects(key_a: SigningKey) -> None:
     _reject(signed_statement(statement(subject=[]), key_a), [key_a], "statement malformed")
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("subject", None, "subject must be a non-empty list of objects"),
+        ("subject", {"name": "a"}, "subject must be a non-empty list of objects"),
+        ("subject", ["a"], "subject must be a non-empty list of objects"),
+        ("predicateType", 7, "predicateType must be a string"),
+        ("predicateType", None, "predicateType must be a string"),
+    ],
+)
+def test_statement_shape(key_a: SigningKey, field: str, value: object, match: str) -> None:
+    """The shape checks verification makes itself (it does not import sigstore's statement model)."""
+    doc = statement()
+    if value is None:
+        del doc[field]
+    else:
+        doc[field] = value
+    _reject(signed_statement(doc, key_a), [key_a], f"statement malformed: {match}")
+
+
 def test_missing_predicate(key_a: SigningKey) -> None:
     doc = statement()
     del doc["predicate"]
