@@ -108,6 +108,23 @@ def _run(argv: Sequence[str], *, input_text: str | None = None, check: bool = Tr
     return proc
 
 
+def link_mac(ns: str, dev: str) -> str:
+    """The MAC address of ``dev`` in namespace ``ns``."""
+    links: list[dict[str, object]] = json.loads(_run(["ip", "-n", ns, "-j", "link", "show", dev]).stdout)
+    return str(links[0]["address"])
+
+
+def spawn_in(ns: str, code: str, *args: str) -> subprocess.Popen[str]:
+    """Start this interpreter running ``code`` in namespace ``ns``, its three streams piped as text."""
+    return subprocess.Popen(
+        ["ip", "netns", "exec", ns, sys.executable, "-c", code, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 @dataclass(frozen=True)
 class Probe:
     """One NEW packet the host sends: protocol, destination, port (None for icmp) and its unique source port/id."""
@@ -199,17 +216,10 @@ class EgressLab:
         self._sender = self._spawn(h, _SENDER, "enc0,out0")
 
     def _mac(self, ns: str, dev: str) -> str:
-        links = json.loads(_run(["ip", "-n", ns, "-j", "link", "show", dev]).stdout)
-        return str(links[0]["address"])
+        return link_mac(ns, dev)
 
     def _spawn(self, ns: str, code: str, *args: str) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, "-c", code, *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = spawn_in(ns, code, *args)
         self._procs.append(proc)
         return proc
 

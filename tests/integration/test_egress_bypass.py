@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from gapseal.audit.evaluate import evaluate_facts
-from tests.integration.egress_lab import lab_requirements_missing
+from tests.integration.egress_lab import lab_requirements_missing, link_mac, spawn_in
 from tests.integration.test_egress_oracle import GAPSEAL
 
 pytestmark = [
@@ -148,18 +148,11 @@ class BypassLab:
 
     def mac(self, ns: str, ifname: str) -> str:
         """The MAC address of ``ifname`` in ``ns``."""
-        (link,) = json.loads(run(["ip", "-n", ns, "-j", "link", "show", ifname]).stdout)
-        return str(link["address"])
+        return link_mac(ns, ifname)
 
     def start(self, ns: str, code: str, *args: str) -> subprocess.Popen[str]:
         """Start Python ``code`` in ``ns``; wait for its first line."""
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, "-c", code, *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = spawn_in(ns, code, *args)
         self.procs.append(proc)
         assert proc.stdout is not None
         first = proc.stdout.readline().strip()

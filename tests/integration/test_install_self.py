@@ -26,7 +26,8 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_gapseal_installs_itself_from_the_bundle_wheels(host_fleet: HostFleet, tmp_path: Path) -> None:
+def _self_site_bundle(tmp_path: Path) -> Path:
+    """A signed bundle at ``tmp_path/bundle``: one cpu build and gapseal's own wheels; returns the signer's key file."""
     cache = default_cache_dir()
     if not any(cache.glob("*.whl")):
         pytest.fail(f"no wheelhouse at {cache}: run scripts/fetch-wheels.sh (make test does) on the connected side")
@@ -48,6 +49,11 @@ def test_gapseal_installs_itself_from_the_bundle_wheels(host_fleet: HostFleet, t
     pub = tmp_path / "signer.pub"
     pub.write_bytes(key.public.pem())
     create_bundle(src / "spec.yaml", key, tmp_path / "bundle", wheels=wheels)
+    return pub
+
+
+def test_gapseal_installs_itself_from_the_bundle_wheels(host_fleet: HostFleet, tmp_path: Path) -> None:
+    pub = _self_site_bundle(tmp_path)
     shutil.rmtree(tmp_path / "wheels")
 
     host = host_fleet.add(9, extra_path=[install_fake_tools(tmp_path / "tools", "none")])
@@ -79,27 +85,7 @@ def test_a_host_whose_python_cannot_make_a_venv_fails_preflight_naming_the_packa
     """Debian's python3 ships without ensurepip (it is in python3-venv): such a host must fail at preflight, before
     anything is written, with the package to install, not halfway through at `python3 -m venv`. The host's Python
     here is the machine's own, with an ensurepip on its PYTHONPATH that fails to import as a missing one does."""
-    cache = default_cache_dir()
-    if not any(cache.glob("*.whl")):
-        pytest.fail(f"no wheelhouse at {cache}: run scripts/fetch-wheels.sh (make test does) on the connected side")
-    src = tmp_path / "src"
-    (src / "builds" / "cpu" / "bin").mkdir(parents=True)
-    (src / "builds" / "cpu" / "bin" / "serve").write_text("#!/bin/sh\nexec sleep 3600\n")
-    (src / "spec.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "gapseal/v1",
-                "kind": "Bundle",
-                "metadata": {"name": "self-site", "version": "1.0.0"},
-                "builds": [{"name": "server", "variants": [{"backend": "cpu", "arch": "amd64", "path": "builds/cpu"}]}],
-            }
-        )
-    )
-    key = SigningKey.generate()
-    pub = tmp_path / "signer.pub"
-    pub.write_bytes(key.public.pem())
-    wheels = prepare_wheelhouse(tmp_path / "wheels", wheels_from=cache)
-    create_bundle(src / "spec.yaml", key, tmp_path / "bundle", wheels=wheels)
+    pub = _self_site_bundle(tmp_path)
 
     stub = tmp_path / "no-venv" / "ensurepip"
     stub.mkdir(parents=True)
