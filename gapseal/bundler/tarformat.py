@@ -414,7 +414,7 @@ ALIGNED_BUFFER = 64 * 1024
 """A member of at least this size is read into page-aligned anonymous memory (``mmap``), not a ``bytearray``."""
 
 
-def _buffer(size: int) -> memoryview:
+def aligned_buffer(size: int) -> memoryview:
     """A writable, page-aligned buffer of ``size`` bytes (anonymous memory), so ``O_DIRECT`` writes can use it."""
     return memoryview(mmap.mmap(-1, size))
 
@@ -617,7 +617,7 @@ class TarReader:
         size = min(COPY_CHUNK, max(member.size, 1))
         if size >= ALIGNED_BUFFER:
             if not self._aligned:  # allocated once per reader: a layout of many mid-sized files maps no new memory
-                self._aligned = [_buffer(COPY_CHUNK), _buffer(COPY_CHUNK)]
+                self._aligned = [aligned_buffer(COPY_CHUNK), aligned_buffer(COPY_CHUNK)]
             views = [v[:size] for v in self._aligned[: 1 + (member.size > size)]]
         else:
             views = [memoryview(bytearray(size))]

@@ -9,7 +9,6 @@ hands back (upload ``Location``) must be on the named registry.
 from __future__ import annotations
 
 import hashlib
-import mmap
 import os
 import threading
 import urllib.parse
@@ -21,6 +20,7 @@ from typing import TypeVar
 
 from gapseal.bundler import layout as oci
 from gapseal.bundler.registry.transport import FileBody, RegistryError, RegistryHTTP, Response
+from gapseal.bundler.tarformat import ALIGNED_BUFFER, aligned_buffer
 from gapseal.bundler.unpack import OutputFile
 from gapseal.progress import NO_PROGRESS, Progress
 
@@ -28,13 +28,6 @@ _T = TypeVar("_T")
 MAX_MANIFEST = 4 * 1024 * 1024
 """The largest manifest or index read (distribution's own limit): the cap is enforced while reading."""
 CHUNK = 1024 * 1024
-DIRECT_MIN = 64 * 1024
-"""A blob at least this large is received into page-aligned memory, which ``OutputFile`` can write with ``O_DIRECT``."""
-
-
-def _aligned_buffer(size: int) -> memoryview:
-    """A writable, page-aligned buffer (anonymous memory): what an ``O_DIRECT`` write needs."""
-    return memoryview(mmap.mmap(-1, size))
 
 
 @dataclass(frozen=True)
@@ -153,7 +146,8 @@ class Distribution:
         # the buffer they were hashed in, not copied into the page cache first (measured: a third of a pull's system
         # time); the rest goes through the page cache, its writeback started early. Every file is fsync'd at its end.
         want = min(CHUNK, size + 1)
-        view = _aligned_buffer(want) if size >= DIRECT_MIN else memoryview(bytearray(want))
+        # From the size at which OutputFile writes with O_DIRECT, the buffer is the tar reader's kind: page-aligned.
+        view = aligned_buffer(want) if size >= ALIGNED_BUFFER else memoryview(bytearray(want))
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         try:
             try:

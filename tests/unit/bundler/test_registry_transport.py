@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gapseal.bundler.registry.distribution import CHUNK, DIRECT_MIN, Distribution
+from gapseal.bundler.registry.distribution import CHUNK, Distribution
 from gapseal.bundler.registry.reference import allowed_origins, registry_origin
 from gapseal.bundler.registry.transport import (
     DEFAULT_TIMEOUT,
@@ -23,6 +23,7 @@ from gapseal.bundler.registry.transport import (
     origin_of,
     parse_hostport,
 )
+from gapseal.bundler.tarformat import ALIGNED_BUFFER
 from gapseal.errors import UsageError
 from tests.registry.hostile import Forward, HostileRegistry, Reply, Req
 
@@ -148,7 +149,7 @@ def test_a_header_drip_fails_at_the_deadline_not_never(peer: HostileRegistry) ->
     http.close()
 
 
-@pytest.mark.parametrize("size", [0, 100, DIRECT_MIN + 7, CHUNK, 2 * CHUNK + 4096, 3 * CHUNK + 1234])
+@pytest.mark.parametrize("size", [0, 100, ALIGNED_BUFFER + 7, CHUNK, 2 * CHUNK + 4096, 3 * CHUNK + 1234])
 def test_a_fetched_blob_is_exactly_the_bytes_hashed_whatever_its_size(
     peer: HostileRegistry, tmp_path: Path, size: int
 ) -> None:
